@@ -1,0 +1,29 @@
+# make test            unit tests + every notebook (nbval), offline, fast mode, CPU
+# make course          run every notebook headless, write results/*.json, rebuild the README table
+# make course FAST=1 NB=A1   fast mode, only notebooks whose path contains A1
+# make check           environment report to paste into a bug report
+PYTHON ?= python3
+FAST ?= 0
+NB ?=
+STAMP := .deps-installed
+
+.PHONY: install test course check lint
+
+install: $(STAMP)
+
+# Reinstall only when the requirements change.
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m pip install -r requirements.txt
+	@touch $@
+
+test: $(STAMP)
+	$(PYTHON) -m pytest
+
+course: $(STAMP)
+	$(PYTHON) -m helpers.course $(if $(filter 1,$(FAST)),--fast) $(NB)
+
+check: $(STAMP)
+	$(PYTHON) -m helpers.course --check
+
+lint: $(STAMP)
+	$(PYTHON) -m ruff check .

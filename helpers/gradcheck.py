@@ -1,0 +1,122 @@
+"""Numeric gradients and stable verdict lines for check cells.
+
+Check cells must print the same text on every machine, so they print a verdict
+(``conv backward dx: rel error < 1e-08 ✓``) rather than the raw error.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+
+
+def _check_probe_input(x) -> None:
+    """Raise unless ``x`` is a contiguous floating-point tensor that can be probed in place."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor (float64 recommended), got {x.dtype}")
+    if not x.is_contiguous():
+        raise ValueError("x must be contiguous so it can be probed in place")
+
+
+def compute_numeric_gradient(f, x: torch.Tensor, dLdf: torch.Tensor | None = None,
+                             h: float = 1e-7) -> torch.Tensor:
+    """Centred finite differences of ``f`` at ``x``.
+
+    Args:
+        f: function of one tensor returning a tensor (any shape).
+        x: input, any shape; changed in place while probing, then restored.
+        dLdf: upstream gradient with the shape of ``f(x)``; ``None`` means ones,
+            i.e. the gradient of ``f(x).sum()``.
+        h: step size.  Use float64 inputs for the default ``h``.
+
+    Returns:
+        grad: same shape as ``x``, ``grad[i] = sum(dLdf * (f(x+h e_i) - f(x-h e_i)) / 2h)``.
+    """
+    _check_probe_input(x)
+    flat_x = x.view(-1)
+    grad = torch.zeros_like(x)
+    flat_grad = grad.view(-1)
+    for i in range(flat_x.numel()):
+        old = flat_x[i].item()
+        try:
+            flat_x[i] = old + h
+            pos = f(x).clone()
+            flat_x[i] = old - h
+            neg = f(x).clone()
+        finally:  # restore x even when f raises
+            flat_x[i] = old
+        if dLdf is None:
+            dLdf = torch.ones_like(pos)
+        elif dLdf.shape != pos.shape:
+            raise ValueError(f"dLdf must have the shape of f(x), {tuple(pos.shape)}, got {tuple(dLdf.shape)}")
+        flat_grad[i] = ((pos - neg) * dLdf).sum() / (2 * h)
+    return grad
+
+
+def rel_error(x, y, eps: float = 1e-10) -> float:
+    """Largest-scale relative error ``max|x - y| / max(|x| + |y|, eps)`` as a float."""
+    x = torch.as_tensor(x, dtype=torch.float64)
+    y = torch.as_tensor(y, dtype=torch.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"rel_error needs tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    top = (x - y).abs().max().item() if x.numel() else 0.0
+    bottom = (x.abs() + y.abs()).max().item() if x.numel() else 0.0
+    return top / max(bottom, eps)
+
+
+def grad_check_sparse(f, x: torch.Tensor, analytic_grad: torch.Tensor, num_checks: int = 10,
+                      h: float = 1e-7, seed: int | None = 0, verbose: bool = False) -> float:
+    """Compare ``analytic_grad`` with finite differences at ``num_checks`` random entries.
+
+    ``f`` maps ``x`` to a scalar (a float or a one-element tensor).  Returns the
+    largest relative error seen; prints one line per entry when ``verbose``.
+    """
+    _check_probe_input(x)
+    if analytic_grad.shape != x.shape:
+        raise ValueError(f"analytic_grad must have the shape of x, {tuple(x.shape)}, "
+                         f"got {tuple(analytic_grad.shape)}")
+    rng = random.Random(seed)
+    flat_x = x.view(-1)
+    flat_g = analytic_grad.reshape(-1)
+    worst = 0.0
+    for _ in range(num_checks):
+        i = rng.randrange(flat_x.numel())
+        old = flat_x[i].item()
+        try:
+            flat_x[i] = old + h
+            pos = float(f(x))
+            flat_x[i] = old - h
+            neg = float(f(x))
+        finally:  # restore x even when f raises
+            flat_x[i] = old
+        numeric = (pos - neg) / (2 * h)
+        analytic = flat_g[i].item()
+        err = abs(numeric - analytic) / max(abs(numeric) + abs(analytic), 1e-10)
+        worst = max(worst, err)
+        if verbose:
+            print(f"numerical: {numeric:f} analytic: {analytic:f}, relative error: {err:e}")
+    return worst
+
+
+def check(name: str, value: float, tol: float, what: str = "rel error") -> None:
+    """Print a stable verdict line for a check cell.
+
+    ``check("conv backward dx", err, 1e-8)`` prints ``conv backward dx: rel error < 1e-08 ✓``
+    when ``err < tol``; otherwise it prints the measured value and ``✗`` so the
+    difference shows in the notebook and nbval fails the cell.  Returns nothing,
+    so a check on a cell's last line displays only its verdict.
+    """
+    value = float(value)
+    if math.isfinite(value) and value < tol:
+        print(f"{name}: {what} < {tol:.0e} ✓")
+    else:
+        print(f"{name}: {what} = {value:.3e}, expected < {tol:.0e} ✗")
+
+
+def check_true(name: str, ok: bool, detail: str = "") -> None:
+    """Print ``name ✓`` or ``name ✗ detail``: a verdict for checks that are not a number."""
+    print(f"{name} ✓" if ok else f"{name} ✗ {detail}".rstrip())

@@ -1,0 +1,152 @@
+"""Pictures every assignment needs: image grids, curves, error bars, boxes, attention maps.
+
+Every function draws with matplotlib and calls ``plt.show()`` itself, so a
+notebook cell prints nothing but the figure.  Images are tensors
+``(N, C, H, W)`` or ``(C, H, W)`` with values in [0, 1] (or any range when
+``normalize=True``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import torch
+
+
+def to_hwc(image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """``(C, H, W)`` or ``(H, W)`` tensor -> ``(H, W, C)`` / ``(H, W)`` CPU float tensor for ``imshow``."""
+    image = image.detach().float().cpu()
+    if image.dim() == 3 and image.shape[0] in (1, 3):
+        image = image.permute(1, 2, 0)
+        if image.shape[-1] == 1:
+            image = image[..., 0]
+    elif image.dim() != 2:
+        raise ValueError(f"image must be (C, H, W) with C in (1, 3) or (H, W), got {tuple(image.shape)}")
+    if normalize:
+        low, high = image.min(), image.max()
+        image = (image - low) / (high - low).clamp_min(1e-12)
+    return image.clamp(0, 1)
+
+
+def imshow(ax, image: torch.Tensor, title: str | None = None, normalize: bool = False) -> None:
+    """Show one image on ``ax`` without ticks; grey colour map for one channel."""
+    img = to_hwc(image, normalize)
+    ax.imshow(img.numpy(), cmap="gray" if img.dim() == 2 else None, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+
+
+def show_images(images: torch.Tensor, titles=None, ncols: int = 8, normalize: bool = False,
+                suptitle: str | None = None, size: float = 1.4) -> None:
+    """A grid of images ``(N, C, H, W)``, with an optional title under each."""
+    n = len(images)
+    if n == 0:
+        raise ValueError("show_images needs at least one image")
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < n:
+            imshow(ax, images[i], None if titles is None else titles[i], normalize)
+        else:
+            ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    plt.show()
+
+
+def show_samples_per_class(x: torch.Tensor, y: torch.Tensor, class_names, samples_per_class: int = 8,
+                           seed: int = 0) -> None:
+    """One row per class, ``samples_per_class`` random training images in each.
+
+    x: ``(N, C, H, W)``; y: ``(N,)`` int labels.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    rows, titles = [], []
+    for c, name in enumerate(class_names):
+        idx = (y == c).nonzero().flatten()
+        if len(idx) == 0:
+            continue
+        pick = idx[torch.randperm(len(idx), generator=gen)[:samples_per_class]]
+        rows.extend(x[i] for i in pick)
+        titles.extend([name] + [None] * (len(pick) - 1))
+    show_images(torch.stack(rows), titles, ncols=samples_per_class)
+
+
+def plot_curves(curves: dict, xlabel: str = "iteration", ylabel: str = "loss", title: str | None = None,
+                logy: bool = False) -> None:
+    """Several named curves on one axis: ``{"train": [...], "val": [...]}``."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, values in curves.items():
+        ax.plot(list(values), label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    if len(curves) > 1:
+        ax.legend()
+    fig.tight_layout()
+    plt.show()
+
+
+def plot_errorbar(values_per_x: dict, xlabel: str, ylabel: str, title: str | None = None) -> None:
+    """Scatter every value of each x, and the mean with a one-standard-deviation bar.
+
+    values_per_x: ``{x: [v1, v2, ...]}``, e.g. ``{k: [accuracy per fold]}``.
+    """
+    xs = sorted(values_per_x)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for x in xs:
+        ax.scatter([x] * len(values_per_x[x]), values_per_x[x], color="tab:blue", alpha=0.5, s=15)
+    means = [float(torch.tensor(values_per_x[x], dtype=torch.float64).mean()) for x in xs]
+    stds = [float(torch.tensor(values_per_x[x], dtype=torch.float64).std(unbiased=False)) for x in xs]
+    ax.errorbar(xs, means, yerr=stds, color="tab:orange", capsize=3, label="mean ± std")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    plt.show()
+
+
+def draw_boxes(ax, boxes: torch.Tensor, labels=None, scores=None, class_names=None, color: str = "lime") -> None:
+    """Draw ``boxes (N, 4)`` given as x1, y1, x2, y2 pixels on ``ax``, with optional label and score."""
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4).cpu()
+    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.5))
+        text = []
+        if labels is not None:
+            lab = int(labels[i])
+            text.append(class_names[lab] if class_names is not None else str(lab))
+        if scores is not None:
+            text.append(f"{float(scores[i]):.2f}")
+        if text:
+            ax.text(x1, y1, " ".join(text), color="black", fontsize=7, va="bottom",
+                    bbox={"facecolor": color, "alpha": 0.7, "pad": 1, "edgecolor": "none"})
+
+
+def show_attention(image: torch.Tensor, attention: torch.Tensor, ax=None, title: str | None = None) -> None:
+    """Overlay an attention map ``(h, w)`` (any size) on ``image (C, H, W)``."""
+    import torch.nn.functional as F
+
+    own = ax is None
+    if own:
+        _, ax = plt.subplots(figsize=(3, 3))
+    img = to_hwc(image)
+    att = F.interpolate(attention[None, None].float().cpu(), size=img.shape[:2], mode="bilinear",
+                        align_corners=False)[0, 0]
+    ax.imshow(img.numpy(), cmap="gray" if img.dim() == 2 else None)
+    ax.imshow(att.numpy(), alpha=0.5, cmap="jet")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+    if own:
+        plt.show()
