@@ -1,0 +1,672 @@
+"""The one training loop for ``nn.Module`` models (assignment A4 onwards).
+
+::
+
+    from helpers.train import checkpoint_path, train
+
+    def loss_fn(model, batch):
+        x, y = batch                      # already moved to the model's device
+        return F.cross_entropy(model(x), y)
+
+    history = train(model, optimizer, loader, loss_fn, num_epochs=10,
+                    checkpoint=checkpoint_path("a4_transformer"), time_limit=3600)
+
+What :func:`train` does for you:
+
+* a progress bar (``tqdm.auto``) when ``progress=True``; otherwise it prints nothing;
+* a checkpoint at the end of every epoch and, with ``checkpoint_every=N``, every N steps;
+* automatic resume: call :func:`train` again with the same ``checkpoint`` after a
+  crash, a Colab disconnect or a time-limit stop and it carries on where it
+  stopped; a finished run loads its weights and returns its history at once;
+* a NaN guard: a non-finite loss raises :class:`FloatingPointError` naming the
+  step, and the last good checkpoint is kept;
+* a time limit: ``time_limit`` seconds after the call started it saves and returns
+  with ``history["stopped"] == "time_limit"``;
+* checkpoints that load with ``torch.load(path, weights_only=True)``: they hold only
+  tensors, numbers, strings, None and lists / tuples / dicts of them.
+
+A checkpoint written by :func:`train` is a plain dict::
+
+    {"format": 1,
+     "model": model.state_dict(), "optimizer": ..., "scheduler": ... or None,
+     "history": history,        # see train()
+     "progress": {...},         # where the run is inside the current epoch
+     "rng": {...}}              # torch / CUDA / python / numpy (/ loader) RNG states
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from helpers.config import Config, get_config
+
+CHECKPOINT_FORMAT = 1
+SCHEDULER_INTERVALS = ("epoch", "step")
+# Exact types that torch.load(weights_only=True) reads back (subclasses such as
+# numpy.float64 are refused by the loader, so they are refused here too).
+_PLAIN_SCALARS = (bool, int, float, str, bytes, type(None), torch.dtype, torch.device)
+_PLAIN_MAPPINGS = (dict, OrderedDict)
+_PLAIN_SEQUENCES = (list, tuple, torch.Size)
+
+
+# --------------------------------------------------------------------------- public pieces
+
+
+def checkpoint_path(name: str, cfg: Config | None = None) -> Path:
+    """Where the run called ``name`` keeps its checkpoint: ``<checkpoint_dir>/<fast|full>/<name>.pt``.
+
+    Fast and full runs get separate folders, so a fast run never resumes from a
+    full one (or the reverse).  The folder is created.
+
+    Args:
+        name: a plain file name without suffix, e.g. ``"a4_transformer"``.
+        cfg: the run's :class:`~helpers.config.Config`; ``None`` reads :func:`get_config`.
+    """
+    if not isinstance(name, str) or name in {"", ".", ".."} or any(c in name for c in "/\\"):
+        raise ValueError(f"checkpoint name must be a plain file name such as 'a4_transformer', got {name!r}")
+    cfg = get_config() if cfg is None else cfg
+    folder = Path(cfg.checkpoint_dir) / cfg.mode
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}.pt"
+
+
+def to_device(batch, device):
+    """Move a batch to ``device``.
+
+    Args:
+        batch: a tensor, or (nested) tuples / lists / dicts of tensors.  Anything
+            else (ints, strings, None...) is returned unchanged.
+        device: a ``torch.device`` or a string such as ``"cuda"``.
+
+    Returns:
+        the same structure with every tensor on ``device``; lists, tuples and named
+        tuples keep their type, mappings become plain dicts.
+    """
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, Mapping):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(to_device(item, device) for item in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(item, device) for item in batch)
+    return batch
+
+
+def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, **extra) -> Path:
+    """Write the state of ``model`` (and ``optimizer``, ``scheduler``, ``extra``) to ``path`` atomically.
+
+    The file is first written next to ``path`` under a temporary name, then renamed
+    over it with ``os.replace``: a crash while saving leaves the previous checkpoint
+    intact.  Everything saved must be tensors, numbers, strings, None and
+    lists / tuples / dicts of them, so that ``torch.load(path, weights_only=True)``
+    reads it back; anything else raises :class:`TypeError` naming the entry.
+
+    Args:
+        path: the checkpoint file (``str`` or ``Path``); parent folders are created.
+        model: its ``state_dict()`` is saved under ``"model"``.
+        optimizer, scheduler: saved under ``"optimizer"`` / ``"scheduler"`` (None if not given).
+        **extra: more entries of plain data (history, counters...).
+
+    Returns:
+        the path written, as a ``Path``.
+    """
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "scheduler": None if scheduler is None else scheduler.state_dict(),
+    }
+    clash = sorted(payload.keys() & extra.keys())
+    if clash:
+        raise ValueError(f"save_checkpoint: extra entries may not be named {clash}; these names are reserved")
+    payload.update(extra)
+    _check_plain(payload, "checkpoint")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_save(payload, path)
+    return path
+
+
+def load_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None) -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` into ``model`` (and optimizer, scheduler).
+
+    The file is read with ``torch.load(path, map_location="cpu", weights_only=True)``;
+    ``load_state_dict`` then copies the tensors onto the model's own device.
+
+    Args:
+        path: the checkpoint file.
+        model: receives ``checkpoint["model"]`` (strict: every key must match).
+        optimizer, scheduler: when given, receive their saved state.
+
+    Returns:
+        the whole checkpoint dict (``"history"``, ``"progress"``... when :func:`train` wrote it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise ValueError(f"{path} is not a checkpoint written by helpers.train (no 'model' entry); "
+                         "delete it or pass another path")
+    _load_state(model, checkpoint["model"], "model", path)
+    if optimizer is not None:
+        _load_state(optimizer, checkpoint.get("optimizer"), "optimizer", path)
+    if scheduler is not None:
+        _load_state(scheduler, checkpoint.get("scheduler"), "scheduler", path)
+    return checkpoint
+
+
+def new_history() -> dict:
+    """An empty training history (see :func:`train` for what each entry holds)."""
+    return {
+        "step": [], "loss": [], "lr": [], "metrics": {},
+        "epoch_loss": [], "val": {},
+        "epoch": 0, "global_step": 0, "stopped": "running", "time": 0.0,
+    }
+
+
+def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, loss_fn, *,
+          num_epochs: int = 1, scheduler=None, scheduler_interval: str = "epoch",
+          checkpoint=None, checkpoint_every: int | None = None, time_limit: float | None = None,
+          device=None, grad_clip: float | None = None, val_fn=None,
+          progress: bool = True, log_every: int = 10) -> dict:
+    """Train ``model`` for ``num_epochs`` epochs, with checkpoints, resume, a NaN guard and a time limit.
+
+    Args:
+        model: the ``nn.Module`` to train (put in train mode; its mode is restored at the end).
+        optimizer: a ``torch.optim`` optimizer over the model's parameters.
+        train_loader: an iterable of batches, usually a ``DataLoader``; iterated once per epoch.
+        loss_fn: ``loss_fn(model, batch)`` returning a scalar loss tensor, or
+            ``(loss, metrics)`` where ``metrics`` is a dict of numbers to log
+            (``{"acc": 0.5}``).  The batch is already on ``device``.
+        num_epochs: total epochs of the run (counting those done before a resume).
+        scheduler: optional learning-rate scheduler, stepped once per epoch or once
+            per step (``scheduler_interval="epoch"`` or ``"step"``).  Its state is checkpointed.
+        checkpoint: path of the checkpoint file, or None for no checkpointing.  If the
+            file exists the run resumes from it (see below).  Use :func:`checkpoint_path`.
+        checkpoint_every: also save every this many steps (a checkpoint is always
+            written at the end of every epoch).
+        time_limit: seconds, counted from the start of this call.  Once exceeded
+            (checked after each step and each epoch) the run saves a checkpoint and
+            returns with ``history["stopped"] == "time_limit"``; call again to resume.
+            At least one step (or one epoch's closing) is done per call.
+        device: where to train; None keeps the model where it is.  Batches are
+            moved there with :func:`to_device`.
+        grad_clip: if given, clip the gradients' global L2 norm to this value.
+        val_fn: ``val_fn(model) -> dict of numbers``, called at the end of every epoch
+            in eval mode under ``torch.no_grad()``.
+        progress: show a tqdm progress bar.
+        log_every: the history gets one point per ``log_every`` steps (means over
+            those steps), plus one at the end of each epoch for the remainder.
+
+    Returns:
+        history, a plain dict (it is also saved in the checkpoint)::
+
+            step        list[int]    global step of each logged point
+            loss        list[float]  mean training loss over the steps of that point
+            lr          list[float]  learning rate (first param group) of its last step
+            metrics     dict[str, list[float]]  means of loss_fn's metrics, aligned with step
+            epoch_loss  list[float]  mean training loss of each epoch (mean over batches)
+            val         dict[str, list[float]]  val_fn results, one per epoch
+            epoch       int          epochs completed
+            global_step int          optimizer steps done
+            stopped     str          "completed", "time_limit" (or "running" inside
+                                     checkpoints written during the run)
+            time        float        seconds spent training, summed over calls
+
+        A name missing from some point's metrics or val results reads NaN there.
+
+    Resuming: when ``checkpoint`` exists, the model, optimizer and scheduler states,
+    the history, the position in the current epoch and the RNG states are loaded,
+    and training continues.  A run interrupted mid-epoch skips the batches it had
+    already done (they are loaded again but not trained on).  To meet the same
+    batches as before, the loader's iterator is re-created from the RNG state of the
+    epoch's start, so the shuffle order is replayed exactly when the loader's
+    randomness comes from torch's global RNG or its own ``generator`` (a default
+    ``DataLoader``); other randomness (a custom sampler keeping its own state, a
+    ``DataLoader`` with ``persistent_workers``...) may give the resumed epoch
+    another order.  A run that already completed ``num_epochs`` only loads its
+    weights and returns its history.  A checkpoint that does not fit the model
+    raises ``ValueError``: delete it or choose another name.  Interrupting the
+    kernel loses the steps since the last checkpoint.
+
+    Raises:
+        FloatingPointError: the loss (or, when saving, a parameter) is NaN or infinite.
+            The checkpoint on disk is left as it was.
+        ValueError, TypeError: bad arguments, or a ``loss_fn`` / ``val_fn`` returning
+            the wrong kind of value.
+    """
+    _check_train_args(model, optimizer, loss_fn, num_epochs, scheduler, scheduler_interval, checkpoint,
+                      checkpoint_every, time_limit, grad_clip, val_fn, log_every)
+    trainer = _Trainer(model, optimizer, train_loader, loss_fn, num_epochs=num_epochs, scheduler=scheduler,
+                       scheduler_interval=scheduler_interval, checkpoint=checkpoint,
+                       checkpoint_every=checkpoint_every, time_limit=time_limit, device=device,
+                       grad_clip=grad_clip, val_fn=val_fn, progress=progress, log_every=log_every)
+    return trainer.run()
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class _Trainer:
+    """State of one :func:`train` call; each method does one part of the loop."""
+
+    def __init__(self, model, optimizer, loader, loss_fn, *, num_epochs, scheduler, scheduler_interval,
+                 checkpoint, checkpoint_every, time_limit, device, grad_clip, val_fn, progress, log_every):
+        self.start = time.monotonic()
+        self.model, self.optimizer, self.loader, self.loss_fn = model, optimizer, loader, loss_fn
+        self.num_epochs, self.scheduler, self.scheduler_interval = num_epochs, scheduler, scheduler_interval
+        self.path = None if checkpoint is None else Path(checkpoint)
+        self.checkpoint_every, self.time_limit, self.grad_clip = checkpoint_every, time_limit, grad_clip
+        self.val_fn, self.show_progress, self.log_every = val_fn, progress, log_every
+        self.device = _training_device(model, device)
+        self.history = new_history()
+        self.progress = _new_progress()
+        self.time_before = 0.0  # training seconds of earlier calls
+        self.bar = None
+
+    def run(self) -> dict:
+        """Resume if there is a checkpoint, then train until done or out of time."""
+        mode = self.model.training
+        self.model.to(self.device)
+        if self.path is not None and self.path.exists():
+            self._resume()
+        if self.history["epoch"] >= self.num_epochs:
+            self.history["stopped"] = "completed"
+            return self.history
+        self.history["stopped"] = "running"
+        self.model.train()
+        self.bar = self._progress_bar()
+        try:
+            while self.history["epoch"] < self.num_epochs and self._run_epoch():
+                pass
+        finally:
+            self.bar.close()
+            self.model.train(mode)
+        return self.history
+
+    def _resume(self) -> None:
+        """Load model, optimizer, scheduler, history, progress and RNG states from the checkpoint."""
+        state = load_checkpoint(self.path, self.model, self.optimizer, self.scheduler)
+        missing = [key for key in ("history", "progress", "rng") if key not in state]
+        if missing:
+            raise ValueError(f"{self.path} was not written by train() (no {missing} entries); "
+                             "delete it or pass another checkpoint path")
+        self.history, self.progress = state["history"], state["progress"]
+        self.time_before = self.history["time"]
+        _set_rng_state(state["rng"], self.loader)
+
+    def _progress_bar(self):
+        """A tqdm bar over all steps of the run (disabled when progress=False)."""
+        try:
+            total = len(self.loader) * self.num_epochs
+        except TypeError:  # an iterable without a length
+            total = None
+        return tqdm(total=total, initial=self.history["global_step"], desc="train", unit="step",
+                    disable=not self.show_progress, dynamic_ncols=True)
+
+    def _run_epoch(self) -> bool:
+        """Train on the epoch's remaining batches, then close it.  False when the time limit stopped it."""
+        for batch in self._remaining_batches():
+            self._step(batch)
+            if self.checkpoint_every is not None and self.history["global_step"] % self.checkpoint_every == 0:
+                self._save()
+            if self._out_of_time():
+                return self._stop_for_time()
+        self._end_epoch()
+        if self.history["epoch"] < self.num_epochs and self._out_of_time():
+            return self._stop_for_time()
+        return True
+
+    def _remaining_batches(self):
+        """Yield the batches of the current epoch not trained on yet.
+
+        The RNG state at the start of an epoch is kept in ``progress``: it decides the
+        shuffle order.  A resumed epoch restores it, creates the loader's iterator,
+        skips the batches already done, then puts back the RNG state saved with the
+        checkpoint, so training goes on with the same batches and the same random
+        numbers as an uninterrupted run.
+        """
+        done = self.progress["batch"]
+        now = _get_rng_state(self.loader)
+        if done == 0:
+            self.progress["epoch_rng"] = now
+        else:
+            _set_rng_state(self.progress["epoch_rng"], self.loader)
+        batches = iter(self.loader)
+        for _ in itertools.islice(batches, done):
+            pass
+        if done:
+            _set_rng_state(now, self.loader)
+        yield from batches
+
+    def _step(self, batch) -> None:
+        """One optimizer step on ``batch``; raises FloatingPointError on a non-finite loss."""
+        step = self.history["global_step"] + 1
+        batch = to_device(batch, self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, metrics = _unpack_loss(self.loss_fn(self.model, batch))
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(self._nan_message(value, step))
+        loss.backward()
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        self.optimizer.step()
+        if self.scheduler is not None and self.scheduler_interval == "step":
+            self.scheduler.step()
+        self.history["global_step"] = step
+        self.progress["batch"] += 1
+        self.progress["epoch_loss_sum"] += value
+        self._record(value, metrics, lr)
+        self.bar.update(1)
+        self.bar.set_postfix(epoch=self.history["epoch"] + 1, loss=f"{value:.4g}", refresh=False)
+
+    def _nan_message(self, value: float, step: int) -> str:
+        """The error for a non-finite loss: where it happened and what to try."""
+        if self.path is None:
+            kept = "no checkpoint is written (checkpoint=None)"
+        else:
+            kept = f"the last good checkpoint ({self.path}) was left untouched"
+        return (f"loss is {value} at step {step} (epoch {self.history['epoch'] + 1}, "
+                f"batch {self.progress['batch'] + 1}); training stopped and {kept}. "
+                "Remedies: lower the learning rate, check the inputs and targets for NaN/inf "
+                "(and their scale), or clip gradients (e.g. grad_clip=1.0).")
+
+    def _record(self, loss: float, metrics: dict, lr: float) -> None:
+        """Add one step to the current logging window; log it once it holds ``log_every`` steps."""
+        window = self.progress["window"]
+        window["steps"] += 1
+        window["loss"] += loss
+        window["lr"] = lr
+        for name, value in metrics.items():
+            total, count = window["metrics"].get(name, (0.0, 0))
+            window["metrics"][name] = [total + value, count + 1]
+        if window["steps"] >= self.log_every:
+            self._flush_window()
+
+    def _flush_window(self) -> None:
+        """Append the window's means to the history and start a new window."""
+        window, history = self.progress["window"], self.history
+        if window["steps"] == 0:
+            return
+        history["step"].append(history["global_step"])
+        history["loss"].append(window["loss"] / window["steps"])
+        history["lr"].append(window["lr"])
+        means = {name: total / count for name, (total, count) in window["metrics"].items()}
+        _append_row(history["metrics"], means, len(history["step"]))
+        self.progress["window"] = _new_window()
+
+    def _end_epoch(self) -> None:
+        """Log the epoch loss, validate, step an epoch scheduler and save a checkpoint."""
+        done = self.progress["batch"]
+        if done == 0:
+            raise ValueError("train_loader yielded no batches: "
+                             "check the dataset size, batch_size and drop_last")
+        history = self.history
+        self._flush_window()
+        history["epoch_loss"].append(self.progress["epoch_loss_sum"] / done)
+        if self.val_fn is not None:
+            _append_row(history["val"], self._validate(), history["epoch"] + 1)
+        if self.scheduler is not None and self.scheduler_interval == "epoch":
+            self.scheduler.step()
+        history["epoch"] += 1
+        self.progress.update(batch=0, epoch_loss_sum=0.0, epoch_rng=None)
+        if history["epoch"] >= self.num_epochs:
+            history["stopped"] = "completed"
+        self.bar.set_postfix(epoch=history["epoch"], loss=f"{history['epoch_loss'][-1]:.4g}", refresh=False)
+        self._save()
+
+    def _validate(self) -> dict:
+        """Run ``val_fn`` in eval mode without gradients; return its numbers as floats."""
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                result = self.val_fn(self.model)
+        finally:
+            self.model.train()
+        if not isinstance(result, Mapping):
+            raise TypeError(f"val_fn(model) must return a dict of numbers such as {{'acc': 0.9}}, "
+                            f"got {type(result).__name__}")
+        return {str(name): _as_float(value, f"val_fn result {name!r}") for name, value in result.items()}
+
+    def _out_of_time(self) -> bool:
+        return self.time_limit is not None and time.monotonic() - self.start >= self.time_limit
+
+    def _stop_for_time(self) -> bool:
+        """Save and mark the run as stopped by the time limit.  Returns False (stop training)."""
+        self.history["stopped"] = "time_limit"
+        self._save()
+        return False
+
+    def _save(self) -> None:
+        """Update the training time and, with a checkpoint path, write a checkpoint."""
+        self.history["time"] = self.time_before + time.monotonic() - self.start
+        if self.path is None:
+            return
+        _check_finite_parameters(self.model, self.history["global_step"], self.path)
+        save_checkpoint(self.path, self.model, self.optimizer, self.scheduler, history=self.history,
+                        progress=self.progress, rng=_get_rng_state(self.loader))
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _new_window() -> dict:
+    """Running sums of the steps not yet logged."""
+    return {"steps": 0, "loss": 0.0, "lr": 0.0, "metrics": {}}
+
+
+def _new_progress() -> dict:
+    """Where a run is inside its current epoch (saved in checkpoints next to the history)."""
+    return {"batch": 0, "epoch_loss_sum": 0.0, "window": _new_window(), "epoch_rng": None}
+
+
+def _append_row(table: dict, row: dict, length: int) -> None:
+    """Append ``row`` (name -> float) to ``table`` (name -> list), so every list has ``length`` items.
+
+    Names new to the table are padded with NaN for the earlier rows; names missing
+    from ``row`` get NaN.
+    """
+    for name in [*table, *(name for name in row if name not in table)]:
+        column = table.setdefault(name, [])
+        column.extend([math.nan] * (length - 1 - len(column)))
+        column.append(row.get(name, math.nan))
+
+
+def _as_float(value, what: str) -> float:
+    """``float(value)`` for a number or a one-element tensor, else a TypeError naming ``what``."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{what} must be a number, got {type(value).__name__}") from None
+
+
+def _unpack_loss(output) -> tuple[torch.Tensor, dict]:
+    """Split ``loss_fn``'s output into (scalar loss tensor, dict name -> float)."""
+    loss, metrics = output if isinstance(output, tuple) and len(output) == 2 else (output, {})
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError("loss_fn(model, batch) must return a scalar loss tensor or (loss, metrics_dict), "
+                        f"got {type(loss).__name__}")
+    if loss.numel() != 1:
+        raise ValueError(f"loss_fn must return a scalar loss, got a tensor of shape {tuple(loss.shape)} "
+                         "(reduce it with .mean() or .sum())")
+    if not loss.requires_grad:
+        raise ValueError("the loss returned by loss_fn does not require grad: was it computed under "
+                         "torch.no_grad(), detached, or converted with .item()?")
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"loss_fn's metrics must be a dict of numbers, got {type(metrics).__name__}")
+    return loss, {str(name): _as_float(value, f"loss_fn metric {name!r}") for name, value in metrics.items()}
+
+
+def _training_device(model: nn.Module, device) -> torch.device:
+    """``device`` if given, else the device of the model's first parameter (CPU without parameters)."""
+    if device is not None:
+        return torch.device(device)
+    first = next(model.parameters(), None)
+    return torch.device("cpu") if first is None else first.device
+
+
+def _check_finite_parameters(model: nn.Module, step: int, path: Path) -> None:
+    """Refuse to overwrite a good checkpoint with NaN/inf weights."""
+    for name, param in model.named_parameters():
+        if not torch.isfinite(param).all():
+            raise FloatingPointError(
+                f"parameter {name!r} is NaN or infinite after step {step}; the checkpoint {path} was not "
+                "overwritten. Remedies: lower the learning rate, check the inputs, or clip gradients "
+                "(e.g. grad_clip=1.0).")
+
+
+def _check_plain(obj, where: str) -> None:
+    """Raise TypeError unless ``obj`` holds only what ``torch.load(weights_only=True)`` reads."""
+    if isinstance(obj, torch.Tensor) or type(obj) in _PLAIN_SCALARS:
+        return
+    if type(obj) in _PLAIN_MAPPINGS:
+        for key, value in obj.items():
+            _check_plain(key, f"a key of {where}")
+            _check_plain(value, f"{where}[{key!r}]")
+    elif type(obj) in _PLAIN_SEQUENCES:
+        for index, item in enumerate(obj):
+            _check_plain(item, f"{where}[{index}]")
+    else:
+        raise TypeError(f"{where} is a {type(obj).__name__}, which torch.load(weights_only=True) cannot "
+                        "read; checkpoints may hold only tensors, numbers, strings, None and "
+                        "lists/tuples/dicts of them (convert with float(), int() or .tolist())")
+
+
+def _atomic_save(payload: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_state(obj, state, what: str, path: Path) -> None:
+    """``obj.load_state_dict(state)`` with an error that says what to do when it does not fit."""
+    if state is None:
+        raise ValueError(f"checkpoint {path} holds no {what} state, but a {what} was given; "
+                         "delete the checkpoint or pass another path")
+    try:
+        obj.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"checkpoint {path} does not fit this {what} (it was saved by another model or "
+                         f"other settings): {error}\nDelete the checkpoint or pass another path.") from error
+
+
+def _numpy():
+    """The numpy module, or None when it is not installed."""
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover - numpy comes with the course's requirements
+        return None
+    return numpy
+
+
+def _get_rng_state(loader) -> dict:
+    """The state of every RNG a training step or a data loader may draw from, as plain data."""
+    version, internal, gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss], "cuda": []}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    np = _numpy()
+    if np is not None:
+        _, keys, pos, has_gauss, cached = np.random.get_state()
+        state["numpy"] = [torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]
+    generator = getattr(loader, "generator", None)
+    if isinstance(generator, torch.Generator):
+        state["loader"] = generator.get_state()
+    return state
+
+
+def _set_rng_state(state: dict, loader) -> None:
+    """Restore the RNG states recorded by :func:`_get_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    np = _numpy()
+    if np is not None and "numpy" in state:
+        keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    generator = getattr(loader, "generator", None)
+    if isinstance(generator, torch.Generator) and "loader" in state:
+        generator.set_state(state["loader"])
+
+
+# --------------------------------------------------------------------------- argument checks
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _check_number(name: str, value, *, allow_zero: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not (value >= 0 if allow_zero else value > 0):  # also refuses NaN
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def _check_train_args(model, optimizer, loss_fn, num_epochs, scheduler, scheduler_interval, checkpoint,
+                      checkpoint_every, time_limit, grad_clip, val_fn, log_every) -> None:
+    """Clear TypeError / ValueError for arguments :func:`train` cannot use."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    own = {id(param) for param in model.parameters()}
+    if any(id(param) not in own for group in optimizer.param_groups for param in group["params"]):
+        raise ValueError("the optimizer holds parameters that are not the model's: was the model "
+                         "re-created after the optimizer? Build the optimizer from model.parameters()")
+    if not callable(loss_fn):
+        raise TypeError("loss_fn must be a function loss_fn(model, batch) -> loss")
+    if val_fn is not None and not callable(val_fn):
+        raise TypeError("val_fn must be a function val_fn(model) -> dict of numbers, or None")
+    _check_int("num_epochs", num_epochs, 1)
+    _check_int("log_every", log_every, 1)
+    if scheduler_interval not in SCHEDULER_INTERVALS:
+        raise ValueError(f"scheduler_interval must be one of {SCHEDULER_INTERVALS}, "
+                         f"got {scheduler_interval!r}")
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        raise TypeError("ReduceLROnPlateau needs a metric to step and is not supported by train(); "
+                        "use a schedule such as StepLR, CosineAnnealingLR or OneCycleLR")
+    if scheduler is not None and not (hasattr(scheduler, "step") and hasattr(scheduler, "state_dict")):
+        raise TypeError("scheduler must be a torch.optim.lr_scheduler object, "
+                        f"got {type(scheduler).__name__}")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a path (str or Path) or None, got {type(checkpoint).__name__}")
+    if checkpoint_every is not None:
+        _check_int("checkpoint_every", checkpoint_every, 1)
+        if checkpoint is None:
+            raise ValueError("checkpoint_every needs a checkpoint path: "
+                             "pass checkpoint=checkpoint_path('name')")
+    if time_limit is not None:
+        _check_number("time_limit", time_limit, allow_zero=True)
+    if grad_clip is not None:
+        _check_number("grad_clip", grad_clip, allow_zero=False)
