@@ -1,0 +1,199 @@
+"""A1 kNN: distances against torch.cdist, predictions against scikit-learn, tie rules, errors."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.neighbors import KNeighborsClassifier
+
+from A1_knn.knn import (
+    KnnClassifier,
+    compute_distances_no_loops,
+    compute_distances_one_loop,
+    compute_distances_two_loops,
+    knn_cross_validate,
+    knn_get_best_k,
+    nearest_indices,
+    predict_labels,
+    vote,
+)
+
+DISTANCES = [compute_distances_two_loops, compute_distances_one_loop, compute_distances_no_loops]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """sklearn's 8x8 digits as (N, 1, 8, 8) float tensors: 1200 train, 597 test."""
+    x, y = load_digits(return_X_y=True)
+    x = torch.tensor(x, dtype=torch.float64).reshape(-1, 1, 8, 8)
+    y = torch.tensor(y)
+    return x[:1200], y[:1200], x[1200:], y[1200:]
+
+
+@pytest.mark.parametrize("fn", DISTANCES)
+@pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 4)])
+def test_distances_match_cdist(fn, shape):
+    gen = torch.Generator().manual_seed(0)
+    x_train = torch.randn(7, *shape, generator=gen, dtype=torch.float64)
+    x_test = torch.randn(4, *shape, generator=gen, dtype=torch.float64)
+    expected = torch.cdist(x_train.reshape(7, -1), x_test.reshape(4, -1))
+    dists = fn(x_train, x_test)
+    assert dists.shape == (7, 4)
+    torch.testing.assert_close(dists, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_three_versions_equal_on_images():
+    gen = torch.Generator().manual_seed(1)
+    x_train = torch.rand(30, 3, 5, 5, generator=gen)
+    x_test = torch.rand(11, 3, 5, 5, generator=gen)
+    two, one, none = (fn(x_train, x_test) for fn in DISTANCES)
+    torch.testing.assert_close(two, one, rtol=0, atol=0)
+    torch.testing.assert_close(one, none, rtol=1e-5, atol=1e-5)
+
+
+def test_distance_of_a_point_to_itself_is_zero_not_nan():
+    x = torch.rand(6, 10)
+    d = compute_distances_no_loops(x, x)
+    assert torch.isfinite(d).all()
+    assert d.diagonal().abs().max() < 1e-3
+
+
+def test_predict_labels_by_hand():
+    # train points at 0, 1, 2, 10 on a line; test points at 0.4 and 9.
+    x_train = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
+    y_train = torch.tensor([3, 1, 1, 0])
+    x_test = torch.tensor([[0.4], [9.0]])
+    dists = compute_distances_no_loops(x_train, x_test)
+    assert predict_labels(dists, y_train, k=1).tolist() == [3, 0]
+    assert predict_labels(dists, y_train, k=3).tolist() == [1, 1]
+
+
+def test_class_ties_go_to_the_smallest_label():
+    assert vote(torch.tensor([[4, 2, 2, 4], [7, 5, 9, 1]])).tolist() == [2, 1]
+    x_train = torch.tensor([[-1.0], [1.0]])
+    for labels in ([5, 2], [2, 5]):
+        dists = compute_distances_no_loops(x_train, torch.tensor([[0.0]]))
+        assert predict_labels(dists, torch.tensor(labels), k=2).tolist() == [2]
+
+
+def test_distance_ties_go_to_the_lowest_training_index():
+    # Four training points at distance 1 from the test point; k=2 must pick indices 0 and 1.
+    x_train = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [5.0, 5.0]])
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0]):
+        y_train = torch.tensor(order + [9])
+        clf = KnnClassifier(x_train, y_train)
+        idx = clf.kneighbors(torch.zeros(1, 2), k=2)
+        assert sorted(idx[0].tolist()) == [0, 1]
+        assert clf.predict(torch.zeros(1, 2), k=2).tolist() == [min(order[:2])]
+
+
+def test_nearest_indices_matches_stable_sort_on_heavy_ties():
+    gen = torch.Generator().manual_seed(2)
+    d = torch.randint(0, 4, (50, 40), generator=gen).float()
+    for k in (1, 3, 7, 40):
+        expected = torch.sort(d, dim=1, stable=True).indices[:, :k]
+        got = nearest_indices(d, k)
+        assert torch.equal(got.sort(dim=1).values, expected.sort(dim=1).values)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 10, 20])
+def test_predictions_identical_to_sklearn_on_jittered_digits(digits, k):
+    """With a tiny jitter no two distances tie, so the neighbour sets are unique."""
+    x_train, y_train, x_test, _ = digits
+    gen = torch.Generator().manual_seed(k)
+    x_train = x_train + 1e-3 * torch.rand(x_train.shape, generator=gen, dtype=torch.float64)
+    x_test = x_test + 1e-3 * torch.rand(x_test.shape, generator=gen, dtype=torch.float64)
+    ours = KnnClassifier(x_train, y_train).predict(x_test, k=k, chunk_size=100)
+    sk = KNeighborsClassifier(n_neighbors=k, algorithm="brute").fit(
+        x_train.reshape(1200, -1).numpy(), y_train.numpy())
+    expected = sk.predict(x_test.reshape(len(x_test), -1).numpy())
+    np.testing.assert_array_equal(ours.numpy(), expected)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 10])
+def test_predictions_match_sklearn_on_raw_digits_except_exact_ties(digits, k):
+    """Raw digits have integer pixels, so exact distance ties occur.  sklearn breaks
+    them in no documented order; we take the lowest index.  Any disagreement must be
+    a test point whose k-th and (k+1)-th distances are equal."""
+    x_train, y_train, x_test, _ = digits
+    dists = compute_distances_no_loops(x_train, x_test)
+    ours = predict_labels(dists, y_train, k=k).numpy()
+    sk = KNeighborsClassifier(n_neighbors=k, algorithm="brute").fit(
+        x_train.reshape(1200, -1).numpy(), y_train.numpy())
+    expected = sk.predict(x_test.reshape(len(x_test), -1).numpy())
+    sorted_d = dists.T.sort(dim=1).values
+    ambiguous = (sorted_d[:, k] == sorted_d[:, k - 1]).numpy()
+    differ = ours != expected
+    assert not (differ & ~ambiguous).any()
+    assert differ.sum() <= 3
+
+
+def test_chunking_does_not_change_predictions(digits):
+    x_train, y_train, x_test, _ = digits
+    clf = KnnClassifier(x_train, y_train)
+    whole = clf.predict(x_test, k=5, chunk_size=10_000)
+    for chunk in (1, 7, 64):
+        assert torch.equal(clf.predict(x_test, k=5, chunk_size=chunk), whole)
+
+
+def test_check_accuracy_prints_and_returns_percent(digits, capsys):
+    x_train, y_train, x_test, y_test = digits
+    acc = KnnClassifier(x_train, y_train).check_accuracy(x_test, y_test, k=1)
+    out = capsys.readouterr().out
+    assert 90.0 < acc <= 100.0
+    assert out.startswith("Got ") and f"accuracy is {acc:.2f}%" in out
+    assert KnnClassifier(x_train, y_train).check_accuracy(x_test, y_test, k=1, quiet=True) == acc
+    assert capsys.readouterr().out == ""
+
+
+def test_cross_validation_shapes_and_best_k(digits):
+    x_train, y_train, _, _ = digits
+    k_choices = [1, 3, 5, 8]
+    result = knn_cross_validate(x_train[:300], y_train[:300], num_folds=4, k_choices=k_choices)
+    assert list(result) == k_choices
+    assert all(len(v) == 4 for v in result.values())
+    assert all(0.0 <= a <= 100.0 for v in result.values() for a in v)
+    # Fold 0 with k=1 predicted directly must agree with the cross-validation number.
+    clf = KnnClassifier(x_train[75:300], y_train[75:300])
+    assert clf.check_accuracy(x_train[:75], y_train[:75], k=1, quiet=True) == pytest.approx(result[1][0])
+    best = knn_get_best_k(result)
+    means = {k: sum(v) / len(v) for k, v in result.items()}
+    assert means[best] == max(means.values())
+
+
+def test_cross_validation_with_uneven_folds():
+    x = torch.rand(10, 3)
+    y = torch.arange(10) % 2
+    result = knn_cross_validate(x, y, num_folds=4, k_choices=[1, 2])
+    assert all(len(v) == 4 for v in result.values())
+
+
+def test_best_k_ties_go_to_the_smallest_k():
+    assert knn_get_best_k({10: [50.0, 60.0], 3: [60.0, 50.0], 5: [40.0, 40.0]}) == 3
+    with pytest.raises(ValueError, match="empty"):
+        knn_get_best_k({})
+
+
+def test_clear_errors_on_bad_input():
+    x_train = torch.rand(5, 2, 2)
+    y_train = torch.tensor([0, 1, 0, 1, 1])
+    with pytest.raises(ValueError, match="same shape after the first dim"):
+        compute_distances_no_loops(x_train, torch.rand(3, 4))
+    with pytest.raises(ValueError, match=r"y_train must have shape \(5,\)"):
+        KnnClassifier(x_train, y_train[:4])
+    with pytest.raises(TypeError, match="integer class indices"):
+        KnnClassifier(x_train, y_train.float())
+    with pytest.raises(TypeError, match="floating-point"):
+        KnnClassifier(x_train.long(), y_train)
+    clf = KnnClassifier(x_train, y_train)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        clf.predict(torch.rand(2, 2, 2), k=0)
+    with pytest.raises(ValueError, match=r"k must be <= the number of training points \(5\)"):
+        clf.predict(torch.rand(2, 2, 2), k=6)
+    with pytest.raises(ValueError, match=r"x_test must have shape \(num_test, 2, 2\)"):
+        clf.predict(torch.rand(2, 4))
+    dists = compute_distances_no_loops(x_train, torch.rand(3, 2, 2))
+    with pytest.raises(ValueError, match="k must be <= "):
+        predict_labels(dists, y_train, k=9)
+    with pytest.raises(ValueError, match="num_folds"):
+        knn_cross_validate(x_train, y_train, num_folds=1)
