@@ -1,10 +1,12 @@
 # make test            unit tests + every notebook (nbval), offline, fast mode, CPU
 # make course          run every notebook headless, write results/*.json, rebuild the README table
 # make course FAST=1 NB=A1   fast mode, only notebooks whose path contains A1
+# make course OFFLINE=1      no internet: each notebook uses its offline dataset
 # make check           environment report to paste into a bug report
 PYTHON ?= python3
 FAST ?= 0
 NB ?=
+OFFLINE ?=
 STAMP := .deps-installed
 
 .PHONY: install test course check lint
@@ -20,7 +22,7 @@ test: $(STAMP)
 	$(PYTHON) -m pytest
 
 course: $(STAMP)
-	$(PYTHON) -m helpers.course $(if $(filter 1,$(FAST)),--fast) $(NB)
+	$(if $(OFFLINE),DL4CV_OFFLINE=$(OFFLINE)) $(PYTHON) -m helpers.course $(if $(filter 1,$(FAST)),--fast) $(NB)
 
 check: $(STAMP)
 	$(PYTHON) -m helpers.course --check

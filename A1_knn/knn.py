@@ -118,18 +118,19 @@ def compute_distances_one_loop(x_train: torch.Tensor, x_test: torch.Tensor) -> t
     return dists
 
 
-def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def squared_distances(a: torch.Tensor, b: torch.Tensor, b_sq: torch.Tensor | None = None) -> torch.Tensor:
     """Squared distances between the rows of ``a (M, D)`` and ``b (N, D)`` -> ``(M, N)``.
 
     Uses ``||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b``: one matrix product and no
     ``(M, N, D)`` intermediate.  Rounding can make tiny values negative; they are
-    clamped to zero.
+    clamped to zero.  ``b_sq (N,)``, the squared norms of ``b``, may be passed in
+    when ``b`` is used many times.
     """
     ### BEGIN SOLUTION
-    a_sq = (a * a).sum(dim=1, keepdim=True)
-    b_sq = (b * b).sum(dim=1)
+    if b_sq is None:
+        b_sq = (b * b).sum(dim=1)
     d2 = a @ b.T
-    d2.mul_(-2).add_(a_sq).add_(b_sq)
+    d2.mul_(-2).add_(b_sq).add_((a * a).sum(dim=1, keepdim=True))
     return d2.clamp_min_(0)
     ### END SOLUTION
 
@@ -249,10 +250,7 @@ class KnnClassifier:
         step = self._chunk_size(chunk_size)
         out = []
         for start in range(0, b.shape[0], step):
-            chunk = b[start:start + step]
-            # ||a||^2 + ||b||^2 - 2ab with the training norms computed once.
-            d2 = chunk @ self.x_train.T
-            d2.mul_(-2).add_(self._train_sq).add_((chunk * chunk).sum(dim=1, keepdim=True))
+            d2 = squared_distances(b[start:start + step], self.x_train, self._train_sq)
             out.append(nearest_indices(d2, k))
         return torch.cat(out) if out else torch.zeros(0, k, dtype=torch.long)
 

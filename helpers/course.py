@@ -318,7 +318,7 @@ def print_summary(results: list[NotebookResult], root: Path) -> None:
     print()
     print(summary_table(results, root))
     failed = sum(not r.ok for r in results)
-    print(f"{len(results) - failed} passed, {failed} failed")
+    print(f"notebooks: {len(results) - failed} ran cleanly, {failed} failed")
 
 
 def _result_line(result: NotebookResult, root: Path) -> str:
@@ -435,15 +435,15 @@ def check_datasets(cfg: Config) -> list[DatasetStatus]:
     from helpers import data
 
     statuses = []
-    for name, spec in data.DATASETS.items():
-        folders = data.candidate_folders(name, cfg)
-        found = next((f for f in folders if data._complete_files(f, spec) is not None), None)
+    for name in data.DATASETS:
+        found = data.find_dataset_folder(name, cfg)
         if found is not None:
             statuses.append(DatasetStatus(name, "present", folder=found))
         elif not cfg.offline:
             statuses.append(DatasetStatus(name, "downloadable"))
         else:
-            statuses.append(DatasetStatus(name, "missing", remedy=_dataset_remedy(name, folders[0])))
+            folder = data.candidate_folders(name, cfg)[0]
+            statuses.append(DatasetStatus(name, "missing", remedy=_dataset_remedy(name, folder)))
     return statuses
 
 

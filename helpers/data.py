@@ -47,6 +47,7 @@ __all__ = [
     "clear_cache",
     "describe_dataset",
     "download_dataset",
+    "find_dataset_folder",
     "load_cifar10",
     "load_dataset",
     "load_fashion_mnist",
@@ -212,6 +213,13 @@ def _find_files(name: str, cfg: Config) -> tuple[Path, ...] | None:
         if files is not None:
             return files
     return None
+
+
+def find_dataset_folder(name: str, cfg: Config | None = None) -> Path | None:
+    """The first folder holding all of dataset ``name``'s files, or ``None`` (nothing is downloaded)."""
+    _spec(name)
+    files = _find_files(name, get_config() if cfg is None else cfg)
+    return None if files is None else files[0].parent
 
 
 def download_dataset(name: str, cfg: Config) -> None:

@@ -115,7 +115,7 @@ def test_run_saves_outputs_updates_readme_and_survives_a_failure(fake_root, tmp_
     assert readme.endswith(f"{END}\n\nend\n")
     assert "README table updated" in out
     summary = out[out.index("notebook  "):]
-    assert "A1_bad/bad.ipynb" in summary and "FAILED" in summary and "1 passed, 1 failed" in summary
+    assert "A1_bad/bad.ipynb" in summary and "FAILED" in summary and "notebooks: 1 ran cleanly, 1 failed" in summary
 
 
 def test_fast_sets_dl4cv_fast_in_the_kernel_and_restores_it(fake_root, monkeypatch, capsys):

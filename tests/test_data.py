@@ -485,3 +485,11 @@ def test_describe_dataset():
     line = data.describe_dataset(x, torch.arange(20) % 10, data.CLASS_NAMES["mnist"])
     assert line == "20 images of shape (1, 28, 28), float32 in [0.00, 1.00], 10 classes (2 to 2 per class)"
     assert "\n" not in line
+
+
+def test_find_dataset_folder_never_downloads(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "download_dataset", lambda *a: pytest.fail("download attempted"))
+    cfg = get_config(environ={"DL4CV_DATA_DIR": str(tmp_path), "DL4CV_OFFLINE": "0"})
+    assert data.find_dataset_folder("cifar10", cfg) is None
+    with pytest.raises(ValueError, match="known datasets"):
+        data.find_dataset_folder("imagenet", cfg)

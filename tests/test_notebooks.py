@@ -11,7 +11,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+
+from helpers.course import run_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(ROOT.glob("A*/*.ipynb")) + sorted(ROOT.glob("papers/*.ipynb"))
@@ -52,8 +53,6 @@ def test_notebook_committed_with_outputs_and_no_errors(path):
 def test_notebook_runs_alone_in_an_empty_folder(path, tmp_path):
     copy = tmp_path / path.name
     shutil.copy(path, copy)
-    nb = nbformat.read(copy, as_version=4)
-    client = NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()  # raises CellExecutionError naming the failing cell
+    result = run_notebook(copy, save=False, timeout=600, progress=False)
+    assert result.ok, result.describe_error()
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name], "the notebook wrote files beside itself"

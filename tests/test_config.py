@@ -1,0 +1,70 @@
+"""helpers.config: parsing of the DL4CV_* variables, overrides, dataset choice, seeding."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers.config import get_config, seed_everything, setup
+
+
+def test_defaults_from_an_empty_environment():
+    cfg = get_config(environ={})
+    assert (cfg.fast, cfg.offline, cfg.dataset, cfg.seed, cfg.device) == (False, False, None, 0, cfg.device)
+    assert cfg.device in ("cpu", "cuda")
+    assert cfg.data_dir == Path("~/.cache/dl4cv").expanduser()
+    assert cfg.results_dir.name == "results" and cfg.checkpoint_dir.name == "checkpoints"
+    assert cfg.mode == "full"
+
+
+def test_values_are_parsed():
+    env = {"DL4CV_FAST": "true", "DL4CV_OFFLINE": "1", "DL4CV_DATASET": "mnist", "DL4CV_DEVICE": "CPU",
+           "DL4CV_SEED": "42", "DL4CV_DATA_DIR": "/data", "DL4CV_RESULTS_DIR": "/r",
+           "DL4CV_CHECKPOINT_DIR": "/c"}
+    cfg = get_config(environ=env)
+    assert (cfg.fast, cfg.offline, cfg.dataset, cfg.device, cfg.seed) == (True, True, "mnist", "cpu", 42)
+    assert (cfg.data_dir, cfg.results_dir, cfg.checkpoint_dir) == (Path("/data"), Path("/r"), Path("/c"))
+    assert cfg.mode == "fast" and cfg.pick("small", "big") == "small"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"DL4CV_FAST": "maybe"}, "DL4CV_FAST must be 0 or 1"),
+    ({"DL4CV_SEED": "one"}, "DL4CV_SEED must be an integer"),
+    ({"DL4CV_DEVICE": "tpu"}, "DL4CV_DEVICE must be one of"),
+])
+def test_bad_values_raise_clear_errors(env, message):
+    with pytest.raises(ValueError, match=message):
+        get_config(environ=env)
+
+
+def test_cuda_requested_without_a_gpu_is_an_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        get_config(environ={"DL4CV_DEVICE": "cuda"})
+
+
+def test_overrides_win_and_none_is_ignored():
+    cfg = get_config(environ={"DL4CV_SEED": "3"}, seed=None, fast=True)
+    assert cfg.seed == 3 and cfg.fast is True
+
+
+def test_setup_picks_the_dataset_and_prints_one_line(monkeypatch, capsys):
+    for name in ("DL4CV_DATASET", "DL4CV_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    assert setup("cifar10", "fashion_mnist").dataset == "cifar10"
+    monkeypatch.setenv("DL4CV_OFFLINE", "1")
+    assert setup("cifar10", "fashion_mnist").dataset == "fashion_mnist"
+    monkeypatch.setenv("DL4CV_DATASET", "mnist")
+    assert setup("cifar10", "fashion_mnist").dataset == "mnist"
+    assert setup("cifar10", "fashion_mnist", dataset="cifar10").dataset == "cifar10"
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and all(line.startswith("dl4cv config: mode=") for line in lines)
+    assert "dataset=fashion_mnist" in lines[1]
+
+
+def test_setup_seeds_everything():
+    setup(verbose=False, seed=7)
+    a = torch.rand(3)
+    seed_everything(7)
+    assert torch.equal(a, torch.rand(3))

@@ -1,0 +1,43 @@
+"""helpers.vis draws without error and prints nothing (checked on the Agg backend)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from helpers import vis
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_to_hwc_layouts():
+    assert vis.to_hwc(torch.rand(3, 4, 5)).shape == (4, 5, 3)
+    assert vis.to_hwc(torch.rand(1, 4, 5)).shape == (4, 5)
+    assert vis.to_hwc(torch.rand(4, 5)).shape == (4, 5)
+    img = vis.to_hwc(torch.tensor([[-2.0, 2.0]]), normalize=True)
+    assert img.tolist() == [[0.0, 1.0]]
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        vis.to_hwc(torch.rand(5, 4, 4))
+
+
+def test_plots_draw_and_print_nothing(capsys):
+    images = torch.rand(10, 1, 8, 8)
+    labels = torch.arange(10) % 3
+    vis.show_images(images, titles=[str(i) for i in range(10)], ncols=4)
+    vis.show_samples_per_class(images, labels, ["a", "b", "c"], samples_per_class=2)
+    vis.plot_curves({"train": [3, 2, 1], "val": [3, 2.5, 2]}, logy=True, title="loss")
+    vis.plot_errorbar({1: [50.0, 60.0], 3: [55.0, 65.0]}, "k", "accuracy")
+    fig, ax = plt.subplots()
+    vis.draw_boxes(ax, torch.tensor([[1, 1, 4, 5]]), labels=[2], scores=[0.9], class_names=["a", "b", "c"])
+    assert len(ax.patches) == 1 and ax.texts[0].get_text() == "c 0.90"
+    vis.show_attention(torch.rand(3, 16, 16), torch.rand(4, 4))
+    assert capsys.readouterr().out == ""
+    with pytest.raises(ValueError, match="at least one image"):
+        vis.show_images(torch.zeros(0, 1, 4, 4))
