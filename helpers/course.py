@@ -4,7 +4,7 @@ Usage::
 
     python -m helpers.course                  # run every notebook (full mode), save outputs
     python -m helpers.course --fast A1 knn    # fast mode, only notebooks whose path contains A1 or knn
-    python -m helpers.course --no-save vit    # run without writing outputs back
+    python -m helpers.course --no-save vit    # trial run: the repository is left as it was
     python -m helpers.course --check          # environment report for bug reports
 
 Notebooks are ``A*/*.ipynb`` and ``papers/*.ipynb`` under the repository root.
@@ -26,6 +26,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -489,7 +490,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--check", action="store_true",
                         help="print an environment report and exit (1 if something is missing)")
     parser.add_argument("--no-save", dest="save", action="store_false",
-                        help="do not write executed notebooks back in place")
+                        help="trial run: leave the repository as it is (notebooks, results/, the README "
+                             "table, checkpoints); results and checkpoints go to a temporary folder")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"per-cell time limit in seconds, 0 for none (default {DEFAULT_TIMEOUT})")
     return parser
@@ -513,15 +515,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     mode = "fast" if args.fast else "full"
     print(f"running {len(notebooks)} notebook(s) in {mode} mode under {root}")
-    results = []
-    for path in notebooks:
-        timeout = args.timeout if args.timeout > 0 else None
-        result = run_notebook(path, fast=args.fast, save=args.save, timeout=timeout,
-                              label=_relative(path, root))
-        print(_result_line(result, root), flush=True)
-        results.append(result)
-    _, message = update_readme_table(root / "README.md", get_config().results_dir)
-    print(message)
+    timeout = args.timeout if args.timeout > 0 else None
+    with contextlib.ExitStack() as stack:
+        if not args.save:  # a trial run writes its results and checkpoints to a folder that is then deleted
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="dl4cv-trial-"))
+            stack.enter_context(_environ(DL4CV_RESULTS_DIR=os.path.join(scratch, "results"),
+                                         DL4CV_CHECKPOINT_DIR=os.path.join(scratch, "checkpoints")))
+        results = []
+        for path in notebooks:
+            result = run_notebook(path, fast=args.fast, save=args.save, timeout=timeout,
+                                  label=_relative(path, root))
+            print(_result_line(result, root), flush=True)
+            results.append(result)
+    if args.save:
+        _, message = update_readme_table(root / "README.md", get_config().results_dir)
+        print(message)
+    else:
+        print("trial run (--no-save): notebooks, results and the README table left as they were")
     print_summary(results, root)
     return 0 if all(r.ok for r in results) else 1
 

@@ -144,6 +144,21 @@ def test_no_save_leaves_the_notebook_alone_and_inherits_the_mode(fake_root, monk
     assert nb.read_text() == before
 
 
+def test_cli_no_save_is_a_trial_run_that_changes_nothing(fake_root, tmp_path, capsys):
+    nb = _notebook(fake_root / "A2_good" / "tiny.ipynb",
+                   "from helpers.results import record\nfrom helpers.config import get_config",
+                   "record('tiny', {'test accuracy': 0.5})\nprint('results in', get_config().results_dir)")
+    before = nb.read_text()
+    (fake_root / "README.md").write_text(README)
+
+    assert course.main(["--no-save"]) == 0
+    assert "trial run" in capsys.readouterr().out
+    assert nb.read_text() == before
+    assert (fake_root / "README.md").read_text() == README
+    assert not (tmp_path / "results").exists()  # DL4CV_RESULTS_DIR of the caller was not used
+    assert os.environ["DL4CV_RESULTS_DIR"] == str(tmp_path / "results")  # and is restored
+
+
 def test_a_cell_over_the_time_limit_is_a_failure(fake_root):
     nb = _notebook(fake_root / "A1_knn" / "slow.ipynb", "x = 1", "import time\ntime.sleep(30)")
     result = course.run_notebook(nb, timeout=1, progress=False)
