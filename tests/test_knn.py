@@ -20,6 +20,16 @@ from A1_knn.knn import (
 
 DISTANCES = [compute_distances_two_loops, compute_distances_one_loop, compute_distances_no_loops]
 
+# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+TWO_LOOPS = pytest.mark.grade("distances: two loops", points=3)
+ONE_LOOP = pytest.mark.grade("distances: one loop", points=3)
+NO_LOOPS = pytest.mark.grade("distances: no loops", points=4)
+VOTING = pytest.mark.grade("voting", points=4)
+CLASSIFIER = pytest.mark.grade("classifier", points=3)
+CROSS_VALIDATION = pytest.mark.grade("cross-validation", points=3)
+GRADE_OF_DISTANCE = {compute_distances_two_loops: TWO_LOOPS, compute_distances_one_loop: ONE_LOOP,
+                     compute_distances_no_loops: NO_LOOPS}
+
 
 @pytest.fixture(scope="module")
 def digits():
@@ -30,7 +40,7 @@ def digits():
     return x[:1200], y[:1200], x[1200:], y[1200:]
 
 
-@pytest.mark.parametrize("fn", DISTANCES)
+@pytest.mark.parametrize("fn", [pytest.param(fn, marks=GRADE_OF_DISTANCE[fn]) for fn in DISTANCES])
 @pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 4)])
 def test_distances_match_cdist(fn, shape):
     gen = torch.Generator().manual_seed(0)
@@ -42,6 +52,7 @@ def test_distances_match_cdist(fn, shape):
     torch.testing.assert_close(dists, expected, rtol=1e-10, atol=1e-10)
 
 
+@NO_LOOPS
 def test_three_versions_equal_on_images():
     gen = torch.Generator().manual_seed(1)
     x_train = torch.rand(30, 3, 5, 5, generator=gen)
@@ -51,6 +62,7 @@ def test_three_versions_equal_on_images():
     torch.testing.assert_close(one, none, rtol=1e-5, atol=1e-5)
 
 
+@NO_LOOPS
 def test_distance_of_a_point_to_itself_is_zero_not_nan():
     x = torch.rand(6, 10)
     d = compute_distances_no_loops(x, x)
@@ -58,6 +70,7 @@ def test_distance_of_a_point_to_itself_is_zero_not_nan():
     assert d.diagonal().abs().max() < 1e-3
 
 
+@VOTING
 def test_predict_labels_by_hand():
     # train points at 0, 1, 2, 10 on a line; test points at 0.4 and 9.
     x_train = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
@@ -68,6 +81,7 @@ def test_predict_labels_by_hand():
     assert predict_labels(dists, y_train, k=3).tolist() == [1, 1]
 
 
+@VOTING
 def test_class_ties_go_to_the_smallest_label():
     assert vote(torch.tensor([[4, 2, 2, 4], [7, 5, 9, 1]])).tolist() == [2, 1]
     x_train = torch.tensor([[-1.0], [1.0]])
@@ -76,6 +90,7 @@ def test_class_ties_go_to_the_smallest_label():
         assert predict_labels(dists, torch.tensor(labels), k=2).tolist() == [2]
 
 
+@CLASSIFIER
 def test_distance_ties_go_to_the_lowest_training_index():
     # Four training points at distance 1 from the test point; k=2 must pick indices 0 and 1.
     x_train = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0], [5.0, 5.0]])
@@ -87,6 +102,7 @@ def test_distance_ties_go_to_the_lowest_training_index():
         assert clf.predict(torch.zeros(1, 2), k=2).tolist() == [min(order[:2])]
 
 
+@VOTING
 def test_nearest_indices_matches_stable_sort_on_heavy_ties():
     gen = torch.Generator().manual_seed(2)
     d = torch.randint(0, 4, (50, 40), generator=gen).float()
@@ -96,6 +112,7 @@ def test_nearest_indices_matches_stable_sort_on_heavy_ties():
         assert torch.equal(got.sort(dim=1).values, expected.sort(dim=1).values)
 
 
+@CLASSIFIER
 @pytest.mark.parametrize("k", [1, 3, 5, 10, 20])
 def test_predictions_identical_to_sklearn_on_jittered_digits(digits, k):
     """With a tiny jitter no two distances tie, so the neighbour sets are unique."""
@@ -110,6 +127,7 @@ def test_predictions_identical_to_sklearn_on_jittered_digits(digits, k):
     np.testing.assert_array_equal(ours.numpy(), expected)
 
 
+@VOTING
 @pytest.mark.parametrize("k", [1, 3, 5, 10])
 def test_predictions_match_sklearn_on_raw_digits_except_exact_ties(digits, k):
     """Raw digits have integer pixels, so exact distance ties occur.  sklearn breaks
@@ -128,6 +146,7 @@ def test_predictions_match_sklearn_on_raw_digits_except_exact_ties(digits, k):
     assert differ.sum() <= 3
 
 
+@CLASSIFIER
 def test_chunking_does_not_change_predictions(digits):
     x_train, y_train, x_test, _ = digits
     clf = KnnClassifier(x_train, y_train)
@@ -136,6 +155,7 @@ def test_chunking_does_not_change_predictions(digits):
         assert torch.equal(clf.predict(x_test, k=5, chunk_size=chunk), whole)
 
 
+@CLASSIFIER
 def test_check_accuracy_prints_and_returns_percent(digits, capsys):
     x_train, y_train, x_test, y_test = digits
     acc = KnnClassifier(x_train, y_train).check_accuracy(x_test, y_test, k=1)
@@ -146,6 +166,7 @@ def test_check_accuracy_prints_and_returns_percent(digits, capsys):
     assert capsys.readouterr().out == ""
 
 
+@CROSS_VALIDATION
 def test_cross_validation_shapes_and_best_k(digits):
     x_train, y_train, _, _ = digits
     k_choices = [1, 3, 5, 8]
@@ -161,6 +182,7 @@ def test_cross_validation_shapes_and_best_k(digits):
     assert means[best] == max(means.values())
 
 
+@CROSS_VALIDATION
 def test_cross_validation_with_uneven_folds():
     x = torch.rand(10, 3)
     y = torch.arange(10) % 2
@@ -168,12 +190,14 @@ def test_cross_validation_with_uneven_folds():
     assert all(len(v) == 4 for v in result.values())
 
 
+@CROSS_VALIDATION
 def test_best_k_ties_go_to_the_smallest_k():
     assert knn_get_best_k({10: [50.0, 60.0], 3: [60.0, 50.0], 5: [40.0, 40.0]}) == 3
     with pytest.raises(ValueError, match="empty"):
         knn_get_best_k({})
 
 
+@pytest.mark.grade("input checks (given code)", points=0)
 def test_clear_errors_on_bad_input():
     x_train = torch.rand(5, 2, 2)
     y_train = torch.tensor([0, 1, 0, 1, 1])

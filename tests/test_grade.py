@@ -1,0 +1,289 @@
+"""helpers.grade: our tests run on the student's modules (never on ours) and score per group.
+
+The real A1 is graded three times (full repository, its student version, that version with one
+function put back); the rest uses a tiny torch-free course written here, so it stays fast.
+"""
+
+import json
+import os
+import textwrap
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+
+from helpers import grade as grade_module
+from helpers.grade import GradingError, grade
+from helpers.student import find_regions, make_student_version
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def restore(student_dir: Path, rel: str, owner: str, root: Path = ROOT) -> None:
+    """Put the solution of function ``owner`` back into the student's copy of ``rel``."""
+    regions = [r for r in find_regions((root / rel).read_text()) if r.owner == owner]
+    path = student_dir / rel
+    text = path.read_text()
+    for r in regions:
+        stub = f'{r.indent}# YOUR CODE HERE\n{r.indent}raise NotImplementedError("write {owner} in {rel}")'
+        assert stub in text
+        text = text.replace(stub, "\n".join(r.lines), 1)
+    assert regions
+    path.write_text(text)
+
+
+def scores(report) -> dict[str, float]:
+    return {g.name: g.score for a in report.assignments for g in a.groups}
+
+
+# --------------------------------------------------------------------------- the real A1
+
+
+@pytest.fixture(scope="module")
+def a1_student(tmp_path_factory):
+    """A1's student version and its grade."""
+    out = tmp_path_factory.mktemp("graded") / "student"
+    make_student_version(out, ["A1"])
+    return out, grade(out, ["A1"])
+
+
+def test_full_repository_scores_full_marks():
+    report = grade(ROOT, ["A1"])
+    assert [a.folder for a in report.assignments] == ["A1_knn"]
+    assert report.max_score > 0 and report.score == pytest.approx(report.max_score) and report.percent == 100.0
+    for g in report.assignments[0].groups:
+        assert g.passed == g.total > 0, (g.name, [(c.name, c.message) for c in g.failed])
+    assert {"distances: two loops", "voting", "cross-validation"} <= set(scores(report))
+    assert report.modules["A1_knn.knn"] == "A1_knn/knn.py"
+    assert "100.0%" in report.table().splitlines()[-1]
+
+
+def test_student_version_scores_zero_and_it_is_the_students_code_that_ran(a1_student):
+    out, report = a1_student
+    # In this process `A1_knn` resolves to the repository (editable install): the solutions.
+    assert Path(find_spec("A1_knn.knn").origin).resolve() == ROOT / "A1_knn" / "knn.py"
+    scored = [g for g in report.assignments[0].groups if g.points]
+    assert scored and all(g.score == 0 and g.passed == 0 for g in scored)
+    messages = {c.message for g in scored for c in g.checks}
+    assert all(m.startswith("NotImplementedError: write ") and m.endswith(" in A1_knn/knn.py") for m in messages)
+    assert "NotImplementedError: write compute_distances_two_loops in A1_knn/knn.py" in messages
+    assert report.modules["A1_knn.knn"] == "A1_knn/knn.py"  # imported from the workspace, not from ROOT
+    assert report.missing_files == []
+    table = report.table()
+    assert "✗ test_distances_match_cdist[shape0-compute_distances_two_loops]: NotImplementedError: write " \
+           "compute_distances_two_loops in A1_knn/knn.py" in table
+    assert table.splitlines()[-1].split()[1:] == ["0.00", f"{report.max_score:g}", "0.0%"]
+
+
+def test_restoring_one_function_raises_exactly_its_group(a1_student, tmp_path):
+    out, before = a1_student
+    copy = tmp_path / "student"
+    make_student_version(copy, ["A1"])
+    restore(copy, "A1_knn/knn.py", "compute_distances_two_loops")
+    after = grade(copy, ["A1"])
+    group = after.group("distances: two loops")
+    assert group.passed == group.total == 3 and group.score == group.points > 0
+    changed = {name for name, value in scores(after).items() if value != scores(before)[name]}
+    assert changed == {"distances: two loops"}
+    assert after.score == pytest.approx(before.score + group.points)
+
+
+# --------------------------------------------------------------------------- a small course written here
+
+
+TOY = '''\
+def double(x):
+    """2 * x."""
+    ### BEGIN SOLUTION
+    return 2 * x
+    ### END SOLUTION
+
+
+def square(x):
+    ### BEGIN SOLUTION
+    return x * x
+    ### END SOLUTION
+
+
+def cube(x):
+    ### BEGIN SOLUTION
+    return x * x * x
+    ### END SOLUTION
+'''
+
+TEST_TOY = '''\
+import pytest
+
+from A7_toy.toy import cube, double, square
+
+pytestmark = pytest.mark.grade("powers", points=6)  # every test of this file not marked otherwise
+
+
+@pytest.mark.grade("double", points=2)
+@pytest.mark.parametrize("x", [0, 1, 2, 5])
+def test_double(x):
+    assert double(x) == 2 * x
+
+
+def test_square():
+    assert square(-4) == 16
+
+
+def test_square_of_zero():
+    assert square(0) == 0
+
+
+def test_cube():
+    assert cube(2) == 8
+
+
+@pytest.mark.grade("given code", points=0)
+def test_given():
+    assert True
+'''
+
+EXTRA = 'def shout(s):\n    ### BEGIN SOLUTION\n    return s.upper() + "!"\n    ### END SOLUTION\n'
+
+TEST_EXTRA = '''\
+from A7_toy.extra import shout
+
+
+def test_shout():
+    assert shout("hi") == "HI!"
+
+
+def test_shout_empty():
+    assert shout("") == "!"
+'''
+
+
+@pytest.fixture
+def toy_course(tmp_path):
+    """A course with one assignment added after the grader was written: A7_toy (toy.py, extra.py)."""
+    root = tmp_path / "course"
+    for rel, text in {"A7_toy/__init__.py": "", "A7_toy/toy.py": TOY, "A7_toy/extra.py": EXTRA,
+                      "tests/test_toy.py": TEST_TOY, "tests/test_extra.py": TEST_EXTRA,
+                      "pyproject.toml": "[tool.pytest.ini_options]\n"}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def write_student(folder: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(textwrap.dedent(text))
+    return folder
+
+
+def test_toy_course_full_marks_and_blank_version(toy_course, tmp_path):
+    full = grade(toy_course, ["A7"], root=toy_course)
+    assert scores(full) == {"double": 2, "powers": 6, "given code": 0, "test_shout": 1, "test_shout_empty": 1}
+    assert full.score == full.max_score == 10
+    blank = tmp_path / "blank"
+    make_student_version(blank, ["toy"], root=toy_course)
+    report = grade(blank, ["A7_toy"], root=toy_course)
+    assert scores(report) == {"double": 0, "powers": 0, "given code": 0, "test_shout": 0, "test_shout_empty": 0}
+    assert report.group("given code").passed == 1, "a 0-point group is reported, not scored"
+    assert report.group("double").total == 4 and report.group("powers").total == 3
+
+
+def test_partial_credit_timeouts_missing_files_and_tampering(toy_course, tmp_path):
+    student = write_student(tmp_path / "student", {
+        # double right for x < 2 only, square right, cube never returns; extra.py is missing
+        "A7_toy/toy.py": """\
+            def double(x):
+                return 2 * x if x < 2 else 0
+
+            def square(x):
+                return x * x
+
+            def cube(x):
+                while True:
+                    pass
+            """,
+        # the student's own tests and conftest are ignored: ours run
+        "tests/test_toy.py": "def test_double():\n    pass\n",
+        "tests/conftest.py": "import pytest\n\n@pytest.fixture(autouse=True)\ndef cheat():\n    pytest.skip('no')\n",
+        "conftest.py": "raise SystemExit('the student conftest must not run')\n",
+    })
+    report = grade(student, ["A7"], root=toy_course, test_timeout=1.0)
+    assert scores(report) == pytest.approx({"double": 1.0, "powers": 4.0, "given code": 0,
+                                            "test_shout": 0, "test_shout_empty": 0})
+    assert report.score == pytest.approx(5.0) and report.max_score == 10
+    cube = next(c for c in report.group("powers").checks if c.name == "test_cube")
+    assert cube.outcome == "failed" and "TimeoutError: the test ran out of time" in cube.message
+    assert report.missing_files == ["A7_toy/extra.py"]
+    assert "A7_toy/extra.py is missing: graded as the blank student version" in report.assignments[0].problems
+    assert report.group("test_shout").checks[0].message == "NotImplementedError: write shout in A7_toy/extra.py"
+    table = report.table()
+    assert "✗ test_double[2]: assert 0 == (2 * 2)" in table and "✗ test_cube: TimeoutError" in table
+    data = report.to_json()
+    assert (data["score"], data["max_score"], data["percent"]) == (5.0, 10.0, 50.0)
+    assert {t["name"]: (t["score"], t["max_score"]) for t in data["tests"]}["A7_toy · toy · double"] == (1.0, 2.0)
+    double = next(g for g in data["assignments"][0]["groups"] if g["group"] == "double")
+    check = double["checks"][2]
+    assert (check["test"], check["outcome"]) == ("tests/test_toy.py::test_double[2]", "failed")
+    assert check["message"].startswith("assert 0 == (2 * 2)") and "where 0 = double(2)" in check["message"]
+    json.dumps(data)
+
+
+def test_import_errors_and_crashes_keep_every_group(toy_course, tmp_path):
+    student = write_student(tmp_path / "student", {
+        "A7_toy/toy.py": "def double(x):\n    return 2 * x\n\ndef square(x) return x\n",  # syntax error
+        "A7_toy/extra.py": "import os\n\ndef shout(s):\n    os._exit(3)\n",  # kills pytest mid-run
+    })
+    report = grade(student, ["A7"], root=toy_course)
+    assert scores(report) == {"double": 0, "powers": 0, "given code": 0, "test_shout": 0, "test_shout_empty": 0}
+    assert report.max_score == 10, "the groups of the file that failed to import come from the grading checkout"
+    assert any("tests/test_toy.py could not be collected" in p and "SyntaxError" in p
+               for p in report.assignments[0].problems)
+    assert all(c.outcome == "error" for c in report.group("double").checks)
+    shout, empty = report.group("test_shout").checks[0], report.group("test_shout_empty").checks[0]
+    assert shout.outcome == "not run" and "pytest stopped early (exit code 3)" in shout.message
+    assert empty.outcome == "not run"
+
+
+def test_inconsistent_points_are_refused(toy_course, tmp_path):
+    test_file = toy_course / "tests/test_extra.py"
+    test_file.write_text("import pytest\n\n" + TEST_EXTRA.replace(
+        "def test_shout()", '@pytest.mark.grade("s", points=1)\ndef test_shout()').replace(
+        "def test_shout_empty()", '@pytest.mark.grade("s", points=2)\ndef test_shout_empty()'))
+    with pytest.raises(GradingError, match=r"group 's' declares different points"):
+        grade(toy_course, ["extra"], root=toy_course)
+
+
+def test_code_from_outside_the_workspace_is_refused(tmp_path):
+    events = [{"event": "modules", "modules": {"A1_knn.knn": str(ROOT / "A1_knn/knn.py")}}]
+    with pytest.raises(GradingError, match="not from the student's copy"):
+        grade_module._check_modules(events, tmp_path)
+    inside = [{"event": "modules", "modules": {"A1_knn.knn": str(tmp_path / "A1_knn/knn.py")}}]
+    assert grade_module._check_modules(inside, tmp_path) == {"A1_knn.knn": "A1_knn/knn.py"}
+
+
+def test_command_line(toy_course, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(grade_module, "course_root", lambda: toy_course)
+    monkeypatch.chdir(toy_course)
+    out_json = tmp_path / "grade.json"
+    # no STUDENT_DIR: the current folder; "A7_toy" is a folder here but an assignment name, not a checkout
+    assert grade_module.main(["A7_toy", "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    assert "TOTAL" in printed and "100.0%" in printed.splitlines()[-1]
+    assert json.loads(out_json.read_text())["percent"] == 100.0
+    assert grade_module.main([str(toy_course), "A7_toy/toy.py", "--json", "-"]) == 0  # one module of A7
+    assert json.loads(capsys.readouterr().out)["max_score"] == 8.0
+    assert grade_module.main([str(toy_course), "nothing_like_this"]) == 2
+    assert "'nothing_like_this' matches no assignment" in capsys.readouterr().err
+    assert os.getcwd() == str(toy_course)
+
+
+def test_audit_lists_points_earned_without_solutions_and_unmarked_tests(toy_course, monkeypatch, capsys):
+    test_file = toy_course / "tests/test_toy.py"
+    test_file.write_text(TEST_TOY.replace('grade("given code", points=0)', 'grade("given code", points=1)'))
+    monkeypatch.setattr(grade_module, "course_root", lambda: toy_course)
+    assert grade_module.main(["--audit", "A7"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "tests/test_extra.py · test_shout: no grade marker (counted as its own group worth 1 point)",
+        "tests/test_extra.py · test_shout_empty: no grade marker (counted as its own group worth 1 point)",
+        "tests/test_toy.py · given code: 1 of 1 points without any solution (passing: test_given)",
+    ]
