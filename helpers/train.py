@@ -132,10 +132,10 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, **ex
     if clash:
         raise ValueError(f"save_checkpoint: extra entries may not be named {clash}; these names are reserved")
     payload.update(extra)
-    _check_plain(payload, "checkpoint")
+    check_weights_only(payload, "checkpoint")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_save(payload, path)
+    atomic_save(payload, path)
     return path
 
 
@@ -532,25 +532,35 @@ def _check_finite_parameters(model: nn.Module, step: int, path: Path) -> None:
                 "(e.g. grad_clip=1.0).")
 
 
-def _check_plain(obj, where: str) -> None:
-    """Raise TypeError unless ``obj`` holds only what ``torch.load(weights_only=True)`` reads."""
+def check_weights_only(obj, where: str) -> None:
+    """Raise TypeError unless ``obj`` holds only what ``torch.load(weights_only=True)`` reads.
+
+    Allowed: tensors, bool/int/float/str/bytes/None, ``torch.dtype``, ``torch.device``
+    and dicts / lists / tuples of them.  ``where`` names ``obj`` in the error
+    (``"checkpoint"`` gives ``checkpoint['optim'][0] is a ...``).  Also used by
+    :mod:`helpers.solver`.
+    """
     if isinstance(obj, torch.Tensor) or type(obj) in _PLAIN_SCALARS:
         return
     if type(obj) in _PLAIN_MAPPINGS:
         for key, value in obj.items():
-            _check_plain(key, f"a key of {where}")
-            _check_plain(value, f"{where}[{key!r}]")
+            check_weights_only(key, f"a key of {where}")
+            check_weights_only(value, f"{where}[{key!r}]")
     elif type(obj) in _PLAIN_SEQUENCES:
         for index, item in enumerate(obj):
-            _check_plain(item, f"{where}[{index}]")
+            check_weights_only(item, f"{where}[{index}]")
     else:
         raise TypeError(f"{where} is a {type(obj).__name__}, which torch.load(weights_only=True) cannot "
                         "read; checkpoints may hold only tensors, numbers, strings, None and "
                         "lists/tuples/dicts of them (convert with float(), int() or .tolist())")
 
 
-def _atomic_save(payload: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
+def atomic_save(payload: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    A crash while writing leaves the previous file intact.  The parent folder must
+    exist.  Also used by :mod:`helpers.solver`.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as file:
