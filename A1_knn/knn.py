@@ -24,6 +24,8 @@ import math
 
 import torch
 
+from helpers.checks import check_labels
+
 # Test points predicted at once by KnnClassifier.predict: the chunk's distance
 # matrix holds num_train * chunk values (60k * 1024 float32 = 245 MB).
 DEFAULT_CHUNK_BYTES = 256 * 2**20
@@ -60,14 +62,7 @@ def _check_pair(x_train: torch.Tensor, x_test: torch.Tensor) -> tuple[torch.Tens
 
 def _check_labels(y: torch.Tensor, num: int, name: str = "y_train") -> torch.Tensor:
     """Check ``y`` is ``(num,)`` of non-negative integer labels; return it as int64."""
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape ({num},), got {type(y).__name__}")
-    if y.shape != (num,):
-        raise ValueError(f"{name} must have shape ({num},) to match the data, got {tuple(y.shape)}")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class indices, got {y.dtype}")
-    if num and int(y.min()) < 0:
-        raise ValueError(f"{name} must hold class indices >= 0, got {int(y.min())}")
+    check_labels(y, num, name=name)
     return y.long()
 
 

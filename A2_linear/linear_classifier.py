@@ -30,6 +30,8 @@ import numbers
 
 import torch
 
+from helpers.checks import check_labels
+
 __all__ = [
     "BEST_TRAINING",
     "LinearClassifier",
@@ -69,28 +71,12 @@ def _check_matrix(t, name: str, shape: str) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}; convert with .float()")
 
 
-def _check_labels(y, num: int, num_classes: int | None, name: str = "y") -> None:
-    """Raise unless ``y`` is ``(num,)`` of integer labels in ``[0, num_classes)``."""
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape ({num},), got {type(y).__name__}")
-    if y.shape != (num,):
-        raise ValueError(f"{name} must have shape ({num},) to match X's {num} rows, got {tuple(y.shape)}")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class indices, got {y.dtype}")
-    if num == 0:
-        return
-    low, high = int(y.min()), int(y.max())
-    if low < 0 or (num_classes is not None and high >= num_classes):
-        bound = f"[0, {num_classes})" if num_classes is not None else ">= 0"
-        raise ValueError(f"{name} must hold class indices in {bound}, got values from {low} to {high}")
-
-
 def _check_data(X, y, D: int | None = None, num_classes: int | None = None) -> None:
     """Check ``X (N, D)`` and ``y (N,)``; ``D`` and ``num_classes`` come from ``W`` when known."""
     _check_matrix(X, "X", "(N, D)" if D is None else f"(N, {D})")
     if D is not None and X.shape[1] != D:
         raise ValueError(f"X must have shape (N, {D}) to match W of shape ({D}, C), got {tuple(X.shape)}")
-    _check_labels(y, X.shape[0], num_classes)
+    check_labels(y, X.shape[0], num_classes)
 
 
 def _check_reg(reg) -> None:

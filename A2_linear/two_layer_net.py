@@ -39,6 +39,8 @@ from collections.abc import Callable
 
 import torch
 
+from helpers.checks import check_labels
+
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 
 #: How ``find_best_net`` trains each candidate by default (full-size data).  With
@@ -118,19 +120,6 @@ def _check_X(X, D: int, like: torch.Tensor, name: str = "X") -> None:
         raise ValueError(f"{name} is on {X.device} but the weights are on {like.device}")
 
 
-def _check_y(y, N: int, C: int, name: str = "y") -> None:
-    """Check ``y`` is ``(N,)`` of integer class indices in ``[0, C)``."""
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape ({N},), got {type(y).__name__}")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class indices, got {y.dtype}")
-    if tuple(y.shape) != (N,):
-        raise ValueError(f"{name} must have shape ({N},) to match the data, got {tuple(y.shape)}")
-    if N and (int(y.min()) < 0 or int(y.max()) >= C):
-        raise ValueError(f"{name} must hold class indices in [0, {C - 1}] ({C} classes), "
-                         f"got values in [{int(y.min())}, {int(y.max())}]")
-
-
 # --------------------------------------------------------------------------- forward and backward
 
 
@@ -177,7 +166,7 @@ def nn_forward_backward(params: dict, X: torch.Tensor, y: torch.Tensor | None = 
     reg = _check_number("reg", reg)
     N = X.shape[0]
     if y is not None:
-        _check_y(y, N, C)
+        check_labels(y, N, C)
         if N == 0:
             raise ValueError("X must hold at least one example to compute a loss")
     scores, hidden = nn_forward_pass(params, X)
@@ -254,9 +243,9 @@ def nn_train(params: dict, loss_func: Callable, pred_func: Callable, X: torch.Te
     """
     D, _, C = _check_params(params)
     _check_X(X, D, params["W1"])
-    _check_y(y, X.shape[0], C)
+    check_labels(y, X.shape[0], C)
     _check_X(X_val, D, params["W1"], "X_val")
-    _check_y(y_val, X_val.shape[0], C, "y_val")
+    check_labels(y_val, X_val.shape[0], C, "y_val")
     if X.shape[0] == 0 or X_val.shape[0] == 0:
         raise ValueError(f"X and X_val must each hold at least one example, got {X.shape[0]} and {X_val.shape[0]}")
     learning_rate = _check_number("learning_rate", learning_rate, strict=True)

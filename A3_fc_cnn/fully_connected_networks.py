@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from helpers.checks import check_labels
 from helpers.solver import Solver
 from helpers.train import atomic_save, check_weights_only
 
@@ -94,19 +95,11 @@ def _check_scores_labels(x, y) -> None:
     _check_float(x, "x", "(N, C)")
     if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"x must hold class scores of shape (N, C) with N, C >= 1, got {_shape(x)}")
-    n, c = x.shape
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"y must be a torch.Tensor of shape ({n},), got {type(y).__name__}")
-    if y.shape != (n,):
-        raise ValueError(f"y must have shape (N,) = ({n},) to match x {tuple(x.shape)}, got {_shape(y)}")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"y must hold integer class indices, got {y.dtype}")
+    if isinstance(y, torch.Tensor) and tuple(y.shape) != (x.shape[0],):  # say which x it must match
+        raise ValueError(f"y must have shape (N,) = ({x.shape[0]},) to match x {tuple(x.shape)}, got {_shape(y)}")
+    check_labels(y, x.shape[0], x.shape[1])
     if y.device != x.device:
         raise ValueError(f"y must be on x's device {x.device}, got {y.device}")
-    low, high = int(y.min()), int(y.max())
-    if low < 0 or high >= c:
-        raise ValueError(f"labels must lie in [0, C) = [0, {c}) for scores with C = {c} columns, "
-                         f"got labels from {low} to {high}")
 
 
 def _check_model_input(X, input_dim: int) -> None:
