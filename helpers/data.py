@@ -53,6 +53,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_mnist",
     "preprocess_dataset",
+    "random_flip_and_shift",
     "read_cifar_batch",
     "read_idx",
 ]
@@ -478,3 +479,42 @@ def describe_dataset(x: torch.Tensor, y: torch.Tensor, class_names: list[str]) -
     return (f"{x.shape[0]} images of shape {tuple(x.shape[1:])}, {str(x.dtype).replace('torch.', '')} "
             f"in [{low:.2f}, {high:.2f}], {len(class_names)} classes "
             f"({int(counts.min())} to {int(counts.max())} per class)")
+
+
+def random_flip_and_shift(X: torch.Tensor, generator: torch.Generator | None = None, flip: bool = True,
+                          max_shift: int = 2) -> torch.Tensor:
+    """Data augmentation for a batch of images: random horizontal flips and small translations.
+
+    Each image is mirrored left-right with probability 1/2 (when ``flip``) and moved by
+    ``dy, dx`` pixels drawn uniformly from ``[-max_shift, max_shift]``; pixels shifted in
+    from outside are zeros (for centred data: the mean image's value).  The label of every
+    image stays valid for datasets whose classes do not depend on left/right or on the exact
+    position (CIFAR-10, Fashion-MNIST; not digits for ``flip``).
+
+    Args:
+        X: ``(N, C, H, W)`` images.
+        generator: the source of randomness on the CPU (the Solver passes its own, so runs
+            repeat and resume exactly); None uses torch's global generator.
+        flip, max_shift: what to apply.
+
+    Returns:
+        ``(N, C, H, W)``, a new tensor (``X`` is not modified).
+    """
+    if not isinstance(X, torch.Tensor) or X.dim() != 4 or not X.is_floating_point():
+        raise ValueError(f"X must be a floating tensor of images (N, C, H, W), got "
+                         f"{tuple(X.shape) if isinstance(X, torch.Tensor) else type(X).__name__}")
+    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
+        raise ValueError(f"max_shift must be an int >= 0, got {max_shift!r}")
+    N, _, H, W = X.shape
+    out = X.clone()
+    if flip:
+        mirrored = (torch.rand(N, generator=generator) < 0.5).to(X.device)
+        out[mirrored] = out[mirrored].flip(-1)
+    if max_shift:
+        shifts = torch.randint(-max_shift, max_shift + 1, (N, 2), generator=generator).tolist()
+        padded = torch.zeros(N, X.shape[1], H + 2 * max_shift, W + 2 * max_shift, dtype=X.dtype, device=X.device)
+        padded[:, :, max_shift:max_shift + H, max_shift:max_shift + W] = out
+        for i, (dy, dx) in enumerate(shifts):
+            top, left = max_shift - dy, max_shift - dx
+            out[i] = padded[i, :, top:top + H, left:left + W]
+    return out

@@ -113,6 +113,10 @@ class Solver:
         verbose: show the progress bar.
         seed: seed of the generator that orders the batches; None draws one from
             torch's global generator.
+        augment: None, or ``augment(X_batch, generator) -> X_batch`` applied to every
+            training batch (e.g. :func:`helpers.data.random_flip_and_shift`); it must draw
+            its randomness from ``generator`` (the solver's, saved in checkpoints) so runs
+            repeat and resume exactly.  Accuracies are measured on unaugmented data.
 
     Attributes:
         loss_history, train_acc_history, val_acc_history: lists of floats.
@@ -128,7 +132,7 @@ class Solver:
                  lr_decay: float = 1.0, batch_size: int = 100, num_epochs: int = 10,
                  num_train_samples: int | None = 1000, num_val_samples: int | None = None, device="cpu",
                  checkpoint_name: str | None = None, print_every: int = 10, print_acc_every: int = 1,
-                 verbose: bool = True, seed: int | None = None):
+                 verbose: bool = True, seed: int | None = None, augment=None):
         _check_model(model)
         self.model = model
         self.X_train, self.y_train, self.X_val, self.y_val = _check_data(data)
@@ -151,6 +155,10 @@ class Solver:
         self.verbose = bool(verbose)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
+        if augment is not None and not callable(augment):
+            raise TypeError(f"augment must be None or a function (X_batch, generator) -> X_batch, "
+                            f"got {type(augment).__name__}")
+        self.augment = augment
         self.checkpoint_name = checkpoint_name
         self.checkpoint_path: Path | None = None if checkpoint_name is None else checkpoint_path(checkpoint_name)
         self._reset(seed)
@@ -291,6 +299,11 @@ class Solver:
         idx = self._order[self._position * size:(self._position + 1) * size].to(self.X_train.device)
         X_batch = self.X_train[idx].to(self.device)
         y_batch = self.y_train[idx].to(self.device)
+        if self.augment is not None:
+            X_batch = self.augment(X_batch, self._generator)
+            if not isinstance(X_batch, torch.Tensor) or X_batch.shape[0] != y_batch.shape[0]:
+                raise TypeError(f"augment must return a tensor with one row per example ({y_batch.shape[0]}), "
+                                f"got {type(X_batch).__name__}")
         out = self.model.loss(X_batch, y_batch)
         if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping)):
             raise TypeError("model.loss(X, y) must return (loss, grads) with grads a dict keyed like "
@@ -362,6 +375,8 @@ class Solver:
         """What must not change between a run and its resumption."""
         return {
             "update_rule": getattr(self.update_rule, "__name__", type(self.update_rule).__name__),
+            "augment": None if self.augment is None else getattr(self.augment, "__name__",
+                                                                 type(self.augment).__name__),
             "optim_config": {k: v for k, v in self.optim_config.items() if type(v) in (bool, int, float, str)},
             "lr_decay": self.lr_decay,
             "batch_size": self.batch_size,

@@ -493,3 +493,46 @@ def test_find_dataset_folder_never_downloads(tmp_path, monkeypatch):
     assert data.find_dataset_folder("cifar10", cfg) is None
     with pytest.raises(ValueError, match="known datasets"):
         data.find_dataset_folder("imagenet", cfg)
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def test_random_flip_and_shift_flips_and_translates():
+    X = torch.arange(2 * 3 * 5 * 6, dtype=torch.float64).reshape(2, 3, 5, 6) + 1
+    original = X.clone()
+    flipped = data.random_flip_and_shift(X, torch.Generator().manual_seed(0), flip=True, max_shift=0)
+    assert torch.equal(X, original)  # the input is not modified
+    for i in range(2):
+        assert torch.equal(flipped[i], X[i]) or torch.equal(flipped[i], X[i].flip(-1))
+    outcomes = {tuple(torch.equal(f, x.flip(-1)) for f, x in
+                      zip(data.random_flip_and_shift(X, torch.Generator().manual_seed(s), max_shift=0), X, strict=True))
+                for s in range(20)}
+    assert len(outcomes) == 4  # each image flips or not, independently
+
+    X = torch.arange(6 * 3 * 5 * 6, dtype=torch.float64).reshape(6, 3, 5, 6) + 1  # no zero pixel
+    shifted = data.random_flip_and_shift(X, torch.Generator().manual_seed(1), flip=False, max_shift=2)
+    found = set()
+    for i in range(6):
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if torch.equal(shifted[i], torch.roll(F_pad(X[i], 2), (dy, dx), (1, 2))[:, 2:7, 2:8])]
+        assert len(matches) == 1  # a translation by at most 2 pixels, zeros shifted in
+        found.add(matches[0])
+    assert len(found) > 1  # the shifts are drawn per image
+
+
+def F_pad(x, p):
+    """Zero-pad the last two dims by p."""
+    return torch.nn.functional.pad(x, (p, p, p, p))
+
+
+def test_random_flip_and_shift_repeats_with_the_same_generator_and_checks_input():
+    X = torch.rand(8, 1, 28, 28)
+    a = data.random_flip_and_shift(X, torch.Generator().manual_seed(3))
+    b = data.random_flip_and_shift(X, torch.Generator().manual_seed(3))
+    c = data.random_flip_and_shift(X, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    with pytest.raises(ValueError, match=r"images \(N, C, H, W\)"):
+        data.random_flip_and_shift(X[0])
+    with pytest.raises(ValueError, match="max_shift must be an int >= 0"):
+        data.random_flip_and_shift(X, max_shift=-1)

@@ -259,6 +259,52 @@ def test_the_same_solver_continues_after_a_time_limit(name):
     assert same(solver.model.params, reference.model.params)
 
 
+def noisy_augment(X, generator):
+    """An augmentation drawing from the solver's generator, as the Solver requires."""
+    return X + 0.5 * torch.randn(X.shape, generator=generator, dtype=X.dtype)
+
+
+def test_augment_changes_training_batches_only():
+    seen = []
+
+    def recording(X, generator):
+        assert isinstance(generator, torch.Generator)
+        seen.append(X.shape[0])
+        return noisy_augment(X, generator)
+
+    torch.manual_seed(0)
+    plain = make_solver()
+    plain.train()
+    torch.manual_seed(0)
+    augmented = make_solver(augment=recording)
+    augmented.train()
+    assert seen == [20] * augmented.iteration  # every training batch, nothing else
+    assert plain.loss_history != augmented.loss_history
+    assert plain.loss_history[0] != augmented.loss_history[0]
+
+
+def test_augmented_run_resumes_exactly(name):
+    torch.manual_seed(0)
+    reference = make_solver(augment=noisy_augment)
+    reference.train()
+    torch.manual_seed(0)
+    solver = make_solver(augment=noisy_augment, checkpoint_name=name)
+    solver.train(time_limit=0)
+    while solver.stopped != "completed":
+        torch.rand(3)
+        solver = make_solver(augment=noisy_augment, checkpoint_name=name)
+        solver.train(time_limit=0)
+    assert same(solver.model.params, reference.model.params)
+    assert solver.loss_history == reference.loss_history
+    with pytest.raises(ValueError, match="augment: 'noisy_augment' in the checkpoint, None now"):
+        make_solver(checkpoint_name=name)
+
+
+def test_augment_must_keep_one_row_per_example():
+    with pytest.raises(TypeError, match="one row per example"):
+        make_solver(augment=lambda X, generator: X[:1]).train()
+
+
 def test_generous_time_limit_does_not_stop():
     solver = make_solver(num_epochs=2)
     solver.train(time_limit=3600)
@@ -348,6 +394,7 @@ def test_exploding_parameters_are_not_saved(name):
     ({"checkpoint_name": "a/b"}, ValueError, "plain file name"),
     ({"seed": "zero"}, TypeError, "seed must be an int"),
     ({"print_every": 0}, ValueError, "print_every"),
+    ({"augment": "flip"}, TypeError, "augment must be None or a function"),
 ])
 def test_bad_arguments(kwargs, error, words):
     with pytest.raises(error, match=words):
