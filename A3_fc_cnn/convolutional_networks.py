@@ -1,0 +1,1282 @@
+"""A3: convolutional networks, max pooling and batch normalization, written by hand (no autograd).
+
+Names follow EECS 498/598 so course material applies unchanged.  Layers are
+classes of static methods with the API of :mod:`A3_fc_cnn.fully_connected_networks`::
+
+    out, cache = Conv.forward(x, w, b, conv_param)    # x (N, C, H, W), w (F, C, HH, WW), b (F,)
+    dx, dw, db = Conv.backward(dout, cache)           # dout (N, F, H', W')
+
+* ``Conv`` (loops over output positions, the readable version) and ``FastConv``
+  (vectorised: im2col, one matrix product, col2im), with
+  ``conv_param = {"stride": s, "pad": p}``: zero padding of ``p`` on all four
+  sides, ``H' = 1 + (H + 2p - HH) // s``.  The filter must tile the padded
+  input exactly: ``(H + 2p - HH) % s == 0``, likewise for the width;
+* ``MaxPool`` (loops) and ``FastMaxPool`` (vectorised), with
+  ``pool_param = {"pool_height": ph, "pool_width": pw, "stride": s}``; again the
+  windows must tile the input, ``(H - ph) % s == 0``.  Where several entries of
+  a window share the maximum, the gradient goes to the first of them in
+  row-major order, as in ``torch.nn.functional.max_pool2d``;
+* ``BatchNorm`` (``x (N, D)``) and ``SpatialBatchNorm`` (``x (N, C, H, W)``,
+  statistics per channel), see :class:`BatchNorm` for ``bn_param``;
+* "sandwiches" ``Conv_ReLU``, ``Conv_ReLU_Pool``, ``Linear_BatchNorm_ReLU``,
+  ``Conv_BatchNorm_ReLU``, ``Conv_BatchNorm_ReLU_Pool`` built from the fast layers;
+  their ``backward`` returns the gradients in the order of ``forward``'s arguments;
+* ``kaiming_initializer`` and the models ``ThreeLayerConvNet`` and
+  ``DeepConvNet``: ``params`` (a dict of tensors) and ``loss(X, y=None)``
+  returning the scores ``(N, C)`` when ``y`` is None and ``(loss, grads)``
+  otherwise; they train with :class:`helpers.solver.Solver`;
+* ``find_overfit_parameters`` (for the network and run ``OVERFIT_NET`` /
+  ``OVERFIT_SOLVER``) and ``create_convolutional_solver_instance``: the
+  hyper-parameters you choose.
+
+``Linear``, ``ReLU``, ``Linear_ReLU``, ``softmax_loss`` and ``adam`` come from
+:mod:`A3_fc_cnn.fully_connected_networks`.
+
+Conventions used throughout:
+
+* L2 regularisation adds ``reg * sum(W ** 2)`` over every weight, convolution
+  filters included, but not over biases, ``gamma`` or ``beta``; its gradient is
+  ``2 * reg * W``;
+* the losses average over the ``N`` examples of the batch;
+* batch normalization follows ``torch.nn.BatchNorm1d/2d``: in training the batch
+  is normalised with its biased variance (divided by ``N``), while the running
+  variance is updated with the unbiased one (divided by ``N - 1``).  Our
+  ``momentum`` weighs the OLD running value (``running = momentum * running +
+  (1 - momentum) * batch``), so our ``momentum = 0.9`` is torch's ``momentum=0.1``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from A3_fc_cnn.fully_connected_networks import (
+    SAVE_FORMAT,
+    Linear,
+    Linear_ReLU,
+    ReLU,
+    _check_float,
+    _check_grad,
+    _check_init,
+    _check_positive_int,
+    _check_reg,
+    _check_same_kind,
+    _load_model,
+    _loaded_params,
+    _save_model,
+    _shape,
+    adam,
+    softmax_loss,
+)
+from helpers.data import random_flip_and_shift
+from helpers.solver import Solver
+
+__all__ = [
+    "BatchNorm",
+    "Conv",
+    "Conv_BatchNorm_ReLU",
+    "Conv_BatchNorm_ReLU_Pool",
+    "Conv_ReLU",
+    "Conv_ReLU_Pool",
+    "DeepConvNet",
+    "FastConv",
+    "FastMaxPool",
+    "Linear_BatchNorm_ReLU",
+    "MaxPool",
+    "OVERFIT_NET",
+    "OVERFIT_SOLVER",
+    "SpatialBatchNorm",
+    "ThreeLayerConvNet",
+    "create_convolutional_solver_instance",
+    "find_overfit_parameters",
+    "kaiming_initializer",
+]
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_images(x, name: str = "x", expected: str = "(N, C, H, W)") -> None:
+    """``x`` must be a floating ``(N, C, H, W)`` tensor with every size >= 1."""
+    _check_float(x, name, expected)
+    if x.dim() != 4 or min(x.shape) < 1:
+        raise ValueError(f"{name} must have shape {expected} with every size >= 1, got {_shape(x)}")
+
+
+def _check_conv_param(conv_param) -> tuple[int, int]:
+    """``conv_param`` must be ``{"stride": int >= 1, "pad": int >= 0}``; returns ``(stride, pad)``."""
+    if not isinstance(conv_param, dict) or "stride" not in conv_param or "pad" not in conv_param:
+        raise ValueError(f"conv_param must be a dict with keys 'stride' (int >= 1) and 'pad' (int >= 0), "
+                         f"got {conv_param!r}")
+    stride, pad = conv_param["stride"], conv_param["pad"]
+    if not _is_int(stride) or stride < 1:
+        raise ValueError(f"conv_param['stride'] must be an int >= 1, got {stride!r}")
+    if not _is_int(pad) or pad < 0:
+        raise ValueError(f"conv_param['pad'] must be an int >= 0 (zeros added on each side), got {pad!r}")
+    return stride, pad
+
+
+def _output_size(what: str, size: int, window: int, pad: int, stride: int, layer: str) -> int:
+    """``1 + (size + 2 pad - window) // stride``; raises unless the windows tile ``size + 2 pad`` exactly."""
+    span = size + 2 * pad - window
+    if span < 0:
+        raise ValueError(f"{layer}: the window {what} {window} exceeds the (padded) input {what} {size + 2 * pad}")
+    if span % stride:
+        raise ValueError(f"{layer}: a window of {what} {window} with stride {stride} and pad {pad} does not tile "
+                         f"an input {what} of {size}: ({what} + 2*pad - window) = {span} must be divisible by "
+                         f"the stride")
+    return 1 + span // stride
+
+
+def _check_conv(x, w, b, conv_param) -> tuple[int, int, int, int]:
+    """Check a convolution's inputs; returns ``(stride, pad, H_out, W_out)``."""
+    _check_images(x, "x", "(N, C, H, W)")
+    _check_float(w, "w", "(F, C, HH, WW)")
+    _check_float(b, "b", "(F,)")
+    C = x.shape[1]
+    if w.dim() != 4 or w.shape[1] != C or min(w.shape) < 1:
+        raise ValueError(f"w must have shape (F, C, HH, WW) with C = {C} channels like x {_shape(x)}, "
+                         f"got {_shape(w)}")
+    if b.shape != (w.shape[0],):
+        raise ValueError(f"b must have shape (F,) = ({w.shape[0]},) to match w {_shape(w)}, got {_shape(b)}")
+    _check_same_kind("x", x, "w", w)
+    _check_same_kind("w", w, "b", b)
+    stride, pad = _check_conv_param(conv_param)
+    H_out = _output_size("height", x.shape[2], w.shape[2], pad, stride, "convolution")
+    W_out = _output_size("width", x.shape[3], w.shape[3], pad, stride, "convolution")
+    return stride, pad, H_out, W_out
+
+
+def _check_pool(x, pool_param) -> tuple[int, int, int, int, int]:
+    """Check a max pool's inputs; returns ``(pool_height, pool_width, stride, H_out, W_out)``."""
+    _check_images(x, "x", "(N, C, H, W)")
+    keys = ("pool_height", "pool_width", "stride")
+    if not isinstance(pool_param, dict) or any(k not in pool_param for k in keys):
+        raise ValueError(f"pool_param must be a dict with keys 'pool_height', 'pool_width' and 'stride' "
+                         f"(ints >= 1), got {pool_param!r}")
+    for key in keys:
+        if not _is_int(pool_param[key]) or pool_param[key] < 1:
+            raise ValueError(f"pool_param[{key!r}] must be an int >= 1, got {pool_param[key]!r}")
+    ph, pw, stride = (pool_param[k] for k in keys)
+    H_out = _output_size("height", x.shape[2], ph, 0, stride, "max pool")
+    W_out = _output_size("width", x.shape[3], pw, 0, stride, "max pool")
+    return ph, pw, stride, H_out, W_out
+
+
+def _check_batchnorm(x, gamma, beta, bn_param, expected: str = "(N, D)") -> tuple[str, float, float]:
+    """Check a batch normalization's inputs (``x`` already ``(N, D)``); returns ``(mode, eps, momentum)``."""
+    D = x.shape[1]
+    for name, value in (("gamma", gamma), ("beta", beta)):
+        _check_float(value, name, f"({D},)")
+        if value.shape != (D,):
+            raise ValueError(f"{name} must have shape ({D},), one value per feature of x {expected}, "
+                             f"got {_shape(value)}")
+        _check_same_kind("x", x, name, value)
+    if not isinstance(bn_param, dict) or bn_param.get("mode") not in ("train", "test"):
+        got = bn_param.get("mode") if isinstance(bn_param, dict) else bn_param
+        raise ValueError(f"bn_param must be a dict whose 'mode' is 'train' or 'test', got {got!r}")
+    mode = bn_param["mode"]
+    eps, momentum = bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.9)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise ValueError(f"bn_param['eps'] must be a number > 0, got {eps!r}")
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
+        raise ValueError(f"bn_param['momentum'] (the weight of the old running value) must lie in [0, 1], "
+                         f"got {momentum!r}")
+    for key in ("running_mean", "running_var"):
+        stat = bn_param.get(key)
+        if stat is not None and (not isinstance(stat, torch.Tensor) or stat.shape != (D,)):
+            raise ValueError(f"bn_param[{key!r}] must be a tensor of shape ({D},) like gamma, got {_shape(stat)}")
+    if mode == "train" and x.shape[0] < 2:
+        raise ValueError(f"batch normalization in train mode needs at least 2 values per feature to estimate "
+                         f"a variance; x {expected} has {x.shape[0]}")
+    return mode, float(eps), float(momentum)
+
+
+def _running_stat(bn_param: dict, key: str, x: torch.Tensor, fill: float) -> torch.Tensor:
+    """``bn_param[key]`` moved to ``x``'s dtype and device, or a new ``(D,)`` tensor of ``fill``."""
+    stat = bn_param.get(key)
+    if stat is None:
+        return torch.full((x.shape[1],), fill, dtype=x.dtype, device=x.device)
+    return stat.to(dtype=x.dtype, device=x.device)
+
+
+def _check_input_dims(input_dims) -> tuple[int, int, int]:
+    if not isinstance(input_dims, (tuple, list, torch.Size)) or len(input_dims) != 3 \
+            or not all(_is_int(d) and d >= 1 for d in input_dims):
+        raise ValueError(f"input_dims must be (C, H, W), three positive ints, got {input_dims!r}")
+    return tuple(int(d) for d in input_dims)
+
+
+def _check_model_images(X, input_dims) -> None:
+    """``X`` must be floating ``(N, C, H, W)`` with ``(C, H, W) == input_dims``."""
+    C, H, W = input_dims
+    expected = f"(N, C, H, W) = (N, {C}, {H}, {W})"
+    _check_float(X, "X", expected)
+    if X.dim() != 4 or tuple(X.shape[1:]) != tuple(input_dims) or X.shape[0] < 1:
+        raise ValueError(f"X must have shape {expected} to match the model's input_dims, got {_shape(X)}")
+
+
+def _check_dtype(dtype) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch dtype such as torch.float32, got {dtype!r}")
+
+
+def _check_weight_scale(weight_scale) -> None:
+    if weight_scale == "kaiming":
+        return
+    if isinstance(weight_scale, bool) or not isinstance(weight_scale, (int, float)) or not weight_scale > 0:
+        raise ValueError(f"weight_scale (std of the initial weights) must be a number > 0 or 'kaiming', "
+                         f"got {weight_scale!r}")
+
+
+# --------------------------------------------------------------------------- convolution
+
+
+class Conv:
+    """Convolution (cross-correlation, as ``torch.nn.functional.conv2d``), written with loops.
+
+    ``out[n, f, i, j] = b[f] + sum_{c, k, l} w[f, c, k, l] * x_pad[n, c, i*s + k, j*s + l]``
+    where ``x_pad`` is ``x`` with ``pad`` zeros on each side and ``s`` the stride.
+    """
+
+    @staticmethod
+    def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, conv_param: dict):
+        """Forward pass, one output position at a time.
+
+        Args:
+            x: ``(N, C, H, W)`` inputs.
+            w: ``(F, C, HH, WW)`` filters.
+            b: ``(F,)`` biases.
+            conv_param: ``{"stride": int >= 1, "pad": int >= 0}``.
+
+        Returns:
+            out: ``(N, F, H', W')`` with ``H' = 1 + (H + 2 pad - HH) // stride``, ``W'`` likewise;
+            cache: ``(x, w, b, conv_param)``.
+
+        Raises:
+            ValueError: bad shapes, or ``(H + 2 pad - HH)`` (or the width's) not divisible by the stride.
+        """
+        stride, pad, H_out, W_out = _check_conv(x, w, b, conv_param)
+        ### BEGIN SOLUTION
+        N, C, H, W = x.shape
+        F, _, HH, WW = w.shape
+        x_pad = x.new_zeros((N, C, H + 2 * pad, W + 2 * pad))
+        x_pad[:, :, pad:pad + H, pad:pad + W] = x
+        w_flat = w.reshape(F, -1)
+        out = x.new_empty((N, F, H_out, W_out))
+        for i in range(H_out):
+            for j in range(W_out):
+                window = x_pad[:, :, i * stride:i * stride + HH, j * stride:j * stride + WW]
+                out[:, :, i, j] = window.reshape(N, -1) @ w_flat.T + b
+        ### END SOLUTION
+        cache = (x, w, b, conv_param)
+        return out, cache
+
+    @staticmethod
+    def backward(dout: torch.Tensor, cache):
+        """Backward pass.
+
+        Args:
+            dout: ``(N, F, H', W')`` upstream gradient.
+            cache: ``(x, w, b, conv_param)`` from :meth:`forward`.
+
+        Returns:
+            dx: ``(N, C, H, W)``; dw: ``(F, C, HH, WW)``; db: ``(F,)``.
+        """
+        x, w, b, conv_param = cache
+        stride, pad, H_out, W_out = _check_conv(x, w, b, conv_param)
+        _check_grad(dout, "dout", (x.shape[0], w.shape[0], H_out, W_out), "the output (N, F, H', W')")
+        ### BEGIN SOLUTION
+        N, C, H, W = x.shape
+        F, _, HH, WW = w.shape
+        x_pad = x.new_zeros((N, C, H + 2 * pad, W + 2 * pad))
+        x_pad[:, :, pad:pad + H, pad:pad + W] = x
+        w_flat = w.reshape(F, -1)
+        dx_pad = torch.zeros_like(x_pad)
+        dw_flat = torch.zeros_like(w_flat)
+        for i in range(H_out):
+            for j in range(W_out):
+                rows, cols = slice(i * stride, i * stride + HH), slice(j * stride, j * stride + WW)
+                g = dout[:, :, i, j]  # (N, F)
+                dw_flat += g.T @ x_pad[:, :, rows, cols].reshape(N, -1)
+                dx_pad[:, :, rows, cols] += (g @ w_flat).reshape(N, C, HH, WW)
+        dx = dx_pad[:, :, pad:pad + H, pad:pad + W].contiguous()
+        dw = dw_flat.reshape(w.shape)
+        db = dout.sum(dim=(0, 2, 3))
+        ### END SOLUTION
+        return dx, dw, db
+
+
+#: How many bytes of window matrix FastConv builds at a time on the CPU.  A batch is cut into
+#: chunks of images whose im2col matrix has about this size: it then stays in the processor's
+#: cache between being written and being multiplied, instead of making a round trip through
+#: memory (a CIFAR-10 layer's full matrix is ~75 MB).  Other devices take the batch whole.
+FASTCONV_CHUNK_BYTES = {"cpu": 2 << 20}
+
+
+def _fastconv_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """``x (N, C, H, W)`` as a contiguous channels-last ``(N, H + 2 pad, W + 2 pad, C)`` tensor,
+    zero-padded.  With the channels innermost, each window row is one contiguous run of memory.
+    (When ``pad == 0`` and ``x`` is already stored channels-last, this is a view, not a copy.)"""
+    ### BEGIN SOLUTION
+    N, C, H, W = x.shape
+    x_nhwc = x.permute(0, 2, 3, 1)
+    if pad == 0 and x_nhwc.is_contiguous():
+        return x_nhwc
+    x_pad = x.new_zeros((N, H + 2 * pad, W + 2 * pad, C))
+    x_pad[:, pad:pad + H, pad:pad + W] = x_nhwc
+    ### END SOLUTION
+    return x_pad
+
+
+def _fastconv_windows(x_pad: torch.Tensor, HH: int, WW: int, stride: int, H_out: int, W_out: int) -> torch.Tensor:
+    """A strided VIEW ``(N, H', W', HH, WW, C)`` of the padded channels-last input
+    ``x_pad (N, Hp, Wp, C)``: entry ``[n, i, j]`` is the window under output position
+    ``(i, j)``.  No copy; ``x_pad`` must be contiguous."""
+    ### BEGIN SOLUTION
+    N, _, _, C = x_pad.shape
+    sN, sH, sW, sC = x_pad.stride()
+    windows = x_pad.as_strided((N, H_out, W_out, HH, WW, C), (sN, stride * sH, stride * sW, sH, sW, sC))
+    ### END SOLUTION
+    return windows
+
+
+def _fastconv_col2im_add(dcols: torch.Tensor, dx_pad: torch.Tensor, stride: int) -> None:
+    """The adjoint of im2col: add every window's gradient back where the window was.
+
+    Args:
+        dcols: ``(n, H', W', HH, WW, C)``, the gradient of each window.
+        dx_pad: ``(n, Hp, Wp, C)``, the padded channels-last input's gradient; updated in place.
+            Where windows overlap, their gradients add up.
+        stride: of the convolution.
+    """
+    ### BEGIN SOLUTION
+    _, H_out, W_out, HH, WW, _ = dcols.shape
+    for i in range(HH):  # one slice per filter tap: all windows' (i, j) entries at once
+        for j in range(WW):
+            rows = slice(i, i + stride * (H_out - 1) + 1, stride)
+            cols = slice(j, j + stride * (W_out - 1) + 1, stride)
+            dx_pad[:, rows, cols] += dcols[:, :, :, i, j]
+    ### END SOLUTION
+
+
+def _fastconv_chunks(N: int, image_bytes: int, device: torch.device) -> list[slice]:
+    """Slices of the batch ``range(N)``, each with at most ``FASTCONV_CHUNK_BYTES`` of window matrix
+    (``image_bytes`` per image; at least one image per chunk)."""
+    budget = FASTCONV_CHUNK_BYTES.get(device.type)
+    per_chunk = N if budget is None else max(1, budget // max(1, image_bytes))
+    return [slice(start, min(N, start + per_chunk)) for start in range(0, N, per_chunk)]
+
+
+class FastConv:
+    """Convolution with :class:`Conv`'s API, vectorised.
+
+    Every window of the padded input, stored channels-last, is copied into one row of a
+    matrix ("im2col", ``(N*H'*W', HH*WW*C)``, read from a strided view), so the
+    convolution is ONE matrix product with the ``(HH*WW*C, F)`` filter matrix.  The
+    backward pass gets ``dw`` and the windows' gradients from two more products and
+    adds the windows' gradients back into ``dx`` ("col2im").
+
+    Two choices make it as fast as the library's convolution on a CPU:
+
+    * the matrix is built and used a chunk of images at a time (see
+      ``FASTCONV_CHUNK_BYTES``), and rebuilt in the backward pass rather than kept;
+    * ``out`` and ``dx`` have the usual ``(N, C, H, W)`` shape but are stored
+      channels-last (``torch.channels_last``): the product writes that layout
+      directly, and the next layer's FastConv reads it without a copy.
+
+    The cache is private to this class: use it only through :meth:`backward`.
+    """
+
+    @staticmethod
+    def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, conv_param: dict):
+        """Forward pass; shapes as in :meth:`Conv.forward`.
+
+        Returns:
+            out: ``(N, F, H', W')``, stored channels-last; cache: for :meth:`backward` only.
+        """
+        stride, pad, H_out, W_out = _check_conv(x, w, b, conv_param)
+        ### BEGIN SOLUTION
+        N, C, H, W = x.shape
+        F, _, HH, WW = w.shape
+        x_pad = _fastconv_pad(x, pad)
+        windows = _fastconv_windows(x_pad, HH, WW, stride, H_out, W_out)
+        w_mat = w.permute(0, 2, 3, 1).reshape(F, HH * WW * C)  # the columns' (HH, WW, C) order
+        out = x.new_empty((N, H_out, W_out, F))
+        for chunk in _fastconv_chunks(N, H_out * W_out * w_mat.shape[1] * x.element_size(), x.device):
+            cols = windows[chunk].reshape(-1, HH * WW * C)  # im2col: (n*H'*W', HH*WW*C), a copy
+            torch.addmm(b, cols, w_mat.T, out=out[chunk].view(-1, F))
+        out = out.permute(0, 3, 1, 2)  # (N, F, H', W'), channels-last in memory
+        cache = (x.shape, x_pad, w, stride, pad)
+        ### END SOLUTION
+        return out, cache
+
+    @staticmethod
+    def backward(dout: torch.Tensor, cache):
+        """Backward pass; returns ``dx, dw, db`` as :meth:`Conv.backward` (``dx`` channels-last)."""
+        ### BEGIN SOLUTION
+        x_shape, x_pad, w, stride, pad = cache
+        N, C, H, W = x_shape
+        F, _, HH, WW = w.shape
+        H_out = (x_pad.shape[1] - HH) // stride + 1
+        W_out = (x_pad.shape[2] - WW) // stride + 1
+        _check_grad(dout, "dout", (N, F, H_out, W_out), "the output (N, F, H', W')")
+        dout_rows = dout.permute(0, 2, 3, 1).reshape(N, H_out * W_out, F)  # no copy if channels-last
+        w_mat = w.permute(0, 2, 3, 1).reshape(F, HH * WW * C)
+        windows = _fastconv_windows(x_pad, HH, WW, stride, H_out, W_out)
+        dw_mat = w_mat.new_zeros(w_mat.shape)
+        dx_pad = torch.zeros_like(x_pad)
+        for chunk in _fastconv_chunks(N, H_out * W_out * w_mat.shape[1] * x_pad.element_size(), x_pad.device):
+            g = dout_rows[chunk].reshape(-1, F)  # (n*H'*W', F)
+            cols = windows[chunk].reshape(-1, HH * WW * C)  # rebuilt: cheaper than keeping it
+            dw_mat.addmm_(g.T, cols)
+            dcols = (g @ w_mat).view(-1, H_out, W_out, HH, WW, C)
+            _fastconv_col2im_add(dcols, dx_pad[chunk], stride)
+        db = dout_rows.sum(dim=(0, 1))
+        dw = dw_mat.reshape(F, HH, WW, C).permute(0, 3, 1, 2).contiguous()
+        dx = dx_pad[:, pad:pad + H, pad:pad + W].permute(0, 3, 1, 2)
+        if pad:
+            dx = dx.contiguous(memory_format=torch.channels_last)
+        ### END SOLUTION
+        return dx, dw, db
+
+
+# --------------------------------------------------------------------------- max pooling
+
+
+class MaxPool:
+    """Max pooling, written with loops: ``out[n, c, i, j] = max`` of ``x[n, c]`` over the window
+    of ``pool_height x pool_width`` entries whose top-left corner is ``(i * stride, j * stride)``."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, pool_param: dict):
+        """Forward pass, one output position at a time.
+
+        Args:
+            x: ``(N, C, H, W)``.
+            pool_param: ``{"pool_height": ph, "pool_width": pw, "stride": s}``, ints >= 1.
+
+        Returns:
+            out: ``(N, C, H', W')`` with ``H' = 1 + (H - ph) // s``, ``W' = 1 + (W - pw) // s``;
+            cache: ``(x, pool_param)``.
+
+        Raises:
+            ValueError: bad shapes, or windows that do not tile ``x`` (``(H - ph) % s != 0``...).
+        """
+        ph, pw, stride, H_out, W_out = _check_pool(x, pool_param)
+        ### BEGIN SOLUTION
+        N, C = x.shape[:2]
+        out = x.new_empty((N, C, H_out, W_out))
+        for i in range(H_out):
+            for j in range(W_out):
+                window = x[:, :, i * stride:i * stride + ph, j * stride:j * stride + pw]
+                out[:, :, i, j] = window.amax(dim=(2, 3))
+        ### END SOLUTION
+        cache = (x, pool_param)
+        return out, cache
+
+    @staticmethod
+    def backward(dout: torch.Tensor, cache):
+        """Backward pass: each window's gradient goes to ONE entry, its maximum (the first in
+        row-major order on ties, as ``max_pool2d``); overlapping windows add up.
+
+        Args:
+            dout: ``(N, C, H', W')`` upstream gradient.
+            cache: ``(x, pool_param)`` from :meth:`forward`.
+
+        Returns:
+            dx: ``(N, C, H, W)``.
+        """
+        x, pool_param = cache
+        ph, pw, stride, H_out, W_out = _check_pool(x, pool_param)
+        _check_grad(dout, "dout", (*x.shape[:2], H_out, W_out), "the output (N, C, H', W')")
+        ### BEGIN SOLUTION
+        N, C = x.shape[:2]
+        dx = torch.zeros_like(x)
+        for i in range(H_out):
+            for j in range(W_out):
+                rows, cols = slice(i * stride, i * stride + ph), slice(j * stride, j * stride + pw)
+                first_max = x[:, :, rows, cols].reshape(N, C, -1).argmax(dim=2, keepdim=True)  # first on ties
+                grad = torch.zeros((N, C, ph * pw), dtype=x.dtype, device=x.device)
+                grad.scatter_(2, first_max, dout[:, :, i, j].unsqueeze(2))
+                dx[:, :, rows, cols] += grad.reshape(N, C, ph, pw)
+        ### END SOLUTION
+        return dx
+
+
+class FastMaxPool:
+    """Max pooling with :class:`MaxPool`'s API, vectorised.
+
+    When the windows neither overlap nor leave gaps (``pool_height == pool_width
+    == stride``), each of the ``ph * pw`` entries of a window ("tap") is a strided
+    view of ``x`` and a running comparison of the taps finds every window's
+    (first) maximum at once; the backward pass hands each tap its share of
+    ``dout``.  Otherwise the windows are read from a strided view of ``x``, one
+    ``argmax`` finds their first maxima and one scatter sends the gradient there.  The cache is private to this
+    class: use it only through :meth:`backward`.
+    """
+
+    @staticmethod
+    def forward(x: torch.Tensor, pool_param: dict):
+        """Forward pass; shapes as in :meth:`MaxPool.forward`.
+
+        Returns:
+            out: ``(N, C, H', W')``; cache: for :meth:`backward` only.
+        """
+        ph, pw, stride, H_out, W_out = _check_pool(x, pool_param)
+        ### BEGIN SOLUTION
+        N, C, H, W = x.shape
+        tiled = ph == stride and pw == stride
+        if tiled:  # disjoint windows: compare the ph*pw "taps" (strided views), keep the first maximum
+            out, first_max = None, None
+            for k in range(ph * pw):
+                tap = x[:, :, k // pw::stride, k % pw::stride]  # (N, C, H', W'), entry k of every window
+                if out is None:
+                    index_dtype = torch.uint8 if ph * pw <= 256 else torch.int64
+                    out, first_max = tap.clone(), torch.zeros(tap.shape, dtype=index_dtype, device=x.device)
+                else:
+                    larger = tap > out  # strictly: on ties the earlier entry stays
+                    out = torch.where(larger, tap, out)
+                    first_max.masked_fill_(larger, k)
+        else:
+            x = x.contiguous()
+            sN, sC, sH, sW = x.stride()
+            windows = x.as_strided((N, C, H_out, W_out, ph, pw), (sN, sC, stride * sH, stride * sW, sH, sW))
+            windows = windows.reshape(N, C, H_out, W_out, ph * pw)
+            first_max = windows.argmax(dim=4, keepdim=True)  # the first maximum of each window
+            out = windows.gather(4, first_max).squeeze(4)
+        cache = (x.shape, ph, pw, stride, tiled, first_max)
+        ### END SOLUTION
+        return out, cache
+
+    @staticmethod
+    def backward(dout: torch.Tensor, cache):
+        """Backward pass; returns ``dx`` as :meth:`MaxPool.backward`."""
+        ### BEGIN SOLUTION
+        (N, C, H, W), ph, pw, stride, tiled, first_max = cache
+        H_out, W_out = (H - ph) // stride + 1, (W - pw) // stride + 1
+        _check_grad(dout, "dout", (N, C, H_out, W_out), "the output (N, C, H', W')")
+        if tiled:
+            layout = torch.channels_last if dout.is_contiguous(memory_format=torch.channels_last) \
+                else torch.contiguous_format
+            dx = torch.empty((N, C, H, W), dtype=dout.dtype, device=dout.device, memory_format=layout)
+            for k in range(ph * pw):  # the taps cover every entry of x exactly once
+                dx[:, :, k // pw::stride, k % pw::stride] = dout * (first_max == k)
+        else:
+            k = first_max.squeeze(4)  # (N, C, H', W'): position inside the window, row-major
+            device = dout.device
+            top = torch.arange(H_out, device=device).reshape(H_out, 1) * stride
+            left = torch.arange(W_out, device=device).reshape(1, W_out) * stride
+            flat = (top + k // pw) * W + (left + k % pw)  # the maximum's position in the (H, W) plane
+            dx = dout.new_zeros((N * C, H * W))
+            dx.scatter_add_(1, flat.reshape(N * C, -1), dout.reshape(N * C, -1))
+            dx = dx.reshape(N, C, H, W)
+        ### END SOLUTION
+        return dx
+
+
+# --------------------------------------------------------------------------- batch normalization
+
+
+class BatchNorm:
+    """Batch normalization of ``x (N, D)``: ``out = gamma * (x - mean) / sqrt(var + eps) + beta``.
+
+    ``bn_param`` is a dict with
+
+    * ``"mode"`` (required): ``"train"`` normalises with the batch's mean and
+      BIASED variance (divided by ``N``) and updates the running statistics;
+      ``"test"`` normalises with the running statistics;
+    * ``"eps"`` (default ``1e-5``), added to the variance;
+    * ``"momentum"`` (default ``0.9``): ``running = momentum * running + (1 - momentum) * batch``,
+      so it weighs the OLD value: ``torch.nn.BatchNorm1d(momentum=1 - momentum)`` behaves alike;
+    * ``"running_mean"``, ``"running_var"``: ``(D,)`` tensors, created as zeros and
+      ones on first use and written back into ``bn_param`` by every forward pass.
+      The running variance is updated with the UNBIASED batch variance (divided by
+      ``N - 1``), as torch does, so it estimates the population variance.
+
+    ``forward`` returns a cache dict; ``backward`` and ``backward_alt`` accept the
+    cache of either mode.
+    """
+
+    @staticmethod
+    def forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, bn_param: dict):
+        """Forward pass.
+
+        Args:
+            x: ``(N, D)``; in train mode ``N >= 2``.
+            gamma: ``(D,)`` scale; beta: ``(D,)`` shift.
+            bn_param: see the class docstring; its running statistics are updated in train mode.
+
+        Returns:
+            out: ``(N, D)``; cache: a dict for :meth:`backward`.
+        """
+        _check_float(x, "x", "(N, D)")
+        if x.dim() != 2 or min(x.shape) < 1:
+            raise ValueError(f"x must have shape (N, D) with N, D >= 1, got {_shape(x)}")
+        mode, eps, momentum = _check_batchnorm(x, gamma, beta, bn_param)
+        running_mean = _running_stat(bn_param, "running_mean", x, 0.0)
+        running_var = _running_stat(bn_param, "running_var", x, 1.0)
+        cache = {"mode": mode, "x": x, "gamma": gamma, "eps": eps}
+        if mode == "train":
+            ### BEGIN SOLUTION
+            N = x.shape[0]
+            mean = x.mean(dim=0)
+            xmu = x - mean
+            var = (xmu * xmu).mean(dim=0)  # biased: normalise with what the batch has
+            std = (var + eps).sqrt()
+            inv_std = 1.0 / std
+            xhat = xmu * inv_std
+            out = gamma * xhat + beta
+            running_mean = momentum * running_mean + (1 - momentum) * mean
+            running_var = momentum * running_var + (1 - momentum) * var * (N / (N - 1))
+            cache.update(xmu=xmu, var=var, std=std, inv_std=inv_std, xhat=xhat)
+            ### END SOLUTION
+        else:
+            ### BEGIN SOLUTION
+            inv_std = 1.0 / (running_var + eps).sqrt()
+            xhat = (x - running_mean) * inv_std
+            out = gamma * xhat + beta
+            cache.update(inv_std=inv_std, xhat=xhat)
+            ### END SOLUTION
+        bn_param["running_mean"] = running_mean
+        bn_param["running_var"] = running_var
+        return out, cache
+
+    @staticmethod
+    def backward(dout: torch.Tensor, cache: dict):
+        """Backward pass through the computation graph, one elementary step at a time.
+
+        Args:
+            dout: ``(N, D)`` upstream gradient.
+            cache: from :meth:`forward`.
+
+        Returns:
+            dx: ``(N, D)``; dgamma: ``(D,)``; dbeta: ``(D,)``.
+        """
+        _check_grad(dout, "dout", cache["x"].shape, "x (N, D)")
+        ### BEGIN SOLUTION
+        gamma, xhat, inv_std = cache["gamma"], cache["xhat"], cache["inv_std"]
+        dbeta = dout.sum(dim=0)
+        dgamma = (dout * xhat).sum(dim=0)
+        dxhat = dout * gamma
+        if cache["mode"] == "test":  # the statistics are constants
+            return dxhat * inv_std, dgamma, dbeta
+        N = dout.shape[0]
+        xmu, std = cache["xmu"], cache["std"]
+        # xhat = xmu * inv_std, inv_std = 1 / std, std = sqrt(var + eps), var = mean(xmu ** 2), xmu = x - mean
+        dxmu = dxhat * inv_std
+        dinv_std = (dxhat * xmu).sum(dim=0)
+        dstd = -dinv_std / (std * std)
+        dvar = dstd * 0.5 / std
+        dxmu = dxmu + 2.0 * xmu * dvar / N
+        dmean = -dxmu.sum(dim=0)
+        dx = dxmu + dmean / N
+        ### END SOLUTION
+        return dx, dgamma, dbeta
+
+    @staticmethod
+    def backward_alt(dout: torch.Tensor, cache: dict):
+        """Backward pass in closed form (the same result as :meth:`backward`, in fewer operations)::
+
+            dx = inv_std / N * (N * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)),  dxhat = dout * gamma
+
+        with the sums over the batch.
+        """
+        _check_grad(dout, "dout", cache["x"].shape, "x (N, D)")
+        ### BEGIN SOLUTION
+        gamma, xhat, inv_std = cache["gamma"], cache["xhat"], cache["inv_std"]
+        dbeta = dout.sum(dim=0)
+        dgamma = (dout * xhat).sum(dim=0)
+        dxhat = dout * gamma
+        if cache["mode"] == "test":
+            return dxhat * inv_std, dgamma, dbeta
+        N = dout.shape[0]
+        dx = (inv_std / N) * (N * dxhat - dxhat.sum(dim=0) - xhat * (dxhat * xhat).sum(dim=0))
+        ### END SOLUTION
+        return dx, dgamma, dbeta
+
+
+class SpatialBatchNorm:
+    """Batch normalization of images ``x (N, C, H, W)``: one mean and variance per channel,
+    over all ``N * H * W`` values of that channel (``torch.nn.BatchNorm2d``).  ``bn_param`` as
+    in :class:`BatchNorm`, with ``(C,)`` running statistics."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, bn_param: dict):
+        """Forward pass.
+
+        Args:
+            x: ``(N, C, H, W)``.
+            gamma, beta: ``(C,)``.
+            bn_param: see :class:`BatchNorm`.
+
+        Returns:
+            out: ``(N, C, H, W)``; cache: for :meth:`backward`.
+        """
+        _check_images(x)
+        N, C, H, W = x.shape
+        for name, value in (("gamma", gamma), ("beta", beta)):
+            _check_float(value, name, f"({C},)")
+            if value.shape != (C,):
+                raise ValueError(f"{name} must have shape (C,) = ({C},), one value per channel of x "
+                                 f"{_shape(x)}, got {_shape(value)}")
+        if isinstance(bn_param, dict) and bn_param.get("mode") == "train" and N * H * W < 2:
+            raise ValueError(f"spatial batch normalization in train mode needs at least 2 values per channel "
+                             f"(N * H * W) to estimate a variance; x {_shape(x)} has {N * H * W}")
+        ### BEGIN SOLUTION
+        x_flat = x.permute(0, 2, 3, 1).reshape(-1, C)  # every pixel of the batch is one "example"
+        out_flat, cache = BatchNorm.forward(x_flat, gamma, beta, bn_param)
+        out = out_flat.reshape(N, H, W, C).permute(0, 3, 1, 2)  # stored channels-last, like FastConv's
+        ### END SOLUTION
+        return out, cache
+
+    @staticmethod
+    def backward(dout: torch.Tensor, cache):
+        """Backward pass.
+
+        Returns:
+            dx: ``(N, C, H, W)``; dgamma: ``(C,)``; dbeta: ``(C,)``.
+        """
+        _check_images(dout, "dout", "(N, C, H, W)")
+        ### BEGIN SOLUTION
+        N, C, H, W = dout.shape
+        dout_flat = dout.permute(0, 2, 3, 1).reshape(-1, C)
+        dx_flat, dgamma, dbeta = BatchNorm.backward_alt(dout_flat, cache)
+        dx = dx_flat.reshape(N, H, W, C).permute(0, 3, 1, 2)
+        ### END SOLUTION
+        return dx, dgamma, dbeta
+
+
+# --------------------------------------------------------------------------- sandwich layers
+
+
+class Conv_ReLU:
+    """``relu(conv(x))`` with :class:`FastConv`."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, conv_param: dict):
+        """Shapes as in :meth:`Conv.forward`; returns ``out (N, F, H', W')`` and a cache."""
+        ### BEGIN SOLUTION
+        a, conv_cache = FastConv.forward(x, w, b, conv_param)
+        out, relu_cache = ReLU.forward(a)
+        cache = (conv_cache, relu_cache)
+        ### END SOLUTION
+        return out, cache
+
+    @staticmethod
+    def backward(dout: torch.Tensor, cache):
+        """Returns ``dx, dw, db``."""
+        ### BEGIN SOLUTION
+        conv_cache, relu_cache = cache
+        da = ReLU.backward(dout, relu_cache)
+        dx, dw, db = FastConv.backward(da, conv_cache)
+        ### END SOLUTION
+        return dx, dw, db
+
+
+class Conv_ReLU_Pool:
+    """``maxpool(relu(conv(x)))`` with :class:`FastConv` and :class:`FastMaxPool`."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, conv_param: dict, pool_param: dict):
+        """Shapes as in :meth:`Conv.forward` and :meth:`MaxPool.forward`; returns ``out`` and a cache."""
+        ### BEGIN SOLUTION
+        a, conv_cache = FastConv.forward(x, w, b, conv_param)
+        s, relu_cache = ReLU.forward(a)
+        out, pool_cache = FastMaxPool.forward(s, pool_param)
+        cache = (conv_cache, relu_cache, pool_cache)
+        ### END SOLUTION
+        return out, cache
+
+    @staticmethod
+    def backward(dout: torch.Tensor, cache):
+        """Returns ``dx, dw, db``."""
+        ### BEGIN SOLUTION
+        conv_cache, relu_cache, pool_cache = cache
+        ds = FastMaxPool.backward(dout, pool_cache)
+        da = ReLU.backward(ds, relu_cache)
+        dx, dw, db = FastConv.backward(da, conv_cache)
+        ### END SOLUTION
+        return dx, dw, db
+
+
+class Linear_BatchNorm_ReLU:
+    """``relu(batchnorm(x_flat @ w + b))``."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                bn_param: dict):
+        """Args: ``x (N, d_1, ..., d_k)``, ``w (D, M)``, ``b, gamma, beta (M,)``, ``bn_param`` as in
+        :class:`BatchNorm`.  Returns ``out (N, M)`` and a cache."""
+        ### BEGIN SOLUTION
+        a, fc_cache = Linear.forward(x, w, b)
+        a_bn, bn_cache = BatchNorm.forward(a, gamma, beta, bn_param)
+        out, relu_cache = ReLU.forward(a_bn)
+        cache = (fc_cache, bn_cache, relu_cache)
+        ### END SOLUTION
+        return out, cache
+
+    @staticmethod
+    def backward(dout: torch.Tensor, cache):
+        """Returns ``dx, dw, db, dgamma, dbeta``."""
+        ### BEGIN SOLUTION
+        fc_cache, bn_cache, relu_cache = cache
+        da_bn = ReLU.backward(dout, relu_cache)
+        da, dgamma, dbeta = BatchNorm.backward_alt(da_bn, bn_cache)
+        dx, dw, db = Linear.backward(da, fc_cache)
+        ### END SOLUTION
+        return dx, dw, db, dgamma, dbeta
+
+
+class Conv_BatchNorm_ReLU:
+    """``relu(spatial_batchnorm(conv(x)))`` with :class:`FastConv`."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                conv_param: dict, bn_param: dict):
+        """Shapes as in :meth:`Conv.forward`, ``gamma, beta (F,)``; returns ``out (N, F, H', W')`` and a cache."""
+        ### BEGIN SOLUTION
+        a, conv_cache = FastConv.forward(x, w, b, conv_param)
+        an, bn_cache = SpatialBatchNorm.forward(a, gamma, beta, bn_param)
+        out, relu_cache = ReLU.forward(an)
+        cache = (conv_cache, bn_cache, relu_cache)
+        ### END SOLUTION
+        return out, cache
+
+    @staticmethod
+    def backward(dout: torch.Tensor, cache):
+        """Returns ``dx, dw, db, dgamma, dbeta``."""
+        ### BEGIN SOLUTION
+        conv_cache, bn_cache, relu_cache = cache
+        dan = ReLU.backward(dout, relu_cache)
+        da, dgamma, dbeta = SpatialBatchNorm.backward(dan, bn_cache)
+        dx, dw, db = FastConv.backward(da, conv_cache)
+        ### END SOLUTION
+        return dx, dw, db, dgamma, dbeta
+
+
+class Conv_BatchNorm_ReLU_Pool:
+    """``maxpool(relu(spatial_batchnorm(conv(x))))`` with :class:`FastConv` and :class:`FastMaxPool`."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                conv_param: dict, bn_param: dict, pool_param: dict):
+        """Shapes as in :meth:`Conv.forward` and :meth:`MaxPool.forward`; returns ``out`` and a cache."""
+        ### BEGIN SOLUTION
+        a, conv_cache = FastConv.forward(x, w, b, conv_param)
+        an, bn_cache = SpatialBatchNorm.forward(a, gamma, beta, bn_param)
+        s, relu_cache = ReLU.forward(an)
+        out, pool_cache = FastMaxPool.forward(s, pool_param)
+        cache = (conv_cache, bn_cache, relu_cache, pool_cache)
+        ### END SOLUTION
+        return out, cache
+
+    @staticmethod
+    def backward(dout: torch.Tensor, cache):
+        """Returns ``dx, dw, db, dgamma, dbeta``."""
+        ### BEGIN SOLUTION
+        conv_cache, bn_cache, relu_cache, pool_cache = cache
+        ds = FastMaxPool.backward(dout, pool_cache)
+        dan = ReLU.backward(ds, relu_cache)
+        da, dgamma, dbeta = SpatialBatchNorm.backward(dan, bn_cache)
+        dx, dw, db = FastConv.backward(da, conv_cache)
+        ### END SOLUTION
+        return dx, dw, db, dgamma, dbeta
+
+
+# --------------------------------------------------------------------------- initialisation
+
+
+def kaiming_initializer(Din: int, Dout: int, K: int | None = None, relu: bool = True, device="cpu",
+                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Kaiming (He) initialisation: normal weights with variance ``gain / fan_in``.
+
+    ``gain = 2`` before a ReLU (which zeroes half of its inputs on average), ``1``
+    otherwise; ``fan_in`` is the number of inputs of one output unit.
+
+    Args:
+        Din: input size (``K is None``) or input channels.
+        Dout: output size or output channels (filters).
+        K: None for a linear layer, else the filter size ``K x K``.
+        relu: whether a ReLU follows the layer.
+        device, dtype: of the weights.
+
+    Returns:
+        ``(Din, Dout)`` with std ``sqrt(gain / Din)`` when ``K`` is None, else
+        ``(Dout, Din, K, K)`` with std ``sqrt(gain / (Din * K * K))``.
+    """
+    _check_positive_int("Din", Din)
+    _check_positive_int("Dout", Dout)
+    if K is not None:
+        _check_positive_int("K", K)
+    if not isinstance(relu, bool):
+        raise TypeError(f"relu must be True or False, got {relu!r}")
+    _check_dtype(dtype)
+    ### BEGIN SOLUTION
+    gain = 2.0 if relu else 1.0
+    if K is None:
+        weight = torch.randn(Din, Dout, dtype=dtype, device=device) * math.sqrt(gain / Din)
+    else:
+        weight = torch.randn(Dout, Din, K, K, dtype=dtype, device=device) * math.sqrt(gain / (Din * K * K))
+    ### END SOLUTION
+    return weight
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _l2(params: dict, names) -> torch.Tensor:
+    return sum((params[name] ** 2).sum() for name in names)
+
+
+class ThreeLayerConvNet:
+    """``conv - relu - 2x2 max pool - linear - relu - linear - softmax``.
+
+    The convolution has ``num_filters`` filters of ``filter_size x filter_size``,
+    stride 1 and zero padding ``(filter_size - 1) // 2``, so an odd filter size
+    keeps the ``H x W`` size; the pool (stride 2) halves it.
+
+    Args:
+        input_dims: ``(C, H, W)`` of one input; ``H`` and ``W`` even.
+        num_filters: ``F``.
+        filter_size: odd filter width and height.
+        hidden_dim: size of the hidden linear layer.
+        num_classes: ``C``.
+        weight_scale: std of the random (normal) initial weights; biases start at zero.
+        reg: L2 strength; the loss adds ``reg * (sum(W1**2) + sum(W2**2) + sum(W3**2))``.
+        dtype, device: of the parameters.
+
+    Attributes:
+        params: ``W1 (F, C, fs, fs), b1 (F,), W2 (F*H/2*W/2, hidden_dim), b2 (hidden_dim,),
+        W3 (hidden_dim, num_classes), b3 (num_classes,)``.
+    """
+
+    def __init__(self, input_dims=(3, 32, 32), num_filters: int = 32, filter_size: int = 7, hidden_dim: int = 100,
+                 num_classes: int = 10, weight_scale: float = 1e-3, reg: float = 0.0,
+                 dtype: torch.dtype = torch.float, device="cpu"):
+        self.input_dims = _check_input_dims(input_dims)
+        _check_positive_int("num_filters", num_filters)
+        _check_positive_int("filter_size", filter_size)
+        if filter_size % 2 == 0:
+            raise ValueError(f"filter_size must be odd so that padding (filter_size - 1) // 2 keeps H x W, "
+                             f"got {filter_size}")
+        _check_positive_int("hidden_dim", hidden_dim)
+        _check_positive_int("num_classes", num_classes)
+        C, H, W = self.input_dims
+        if H % 2 or W % 2:
+            raise ValueError(f"input_dims (C, H, W) needs even H and W for the 2x2 max pool, got {self.input_dims}")
+        self.reg = _check_reg(reg)
+        _check_init(weight_scale, dtype)
+        self.dtype = dtype
+        self.params: dict[str, torch.Tensor] = {}
+        ### BEGIN SOLUTION
+        shapes = {"W1": (num_filters, C, filter_size, filter_size), "b1": (num_filters,),
+                  "W2": (num_filters * (H // 2) * (W // 2), hidden_dim), "b2": (hidden_dim,),
+                  "W3": (hidden_dim, num_classes), "b3": (num_classes,)}
+        for name, shape in shapes.items():
+            if name.startswith("W"):
+                self.params[name] = weight_scale * torch.randn(shape, dtype=dtype, device=device)
+            else:
+                self.params[name] = torch.zeros(shape, dtype=dtype, device=device)
+        ### END SOLUTION
+
+    def save(self, path) -> None:
+        """Write ``input_dims``, ``reg`` and ``params`` to ``path`` (``torch.load(weights_only=True)`` reads it)."""
+        _save_model(path, {"format": SAVE_FORMAT, "model": "ThreeLayerConvNet", "reg": self.reg,
+                           "input_dims": list(self.input_dims),
+                           "params": {k: v.detach().cpu() for k, v in self.params.items()}})
+
+    def load(self, path, dtype: torch.dtype | None = None, device="cpu") -> None:
+        """Replace ``input_dims``, ``reg`` and ``params`` by those saved in ``path``.
+
+        ``dtype=None`` keeps the saved dtype; ``device`` is where the parameters go.
+        """
+        payload = _load_model(path, "ThreeLayerConvNet")
+        self.reg = float(payload["reg"])
+        self.input_dims = tuple(int(d) for d in payload["input_dims"])
+        self.params = _loaded_params(payload["params"], dtype, device)
+        self.dtype = self.params["W1"].dtype
+
+    def loss(self, X: torch.Tensor, y: torch.Tensor | None = None):
+        """Scores, or loss and gradients, for a minibatch.
+
+        Args:
+            X: ``(N, C, H, W)`` images matching ``input_dims``.
+            y: ``(N,)`` integer labels in ``[0, num_classes)``, or None.
+
+        Returns:
+            ``y is None``: scores ``(N, num_classes)``.  Otherwise ``(loss, grads)``: the
+            scalar loss (data loss + L2) and the gradients, keyed and shaped like ``params``.
+        """
+        _check_model_images(X, self.input_dims)
+        p = self.params
+        filter_size = p["W1"].shape[2]
+        conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
+        pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
+        ### BEGIN SOLUTION
+        pooled, pool_cache = Conv_ReLU_Pool.forward(X, p["W1"], p["b1"], conv_param, pool_param)
+        hidden, hidden_cache = Linear_ReLU.forward(pooled, p["W2"], p["b2"])
+        scores, scores_cache = Linear.forward(hidden, p["W3"], p["b3"])
+        ### END SOLUTION
+        if y is None:
+            return scores
+        grads = {}
+        ### BEGIN SOLUTION
+        loss, dscores = softmax_loss(scores, y)
+        loss = loss + self.reg * _l2(p, ("W1", "W2", "W3"))
+        dhidden, grads["W3"], grads["b3"] = Linear.backward(dscores, scores_cache)
+        dpooled, grads["W2"], grads["b2"] = Linear_ReLU.backward(dhidden, hidden_cache)
+        _, grads["W1"], grads["b1"] = Conv_ReLU_Pool.backward(dpooled, pool_cache)
+        for name in ("W1", "W2", "W3"):
+            grads[name] = grads[name] + 2 * self.reg * p[name]
+        ### END SOLUTION
+        return loss, grads
+
+
+_CONV3 = {"stride": 1, "pad": 1}
+_POOL2 = {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+
+class DeepConvNet:
+    """Convolutional network of any depth with optional spatial batch normalization.
+
+    Architecture (``L = len(num_filters) + 1`` layers with weights)::
+
+        {conv 3x3 (stride 1, pad 1) - [spatial batchnorm] - relu - [2x2 max pool]} x (L - 1) - linear - softmax
+
+    The ``2x2`` max pool (stride 2) follows conv layer ``i`` (counting from 0) when
+    ``i`` is in ``max_pools``; it halves the height and width, which must then be even.
+
+    Args:
+        input_dims: ``(C, H, W)`` of one input.
+        num_filters: list of the ``L - 1`` filter counts (may be empty: a linear classifier).
+        max_pools: indices in ``[0, L - 1)`` of the conv layers followed by a max pool, each at most once.
+        batchnorm: add spatial batch normalization after every convolution.
+        num_classes: ``C``.
+        weight_scale: std of the random (normal) initial weights, or ``"kaiming"`` for
+            :func:`kaiming_initializer` (gain 2 for the convolutions, 1 for the last linear layer).
+        reg: L2 strength; the loss adds ``reg * sum_l sum(Wl ** 2)``.
+        weight_initializer: None, or a function with :func:`kaiming_initializer`'s signature
+            that makes every weight; it takes precedence over ``weight_scale``.
+        dtype, device: of the parameters.
+
+    Attributes:
+        params: ``W1 (F1, C, 3, 3), b1 (F1,), ..., W{L-1}, b{L-1}``, the last ``WL (D, num_classes)``
+            and ``bL`` where ``D = F_{L-1} * H_L * W_L`` (the size after the pools), and with
+            batchnorm ``gamma1, beta1 (F1,), ..., gamma{L-1}, beta{L-1}`` (start at 1 and 0).
+        bn_params: one :class:`BatchNorm` ``bn_param`` per conv layer (empty without batchnorm),
+            holding the running statistics; :meth:`loss` sets their mode ("test" when ``y`` is
+            None, else "train").
+        num_layers: ``L``.
+    """
+
+    def __init__(self, input_dims=(3, 32, 32), num_filters=(8, 8, 8, 8, 8), max_pools=(0, 1, 2, 3, 4),
+                 batchnorm: bool = False, num_classes: int = 10, weight_scale=1e-3, reg: float = 0.0,
+                 weight_initializer=None, dtype: torch.dtype = torch.float, device="cpu"):
+        self.input_dims = _check_input_dims(input_dims)
+        if not isinstance(num_filters, (list, tuple)):
+            raise TypeError(f"num_filters must be a list of positive ints such as [8, 8], got {num_filters!r}")
+        for i, f in enumerate(num_filters):
+            _check_positive_int(f"num_filters[{i}]", f)
+        if not isinstance(max_pools, (list, tuple)):
+            raise TypeError(f"max_pools must be a list of conv layer indices such as [0, 1], got {max_pools!r}")
+        for i in max_pools:
+            if not _is_int(i) or not 0 <= i < len(num_filters):
+                raise ValueError(f"max_pools holds indices of conv layers in [0, {len(num_filters)}) "
+                                 f"(len(num_filters) = {len(num_filters)}), got {i!r}")
+        if len(set(max_pools)) != len(max_pools):
+            raise ValueError(f"max_pools must name each conv layer at most once, got {list(max_pools)}")
+        if not isinstance(batchnorm, bool):
+            raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
+        _check_positive_int("num_classes", num_classes)
+        _check_weight_scale(weight_scale)
+        self.reg = _check_reg(reg)
+        _check_dtype(dtype)
+        if weight_initializer is not None and not callable(weight_initializer):
+            raise TypeError(f"weight_initializer must be None or a function like kaiming_initializer, "
+                            f"got {weight_initializer!r}")
+        self.num_layers = len(num_filters) + 1
+        self.max_pools = sorted(max_pools)
+        self.batchnorm = batchnorm
+        self.dtype = dtype
+        self.bn_params = [{"mode": "train"} for _ in num_filters] if batchnorm else []
+        C, H, W = self.input_dims
+        for before, i in enumerate(self.max_pools):  # earlier pools (all even so far) halved H and W `before` times
+            h, w = H >> before, W >> before
+            if h % 2 or w % 2:
+                raise ValueError(f"input_dims {self.input_dims} is too small or not divisible enough for max_pools "
+                                 f"{self.max_pools}: the 2x2 pool after conv layer {i} needs an even height and "
+                                 f"width but gets {h} x {w}; H and W must be divisible by "
+                                 f"2 ** len(max_pools) = {1 << len(self.max_pools)}")
+        if weight_initializer is None and weight_scale == "kaiming":
+            weight_initializer = kaiming_initializer
+        self.params: dict[str, torch.Tensor] = {}
+        ### BEGIN SOLUTION
+        L = self.num_layers
+        channels = [C, *num_filters]
+        for layer in range(1, L):
+            c_in, c_out = channels[layer - 1], channels[layer]
+            if weight_initializer is not None:
+                w = weight_initializer(c_in, c_out, K=3, relu=True, device=device, dtype=dtype)
+            else:
+                w = weight_scale * torch.randn(c_out, c_in, 3, 3, dtype=dtype, device=device)
+            self.params[f"W{layer}"] = w
+            self.params[f"b{layer}"] = torch.zeros(c_out, dtype=dtype, device=device)
+            if batchnorm:
+                self.params[f"gamma{layer}"] = torch.ones(c_out, dtype=dtype, device=device)
+                self.params[f"beta{layer}"] = torch.zeros(c_out, dtype=dtype, device=device)
+        D = channels[-1] * (H >> len(self.max_pools)) * (W >> len(self.max_pools))
+        if weight_initializer is not None:
+            w = weight_initializer(D, num_classes, K=None, relu=False, device=device, dtype=dtype)
+        else:
+            w = weight_scale * torch.randn(D, num_classes, dtype=dtype, device=device)
+        self.params[f"W{L}"] = w
+        self.params[f"b{L}"] = torch.zeros(num_classes, dtype=dtype, device=device)
+        ### END SOLUTION
+
+    def save(self, path) -> None:
+        """Write the architecture, ``reg``, ``params`` and the batchnorm running statistics to ``path``."""
+        bn = [{key: value.detach().cpu() if isinstance(value, torch.Tensor) else value
+               for key, value in param.items() if key != "mode"} for param in self.bn_params]
+        _save_model(path, {"format": SAVE_FORMAT, "model": "DeepConvNet", "reg": self.reg,
+                           "input_dims": list(self.input_dims), "num_layers": self.num_layers,
+                           "max_pools": list(self.max_pools), "batchnorm": self.batchnorm, "bn_params": bn,
+                           "params": {k: v.detach().cpu() for k, v in self.params.items()}})
+
+    def load(self, path, dtype: torch.dtype | None = None, device="cpu") -> None:
+        """Replace the architecture, ``reg``, ``params`` and running statistics by those saved in ``path``.
+
+        ``dtype=None`` keeps the saved dtype; ``device`` is where the tensors go.
+        """
+        payload = _load_model(path, "DeepConvNet")
+        self.reg = float(payload["reg"])
+        self.input_dims = tuple(int(d) for d in payload["input_dims"])
+        self.num_layers = int(payload["num_layers"])
+        self.max_pools = [int(i) for i in payload["max_pools"]]
+        self.batchnorm = bool(payload["batchnorm"])
+        self.params = _loaded_params(payload["params"], dtype, device)
+        self.dtype = self.params["W1"].dtype
+        self.bn_params = [{"mode": "train", **{key: value.to(device=device, dtype=self.dtype)
+                                               if isinstance(value, torch.Tensor) else value
+                                               for key, value in param.items()}}
+                          for param in payload["bn_params"]]
+
+    def loss(self, X: torch.Tensor, y: torch.Tensor | None = None):
+        """Scores, or loss and gradients, for a minibatch (see :meth:`ThreeLayerConvNet.loss`).
+
+        With ``y`` None batch normalization runs in test mode (running statistics) and
+        the scores ``(N, C)`` come back; otherwise in train mode, returning ``(loss, grads)``.
+        """
+        _check_model_images(X, self.input_dims)
+        mode = "test" if y is None else "train"
+        for bn_param in self.bn_params:
+            bn_param["mode"] = mode
+        L = self.num_layers
+        ### BEGIN SOLUTION
+        p = self.params
+        caches = []
+        out = X
+        for layer in range(1, L):
+            w, b = p[f"W{layer}"], p[f"b{layer}"]
+            pool = layer - 1 in self.max_pools
+            if self.batchnorm:
+                gamma, beta, bn_param = p[f"gamma{layer}"], p[f"beta{layer}"], self.bn_params[layer - 1]
+                if pool:
+                    out, cache = Conv_BatchNorm_ReLU_Pool.forward(out, w, b, gamma, beta, _CONV3, bn_param, _POOL2)
+                else:
+                    out, cache = Conv_BatchNorm_ReLU.forward(out, w, b, gamma, beta, _CONV3, bn_param)
+            elif pool:
+                out, cache = Conv_ReLU_Pool.forward(out, w, b, _CONV3, _POOL2)
+            else:
+                out, cache = Conv_ReLU.forward(out, w, b, _CONV3)
+            caches.append((pool, cache))
+        scores, last_cache = Linear.forward(out, p[f"W{L}"], p[f"b{L}"])
+        ### END SOLUTION
+        if y is None:
+            return scores
+        grads = {}
+        ### BEGIN SOLUTION
+        loss, dscores = softmax_loss(scores, y)
+        loss = loss + self.reg * _l2(p, [f"W{layer}" for layer in range(1, L + 1)])
+        dout, grads[f"W{L}"], grads[f"b{L}"] = Linear.backward(dscores, last_cache)
+        for layer in range(L - 1, 0, -1):
+            pool, cache = caches[layer - 1]
+            if self.batchnorm:
+                sandwich = Conv_BatchNorm_ReLU_Pool if pool else Conv_BatchNorm_ReLU
+                dout, dw, db, grads[f"gamma{layer}"], grads[f"beta{layer}"] = sandwich.backward(dout, cache)
+            else:
+                sandwich = Conv_ReLU_Pool if pool else Conv_ReLU
+                dout, dw, db = sandwich.backward(dout, cache)
+            grads[f"W{layer}"], grads[f"b{layer}"] = dw, db
+        for layer in range(1, L + 1):
+            grads[f"W{layer}"] = grads[f"W{layer}"] + 2 * self.reg * p[f"W{layer}"]
+        ### END SOLUTION
+        return loss, grads
+
+
+# --------------------------------------------------------------------------- your hyper-parameters
+
+#: The network and training run of :func:`find_overfit_parameters` (the notebook and the tests use these).
+OVERFIT_NET = {"num_filters": [8, 16, 32, 64], "max_pools": [0, 1], "reg": 1e-5}
+OVERFIT_SOLVER = {"num_epochs": 30, "batch_size": 10}
+
+
+def find_overfit_parameters() -> tuple[float, float]:
+    """``(weight_scale, learning_rate)`` with which a DeepConvNet overfits 50 images.
+
+    The network is ``DeepConvNet(input_dims=X.shape[1:], num_classes=10, **OVERFIT_NET,
+    weight_scale=weight_scale)`` (four conv layers of 8, 16, 32 and 64 filters, max pools
+    after the first two, ``reg=1e-5``, no batchnorm), trained by
+    ``Solver(model, data, update_rule=adam, optim_config={"learning_rate": learning_rate},
+    **OVERFIT_SOLVER)`` (30 epochs, batches of 10) on 50 training images
+    (Fashion-MNIST ``1x28x28`` or CIFAR-10 ``3x32x32``); it must reach 100% training
+    accuracy.
+    """
+    ### BEGIN SOLUTION
+    weight_scale = 1e-1
+    learning_rate = 2e-3
+    ### END SOLUTION
+    return weight_scale, learning_rate
+
+
+def create_convolutional_solver_instance(data_dict: dict, dtype: torch.dtype = torch.float32, device="cpu",
+                                         **solver_kwargs) -> Solver:
+    """A :class:`Solver` (untrained) for the DeepConvNet you train on ``data_dict``.
+
+    Choose the architecture (filters, pools, batchnorm), initialisation,
+    regularisation, Adam settings and data augmentation (the Solver's ``augment``;
+    :func:`helpers.data.random_flip_and_shift` mirrors and shifts each training
+    batch, which suits CIFAR-10 and Fashion-MNIST, not digits).  The input size and the number of classes
+    are read from the data, so the same choice serves Fashion-MNIST (``1x28x28``)
+    and CIFAR-10 (``3x32x32``).
+
+    Args:
+        data_dict: ``X_train (N, C, H, W)`` images (``preprocess_dataset(..., flatten=False)``),
+            ``y_train``, ``X_val``, ``y_val``.
+        dtype, device: of the model's parameters; the solver sends batches to ``device``.
+        **solver_kwargs: override the Solver arguments chosen here
+            (``verbose``, ``checkpoint_name``, ``num_epochs``...).
+    """
+    for key in ("X_train", "y_train", "X_val", "y_val"):
+        if not isinstance(data_dict, dict) or not isinstance(data_dict.get(key), torch.Tensor):
+            raise ValueError(f"data_dict must be a dict holding tensors X_train, y_train, X_val, y_val; "
+                             f"{key!r} is missing or not a tensor")
+    if data_dict["X_train"].dim() != 4:
+        raise ValueError(f"data_dict['X_train'] must hold images (N, C, H, W) (preprocess with flatten=False), "
+                         f"got {_shape(data_dict['X_train'])}")
+    input_dims = tuple(data_dict["X_train"].shape[1:])
+    num_classes = int(max(data_dict["y_train"].max(), data_dict["y_val"].max())) + 1
+    ### BEGIN SOLUTION
+    model = DeepConvNet(input_dims=input_dims, num_classes=num_classes, num_filters=[32, 32, 64, 64],
+                        max_pools=[1, 3], batchnorm=True, weight_scale="kaiming", reg=1e-4, dtype=dtype,
+                        device=device)
+    settings = dict(update_rule=adam, optim_config={"learning_rate": 1e-3}, lr_decay=0.85, num_epochs=12,
+                    batch_size=128, augment=random_flip_and_shift, device=device)
+    ### END SOLUTION
+    settings.update(solver_kwargs)
+    return Solver(model, data_dict, **settings)

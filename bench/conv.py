@@ -1,0 +1,227 @@
+"""A3: how fast are our hand-written convolution layers?  Three measurements, one run.
+
+    python bench/conv.py              # everything; about 3 minutes on 2 cores
+    python bench/conv.py --quick      # fewer repeats, smaller naive/epoch parts (a smoke run)
+    python bench/conv.py --threads 1  # pin torch to one thread (default: every core)
+
+1. ``FastConv`` forward + backward against ``F.conv2d`` with autograd on the
+   shapes a CIFAR-10 network uses (3x3, pad 1, float32, batch 128).  Both sides
+   do the same work: the reference's input requires grad, so it computes
+   ``dx``, ``dw`` and ``db`` like ours.  Each side gets its upstream gradient in
+   the memory layout of its own output (as autograd or our next layer hands it
+   over): ``F.conv2d`` returns NCHW; ``FastConv`` returns an NCHW-shaped view of
+   a channels-last buffer.  Runs alternate (ours, reference, ours, ...) and the
+   medians are compared, so a busy machine slows both alike.  The outputs and
+   gradients are also compared with the reference.
+2. ``FastConv`` against the loop version ``Conv`` (forward + backward) on a
+   small layer, and ``FastMaxPool`` against ``MaxPool``.
+3. Training time: the same ``DeepConvNet`` (28x28x1 input, filters
+   [32, 32, 64, 64], pools after layers 2 and 4, batch norm) built from our
+   layers with our Adam, and built from ``torch.nn`` with ``torch.optim.Adam``;
+   median time of one update on a batch of 128, and the time of one epoch of
+   Fashion-MNIST's 55 000 training images that implies.
+
+Prints tables; asserts nothing (tests/test_convolutional_networks.py checks
+correctness).  Timing is the median of the repeats; the ratio is ours / reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from A3_fc_cnn import convolutional_networks as cnn
+from A3_fc_cnn.fully_connected_networks import adam
+
+#: (N, C, H, W, F): CIFAR-10 network shapes, plus the second layer of a Fashion-MNIST net.
+CONV_SHAPES = [(128, 3, 32, 32, 64), (128, 64, 16, 16, 128), (128, 128, 8, 8, 256), (128, 32, 28, 28, 32)]
+#: The DeepConvNet of part 3 (what bench/convnet.py trains).
+NET = {"input_dims": (1, 28, 28), "num_filters": [32, 32, 64, 64], "max_pools": [1, 3], "batchnorm": True}
+CONV_PARAM = {"stride": 1, "pad": 1}
+
+
+def alternate(fns: dict, repeats: int) -> dict:
+    """Call every function of ``fns`` once per round, ``repeats`` rounds after one warm-up round.
+
+    Returns:
+        name -> median seconds.
+    """
+    times = {name: [] for name in fns}
+    for round_ in range(repeats + 1):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def max_rel_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
+    """``max |ours - ref| / max |ref|``: float32 round-off is about 1e-6."""
+    return ((ours - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+
+
+# ----------------------------------------------------------------------------- 1. FastConv vs F.conv2d
+
+
+def conv_vs_torch(shape, repeats: int) -> dict:
+    N, C, H, W, Fo = shape
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(N, C, H, W, generator=gen)
+    w = torch.randn(Fo, C, 3, 3, generator=gen) * (2 / (9 * C)) ** 0.5
+    b = torch.randn(Fo, generator=gen)
+    out, cache = cnn.FastConv.forward(x, w, b, CONV_PARAM)
+    dout = torch.randn(out.shape, generator=gen).to(memory_format=torch.channels_last)
+    dout = dout if dout.stride() == out.stride() else dout.contiguous()
+    dx, dw, db = cnn.FastConv.backward(dout, cache)
+
+    xr, wr, br = (t.clone().requires_grad_() for t in (x, w, b))
+    ref = F.conv2d(xr, wr, br, padding=1)
+    dref = dout.contiguous()
+    ref.backward(dref)
+    error = max(max_rel_error(a, r) for a, r in ((out, ref.detach()), (dx, xr.grad), (dw, wr.grad), (db, br.grad)))
+
+    def ours():
+        o, c = cnn.FastConv.forward(x, w, b, CONV_PARAM)
+        cnn.FastConv.backward(dout, c)
+
+    def reference():
+        xr.grad = wr.grad = br.grad = None
+        F.conv2d(xr, wr, br, padding=1).backward(dref)
+
+    t = alternate({"ours": ours, "torch": reference}, repeats)
+    gflop = 3 * 2 * N * H * W * Fo * C * 9 / 1e9
+    return {"shape": f"{N}x{C}x{H}x{W} -> {Fo}", "ours": t["ours"], "torch": t["torch"],
+            "ratio": t["ours"] / t["torch"], "gflops": gflop / t["ours"], "error": error}
+
+
+# ----------------------------------------------------------------------------- 2. fast vs naive
+
+
+def fast_vs_naive(repeats: int, quick: bool) -> list[dict]:
+    gen = torch.Generator().manual_seed(1)
+    N = 4 if quick else 16
+    x = torch.randn(N, 16, 16, 16, generator=gen)
+    w = torch.randn(16, 16, 3, 3, generator=gen)
+    b = torch.randn(16, generator=gen)
+    pool = {"pool_height": 2, "pool_width": 2, "stride": 2}
+    rows = []
+
+    def conv(layer):
+        def run():
+            out, cache = layer.forward(x, w, b, CONV_PARAM)
+            layer.backward(torch.ones_like(out), cache)
+        return run
+
+    def maxpool(layer):
+        def run():
+            out, cache = layer.forward(x, pool)
+            layer.backward(torch.ones_like(out), cache)
+        return run
+
+    for what, naive, fast in (("conv 3x3", conv(cnn.Conv), conv(cnn.FastConv)),
+                              ("max-pool 2x2", maxpool(cnn.MaxPool), maxpool(cnn.FastMaxPool))):
+        t = alternate({"naive": naive, "fast": fast}, max(1, repeats // 3))
+        rows.append({"what": f"{what}, x {N}x16x16x16", "naive": t["naive"], "fast": t["fast"],
+                     "speedup": t["naive"] / t["fast"]})
+    return rows
+
+
+# ----------------------------------------------------------------------------- 3. one epoch, ours vs torch.nn
+
+
+def torch_net(model: cnn.DeepConvNet) -> nn.Sequential:
+    """The same architecture as ``model`` in ``torch.nn``, with a copy of its parameters."""
+    layers, p = [], model.params
+    num_conv = len(NET["num_filters"])
+    in_channels = NET["input_dims"][0]
+    for i in range(num_conv):
+        out_channels = NET["num_filters"][i]
+        conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        bn = nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.1)
+        with torch.no_grad():
+            conv.weight.copy_(p[f"W{i + 1}"])
+            conv.bias.copy_(p[f"b{i + 1}"])
+            bn.weight.copy_(p[f"gamma{i + 1}"])
+            bn.bias.copy_(p[f"beta{i + 1}"])
+        layers += [conv, bn, nn.ReLU()]
+        if i in NET["max_pools"]:
+            layers.append(nn.MaxPool2d(2))
+        in_channels = out_channels
+    last = nn.Linear(p[f"W{num_conv + 1}"].shape[0], p[f"W{num_conv + 1}"].shape[1])
+    with torch.no_grad():
+        last.weight.copy_(p[f"W{num_conv + 1}"].T)
+        last.bias.copy_(p[f"b{num_conv + 1}"])
+    return nn.Sequential(*layers, nn.Flatten(), last)
+
+
+def epoch_time(repeats: int) -> dict:
+    torch.manual_seed(2)
+    model = cnn.DeepConvNet(**NET, weight_scale="kaiming", reg=0.0, dtype=torch.float32)
+    net = torch_net(model)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    configs = {name: {"learning_rate": 1e-3} for name in model.params}
+    X = torch.randn(128, *NET["input_dims"])
+    y = torch.randint(0, 10, (128,))
+    with torch.no_grad():
+        ours_loss = model.loss(X, y)[0]
+        ref_loss = F.cross_entropy(net(X), y)
+
+    def ours_step():
+        loss, grads = model.loss(X, y)
+        for name, w in model.params.items():
+            model.params[name], configs[name] = adam(w, grads[name], configs[name])
+
+    def torch_step():
+        optimizer.zero_grad()
+        F.cross_entropy(net(X), y).backward()
+        optimizer.step()
+
+    t = alternate({"ours": ours_step, "torch": torch_step}, repeats)
+    steps = 55000 // 128
+    return {"ours": t["ours"], "torch": t["torch"], "ratio": t["ours"] / t["torch"],
+            "ours_epoch": t["ours"] * steps, "torch_epoch": t["torch"] * steps,
+            "loss_gap": abs(float(ours_loss) - float(ref_loss))}
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller naive/epoch parts")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per measurement (default 15)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repeats = args.repeats or (3 if args.quick else 15)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, {repeats} rounds, medians\n")
+
+    print("1. FastConv forward+backward vs F.conv2d with autograd (3x3, pad 1)")
+    print(f"{'shape':>24} {'ours ms':>9} {'torch ms':>9} {'ours/torch':>11} {'ours GFLOP/s':>13} {'max rel err':>12}")
+    for shape in CONV_SHAPES:
+        r = conv_vs_torch(shape, repeats)
+        print(f"{r['shape']:>24} {r['ours'] * 1e3:9.1f} {r['torch'] * 1e3:9.1f} {r['ratio']:10.2f}x "
+              f"{r['gflops']:13.0f} {r['error']:12.1e}")
+
+    print("\n2. fast vs naive layers (forward+backward)")
+    print(f"{'layer':>30} {'naive ms':>10} {'fast ms':>9} {'speed-up':>9}")
+    for r in fast_vs_naive(repeats, args.quick):
+        print(f"{r['what']:>30} {r['naive'] * 1e3:10.1f} {r['fast'] * 1e3:9.2f} {r['speedup']:8.0f}x")
+
+    print("\n3. one training step of DeepConvNet", NET["num_filters"], "batch 128, 28x28x1, Adam")
+    r = epoch_time(max(3, repeats // 2))
+    print(f"{'':>12} {'step ms':>9} {'epoch s (55k)':>14}")
+    print(f"{'ours':>12} {r['ours'] * 1e3:9.1f} {r['ours_epoch']:14.1f}")
+    print(f"{'torch.nn':>12} {r['torch'] * 1e3:9.1f} {r['torch_epoch']:14.1f}")
+    print(f"ours / torch.nn: {r['ratio']:.2f}x   (same initial loss within {r['loss_gap']:.1e})")
+
+
+if __name__ == "__main__":
+    main()
