@@ -48,7 +48,9 @@ How a run goes:
 Checkpoints (``checkpoint_name="..."``): at the end of every epoch, and when a
 time limit stops the run, the solver writes ``checkpoint_path(checkpoint_name)``
 (see :func:`helpers.train.checkpoint_path`: ``checkpoints/<fast|full>/<name>.pt``)
-atomically.  It holds the parameters, every parameter's optimizer config (tensors
+atomically.  It holds the parameters, the running statistics of the model's
+batch-norm layers (the tensors in ``model.bn_params``, a list of dicts, where the
+A3 models keep them), every parameter's optimizer config (tensors
 and numbers), epoch, iteration, the position inside the epoch and its order, the
 histories, the best parameters and the RNG states, and loads with
 ``torch.load(path, weights_only=True)``.  A new ``Solver`` built with the same
@@ -121,6 +123,8 @@ class Solver:
     Attributes:
         loss_history, train_acc_history, val_acc_history: lists of floats.
         best_val_acc, best_params: the best validation accuracy seen and the parameters that gave it.
+        best_running_stats: for a model with ``bn_params`` (batch norm), copies of its running
+            statistics at that best epoch; they go into the model with ``best_params``.
         epoch, iteration: epochs and updates done.
         optim_configs: name -> that parameter's config dict.
         stopped: ``"not started"``, ``"completed"`` or ``"time_limit"``.
@@ -181,9 +185,9 @@ class Solver:
                 current step, writes a checkpoint (with ``checkpoint_name``) and returns
                 with ``stopped == "time_limit"``.  Calling ``train()`` again (or building a
                 new Solver with the same ``checkpoint_name``) continues exactly.
-            return_best_params: when the run completes, put ``best_params`` into
-                ``model.params`` (the last parameters stay in the checkpoint, so a
-                longer run can still resume from them).
+            return_best_params: when the run completes, put ``best_params`` (and
+                ``best_running_stats``) into the model (the last ones stay in the
+                checkpoint, so a longer run can still resume from them).
 
         Raises:
             FloatingPointError: the loss is NaN or infinite (nothing is updated or saved).
@@ -221,8 +225,10 @@ class Solver:
             self._bar = None
         if return_best_params and self.best_params:
             self._last_params = dict(self.model.params)
+            self._last_running_stats = _running_stats(self.model)
             for name, value in self.best_params.items():
                 self.model.params[name] = value.clone()
+            _set_running_stats(self.model, self.best_running_stats)
 
     def check_accuracy(self, X: torch.Tensor, y: torch.Tensor, num_samples: int | None = None,
                        batch_size: int = 100) -> float:
@@ -268,6 +274,7 @@ class Solver:
         self._order: torch.Tensor | None = None  # the current epoch's order of the training examples
         self.best_val_acc = 0.0
         self.best_params: dict[str, torch.Tensor] = {}
+        self.best_running_stats: list[dict[str, torch.Tensor]] = []
         self.loss_history: list[float] = []
         self.train_acc_history: list[float] = []
         self.val_acc_history: list[float] = []
@@ -279,13 +286,15 @@ class Solver:
         self._generator = torch.Generator().manual_seed(seed)
         self._rng_to_restore: dict | None = None  # global RNG state to restore when training goes on
         self._last_params: dict | None = None  # the training parameters while best_params are in the model
+        self._last_running_stats: list | None = None  # likewise for batch norm's running statistics
         self._bar = None
 
     def _restore_training_state(self) -> None:
         """Before training goes on: undo the best-params swap and restore the global RNG state."""
         if self._last_params is not None:
             self.model.params.update(self._last_params)
-            self._last_params = None
+            _set_running_stats(self.model, self._last_running_stats)
+            self._last_params = self._last_running_stats = None
         if self._rng_to_restore is not None:
             _set_global_rng_state(self._rng_to_restore, self.device)
             self._rng_to_restore = None
@@ -355,6 +364,7 @@ class Solver:
         if not self.best_params or val_acc > self.best_val_acc:
             self.best_val_acc = val_acc
             self.best_params = {name: value.clone() for name, value in self.model.params.items()}
+            self.best_running_stats = _running_stats(self.model)
         show = self.epoch % self.print_acc_every == 0 or self.epoch == self.num_epochs
         if show and self._bar is not None:
             self._bar.set_postfix(self._postfix(), refresh=False)
@@ -401,6 +411,7 @@ class Solver:
             "writer": _WRITER,
             "settings": self._settings(),
             "params": _to_cpu(self.model.params),
+            "running_stats": _to_cpu(_running_stats(self.model)),
             "optim_configs": _to_cpu(self.optim_configs),
             "epoch": self.epoch,
             "iteration": self.iteration,
@@ -411,6 +422,7 @@ class Solver:
             "val_acc_history": self.val_acc_history,
             "best_val_acc": self.best_val_acc,
             "best_params": _to_cpu(self.best_params),
+            "best_running_stats": _to_cpu(self.best_running_stats),
             "stopped": self.stopped,
             "time": self.train_time,
             "rng": {"solver": self._generator.get_state(), **_global_rng_state(self.device)},
@@ -445,6 +457,16 @@ class Solver:
         self.optim_configs = {name: _to_like(config, params[name]) for name, config in state["optim_configs"].items()}
         self.best_params = {name: value.to(device=params[name].device, dtype=params[name].dtype)
                             for name, value in state["best_params"].items()}
+        num_bn = len(getattr(self.model, "bn_params", None) or [])
+        for key in ("running_stats", "best_running_stats"):
+            saved_stats = state.get(key, [])
+            if saved_stats and len(saved_stats) != num_bn:
+                raise ValueError(f"checkpoint {path} holds running statistics of {len(saved_stats)} batch-norm "
+                                 f"layers but the model has {num_bn}; {remedy}")
+        _set_running_stats(self.model, state.get("running_stats", []))
+        device = next(iter(params.values())).device
+        self.best_running_stats = [{key: value.to(device) for key, value in stats.items()}
+                                   for stats in state.get("best_running_stats", [])]
         self.best_val_acc = state["best_val_acc"]
         self.epoch, self.iteration, self._position = state["epoch"], state["iteration"], state["position"]
         self._order = state["order"]
@@ -492,6 +514,22 @@ def _to_cpu(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
     return obj
+
+
+def _running_stats(model) -> list[dict[str, torch.Tensor]]:
+    """Copies of the tensors (running mean and variance) in ``model.bn_params``; ``[]`` without batch norm."""
+    return [{key: value.detach().clone() for key, value in bn_param.items() if isinstance(value, torch.Tensor)}
+            for bn_param in getattr(model, "bn_params", None) or []]
+
+
+def _set_running_stats(model, stats: list[dict[str, torch.Tensor]] | None) -> None:
+    """Put copies of ``stats`` (from :func:`_running_stats`) into ``model.bn_params``, on the model's device."""
+    if not stats:
+        return
+    device = next(iter(model.params.values())).device
+    for bn_param, saved in zip(model.bn_params, stats, strict=True):
+        for key, value in saved.items():
+            bn_param[key] = value.to(device).clone()
 
 
 def _to_like(config: dict, param: torch.Tensor) -> dict:

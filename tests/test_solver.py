@@ -259,6 +259,63 @@ def test_the_same_solver_continues_after_a_time_limit(name):
     assert same(solver.model.params, reference.model.params)
 
 
+class TinyBatchNormNet(TinyNet):
+    """TinyNet with two "batch norm layers" that only keep running statistics of the inputs, in
+    ``bn_params`` as the A3 models do: they change with every training step and must be checkpointed."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.bn_params = [{"mode": "train"}, {"mode": "train", "momentum": 0.5}]
+
+    def loss(self, X, y=None):
+        if y is not None:
+            flat = X.reshape(X.shape[0], -1)
+            for bn_param in self.bn_params:
+                momentum = bn_param.get("momentum", 0.9)
+                old = bn_param.get("running_mean", torch.zeros(flat.shape[1], dtype=flat.dtype))
+                bn_param["running_mean"] = momentum * old + (1 - momentum) * flat.mean(0)
+        return super().loss(X, y)
+
+
+def running_means(model):
+    return [bn_param["running_mean"].clone() for bn_param in model.bn_params]
+
+
+def test_batchnorm_running_statistics_are_checkpointed_and_follow_the_best_params(name):
+    torch.manual_seed(0)
+    reference = make_solver(model=TinyBatchNormNet(), num_epochs=6)
+    reference.train(return_best_params=False)
+    last = running_means(reference.model)
+
+    torch.manual_seed(0)
+    solver = make_solver(model=TinyBatchNormNet(), num_epochs=6, checkpoint_name=name)
+    solver.train(time_limit=0)
+    while solver.stopped != "completed":
+        solver = make_solver(model=TinyBatchNormNet(), num_epochs=6, checkpoint_name=name)
+        assert solver.resumed and "running_mean" in solver.model.bn_params[0]  # restored from the checkpoint
+        solver.train(time_limit=0)
+    # best params came in with the running statistics of the same epoch ...
+    best_epoch = solver.val_acc_history.index(solver.best_val_acc)
+    assert 1 <= best_epoch < 6  # not the last epoch: the best statistics differ from the last ones
+    torch.manual_seed(0)
+    until_best = make_solver(model=TinyBatchNormNet(), num_epochs=best_epoch)
+    until_best.train(return_best_params=False)
+    for mine, expected in zip(running_means(solver.model), running_means(until_best.model), strict=True):
+        assert torch.equal(mine, expected)
+    # ... and training on puts the last ones back, exactly as an uninterrupted run has them
+    solver._restore_training_state()
+    for mine, expected in zip(running_means(solver.model), last, strict=True):
+        assert torch.equal(mine, expected)
+
+
+def test_checkpoint_with_other_batchnorm_layers_raises(name):
+    make_solver(model=TinyBatchNormNet(), checkpoint_name=name, num_epochs=1).train()
+    other = TinyBatchNormNet()
+    other.bn_params = other.bn_params[:1]
+    with pytest.raises(ValueError, match="running statistics of 2 batch-norm layers but the model has 1"):
+        make_solver(model=other, checkpoint_name=name, num_epochs=1)
+
+
 def noisy_augment(X, generator):
     """An augmentation drawing from the solver's generator, as the Solver requires."""
     return X + 0.5 * torch.randn(X.shape, generator=generator, dtype=X.dtype)
