@@ -42,7 +42,12 @@ Conventions used throughout:
   is normalised with its biased variance (divided by ``N``), while the running
   variance is updated with the unbiased one (divided by ``N - 1``).  Our
   ``momentum`` weighs the OLD running value (``running = momentum * running +
-  (1 - momentum) * batch``), so our ``momentum = 0.9`` is torch's ``momentum=0.1``.
+  (1 - momentum) * batch``), so our ``momentum = 0.9`` is torch's ``momentum=0.1``;
+* shapes are always ``(N, C, H, W)``, but ``FastConv`` returns tensors STORED
+  channels-last (``x.is_contiguous(memory_format=torch.channels_last)``): that is
+  the layout its matrix product writes, and the next layer reads it without a
+  copy; ``SpatialBatchNorm`` and ``FastMaxPool`` keep it.  Every layer accepts
+  either layout; use ``reshape``, not ``view``, on their outputs.
 """
 
 from __future__ import annotations
