@@ -57,6 +57,23 @@ def compute_numeric_gradient(f, x: torch.Tensor, dLdf: torch.Tensor | None = Non
     return grad
 
 
+def autograd_gradients(fn, *inputs: torch.Tensor, dout: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """The reference for hand-written backward passes: PyTorch autograd through ``fn``.
+
+    Args:
+        fn: ``fn(*inputs) -> out``, written with torch ops (e.g. ``F.conv2d``).
+        inputs: tensors; they are copied, never modified.
+        dout: the upstream gradient, shaped like ``out``; None means ones.
+
+    Returns:
+        the gradients of ``sum(dout * fn(*inputs))`` with respect to each input, in order.
+    """
+    leaves = [x.detach().clone().requires_grad_() for x in inputs]
+    out = fn(*leaves)
+    out.backward(torch.ones_like(out) if dout is None else dout)
+    return [leaf.grad for leaf in leaves]
+
+
 def rel_error(x, y, eps: float = 1e-10) -> float:
     """Largest-scale relative error ``max|x - y| / max(|x| + |y|, eps)`` as a float."""
     x = torch.as_tensor(x, dtype=torch.float64)

@@ -29,6 +29,7 @@ from A3_fc_cnn.fully_connected_networks import (
     svm_loss,
 )
 from helpers.data import DatasetNotFoundError, load_dataset, preprocess_dataset
+from helpers.gradcheck import autograd_gradients as autograd
 from helpers.gradcheck import compute_numeric_gradient, rel_error
 from helpers.solver import Solver
 
@@ -52,14 +53,6 @@ GRADE_OF_RULE = {sgd: SGD, sgd_momentum: MOMENTUM, rmsprop: RMSPROP, adam: ADAM}
 
 def randn(*shape, seed=0, scale=1.0):
     return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def autograd(fn, *inputs, dout=None):
-    """Gradients of ``sum(dout * fn(*inputs))`` with respect to every input, by autograd."""
-    leaves = [x.detach().clone().requires_grad_() for x in inputs]
-    out = fn(*leaves)
-    out.backward(torch.ones_like(out) if dout is None else dout)
-    return [leaf.grad for leaf in leaves]
 
 
 # --------------------------------------------------------------------------- Linear, ReLU, Linear_ReLU

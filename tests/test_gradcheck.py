@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from helpers.gradcheck import check, check_true, compute_numeric_gradient, grad_check_sparse, rel_error
+from helpers.gradcheck import (
+    autograd_gradients,
+    check,
+    check_true,
+    compute_numeric_gradient,
+    grad_check_sparse,
+    rel_error,
+)
 
 
 @pytest.fixture
@@ -143,3 +150,14 @@ def test_check_true(capsys):
     check_true("shapes match", True)
     check_true("shapes match", False, "got (2, 3)")
     assert capsys.readouterr().out == "shapes match ✓\nshapes match ✗ got (2, 3)\n"
+
+
+def test_autograd_gradients_match_hand_derived_ones_and_leave_inputs_alone():
+    x = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    w = torch.tensor([0.5, 4.0, -1.0], dtype=torch.float64)
+    gx, gw = autograd_gradients(lambda a, b: a * b, x, w)
+    assert torch.equal(gx, w) and torch.equal(gw, x)  # d(sum a*b)/da = b, with dout = ones
+    dout = torch.tensor([2.0, 0.0, -1.0], dtype=torch.float64)
+    gx, gw = autograd_gradients(lambda a, b: a * b, x, w, dout=dout)
+    assert torch.equal(gx, dout * w) and torch.equal(gw, dout * x)
+    assert not x.requires_grad and x.grad is None  # the inputs were copied
