@@ -528,6 +528,8 @@ def _set_running_stats(model, stats: list[dict[str, torch.Tensor]] | None) -> No
         return
     device = next(iter(model.params.values())).device
     for bn_param, saved in zip(model.bn_params, stats, strict=True):
+        for key in [key for key, value in bn_param.items() if isinstance(value, torch.Tensor) and key not in saved]:
+            del bn_param[key]  # a snapshot taken before the first training step has no statistics yet
         for key, value in saved.items():
             bn_param[key] = value.to(device).clone()
 

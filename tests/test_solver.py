@@ -308,6 +308,15 @@ def test_batchnorm_running_statistics_are_checkpointed_and_follow_the_best_param
         assert torch.equal(mine, expected)
 
 
+def test_best_epoch_before_training_brings_back_no_running_statistics():
+    solver = make_solver(model=TinyBatchNormNet(), optim_config={"learning_rate": 0.0}, num_epochs=2)
+    solver.train()  # nothing is learnt: the epoch-0 parameters stay the best
+    assert solver.val_acc_history.index(solver.best_val_acc) == 0
+    assert all("running_mean" not in bn_param for bn_param in solver.model.bn_params)
+    solver._restore_training_state()
+    assert all("running_mean" in bn_param for bn_param in solver.model.bn_params)
+
+
 def test_checkpoint_with_other_batchnorm_layers_raises(name):
     make_solver(model=TinyBatchNormNet(), checkpoint_name=name, num_epochs=1).train()
     other = TinyBatchNormNet()
