@@ -251,24 +251,25 @@ def tie_inputs():
 TIE_CASES = [(2, 2, 2), (3, 3, 1), (2, 4, 2), (3, 2, 3)]
 
 
+def assert_ties_match_torch(layer, ph, pw, stride):
+    """On inputs full of ties, ``layer``'s gradient equals ``F.max_pool2d``'s exactly."""
+    for x in tie_inputs():
+        out, cache = layer.forward(x, pool_param(ph, pw, stride))
+        dout = randn(*out.shape, seed=8)
+        expected = autograd(lambda t: F.max_pool2d(t, (ph, pw), stride), x, dout=dout)[0]
+        assert torch.equal(layer.backward(dout, cache), expected)
+
+
 @MAX_POOL
 @pytest.mark.parametrize("ph, pw, stride", TIE_CASES)
 def test_max_pool_naive_ties_go_to_the_first_maximum_like_torch(ph, pw, stride):
-    for x in tie_inputs():
-        out, cache = MaxPool.forward(x, pool_param(ph, pw, stride))
-        dout = randn(*out.shape, seed=8)
-        expected = autograd(lambda t: F.max_pool2d(t, (ph, pw), stride), x, dout=dout)[0]
-        assert torch.equal(MaxPool.backward(dout, cache), expected)
+    assert_ties_match_torch(MaxPool, ph, pw, stride)
 
 
 @FAST_POOL
 @pytest.mark.parametrize("ph, pw, stride", TIE_CASES)
 def test_fast_max_pool_ties_go_to_the_first_maximum_like_torch(ph, pw, stride):
-    for x in tie_inputs():
-        out, cache = FastMaxPool.forward(x, pool_param(ph, pw, stride))
-        dout = randn(*out.shape, seed=8)
-        expected = autograd(lambda t: F.max_pool2d(t, (ph, pw), stride), x, dout=dout)[0]
-        assert torch.equal(FastMaxPool.backward(dout, cache), expected)
+    assert_ties_match_torch(FastMaxPool, ph, pw, stride)
     # Exactly one entry per window receives its gradient (all-zero input, tiled windows).
     out, cache = FastMaxPool.forward(torch.zeros(1, 1, 4, 4), pool_param(2, 2, 2))
     dx = FastMaxPool.backward(torch.ones_like(out), cache)
