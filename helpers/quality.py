@@ -50,17 +50,17 @@ RANGE_TOLERANCE = 1e-4
 class FeatureNet(nn.Module):
     """A small CNN classifier whose penultimate layer gives the features.
 
-    conv3x3(32) - ReLU - maxpool2 - conv3x3(64) - ReLU - maxpool2 - avgpool to 4x4 -
+    conv3x3(16) - ReLU - maxpool2 - conv3x3(32) - ReLU - maxpool2 - avgpool to 7x7 -
     linear(feature_dim) - ReLU [features] - linear(num_classes) [logits].
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, feature_dim: int = 128):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-            nn.Linear(64 * 4 * 4, feature_dim), nn.ReLU(),
+            nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(7), nn.Flatten(),
+            nn.Linear(32 * 7 * 7, feature_dim), nn.ReLU(),
         )
         self.head = nn.Linear(feature_dim, num_classes)
 
@@ -243,7 +243,7 @@ def sample_scorer(cfg: Config | None = None, num_samples: int | None = None,
     """The scorer of ``cfg.dataset``: trains its classifier once (then loads it) and fits the real statistics.
 
     Fast mode trains on 5,000 images for 2 epochs and uses 1,000 samples; full mode
-    trains on the whole training split for 4 epochs and uses 10,000 samples.  The
+    trains on the whole training split for 8 epochs and uses 10,000 samples.  The
     classifier is saved to ``checkpoints/<mode>/quality_<dataset>.pt`` (weights only).
 
     Args:
@@ -258,7 +258,7 @@ def sample_scorer(cfg: Config | None = None, num_samples: int | None = None,
     num_samples = cfg.pick(1000, 10000) if num_samples is None else num_samples
     if not isinstance(num_samples, int) or not 2 <= num_samples <= min(len(x_train), len(x_test)):
         raise ValueError(f"num_samples must be an int in [2, {min(len(x_train), len(x_test))}], got {num_samples!r}")
-    net = train_feature_net(x_train, y_train, len(CLASS_NAMES[cfg.dataset]), num_epochs=cfg.pick(2, 4),
+    net = train_feature_net(x_train, y_train, len(CLASS_NAMES[cfg.dataset]), num_epochs=cfg.pick(2, 8),
                             checkpoint=checkpoint_path(f"quality_{cfg.dataset}", cfg), device=cfg.device,
                             seed=cfg.seed, progress=progress)
     scorer = SampleScorer(net, tuple(x_train.shape[1:]), torch.zeros(0), torch.zeros(0, 0), num_samples, math.nan)
