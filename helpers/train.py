@@ -104,6 +104,37 @@ def to_device(batch, device):
     return batch
 
 
+def remaining_batches(loader, progress: dict):
+    """Yield the batches of the current epoch that were not trained on yet.
+
+    For training loops of your own that resume like :func:`train` (A6's GAN loop uses it).
+
+    Args:
+        loader: the epoch's iterable of batches (a ``DataLoader``).
+        progress: ``{"batch": batches done in this epoch, "epoch_rng": None or a state}``,
+            saved with every checkpoint; the caller adds 1 to ``progress["batch"]`` per step
+            and resets it to ``{"batch": 0, "epoch_rng": None}`` at the end of an epoch.
+
+    The RNG state at the start of an epoch is kept in ``progress["epoch_rng"]``: it
+    decides the shuffle order.  A resumed epoch restores it, creates the loader's
+    iterator, skips the batches already done, then puts back the RNG state of the
+    moment of the call, so training goes on with the same batches and the same
+    random numbers as an uninterrupted run.
+    """
+    done = progress["batch"]
+    now = get_rng_state(loader)
+    if done == 0:
+        progress["epoch_rng"] = now
+    else:
+        set_rng_state(progress["epoch_rng"], loader)
+    batches = iter(loader)
+    for _ in itertools.islice(batches, done):
+        pass
+    if done:
+        set_rng_state(now, loader)
+    yield from batches
+
+
 def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, **extra) -> Path:
     """Write the state of ``model`` (and ``optimizer``, ``scheduler``, ``extra``) to ``path`` atomically.
 
@@ -306,7 +337,7 @@ class _Trainer:
                              "delete it or pass another checkpoint path")
         self.history, self.progress = state["history"], state["progress"]
         self.time_before = self.history["time"]
-        _set_rng_state(state["rng"], self.loader)
+        set_rng_state(state["rng"], self.loader)
 
     def _progress_bar(self):
         """A tqdm bar over all steps of the run (disabled when progress=False)."""
@@ -319,7 +350,7 @@ class _Trainer:
 
     def _run_epoch(self) -> bool:
         """Train on the epoch's remaining batches, then close it.  False when the time limit stopped it."""
-        for batch in self._remaining_batches():
+        for batch in remaining_batches(self.loader, self.progress):
             self._step(batch)
             if self.checkpoint_every is not None and self.history["global_step"] % self.checkpoint_every == 0:
                 self._save()
@@ -329,28 +360,6 @@ class _Trainer:
         if self.history["epoch"] < self.num_epochs and self._out_of_time():
             return self._stop_for_time()
         return True
-
-    def _remaining_batches(self):
-        """Yield the batches of the current epoch not trained on yet.
-
-        The RNG state at the start of an epoch is kept in ``progress``: it decides the
-        shuffle order.  A resumed epoch restores it, creates the loader's iterator,
-        skips the batches already done, then puts back the RNG state saved with the
-        checkpoint, so training goes on with the same batches and the same random
-        numbers as an uninterrupted run.
-        """
-        done = self.progress["batch"]
-        now = _get_rng_state(self.loader)
-        if done == 0:
-            self.progress["epoch_rng"] = now
-        else:
-            _set_rng_state(self.progress["epoch_rng"], self.loader)
-        batches = iter(self.loader)
-        for _ in itertools.islice(batches, done):
-            pass
-        if done:
-            _set_rng_state(now, self.loader)
-        yield from batches
 
     def _step(self, batch) -> None:
         """One optimizer step on ``batch``; raises FloatingPointError on a non-finite loss."""
@@ -459,7 +468,7 @@ class _Trainer:
             return
         _check_finite_parameters(self.model, self.history["global_step"], self.path)
         save_checkpoint(self.path, self.model, self.optimizer, self.scheduler, history=self.history,
-                        progress=self.progress, rng=_get_rng_state(self.loader))
+                        progress=self.progress, rng=get_rng_state(self.loader))
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -593,8 +602,12 @@ def _numpy():
     return numpy
 
 
-def _get_rng_state(loader) -> dict:
-    """The state of every RNG a training step or a data loader may draw from, as plain data."""
+def get_rng_state(loader=None) -> dict:
+    """The state of every RNG a training step or ``loader`` may draw from, as plain data (checkpointable).
+
+    torch (CPU and initialised CUDA devices), Python's ``random``, NumPy's global RNG,
+    and the loader's own ``generator`` when it has one.
+    """
     version, internal, gauss = random.getstate()
     state = {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss], "cuda": []}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -609,8 +622,8 @@ def _get_rng_state(loader) -> dict:
     return state
 
 
-def _set_rng_state(state: dict, loader) -> None:
-    """Restore the RNG states recorded by :func:`_get_rng_state`."""
+def set_rng_state(state: dict, loader=None) -> None:
+    """Restore the RNG states recorded by :func:`get_rng_state` (the loader's too, when given)."""
     torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
