@@ -474,12 +474,9 @@ def evaluate_vae(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None, bat
     try:
         for start in range(0, x.shape[0], batch_size):
             xb = x[start:start + batch_size].to(device)
-            if isinstance(model, CVAE):
-                mu, logvar = model.encode(xb, y[start:start + batch_size])
-                x_hat = model.decode(reparametrize(mu, logvar, generator), y[start:start + batch_size])
-            else:
-                mu, logvar = model.encode(xb)
-                x_hat = model.decode(reparametrize(mu, logvar, generator))
+            yb = None if y is None or not isinstance(model, CVAE) else y[start:start + batch_size]
+            mu, logvar = _encode(model, xb, yb)
+            x_hat = _decode(model, reparametrize(mu, logvar, generator), yb)
             totals["reconstruction"] += float(reconstruction_loss(x_hat, xb).sum())
             totals["kl"] += float(kl_divergence(mu, logvar).sum())
     finally:
@@ -500,6 +497,10 @@ def _labels_for(model: VAE, labels, num: int):
     labels = torch.as_tensor(labels)
     check_labels(labels, num, model.num_classes, name="labels")
     return labels.to(device=_device_of(model), dtype=torch.int64)
+
+
+def _encode(model: VAE, x: torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    return model.encode(x, labels) if isinstance(model, CVAE) else model.encode(x)
 
 
 def _decode(model: VAE, z: torch.Tensor, labels) -> torch.Tensor:
@@ -539,7 +540,7 @@ def reconstruct(model: VAE, x: torch.Tensor, labels=None) -> torch.Tensor:
     _check_model(model)
     x = torch.as_tensor(x).to(_device_of(model))
     labels = _labels_for(model, labels, x.shape[0] if x.dim() else 0)
-    mu, _ = model.encode(x, labels) if isinstance(model, CVAE) else model.encode(x)
+    mu, _ = _encode(model, x, labels)
     return _decode(model, mu, labels)
 
 
