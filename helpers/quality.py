@@ -32,7 +32,7 @@ classifier is trained less) and ``num_samples``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -152,18 +152,35 @@ class SampleScorer:
         image_shape: (C, H, W) of the dataset's images.
         real_mean, real_cov: feature statistics of ``num_samples`` real test images.
         num_samples: how many images to generate per model, so figures stay comparable.
-        classifier_accuracy: the classifier's accuracy on the whole test split.
+        classifier_accuracy: the classifier's accuracy on the real test images given to :meth:`fit`.
         floor: Fréchet distance between ``num_samples`` real training images and the
             real test images (what a perfect generator would score).
+
+    The last four are set by :meth:`fit`; :func:`sample_scorer` builds a fitted scorer.
     """
 
     net: FeatureNet
     image_shape: tuple
-    real_mean: torch.Tensor
-    real_cov: torch.Tensor
     num_samples: int
-    classifier_accuracy: float
-    floor: float = math.nan
+    real_mean: torch.Tensor = field(init=False)
+    real_cov: torch.Tensor = field(init=False)
+    classifier_accuracy: float = field(init=False)
+    floor: float = field(init=False)
+
+    def fit(self, x_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor) -> SampleScorer:
+        """Fit the real statistics to ``x_test[:num_samples]``; measure the classifier and the floor.
+
+        Args:
+            x_train: (N_train, C, H, W) real training images, N_train >= num_samples.
+            x_test: (N_test, C, H, W) real held-out images, N_test >= num_samples; y_test: (N_test,) labels.
+
+        Returns:
+            the scorer itself.
+        """
+        self.real_mean, self.real_cov = gaussian_statistics(self.features(x_test[:self.num_samples]))
+        self.classifier_accuracy = float((self.predict(x_test) == y_test).float().mean())
+        self.floor = self.frechet(x_train[:self.num_samples])
+        return self
 
     def _check_images(self, images) -> torch.Tensor:
         """(N, C, H, W) or (N, C*H*W) in [0, 1] -> (N, C, H, W) float32 on the net's device."""
@@ -242,8 +259,9 @@ def sample_scorer(cfg: Config | None = None, num_samples: int | None = None,
                   progress: bool = False) -> SampleScorer:
     """The scorer of ``cfg.dataset``: trains its classifier once (then loads it) and fits the real statistics.
 
-    Fast mode trains on 5,000 images for 2 epochs and uses 1,000 samples; full mode
-    trains on the whole training split for 8 epochs and uses 10,000 samples.  The
+    Fast mode trains on 5,000 images for 2 epochs, and scores with 1,000 samples against the
+    first 2,000 test images; full mode trains on the whole training split for 8 epochs and
+    uses 10,000 samples and the whole test split.  The
     classifier is saved to ``checkpoints/<mode>/quality_<dataset>.pt`` (weights only).
 
     Args:
@@ -254,18 +272,15 @@ def sample_scorer(cfg: Config | None = None, num_samples: int | None = None,
     cfg = get_config() if cfg is None else cfg
     if cfg.dataset not in CLASS_NAMES:
         raise ValueError(f"cfg.dataset must be one of {sorted(CLASS_NAMES)}, got {cfg.dataset!r}")
-    x_train, y_train, x_test, y_test = load_dataset(cfg.dataset, num_train=cfg.pick(5000, None), cfg=cfg)
+    x_train, y_train, x_test, y_test = load_dataset(cfg.dataset, num_train=cfg.pick(5000, None),
+                                                    num_test=cfg.pick(2000, None), cfg=cfg)
     num_samples = cfg.pick(1000, 10000) if num_samples is None else num_samples
     if not isinstance(num_samples, int) or not 2 <= num_samples <= min(len(x_train), len(x_test)):
         raise ValueError(f"num_samples must be an int in [2, {min(len(x_train), len(x_test))}], got {num_samples!r}")
     net = train_feature_net(x_train, y_train, len(CLASS_NAMES[cfg.dataset]), num_epochs=cfg.pick(2, 8),
                             checkpoint=checkpoint_path(f"quality_{cfg.dataset}", cfg), device=cfg.device,
                             seed=cfg.seed, progress=progress)
-    scorer = SampleScorer(net, tuple(x_train.shape[1:]), torch.zeros(0), torch.zeros(0, 0), num_samples, math.nan)
-    scorer.real_mean, scorer.real_cov = gaussian_statistics(scorer.features(x_test[:num_samples]))
-    scorer.classifier_accuracy = float((scorer.predict(x_test) == y_test).float().mean())
-    scorer.floor = scorer.frechet(x_train[:num_samples])
-    return scorer
+    return SampleScorer(net, tuple(x_train.shape[1:]), num_samples).fit(x_train, x_test, y_test)
 
 
 def _describe(value) -> str:
