@@ -72,6 +72,7 @@ REQUIRED_PACKAGES: tuple[tuple[str, str], ...] = (
     ("tqdm", "tqdm"),
     ("ipywidgets", "ipywidgets"),
     ("sklearn", "scikit-learn"),
+    ("nltk", "nltk"),
     ("nbformat", "nbformat"),
     ("nbclient", "nbclient"),
     ("ipykernel", "ipykernel"),
