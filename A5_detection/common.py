@@ -1,0 +1,589 @@
+"""A5: box operations shared by the two detectors (and later by ``papers/``).
+
+Names follow EECS 498/598 and torchvision so course material applies unchanged:
+
+* :func:`box_iou` -- intersection over union of two sets of boxes;
+* :func:`nms` -- greedy non-maximum suppression, the same indices as ``torchvision.ops.nms``;
+* :func:`class_spec_nms` -- NMS inside each class, the same as ``torchvision.ops.batched_nms``;
+* :func:`roi_align` -- RoIAlign (Mask R-CNN) with bilinear sampling written by hand, the same
+  values as ``torchvision.ops.roi_align``; gradients flow to the features through autograd;
+* :func:`get_fpn_location_coords` -- image-pixel centres of every location of every FPN level (FCOS);
+* :func:`average_precision` and :func:`evaluate_detections` -- PASCAL VOC average precision and mAP.
+
+Conventions, the same everywhere in this module:
+
+* Boxes are ``(N, 4)`` floating tensors ``(x1, y1, x2, y2)`` in *continuous* pixel coordinates
+  (no "+1" of the old VOC devkit): the box ``[0, 0, 2, 1]`` is 2 wide, 1 high, area 2.  A box
+  with ``x2 < x1`` or ``y2 < y1``, a non-finite coordinate or a wrong shape is refused with a
+  ``ValueError``; a box of zero width or height is allowed.  Two zero-area boxes have IoU
+  ``0 / 0 = nan``, as in torchvision; NMS never suppresses on a nan IoU.
+* NMS ranks boxes by a *stable* descending sort of the scores: boxes of equal score keep their
+  input order (lower index first).  That is what ``torchvision.ops.nms`` does on the CPU
+  (checked by the tests on up to thousands of tied boxes; its CUDA kernel makes no such promise).
+  A box is suppressed when its IoU with a kept box is *strictly greater* than ``iou_threshold``.
+* Evaluation: a detection is a match when its IoU with a ground-truth box is *at least*
+  ``iou_threshold`` (``>=``, as in the official VOC devkit), see :func:`evaluate_detections`.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+
+from helpers.checks import check_labels
+
+__all__ = [
+    "average_precision",
+    "box_iou",
+    "class_spec_nms",
+    "evaluate_detections",
+    "get_fpn_location_coords",
+    "nms",
+    "roi_align",
+]
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _check_boxes(boxes, name: str = "boxes", columns: int = 4) -> None:
+    """``boxes`` must be a floating ``(N, columns)`` tensor whose last four columns are well-formed boxes."""
+    hint = "(N, 4) as (x1, y1, x2, y2)" if columns == 4 else "(K, 5) as (batch_index, x1, y1, x2, y2)"
+    if not isinstance(boxes, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {hint}, got {type(boxes).__name__}")
+    if boxes.dim() != 2 or boxes.shape[1] != columns:
+        raise ValueError(f"{name} must have shape {hint}, got {tuple(boxes.shape)}")
+    if not boxes.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {boxes.dtype}; convert with .float()")
+    if boxes.numel() == 0:
+        return
+    coords = boxes.detach()[:, columns - 4:]
+    if not bool(torch.isfinite(coords).all()):
+        row = int((~torch.isfinite(coords)).any(dim=1).nonzero()[0])
+        raise ValueError(f"{name} must hold finite coordinates, row {row} is {coords[row].tolist()}")
+    bad = (coords[:, 2] < coords[:, 0]) | (coords[:, 3] < coords[:, 1])
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0])
+        raise ValueError(f"{name} must be (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1: row {row} is "
+                         f"{coords[row].tolist()} ({int(bad.sum())} malformed box(es))")
+
+
+def _check_scores(scores, num: int, name: str = "scores") -> None:
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape ({num},), got {type(scores).__name__}")
+    if tuple(scores.shape) != (num,):
+        raise ValueError(f"{name} must have shape ({num},), one score per box, got {tuple(scores.shape)}")
+    if not scores.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {scores.dtype}")
+
+
+def _check_class_ids(class_ids, num: int, name: str = "class_ids") -> None:
+    if not isinstance(class_ids, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape ({num},), got {type(class_ids).__name__}")
+    if tuple(class_ids.shape) != (num,):
+        raise ValueError(f"{name} must have shape ({num},), one class per box, got {tuple(class_ids.shape)}")
+    if class_ids.is_floating_point() or class_ids.is_complex() or class_ids.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class indices, got {class_ids.dtype}")
+
+
+def _check_real(value, name: str, low: float | None = None, high: float | None = None,
+                low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    if math.isnan(value) or too_low or (high is not None and value > high):
+        interval = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}]"
+        raise ValueError(f"{name} must lie in {interval}, got {value}")
+    return value
+
+
+def _check_int(value, name: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _pair(output_size) -> tuple[int, int]:
+    """``output_size`` as ``(oh, ow)``: an int ``s`` means ``(s, s)``."""
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        oh, ow = output_size
+    else:
+        oh = ow = output_size
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (oh, ow)):
+        raise ValueError(f"output_size must be a positive int or a pair (height, width) of positive ints, "
+                         f"got {output_size!r}")
+    return oh, ow
+
+
+# --------------------------------------------------------------------------- IoU and NMS
+
+
+def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """Intersection over union of every pair of boxes.
+
+    ``IoU(a, b) = area(a ∩ b) / (area(a) + area(b) - area(a ∩ b))`` in continuous coordinates
+    (area of ``[x1, y1, x2, y2]`` = ``(x2 - x1) * (y2 - y1)``).
+
+    Args:
+        boxes1: ``(N, 4)`` boxes ``(x1, y1, x2, y2)``.
+        boxes2: ``(M, 4)`` boxes.
+
+    Returns:
+        ``(N, M)`` tensor: ``iou[i, j]`` between ``boxes1[i]`` and ``boxes2[j]``, in [0, 1]
+        (``nan`` for two zero-area boxes).
+    """
+    _check_boxes(boxes1, "boxes1")
+    _check_boxes(boxes2, "boxes2")
+    ### BEGIN SOLUTION
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    top_left = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2)
+    bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])  # (N, M, 2)
+    size = (bottom_right - top_left).clamp(min=0)
+    intersection = size[..., 0] * size[..., 1]
+    union = area1[:, None] + area2[None, :] - intersection
+    return intersection / union
+    ### END SOLUTION
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5) -> torch.Tensor:
+    """Greedy non-maximum suppression.
+
+    Walk the boxes from the highest score down; keep a box unless a box kept before it overlaps
+    it with IoU *strictly greater* than ``iou_threshold``.  Equal scores are ranked by a stable
+    sort, lower index first (``torchvision.ops.nms`` on the CPU does the same, so the result is
+    identical to it, ties included).
+
+    Args:
+        boxes: ``(N, 4)`` boxes ``(x1, y1, x2, y2)``.
+        scores: ``(N,)`` their scores.
+        iou_threshold: boxes overlapping a kept box with IoU above it are discarded.
+
+    Returns:
+        keep: ``(K,)`` int64 indices into ``boxes`` of the kept boxes, in decreasing order of score.
+    """
+    _check_boxes(boxes)
+    _check_scores(scores, boxes.shape[0])
+    iou_threshold = _check_real(iou_threshold, "iou_threshold")
+    ### BEGIN SOLUTION
+    return _greedy_nms(boxes, scores, iou_threshold, class_ids=None)
+    ### END SOLUTION
+
+
+def _greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
+                class_ids: torch.Tensor | None) -> torch.Tensor:
+    """NMS of :func:`nms`; with ``class_ids (N,)`` a box can only suppress boxes of its own class.
+
+    One pass per *kept* box: it removes from the remaining candidates (in score order) those it
+    overlaps too much.  The IoU is computed exactly as ``torchvision.ops.nms`` does (same
+    operations in the boxes' dtype) and compared with the threshold in float64, as its C++ does,
+    so a box lying exactly on the threshold is decided the same way.
+    """
+    ### BEGIN SOLUTION
+    boxes, scores = boxes.detach(), scores.detach()
+    order = torch.sort(scores, descending=True, stable=True).indices
+    x1, y1, x2, y2 = boxes[order].unbind(dim=1)
+    areas = (x2 - x1) * (y2 - y1)
+    classes = class_ids[order] if class_ids is not None else None
+    keep = []
+    candidates = torch.arange(order.numel(), device=boxes.device)  # positions in the sorted order
+    while candidates.numel() > 0:
+        best, rest = candidates[0], candidates[1:]
+        keep.append(best)
+        width = (torch.minimum(x2[best], x2[rest]) - torch.maximum(x1[best], x1[rest])).clamp(min=0)
+        height = (torch.minimum(y2[best], y2[rest]) - torch.maximum(y1[best], y1[rest])).clamp(min=0)
+        intersection = width * height
+        iou = intersection / (areas[best] + areas[rest] - intersection)
+        suppressed = iou.double() > iou_threshold  # nan (two empty boxes) never suppresses
+        if classes is not None:
+            suppressed &= classes[rest] == classes[best]
+        candidates = rest[~suppressed]
+    if not keep:
+        return torch.zeros(0, dtype=torch.int64, device=boxes.device)
+    return order[torch.stack(keep)]
+    ### END SOLUTION
+
+
+def class_spec_nms(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.Tensor,
+                   iou_threshold: float = 0.5) -> torch.Tensor:
+    """Class-specific NMS: :func:`nms` run separately inside each class, results merged by score.
+
+    A box is only ever suppressed by a box of its own class.  The kept indices are sorted by
+    decreasing score, equal scores lower index first -- the same as ``torchvision.ops.batched_nms``
+    (which for small inputs shifts each class's boxes far apart and runs one NMS; here the IoU of
+    boxes of different classes is simply never looked at, which needs no coordinate shift and
+    loses no float precision).
+
+    Args:
+        boxes: ``(N, 4)`` boxes ``(x1, y1, x2, y2)``.
+        scores: ``(N,)`` their scores.
+        class_ids: ``(N,)`` integer class of each box.
+        iou_threshold: as for :func:`nms`.
+
+    Returns:
+        keep: ``(K,)`` int64 indices of the kept boxes, in decreasing order of score.
+    """
+    _check_boxes(boxes)
+    _check_scores(scores, boxes.shape[0])
+    _check_class_ids(class_ids, boxes.shape[0])
+    iou_threshold = _check_real(iou_threshold, "iou_threshold")
+    ### BEGIN SOLUTION
+    return _greedy_nms(boxes, scores, iou_threshold, class_ids=class_ids.to(boxes.device))
+    ### END SOLUTION
+
+
+# --------------------------------------------------------------------------- RoIAlign
+
+
+def _roi_rows(features: torch.Tensor, boxes) -> torch.Tensor:
+    """Boxes of :func:`roi_align` as one ``(K, 5)`` tensor in the features' dtype and device."""
+    num_images = features.shape[0]
+    if isinstance(boxes, (list, tuple)):
+        if len(boxes) != num_images:
+            raise ValueError(f"boxes given as a list must hold one (Ki, 4) tensor per image: "
+                             f"{num_images} image(s) in features, got {len(boxes)} tensor(s)")
+        for i, b in enumerate(boxes):
+            _check_boxes(b, f"boxes[{i}]")
+        rows = [torch.cat([b.new_full((b.shape[0], 1), i), b], dim=1) for i, b in enumerate(boxes)]
+        rois = torch.cat(rows) if rows else features.new_zeros(0, 5)
+    else:
+        _check_boxes(boxes, "boxes", columns=5)
+        rois = boxes
+        index = rois.detach()[:, 0]
+        if rois.numel() and (bool((index != index.round()).any()) or float(index.min()) < 0
+                             or float(index.max()) >= num_images):
+            raise ValueError(f"boxes[:, 0] must hold batch indices, integers in [0, {num_images}) for "
+                             f"{num_images} image(s), got values from {float(index.min())} to "
+                             f"{float(index.max())}")
+    return rois.to(dtype=features.dtype, device=features.device)
+
+
+def _bilinear_weights(start: torch.Tensor, end: torch.Tensor, size: int, bins: int, spatial_scale: float,
+                      sampling_ratio: int, aligned: bool) -> torch.Tensor:
+    """RoIAlign along one axis: the weight of every feature row (or column) in every output bin.
+
+    Bilinear interpolation is linear interpolation along y times linear interpolation along x,
+    and a sample outside the map is dropped when *either* coordinate is outside, so the
+    average over a bin's ``grid_h x grid_w`` samples factorises: ``out[k, c, p, q] =
+    sum_{r, s} wy[k, p, r] * features[b_k, c, r, s] * wx[k, q, s]``.  This function builds
+    ``wy`` (or ``wx``) for one axis.
+
+    Args:
+        start, end: ``(K,)`` box edges along the axis, in image coordinates.
+        size: ``H`` (or ``W``), the feature map's length along the axis.
+        bins: ``oh`` (or ``ow``), output bins along the axis.
+        spatial_scale, sampling_ratio, aligned: as for :func:`roi_align`.
+
+    Returns:
+        ``(K, bins, size)`` weights; a bin's row sums to 1 where all its samples lie inside the map.
+    """
+    ### BEGIN SOLUTION
+    dtype, device = start.dtype, start.device
+    offset = 0.5 if aligned else 0.0
+    start = start * spatial_scale - offset  # box edges in feature-map coordinates
+    length = end * spatial_scale - offset - start
+    if not aligned:
+        length = length.clamp(min=1.0)  # the legacy version makes tiny boxes 1 pixel long
+    bin_size = length / bins
+    if sampling_ratio > 0:
+        grid = torch.full_like(length, sampling_ratio)
+    else:
+        grid = torch.ceil(length / bins)  # samples per bin along this axis, one per unit of length
+    num_samples = int(grid.max()) if grid.numel() else 0
+    bin_index = torch.arange(bins, device=device, dtype=dtype)[None, :, None]  # (1, bins, 1)
+    sample_index = torch.arange(num_samples, device=device, dtype=dtype)[None, None, :]  # (1, 1, G)
+    start, bin_size, grid = start[:, None, None], bin_size[:, None, None], grid[:, None, None]
+    # sample positions (K, bins, G): centres of grid cells inside each bin
+    pos = start + bin_index * bin_size + (sample_index + 0.5) * bin_size / grid
+    used = (sample_index < grid) & (pos >= -1.0) & (pos <= size)  # samples beyond -1 or size count 0
+    pos = torch.where(used, pos, 0.0).clamp(min=0.0)  # unused ones (nan for an empty grid) read row 0, weight 0
+    low = pos.floor().long()
+    at_edge = low >= size - 1  # past the last row: read the last row alone
+    low = low.clamp(max=size - 1)
+    high = torch.where(at_edge, low, low + 1)
+    frac = torch.where(at_edge, torch.zeros_like(pos), pos - low.to(dtype))
+    zero = torch.zeros_like(pos)
+    weights = torch.zeros(start.shape[0], bins, size, dtype=dtype, device=device)
+    weights.scatter_add_(2, low, torch.where(used, 1.0 - frac, zero))
+    weights.scatter_add_(2, high, torch.where(used, frac, zero))
+    return weights / grid.clamp(min=1.0)
+    ### END SOLUTION
+
+
+def roi_align(features: torch.Tensor, boxes, output_size, spatial_scale: float = 1.0,
+              sampling_ratio: int = -1, aligned: bool = False) -> torch.Tensor:
+    """RoIAlign (Mask R-CNN): a fixed-size feature crop of every box, by bilinear sampling.
+
+    Each box is cut into ``oh x ow`` bins; each bin averages ``grid_h x grid_w`` bilinearly
+    interpolated samples at the centres of a regular grid inside the bin.  Box coordinates are
+    multiplied by ``spatial_scale`` to reach feature-map coordinates (``1 / stride``) and, with
+    ``aligned=True``, shifted by -0.5 so that pixel centres sit at integer coordinates (Detectron2);
+    ``aligned=False`` is the legacy version, which also stretches boxes shorter than 1 to 1.
+    Samples further than one pixel outside the map count as 0; samples between -1 and 0 (or
+    between ``H - 1`` and ``H``) read the edge row.  The values equal ``torchvision.ops.roi_align``.
+    Gradients flow to ``features`` (through autograd), not to the boxes -- as in torchvision.
+
+    Args:
+        features: ``(N, C, H, W)`` feature maps.
+        boxes: ``(K, 5)`` rows ``(batch_index, x1, y1, x2, y2)``, or a list of ``N`` tensors
+            ``(K_i, 4)``, the boxes of image ``i``, in image coordinates.
+        output_size: ``oh`` (square) or ``(oh, ow)``.
+        spatial_scale: image -> feature-map scale (``1 / 8`` for a stride-8 map).
+        sampling_ratio: samples per bin along each axis; ``<= 0``: adaptive, ``ceil(box size / bins)``.
+        aligned: shift boxes by half a pixel (see above).
+
+    Returns:
+        ``(K, C, oh, ow)`` pooled features, the rows in the order of ``boxes``.
+    """
+    if not isinstance(features, torch.Tensor) or features.dim() != 4:
+        got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+        raise ValueError(f"features must be a tensor of shape (N, C, H, W), got {got}")
+    if not features.is_floating_point():
+        raise TypeError(f"features must be a floating-point tensor, got {features.dtype}")
+    oh, ow = _pair(output_size)
+    spatial_scale = _check_real(spatial_scale, "spatial_scale", low=0.0, low_open=True)
+    sampling_ratio = _check_int(sampling_ratio, "sampling_ratio")
+    if not isinstance(aligned, bool):
+        raise TypeError(f"aligned must be a bool, got {aligned!r}")
+    rois = _roi_rows(features, boxes).detach()
+    _, channels, height, width = features.shape
+    out = features.new_zeros(rois.shape[0], channels, oh, ow)
+    ### BEGIN SOLUTION
+    row_weights = _bilinear_weights(rois[:, 2], rois[:, 4], height, oh, spatial_scale, sampling_ratio, aligned)
+    col_weights = _bilinear_weights(rois[:, 1], rois[:, 3], width, ow, spatial_scale, sampling_ratio, aligned)
+    batch_index = rois[:, 0].long()
+    for image in torch.unique(batch_index).tolist():
+        rows = (batch_index == image).nonzero()[:, 0]
+        # (k, oh, H) x (C, H, W) -> (k, C, oh, W); then x (k, ow, W) -> (k, C, oh, ow)
+        partial = torch.einsum("kph,chw->kcpw", row_weights[rows], features[image])
+        out[rows] = torch.einsum("kcpw,kqw->kcpq", partial, col_weights[rows])
+    ### END SOLUTION
+    return out
+
+
+# --------------------------------------------------------------------------- FCOS locations
+
+
+def get_fpn_location_coords(shape_per_fpn_level: dict, strides_per_fpn_level: dict,
+                            dtype: torch.dtype = torch.float32, device="cpu") -> dict:
+    """Image-pixel centres of every location of every FPN level (FCOS).
+
+    Location ``(i, j)`` (row ``i``, column ``j``) of a level with stride ``s`` looks at the
+    image around ``x = (j + 0.5) * s``, ``y = (i + 0.5) * s``.
+
+    Args:
+        shape_per_fpn_level: level name -> shape of its feature map, ``(B, C, H, W)`` (the
+            course's form) or ``(H, W)``; only the last two numbers are used.
+        strides_per_fpn_level: level name -> its stride in pixels (int); every level of
+            ``shape_per_fpn_level`` needs one.
+        dtype, device: of the result.
+
+    Returns:
+        dict level name -> ``(H * W, 2)`` tensor of ``(x, y)`` centres, locations in row-major
+        order (``index = i * W + j``), the levels in the order of ``shape_per_fpn_level``.
+    """
+    if not isinstance(shape_per_fpn_level, dict) or not isinstance(strides_per_fpn_level, dict):
+        raise TypeError("shape_per_fpn_level and strides_per_fpn_level must be dicts level name -> shape / stride")
+    coords = {}
+    for level, shape in shape_per_fpn_level.items():
+        if level not in strides_per_fpn_level:
+            raise ValueError(f"strides_per_fpn_level has no stride for level {level!r}; it has "
+                             f"{sorted(strides_per_fpn_level)}")
+        stride = _check_int(strides_per_fpn_level[level], f"strides_per_fpn_level[{level!r}]", minimum=1)
+        sequence = isinstance(shape, (tuple, list, torch.Size)) and len(shape) >= 2
+        if not sequence or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in shape[-2:]):
+            raise ValueError(f"shape_per_fpn_level[{level!r}] must be (B, C, H, W) or (H, W) with integer "
+                             f"H, W >= 0, got {tuple(shape)}")
+        height, width = int(shape[-2]), int(shape[-1])
+        ### BEGIN SOLUTION
+        ys = (torch.arange(height, dtype=dtype, device=device) + 0.5) * stride
+        xs = (torch.arange(width, dtype=dtype, device=device) + 0.5) * stride
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        coords[level] = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=1)
+        ### END SOLUTION
+    return coords
+
+
+# --------------------------------------------------------------------------- VOC mAP
+
+
+def average_precision(precision: torch.Tensor, recall: torch.Tensor) -> float:
+    """PASCAL VOC all-point interpolated average precision (VOC2010 onwards).
+
+    The precision is first made monotone -- at each rank it becomes the best precision at this
+    or any later rank (any higher recall) -- then the area under that step curve is summed over
+    the recall increments: ``AP = sum_i (r_i - r_{i-1}) * max_{j >= i} p_j`` with ``r_0 = 0``.
+
+    Args:
+        precision: ``(D,)`` precision after each of the ``D`` ranked detections.
+        recall: ``(D,)`` recall after each, non-decreasing, in [0, 1].
+
+    Returns:
+        AP in [0, 1] as a float (0.0 for no detections).
+    """
+    for name, value in (("precision", precision), ("recall", recall)):
+        if not isinstance(value, torch.Tensor) or value.dim() != 1:
+            raise ValueError(f"{name} must be a 1-D tensor (D,), got "
+                             f"{tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__}")
+    if precision.shape != recall.shape:
+        raise ValueError(f"precision and recall must have the same shape (D,), got {tuple(precision.shape)} "
+                         f"and {tuple(recall.shape)}")
+    precision, recall = precision.detach().double().cpu(), recall.detach().double().cpu()
+    if recall.numel() and (bool((recall[1:] < recall[:-1]).any()) or float(recall.min()) < 0
+                           or float(recall.max()) > 1):
+        raise ValueError("recall must be non-decreasing and lie in [0, 1] (ranked detections)")
+    ### BEGIN SOLUTION
+    envelope = torch.flip(torch.cummax(torch.flip(precision, [0]), dim=0).values, [0])
+    steps = torch.diff(recall, prepend=recall.new_zeros(1))
+    return float((steps * envelope).sum())
+    ### END SOLUTION
+
+
+def _as_cpu(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return value.detach().to(device="cpu", dtype=dtype)
+
+
+def _check_images(predictions, ground_truths, num_classes: int) -> tuple[list[dict], list[dict]]:
+    """Check :func:`evaluate_detections`' inputs; return them as CPU float64 / int64 / bool tensors."""
+    for name, value in (("predictions", predictions), ("ground_truths", ground_truths)):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name} must be a list with one dict per image, got {type(value).__name__}")
+    if len(predictions) != len(ground_truths):
+        raise ValueError(f"predictions and ground_truths must have one entry per image, got {len(predictions)} "
+                         f"and {len(ground_truths)}")
+    preds, gts = [], []
+    for i, (pred, gt) in enumerate(zip(predictions, ground_truths, strict=True)):
+        for name, entry, keys in (("predictions", pred, ("boxes", "scores", "labels")),
+                                  ("ground_truths", gt, ("boxes", "labels"))):
+            if not isinstance(entry, dict) or any(k not in entry for k in keys):
+                have = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+                raise ValueError(f"{name}[{i}] must be a dict with keys {', '.join(keys)}, got {have}")
+        _check_boxes(pred["boxes"], f"predictions[{i}]['boxes']")
+        num = pred["boxes"].shape[0]
+        _check_scores(pred["scores"], num, f"predictions[{i}]['scores']")
+        check_labels(pred["labels"], num, num_classes, name=f"predictions[{i}]['labels']")
+        _check_boxes(gt["boxes"], f"ground_truths[{i}]['boxes']")
+        num_gt = gt["boxes"].shape[0]
+        check_labels(gt["labels"], num_gt, num_classes, name=f"ground_truths[{i}]['labels']")
+        difficult = gt.get("difficult")
+        if difficult is None:
+            difficult = torch.zeros(num_gt, dtype=torch.bool)
+        elif not isinstance(difficult, torch.Tensor) or difficult.dtype != torch.bool:
+            raise TypeError(f"ground_truths[{i}]['difficult'] must be a bool tensor ({num_gt},), got "
+                            f"{difficult.dtype if isinstance(difficult, torch.Tensor) else type(difficult).__name__}")
+        elif tuple(difficult.shape) != (num_gt,):
+            raise ValueError(f"ground_truths[{i}]['difficult'] must have shape ({num_gt},), one flag per box, "
+                             f"got {tuple(difficult.shape)}")
+        preds.append({"boxes": _as_cpu(pred["boxes"], torch.float64),
+                      "scores": _as_cpu(pred["scores"], torch.float64),
+                      "labels": _as_cpu(pred["labels"], torch.int64)})
+        gts.append({"boxes": _as_cpu(gt["boxes"], torch.float64),
+                    "labels": _as_cpu(gt["labels"], torch.int64),
+                    "difficult": _as_cpu(difficult, torch.bool)})
+    return preds, gts
+
+
+def _match_class(preds: list[dict], gts: list[dict], cls: int, iou_threshold: float):
+    """Rank the detections of class ``cls`` over all images and mark each true or false positive.
+
+    VOC rules: detections are taken by decreasing score (equal scores: image order, then their
+    order in the image); each is compared with the ground-truth box of its image and class it
+    overlaps most (the first of equal IoUs).  If that IoU is ``>= iou_threshold``: the box is
+    *difficult* -> the detection is ignored (neither true nor false positive); else the first
+    detection to claim the box is a true positive, any later one a false positive (a
+    duplicate).  A detection overlapping no box enough is a false positive.  (A detection whose
+    best box is taken is a false positive even if another free box overlaps it enough -- the
+    VOC devkit's rule.)
+
+    Returns:
+        ``(is_tp, num_positives)``: ``is_tp (D,)`` bool, the ranked detections that are not
+        ignored, true for true positives; ``num_positives`` the number of non-difficult boxes.
+    """
+    ### BEGIN SOLUTION
+    nothing = torch.zeros(0, dtype=torch.int64)  # so that torch.cat works without images
+    scores, best_iou, best_gt, best_difficult = [nothing.double()], [nothing.double()], [nothing], [nothing.bool()]
+    num_positives, gt_offset = 0, 0
+    for pred, gt in zip(preds, gts, strict=True):
+        dets = pred["labels"] == cls
+        boxes, det_scores = pred["boxes"][dets], pred["scores"][dets]
+        gt_mask = gt["labels"] == cls
+        gt_boxes, difficult = gt["boxes"][gt_mask], gt["difficult"][gt_mask]
+        num_positives += int((~difficult).sum())
+        if gt_boxes.shape[0]:
+            iou, index = box_iou(boxes, gt_boxes).nan_to_num(0.0).max(dim=1)  # max: first of equal values
+        else:
+            iou, index = boxes.new_zeros(boxes.shape[0]), torch.zeros(boxes.shape[0], dtype=torch.int64)
+        scores.append(det_scores)
+        best_iou.append(iou)
+        best_gt.append(index + gt_offset)  # index among all boxes of the class, over all images
+        best_difficult.append(difficult[index] if gt_boxes.shape[0] else torch.zeros_like(index, dtype=torch.bool))
+        gt_offset += gt_boxes.shape[0]
+    order = torch.sort(torch.cat(scores), descending=True, stable=True).indices
+    best_iou, best_gt, best_difficult = torch.cat(best_iou)[order], torch.cat(best_gt)[order], \
+        torch.cat(best_difficult)[order]
+    hit = best_iou >= iou_threshold
+    ignored = hit & best_difficult
+    claims = hit & ~best_difficult
+    # a claim is a true positive when it is the first (highest-ranked) claim on its box
+    rank = torch.arange(order.numel())
+    first_claim = torch.full((gt_offset,), order.numel(), dtype=torch.int64)
+    first_claim.scatter_reduce_(0, best_gt[claims], rank[claims], reduce="amin")
+    is_tp = claims.clone()
+    is_tp[claims] = first_claim[best_gt[claims]] == rank[claims]
+    return is_tp[~ignored], num_positives
+    ### END SOLUTION
+
+
+def evaluate_detections(predictions: list[dict], ground_truths: list[dict], num_classes: int,
+                        iou_threshold: float = 0.5) -> dict:
+    """PASCAL VOC mean average precision of a detector over a set of images.
+
+    Per class, the detections of all images are ranked by score and marked true or false
+    positive (see :func:`_match_class`: greedy by score, each ground-truth box matched at most
+    once, duplicates are false positives, detections of *difficult* boxes are ignored and
+    difficult boxes are not counted as positives).  A match needs IoU ``>= iou_threshold``
+    (continuous coordinates, no "+1" pixel).  Precision and recall after each rank give the
+    all-point interpolated AP (:func:`average_precision`).
+
+    Args:
+        predictions: one dict per image: ``boxes (N, 4)`` xyxy, ``scores (N,)``, ``labels (N,)``
+            integer classes in ``[0, num_classes)``.
+        ground_truths: one dict per image, same order: ``boxes (M, 4)``, ``labels (M,)`` and
+            optionally ``difficult (M,)`` bool (default: none difficult).
+        num_classes: ``C``.
+        iou_threshold: IoU needed for a match (0.5 for VOC's mAP@0.5).
+
+    Returns:
+        dict with
+            ``"mAP"``: mean AP over the classes with at least one non-difficult box (``nan`` if none);
+            ``"ap_per_class"``: list of ``C`` floats, ``nan`` for a class without non-difficult boxes;
+            ``"precision_recall"``: list of ``C`` pairs ``(precision (D_c,), recall (D_c,))`` float64
+            tensors, one point per ranked (non-ignored) detection of the class; both empty for a
+            class without non-difficult boxes.
+    """
+    num_classes = _check_int(num_classes, "num_classes", minimum=1)
+    iou_threshold = _check_real(iou_threshold, "iou_threshold", low=0.0, high=1.0, low_open=True)
+    preds, gts = _check_images(predictions, ground_truths, num_classes)
+    ap_per_class, curves = [], []
+    empty = torch.zeros(0, dtype=torch.float64)
+    for cls in range(num_classes):
+        is_tp, num_positives = _match_class(preds, gts, cls, iou_threshold)
+        if num_positives == 0:
+            ap_per_class.append(float("nan"))
+            curves.append((empty.clone(), empty.clone()))
+            continue
+        ### BEGIN SOLUTION
+        true_positives = torch.cumsum(is_tp.double(), dim=0)
+        ranks = torch.arange(1, is_tp.numel() + 1, dtype=torch.float64)
+        precision, recall = true_positives / ranks, true_positives / num_positives
+        ### END SOLUTION
+        ap_per_class.append(average_precision(precision, recall))
+        curves.append((precision, recall))
+    valid = [ap for ap in ap_per_class if not math.isnan(ap)]
+    mean_ap = sum(valid) / len(valid) if valid else float("nan")
+    return {"mAP": mean_ap, "ap_per_class": ap_per_class, "precision_recall": curves}
