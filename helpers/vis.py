@@ -117,9 +117,22 @@ def plot_errorbar(values_per_x: dict, xlabel: str, ylabel: str, title: str | Non
 
 
 def draw_boxes(ax, boxes: torch.Tensor, labels=None, scores=None, class_names=None, color: str = "lime") -> None:
-    """Draw ``boxes (N, 4)`` given as x1, y1, x2, y2 pixels on ``ax``, with optional label and score."""
-    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4).cpu()
-    for i, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+    """Draw ``boxes (N, 4)`` given as x1, y1, x2, y2 pixels on ``ax``, with optional label and score.
+
+    ``boxes`` may also be one image's padded ground truth ``(M, 5)`` = x1, y1, x2, y2, class
+    (a row of ``load_detection(...)["gt_boxes"]``): the class column gives the labels (unless
+    ``labels`` is given) and padding rows (class ``-1``) are skipped.  Boxes are continuous pixel
+    coordinates: with ``ax.imshow`` (pixel centres at integers) a box ``[0, 0, 2, 2]`` is drawn
+    from -0.5 to 1.5, around pixels 0 and 1.
+    """
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).detach().cpu()
+    if boxes.dim() == 2 and boxes.shape[1] == 5:
+        keep = boxes[:, 4] >= 0
+        labels = boxes[keep, 4].long() if labels is None else torch.as_tensor(labels)[keep]
+        scores = None if scores is None else torch.as_tensor(scores)[keep]
+        boxes = boxes[keep, :4]
+    boxes = boxes.reshape(-1, 4)
+    for i, (x1, y1, x2, y2) in enumerate((boxes - 0.5).tolist()):
         ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.5))
         text = []
         if labels is not None:
