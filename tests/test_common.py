@@ -1,4 +1,4 @@
-"""A5 box operations (``A5_detection/common.py``): IoU, NMS, RoIAlign, FCOS locations, VOC mAP.
+"""A5 box operations (``A5_detection/common.py``): IoU, NMS, RoIAlign, FCOS locations, VOC mAP, FPN backbone.
 
 ``box_iou``, ``nms``, ``class_spec_nms`` and ``roi_align`` are checked against torchvision
 (``box_iou``, ``nms``, ``batched_nms``, ``roi_align`` -- values and gradients): NMS must return
@@ -14,6 +14,8 @@ import torch
 import torchvision.ops as tvo
 
 from A5_detection.common import (
+    DetectorBackboneWithFPN,
+    RegNetTrunk,
     average_precision,
     box_iou,
     class_spec_nms,
@@ -32,6 +34,7 @@ ROI_ALIGN = pytest.mark.grade("roi_align", points=6)
 FPN = pytest.mark.grade("get_fpn_location_coords", points=2)
 AP = pytest.mark.grade("average_precision", points=2)
 EVAL = pytest.mark.grade("evaluate_detections", points=6)
+BACKBONE = pytest.mark.grade("DetectorBackboneWithFPN", points=4)
 GIVEN = pytest.mark.grade("given code: input checks", points=0)
 
 F64 = torch.float64
@@ -726,3 +729,98 @@ def test_evaluate_detections_refuses_bad_input_clearly():
         average_precision(torch.ones(3), torch.ones(2))
     with pytest.raises(ValueError, match="non-decreasing"):
         average_precision(torch.ones(2), torch.tensor([0.5, 0.25]))
+
+
+# --------------------------------------------------------------------------- backbone with FPN
+
+
+class FakeTrunk(torch.nn.Module):
+    """Returns fixed ``c3, c4, c5`` maps and records the (normalised) images it was given."""
+
+    def __init__(self, feats):
+        super().__init__()
+        self.feats, self.out_channels, self.seen = feats, {k: v.shape[1] for k, v in feats.items()}, None
+
+    def forward(self, x):
+        self.seen = x
+        return self.feats
+
+
+def fake_backbone(feats, out_channels=8):
+    torch.manual_seed(0)
+    model = DetectorBackboneWithFPN(out_channels)
+    model.backbone = FakeTrunk(feats)
+    model._build_fpn(model.backbone.out_channels)  # FPN convolutions sized for the fake trunk's channels
+    return model.eval()
+
+
+@BACKBONE
+@pytest.mark.parametrize("size", [64, 96])
+def test_backbone_shapes_and_strides(size):
+    torch.manual_seed(0)
+    model = DetectorBackboneWithFPN(out_channels=16)
+    assert model.fpn_strides == {"p3": 8, "p4": 16, "p5": 32}
+    feats = model(torch.rand(2, 3, size, size))
+    assert sorted(feats) == ["p3", "p4", "p5"]
+    for level, stride in model.fpn_strides.items():
+        assert feats[level].shape == (2, 16, size // stride, size // stride)
+        assert torch.isfinite(feats[level]).all()
+    feats["p3"].mean().backward()  # every FPN level reaches the trunk's first layer
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.stem.parameters())
+
+
+@BACKBONE
+def test_backbone_fpn_top_down_path():
+    """p5 sees only c5; p4 sees c4 and c5; p3 sees all three (the top-down path)."""
+    g = gen(3)
+    feats = {"c3": torch.randn(1, 5, 8, 8, generator=g), "c4": torch.randn(1, 6, 4, 4, generator=g),
+             "c5": torch.randn(1, 7, 2, 2, generator=g)}
+    model = fake_backbone(feats)
+    with torch.no_grad():
+        base = model(torch.rand(1, 3, 64, 64))
+        for changed, affected in (("c3", {"p3"}), ("c4", {"p3", "p4"}), ("c5", {"p3", "p4", "p5"})):
+            model.backbone.feats = {**feats, changed: feats[changed] + torch.randn(feats[changed].shape, generator=g)}
+            out = model(torch.rand(1, 3, 64, 64))
+            for level in ("p3", "p4", "p5"):
+                assert out[level].shape == (1, 8, 64 // model.fpn_strides[level], 64 // model.fpn_strides[level])
+                assert torch.equal(out[level], base[level]) != (level in affected), (changed, level)
+
+
+@BACKBONE
+def test_backbone_normalises_images_with_imagenet_statistics():
+    feats = {"c3": torch.zeros(1, 2, 4, 4), "c4": torch.zeros(1, 2, 2, 2), "c5": torch.zeros(1, 2, 1, 1)}
+    model = fake_backbone(feats)
+    images = torch.rand(1, 3, 32, 32, generator=gen(4))
+    model(images)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    torch.testing.assert_close(model.backbone.seen, (images - mean.view(3, 1, 1)) / std.view(3, 1, 1))
+
+
+@BACKBONE
+def test_backbone_on_the_regnet_trunk_without_downloading():
+    """The ``pretrained=True`` trunk, built with random weights (no network): same interface."""
+    torch.manual_seed(0)
+    model = DetectorBackboneWithFPN(out_channels=8)
+    model.backbone = RegNetTrunk(weights=None)
+    model._build_fpn(model.backbone.out_channels)
+    with torch.no_grad():
+        feats = model.eval()(torch.rand(1, 3, 64, 64))
+    assert {k: tuple(v.shape) for k, v in feats.items()} == {"p3": (1, 8, 8, 8), "p4": (1, 8, 4, 4),
+                                                             "p5": (1, 8, 2, 2)}
+
+
+@GIVEN
+def test_backbone_refuses_bad_input_clearly():
+    model = DetectorBackboneWithFPN(out_channels=4)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(torch.rand(3, 64, 64))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(torch.rand(1, 1, 64, 64))
+    with pytest.raises(TypeError, match="floats in \\[0, 1\\]"):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model(torch.rand(1, 3, 64, 48))
+    with pytest.raises(ValueError, match="out_channels"):
+        DetectorBackboneWithFPN(out_channels=0)
+    with pytest.raises(TypeError, match="pretrained"):
+        DetectorBackboneWithFPN(out_channels=4, pretrained="yes")

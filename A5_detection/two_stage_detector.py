@@ -1,0 +1,871 @@
+"""A5: Faster R-CNN -- a two-stage detector -- with every algorithmic piece written by hand.
+
+Names follow EECS 498/598 so course material applies unchanged:
+
+* :class:`RPNPredictionNetwork` -- the region proposal network's head: objectness logits and box
+  deltas for ``A`` anchors at every location of every FPN level;
+* :func:`generate_fpn_anchors` -- the anchors: ``A`` boxes of several aspect ratios centred on every
+  location, their size proportional to the level's stride;
+* :func:`iou` -- the course's name for :func:`A5_detection.common.box_iou`;
+* :func:`rcnn_match_anchors_to_gt` -- label every anchor foreground (with its gt box), background or
+  ignored by its IoU with the ground truth;
+* :func:`rcnn_get_deltas_from_anchors` / :func:`rcnn_apply_deltas_to_anchors` -- the box coding of
+  R-CNN (``dx, dy`` centre shifts in anchor widths, ``dw, dh`` log size ratios);
+* :func:`sample_rpn_training` -- draw a fixed number of anchors, at most a fraction of them foreground;
+* :func:`mix_gt_with_proposals` -- add the gt boxes to the proposals the second stage trains on;
+* :class:`RPN` -- first stage: losses (objectness binary cross-entropy, L1 on deltas) and proposals
+  (per-level top-k, decoding, clipping, NMS from ``common``);
+* :class:`FasterRCNN` -- backbone + RPN + RoIAlign (``common.roi_align``) on the FPN level chosen by
+  box size + a classification head trained with softmax cross-entropy over ``C + 1`` classes
+  (index 0 = background); :meth:`FasterRCNN.inference` gives per-image detections after
+  class-specific NMS, and :func:`predict_detections` turns a whole image set into the prediction
+  dicts of :func:`A5_detection.common.evaluate_detections`.
+
+As in the course, the second stage only *classifies* the proposals; their boxes are the RPN's.
+
+Conventions:
+
+* boxes are ``(x1, y1, x2, y2)`` in continuous pixel coordinates (``common``'s convention);
+* ground truth comes in the course's padded form ``gt_boxes (B, N, 5)`` -- rows
+  ``(x1, y1, x2, y2, class)`` with class in ``[0, C)``, padding rows filled with ``-1``;
+* per-anchor targets use the course's markers: a background anchor's row is all ``-1``, an ignored
+  anchor's row is all ``-1e8``;
+* an anchor's aspect ratio is ``height / width`` (torchvision's convention).
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+import torch.nn as nn
+
+from A5_detection.common import box_iou, class_spec_nms, get_fpn_location_coords, nms, roi_align
+
+__all__ = [
+    "FasterRCNN",
+    "RPN",
+    "RPNPredictionNetwork",
+    "assign_fpn_levels",
+    "generate_fpn_anchors",
+    "iou",
+    "mix_gt_with_proposals",
+    "objectness_loss",
+    "predict_detections",
+    "rcnn_apply_deltas_to_anchors",
+    "rcnn_get_deltas_from_anchors",
+    "rcnn_match_anchors_to_gt",
+    "sample_rpn_training",
+    "softmax_cross_entropy",
+]
+
+#: Row marker of an anchor that is neither foreground nor background (ignored by the losses).
+IGNORED = -1e8
+#: Row marker of a background anchor (and of a padding gt row).
+BACKGROUND = -1.0
+#: Largest ``dw``/``dh`` applied to an anchor: a box grows at most 224 / 8 = 28 times its anchor.
+SCALE_CLAMP = math.log(224.0 / 8.0)
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _check_real(value, name: str, low: float | None = None, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if math.isnan(value) or (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must lie in [{low}, {high if high is not None else 'inf'}], got {value}")
+    return value
+
+
+def _check_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_box_tensor(boxes, name: str, columns: tuple[int, ...] = (4,)) -> None:
+    """``boxes`` must be a floating ``(N, c)`` tensor with ``c`` in ``columns``."""
+    hint = " or ".join(f"(N, {c})" for c in columns)
+    if not isinstance(boxes, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {hint}, got {type(boxes).__name__}")
+    if boxes.dim() != 2 or boxes.shape[1] not in columns:
+        raise ValueError(f"{name} must have shape {hint}, got {tuple(boxes.shape)}")
+    if not boxes.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {boxes.dtype}; convert with .float()")
+
+
+def _check_gt_boxes(gt_boxes, num_classes: int | None = None, name: str = "gt_boxes", batched: bool = True) -> None:
+    """Check padded ground truth: ``(B, N, 5)`` (``batched``) or ``(N, 5)`` rows ``(x1, y1, x2, y2, class)``.
+
+    Padding rows have class ``-1``; every other row needs an integer class in ``[0, num_classes)``
+    (``>= 0`` when ``num_classes`` is None), finite coordinates, ``x2 >= x1`` and ``y2 >= y1``.
+    """
+    hint = "(B, N, 5)" if batched else "(N, 5)"
+    if not isinstance(gt_boxes, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {hint} rows (x1, y1, x2, y2, class) padded "
+                        f"with -1, got {type(gt_boxes).__name__}")
+    if gt_boxes.dim() != (3 if batched else 2) or gt_boxes.shape[-1] != 5:
+        raise ValueError(f"{name} must have shape {hint}, rows (x1, y1, x2, y2, class) padded with -1, "
+                         f"got {tuple(gt_boxes.shape)}")
+    if not gt_boxes.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor (class ids stored as floats), got {gt_boxes.dtype}")
+    rows = gt_boxes.detach().reshape(-1, 5)
+    real = rows[rows[:, 4] != -1]
+    if real.numel() == 0:
+        return
+    cls = real[:, 4]
+    if not bool(torch.isfinite(real).all()):
+        raise ValueError(f"{name} must hold finite values, got {real[~torch.isfinite(real).all(1)][0].tolist()}")
+    if bool((cls != cls.round()).any()) or float(cls.min()) < 0 or (
+            num_classes is not None and float(cls.max()) >= num_classes):
+        allowed = f"[0, {num_classes})" if num_classes is not None else ">= 0"
+        raise ValueError(f"{name}[..., 4] must hold integer class ids in {allowed} (or -1 for padding), got "
+                         f"values from {float(cls.min())} to {float(cls.max())}")
+    bad = (real[:, 2] < real[:, 0]) | (real[:, 3] < real[:, 1])
+    if bool(bad.any()):
+        raise ValueError(f"{name} rows must be (x1, y1, x2, y2, class) with x2 >= x1 and y2 >= y1: "
+                         f"{real[bad][0].tolist()} is malformed ({int(bad.sum())} malformed row(s))")
+
+
+def _check_images(images) -> None:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a tensor of shape (B, 3, H, W) with values in [0, 1], got {got}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be a floating-point tensor in [0, 1], got {images.dtype}; "
+                        f"convert uint8 images with .float() / 255")
+
+
+def _check_thresholds(iou_thresholds) -> tuple[float, float]:
+    if not isinstance(iou_thresholds, (tuple, list)) or len(iou_thresholds) != 2:
+        raise ValueError(f"iou_thresholds must be a pair (low, high), got {iou_thresholds!r}")
+    low = _check_real(iou_thresholds[0], "iou_thresholds[0]", 0.0, 1.0)
+    high = _check_real(iou_thresholds[1], "iou_thresholds[1]", 0.0, 1.0)
+    if low > high:
+        raise ValueError(f"iou_thresholds must be (low, high) with low <= high, got {iou_thresholds!r}")
+    return low, high
+
+
+# --------------------------------------------------------------------------- RPN head and anchors
+
+
+def _conv_stem(in_channels: int, stem_channels) -> nn.Sequential:
+    """3x3 convolutions (padding 1) with ReLU, weights N(0, 0.01), biases 0."""
+    layers = []
+    ### BEGIN SOLUTION
+    for out_channels in stem_channels:
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+        nn.init.normal_(conv.weight, std=0.01)
+        nn.init.zeros_(conv.bias)
+        layers += [conv, nn.ReLU()]
+        in_channels = out_channels
+    ### END SOLUTION
+    return nn.Sequential(*layers)
+
+
+def _check_channels(in_channels, stem_channels) -> list[int]:
+    _check_int(in_channels, "in_channels")
+    if not isinstance(stem_channels, (list, tuple)) or not stem_channels:
+        raise ValueError(f"stem_channels must be a non-empty list of ints, got {stem_channels!r}")
+    return [_check_int(c, "stem_channels[i]") for c in stem_channels]
+
+
+class RPNPredictionNetwork(nn.Module):
+    """The RPN head, shared by every FPN level.
+
+    A stem of 3x3 convolutions + ReLU, then two 1x1 convolutions: one objectness logit and four
+    box deltas per anchor.  Outputs are flattened in the order of :func:`generate_fpn_anchors`:
+    location-major (row-major over ``(H, W)``), then anchor.
+
+    Args:
+        in_channels: channels of the FPN features.
+        stem_channels: output channels of each stem convolution.
+        num_anchors: ``A``, anchors per location.
+    """
+
+    def __init__(self, in_channels: int, stem_channels: list[int], num_anchors: int = 3):
+        super().__init__()
+        stem_channels = _check_channels(in_channels, stem_channels)
+        self.num_anchors = _check_int(num_anchors, "num_anchors")
+        ### BEGIN SOLUTION
+        self.stem_rpn = _conv_stem(in_channels, stem_channels)
+        self.pred_obj = nn.Conv2d(stem_channels[-1], num_anchors, kernel_size=1)
+        self.pred_box = nn.Conv2d(stem_channels[-1], 4 * num_anchors, kernel_size=1)
+        for conv in (self.pred_obj, self.pred_box):
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+        ### END SOLUTION
+
+    def forward(self, feats_per_fpn_level: dict) -> tuple[dict, dict]:
+        """Objectness and box deltas of every anchor.
+
+        Args:
+            feats_per_fpn_level: level name -> ``(B, in_channels, H, W)`` features.
+
+        Returns:
+            ``(object_logits, boxreg_deltas)``: dicts level name -> ``(B, H * W * A)`` logits and
+            ``(B, H * W * A, 4)`` deltas ``(dx, dy, dw, dh)``.
+        """
+        if not isinstance(feats_per_fpn_level, dict) or not feats_per_fpn_level:
+            raise TypeError("feats_per_fpn_level must be a non-empty dict level name -> (B, C, H, W) tensor")
+        object_logits, boxreg_deltas = {}, {}
+        for level, feats in feats_per_fpn_level.items():
+            if not isinstance(feats, torch.Tensor) or feats.dim() != 4:
+                raise ValueError(f"feats_per_fpn_level[{level!r}] must be a (B, C, H, W) tensor")
+            ### BEGIN SOLUTION
+            hidden = self.stem_rpn(feats)
+            batch, _, height, width = hidden.shape
+            logits = self.pred_obj(hidden)  # (B, A, H, W)
+            deltas = self.pred_box(hidden).reshape(batch, self.num_anchors, 4, height, width)
+            object_logits[level] = logits.permute(0, 2, 3, 1).reshape(batch, -1)
+            boxreg_deltas[level] = deltas.permute(0, 3, 4, 1, 2).reshape(batch, -1, 4)
+            ### END SOLUTION
+        return object_logits, boxreg_deltas
+
+
+def generate_fpn_anchors(locations_per_fpn_level: dict, strides_per_fpn_level: dict, stride_scale: float,
+                         aspect_ratios=(0.5, 1.0, 2.0)) -> dict:
+    """Anchor boxes centred on every location of every FPN level.
+
+    At a level of stride ``s`` every anchor has area ``(s * stride_scale) ** 2``; an aspect ratio
+    ``r = height / width`` gives ``width = sqrt(area / r)`` and ``height = r * width``.
+
+    Args:
+        locations_per_fpn_level: level name -> ``(H * W, 2)`` ``(x, y)`` centres
+            (:func:`A5_detection.common.get_fpn_location_coords`).
+        strides_per_fpn_level: level name -> stride in pixels.
+        stride_scale: anchor side / stride for a square anchor.
+        aspect_ratios: the ``A`` ratios ``height / width``.
+
+    Returns:
+        dict level name -> ``(H * W * A, 4)`` anchors ``(x1, y1, x2, y2)``, location-major: rows
+        ``l * A .. l * A + A - 1`` are location ``l``'s anchors in the order of ``aspect_ratios``.
+    """
+    stride_scale = _check_real(stride_scale, "stride_scale", low=0.0)
+    if not isinstance(aspect_ratios, (list, tuple)) or not aspect_ratios:
+        raise ValueError(f"aspect_ratios must be a non-empty list of positive numbers, got {aspect_ratios!r}")
+    ratios = [_check_real(r, "aspect_ratios[i]", low=0.0) for r in aspect_ratios]
+    if min(ratios) <= 0:
+        raise ValueError(f"aspect_ratios must be positive, got {aspect_ratios!r}")
+    anchors_per_level = {}
+    for level, locations in locations_per_fpn_level.items():
+        if not isinstance(locations, torch.Tensor) or locations.dim() != 2 or locations.shape[1] != 2:
+            raise ValueError(f"locations_per_fpn_level[{level!r}] must be an (H * W, 2) tensor of (x, y) centres")
+        if level not in strides_per_fpn_level:
+            raise ValueError(f"strides_per_fpn_level has no stride for level {level!r}")
+        stride = strides_per_fpn_level[level]
+        ### BEGIN SOLUTION
+        area = (stride * stride_scale) ** 2
+        ratio = torch.tensor(ratios, dtype=locations.dtype, device=locations.device)
+        width = torch.sqrt(area / ratio)
+        height = ratio * width
+        half = torch.stack([width, height], dim=1) / 2  # (A, 2)
+        centres = locations[:, None, :]  # (L, 1, 2)
+        boxes = torch.cat([centres - half, centres + half], dim=2)  # (L, A, 4)
+        anchors_per_level[level] = boxes.reshape(-1, 4)
+        ### END SOLUTION
+    return anchors_per_level
+
+
+def iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """The course's name for :func:`A5_detection.common.box_iou`: ``(M, 4), (N, 4) -> (M, N)``."""
+    return box_iou(boxes1, boxes2)
+
+
+# --------------------------------------------------------------------------- matching and box coding
+
+
+@torch.no_grad()
+def rcnn_match_anchors_to_gt(anchor_boxes: torch.Tensor, gt_boxes: torch.Tensor, iou_thresholds) -> torch.Tensor:
+    """Give every anchor a target: a gt box (foreground), background or ignored.
+
+    With ``q`` an anchor's highest IoU over the gt boxes and ``(low, high) = iou_thresholds``:
+
+    * ``q >= high``: foreground, matched to that gt box (the first of equal IoUs);
+    * ``q < low``: background, row all ``-1``;
+    * otherwise ignored, row all ``-1e8``;
+    * then, so that no gt box is left without an anchor, every anchor reaching a gt box's highest
+      IoU (if it is above 0) becomes foreground matched to that box (ties: all of them; an anchor
+      that is the best for several boxes takes the one it overlaps most, the first of equal IoUs).
+
+    Args:
+        anchor_boxes: ``(A, 4)`` anchors (or proposals).
+        gt_boxes: ``(N, 5)`` rows ``(x1, y1, x2, y2, class)``, padding rows with class ``-1``.
+        iou_thresholds: ``(low, high)``.
+
+    Returns:
+        ``(A, 5)`` matched gt rows, background rows ``-1``, ignored rows ``-1e8``.
+    """
+    _check_box_tensor(anchor_boxes, "anchor_boxes")
+    _check_gt_boxes(gt_boxes, batched=False)
+    low, high = _check_thresholds(iou_thresholds)
+    ### BEGIN SOLUTION
+    gt_boxes = gt_boxes[gt_boxes[:, 4] != -1].to(anchor_boxes.dtype)
+    matched = anchor_boxes.new_full((anchor_boxes.shape[0], 5), BACKGROUND)
+    if gt_boxes.shape[0] == 0 or anchor_boxes.shape[0] == 0:
+        return matched
+    quality = iou(anchor_boxes, gt_boxes[:, :4]).nan_to_num(0.0)  # (A, N)
+    best_iou, best_gt = quality.max(dim=1)
+    foreground = best_iou >= high
+    matched[foreground] = gt_boxes[best_gt[foreground]]
+    matched[(best_iou >= low) & ~foreground] = IGNORED
+    best_per_gt = quality.max(dim=0).values  # (N,)
+    is_best = (quality == best_per_gt[None, :]) & (best_per_gt[None, :] > 0)  # (A, N)
+    best_of, gt_index = torch.where(is_best, quality, -1.0).max(dim=1)  # among the boxes it is best for
+    rescued = best_of > 0
+    matched[rescued] = gt_boxes[gt_index[rescued]]
+    ### END SOLUTION
+    return matched
+
+
+def _is_marker_row(gt_boxes: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` True where a target row is background (class ``-1``) or ignored (class ``-1e8``)."""
+    return gt_boxes[:, -1] < 0 if gt_boxes.shape[1] == 5 else (gt_boxes == BACKGROUND).all(1) | (
+        gt_boxes == IGNORED).all(1)
+
+
+def rcnn_get_deltas_from_anchors(anchors: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
+    """Encode gt boxes relative to their anchors (R-CNN's parametrisation).
+
+    With anchor centre ``(px, py)`` and size ``(pw, ph)`` and gt centre ``(bx, by)`` and size
+    ``(bw, bh)``: ``dx = (bx - px) / pw``, ``dy = (by - py) / ph``, ``dw = log(bw / pw)``,
+    ``dh = log(bh / ph)``.
+
+    Args:
+        anchors: ``(N, 4)`` anchors, positive width and height.
+        gt_boxes: ``(N, 4)`` or ``(N, 5)`` matched gt boxes; rows marked background (``-1``) or
+            ignored (``-1e8``) get deltas ``-1e8``.
+
+    Returns:
+        ``(N, 4)`` deltas ``(dx, dy, dw, dh)``.
+    """
+    _check_box_tensor(anchors, "anchors")
+    _check_box_tensor(gt_boxes, "gt_boxes", columns=(4, 5))
+    if gt_boxes.shape[0] != anchors.shape[0]:
+        raise ValueError(f"anchors and gt_boxes must have the same number of rows, got {anchors.shape[0]} "
+                         f"and {gt_boxes.shape[0]}")
+    ### BEGIN SOLUTION
+    marker = _is_marker_row(gt_boxes)
+    boxes = gt_boxes[:, :4]
+    anchor_size = anchors[:, 2:] - anchors[:, :2]
+    anchor_centre = anchors[:, :2] + anchor_size / 2
+    box_size = (boxes[:, 2:] - boxes[:, :2]).clamp(min=torch.finfo(boxes.dtype).tiny)
+    box_centre = boxes[:, :2] + (boxes[:, 2:] - boxes[:, :2]) / 2
+    deltas = torch.cat([(box_centre - anchor_centre) / anchor_size, torch.log(box_size / anchor_size)], dim=1)
+    deltas[marker] = IGNORED
+    return deltas
+    ### END SOLUTION
+
+
+def rcnn_apply_deltas_to_anchors(deltas: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Decode deltas into boxes: the inverse of :func:`rcnn_get_deltas_from_anchors`.
+
+    ``dw`` and ``dh`` are clamped to ``log(224 / 8)`` first, so a wild prediction cannot overflow.
+
+    Args:
+        deltas: ``(N, 4)`` ``(dx, dy, dw, dh)``.
+        anchors: ``(N, 4)`` anchors.
+
+    Returns:
+        ``(N, 4)`` boxes ``(x1, y1, x2, y2)``.
+    """
+    _check_box_tensor(deltas, "deltas")
+    _check_box_tensor(anchors, "anchors")
+    if deltas.shape[0] != anchors.shape[0]:
+        raise ValueError(f"deltas and anchors must have the same number of rows, got {deltas.shape[0]} "
+                         f"and {anchors.shape[0]}")
+    ### BEGIN SOLUTION
+    anchor_size = anchors[:, 2:] - anchors[:, :2]
+    anchor_centre = anchors[:, :2] + anchor_size / 2
+    centre = anchor_centre + deltas[:, :2] * anchor_size
+    size = anchor_size * torch.exp(deltas[:, 2:].clamp(max=SCALE_CLAMP))
+    return torch.cat([centre - size / 2, centre + size / 2], dim=1)
+    ### END SOLUTION
+
+
+# --------------------------------------------------------------------------- sampling and proposals
+
+
+def sample_rpn_training(gt_boxes: torch.Tensor, num_samples: int, fg_fraction: float,
+                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw anchors (or proposals) to train on: at most ``fg_fraction`` of them foreground.
+
+    ``min(int(num_samples * fg_fraction), #foreground)`` foreground rows are drawn at random, the
+    rest of the ``num_samples`` from the background rows (fewer when there are not enough).
+    Ignored rows are never drawn.  Uses ``generator`` (else torch's global RNG), so a seed fixes it.
+
+    Args:
+        gt_boxes: ``(N, 5)`` matched rows of :func:`rcnn_match_anchors_to_gt` (class ``>= 0``:
+            foreground, ``-1``: background, ``-1e8``: ignored).
+        num_samples: total to draw.
+        fg_fraction: largest foreground share, in [0, 1].
+        generator: optional ``torch.Generator``.
+
+    Returns:
+        ``(fg_idx, bg_idx)``: int64 indices of the drawn foreground and background rows.
+    """
+    _check_box_tensor(gt_boxes, "gt_boxes", columns=(5,))
+    num_samples = _check_int(num_samples, "num_samples", minimum=0)
+    fg_fraction = _check_real(fg_fraction, "fg_fraction", 0.0, 1.0)
+    ### BEGIN SOLUTION
+    foreground = (gt_boxes[:, 4] >= 0).nonzero()[:, 0]
+    background = (gt_boxes[:, 4] == BACKGROUND).nonzero()[:, 0]
+    num_fg = min(int(num_samples * fg_fraction), foreground.numel())
+    num_bg = min(num_samples - num_fg, background.numel())
+    device = gt_boxes.device
+    fg_pick = torch.randperm(foreground.numel(), generator=generator)[:num_fg].to(device)
+    bg_pick = torch.randperm(background.numel(), generator=generator)[:num_bg].to(device)
+    return foreground[fg_pick], background[bg_pick]
+    ### END SOLUTION
+
+
+@torch.no_grad()
+def mix_gt_with_proposals(proposals_per_fpn_level: dict, gt_boxes: torch.Tensor) -> dict:
+    """Add each image's real gt boxes to its proposals (the second stage then always sees positives).
+
+    The gt boxes (padding dropped) are appended to the image's proposals of the *first* level;
+    :class:`FasterRCNN` merges the levels and re-assigns every box to a level by its size
+    (:func:`assign_fpn_levels`), so which level holds them does not matter.
+
+    Args:
+        proposals_per_fpn_level: level name -> list of ``B`` tensors ``(K_i, 4)``.
+        gt_boxes: ``(B, N, 5)`` padded gt rows.
+
+    Returns:
+        a new dict of the same form; the first level's tensors gain the image's real gt boxes at the end.
+    """
+    _check_gt_boxes(gt_boxes)
+    if not isinstance(proposals_per_fpn_level, dict) or not proposals_per_fpn_level:
+        raise TypeError("proposals_per_fpn_level must be a non-empty dict level name -> list of (K_i, 4) tensors")
+    batch = gt_boxes.shape[0]
+    for level, proposals in proposals_per_fpn_level.items():
+        if not isinstance(proposals, (list, tuple)) or len(proposals) != batch:
+            raise ValueError(f"proposals_per_fpn_level[{level!r}] must be a list of {batch} (K_i, 4) tensors, "
+                             f"one per image of gt_boxes")
+    mixed = {level: list(proposals) for level, proposals in proposals_per_fpn_level.items()}
+    first = next(iter(mixed))
+    ### BEGIN SOLUTION
+    for i in range(batch):
+        real = gt_boxes[i][gt_boxes[i, :, 4] != -1, :4].to(mixed[first][i])
+        mixed[first][i] = torch.cat([mixed[first][i], real], dim=0)
+    ### END SOLUTION
+    return mixed
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def objectness_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on logits, per element (no reduction), computed stably.
+
+    ``-y log(sigmoid(x)) - (1 - y) log(1 - sigmoid(x)) = max(x, 0) - x y + log(1 + exp(-|x|))``.
+
+    Args:
+        logits: ``(N,)`` (any shape) logits ``x``.
+        targets: same shape, ``y`` in [0, 1].
+
+    Returns:
+        the per-element loss, same shape.
+    """
+    if not isinstance(logits, torch.Tensor) or not isinstance(targets, torch.Tensor):
+        raise TypeError("logits and targets must be tensors")
+    if logits.shape != targets.shape:
+        raise ValueError(f"logits and targets must have the same shape, got {tuple(logits.shape)} and "
+                         f"{tuple(targets.shape)}")
+    ### BEGIN SOLUTION
+    targets = targets.to(logits.dtype)
+    return logits.clamp(min=0) - logits * targets + torch.log1p(torch.exp(-logits.abs()))
+    ### END SOLUTION
+
+
+def softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean softmax cross-entropy ``-log softmax(logits)[label]``, with the max subtracted for stability.
+
+    Args:
+        logits: ``(N, K)`` class scores (for Faster R-CNN ``K = C + 1``, index 0 background).
+        labels: ``(N,)`` integer classes in ``[0, K)``.
+
+    Returns:
+        scalar mean loss (0 for ``N = 0``, still connected to the graph).
+    """
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise ValueError(f"logits must be an (N, K) tensor, got "
+                         f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
+    if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (logits.shape[0],):
+        raise ValueError(f"labels must have shape ({logits.shape[0]},), one per row of logits")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must hold integer class indices, got {labels.dtype}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
+        raise ValueError(f"labels must lie in [0, {logits.shape[1]}), got values from {int(labels.min())} to "
+                         f"{int(labels.max())}")
+    if labels.numel() == 0:
+        return logits.sum() * 0.0
+    ### BEGIN SOLUTION
+    shifted = logits - logits.max(dim=1, keepdim=True).values.detach()
+    log_probs = shifted - torch.log(torch.exp(shifted).sum(dim=1, keepdim=True))
+    return -log_probs.gather(1, labels[:, None].long()).mean()
+    ### END SOLUTION
+
+
+# --------------------------------------------------------------------------- the RPN
+
+
+def _clip_boxes(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    height, width = image_size
+    x = boxes[:, 0::2].clamp(0, width)
+    y = boxes[:, 1::2].clamp(0, height)
+    return torch.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], dim=1)
+
+
+class RPN(nn.Module):
+    """Region proposal network: anchors, their targets and losses, and proposals.
+
+    Args:
+        fpn_channels: channels of the FPN features.
+        stem_channels: the head's stem (:class:`RPNPredictionNetwork`).
+        batch_size_per_image: anchors sampled per image for the losses.
+        anchor_stride_scale: anchor side / stride (:func:`generate_fpn_anchors`).
+        anchor_aspect_ratios: anchor ``height / width`` ratios.
+        anchor_iou_thresholds: ``(low, high)`` of :func:`rcnn_match_anchors_to_gt`.
+        nms_thresh: NMS IoU threshold among one level's proposals.
+        pre_nms_topk: best-scored anchors kept per level and image before NMS.
+        post_nms_topk: proposals kept per level and image after NMS.
+        fg_fraction: largest foreground share of the sampled anchors.
+    """
+
+    def __init__(self, fpn_channels: int, stem_channels: list[int], batch_size_per_image: int,
+                 anchor_stride_scale: float = 8, anchor_aspect_ratios=(0.5, 1.0, 2.0),
+                 anchor_iou_thresholds=(0.3, 0.6), nms_thresh: float = 0.7, pre_nms_topk: int = 400,
+                 post_nms_topk: int = 100, fg_fraction: float = 0.5):
+        super().__init__()
+        self.pred_net = RPNPredictionNetwork(fpn_channels, stem_channels, num_anchors=len(anchor_aspect_ratios))
+        self.batch_size_per_image = _check_int(batch_size_per_image, "batch_size_per_image")
+        self.anchor_stride_scale = _check_real(anchor_stride_scale, "anchor_stride_scale", low=0.0)
+        self.anchor_aspect_ratios = list(anchor_aspect_ratios)
+        self.anchor_iou_thresholds = _check_thresholds(anchor_iou_thresholds)
+        self.nms_thresh = _check_real(nms_thresh, "nms_thresh", 0.0, 1.0)
+        self.pre_nms_topk = _check_int(pre_nms_topk, "pre_nms_topk")
+        self.post_nms_topk = _check_int(post_nms_topk, "post_nms_topk")
+        self.fg_fraction = _check_real(fg_fraction, "fg_fraction", 0.0, 1.0)
+
+    def anchors(self, feats_per_fpn_level: dict, strides_per_fpn_level: dict) -> dict:
+        """Level name -> ``(H * W * A, 4)`` anchors of these feature maps."""
+        any_feats = next(iter(feats_per_fpn_level.values()))
+        shapes = {level: tuple(f.shape) for level, f in feats_per_fpn_level.items()}
+        locations = get_fpn_location_coords(shapes, strides_per_fpn_level, dtype=any_feats.dtype,
+                                            device=any_feats.device)
+        return generate_fpn_anchors(locations, strides_per_fpn_level, self.anchor_stride_scale,
+                                    self.anchor_aspect_ratios)
+
+    def forward(self, feats_per_fpn_level: dict, strides_per_fpn_level: dict, gt_boxes: torch.Tensor | None = None,
+                image_size: tuple[int, int] | None = None) -> dict:
+        """Proposals, and in training mode the losses.
+
+        Args:
+            feats_per_fpn_level: level name -> ``(B, C, H, W)`` features.
+            strides_per_fpn_level: level name -> stride.
+            gt_boxes: ``(B, N, 5)`` padded gt rows; needed in training mode.
+            image_size: ``(height, width)`` of the images, to clip proposals; default: the first
+                level's size times its stride.
+
+        Returns:
+            dict with ``"proposals"``: level name -> list of ``B`` tensors ``(K_i, 4)`` (detached);
+            in training mode also ``"loss_rpn_obj"`` and ``"loss_rpn_box"`` (scalars).
+        """
+        first = next(iter(feats_per_fpn_level))
+        batch = feats_per_fpn_level[first].shape[0]
+        if image_size is None:
+            stride = strides_per_fpn_level[first]
+            image_size = tuple(int(s) * stride for s in feats_per_fpn_level[first].shape[-2:])
+        object_logits, boxreg_deltas = self.pred_net(feats_per_fpn_level)
+        anchors = self.anchors(feats_per_fpn_level, strides_per_fpn_level)
+        output = {"proposals": self.predict_proposals(anchors, object_logits, boxreg_deltas, image_size)}
+        if not self.training:
+            return output
+        if gt_boxes is None:
+            raise ValueError("RPN in training mode needs gt_boxes (B, N, 5)")
+        _check_gt_boxes(gt_boxes)
+        if gt_boxes.shape[0] != batch:
+            raise ValueError(f"gt_boxes must have one entry per image: {batch} image(s), got {gt_boxes.shape[0]}")
+        ### BEGIN SOLUTION
+        all_anchors = torch.cat(list(anchors.values()), dim=0)  # (A_total, 4)
+        logits = torch.cat(list(object_logits.values()), dim=1)  # (B, A_total)
+        deltas = torch.cat(list(boxreg_deltas.values()), dim=1)  # (B, A_total, 4)
+        loss_obj, loss_box, count = [], [], 0
+        for i in range(batch):
+            matched = rcnn_match_anchors_to_gt(all_anchors, gt_boxes[i], self.anchor_iou_thresholds)
+            fg_idx, bg_idx = sample_rpn_training(matched, self.batch_size_per_image, self.fg_fraction)
+            picked = torch.cat([fg_idx, bg_idx])
+            target_obj = torch.cat([torch.ones_like(fg_idx), torch.zeros_like(bg_idx)]).to(logits.dtype)
+            loss_obj.append(objectness_loss(logits[i, picked], target_obj).sum())
+            target_deltas = rcnn_get_deltas_from_anchors(all_anchors[fg_idx], matched[fg_idx])
+            loss_box.append((deltas[i, fg_idx] - target_deltas).abs().sum())
+            count += picked.numel()
+        count = max(count, 1)
+        output["loss_rpn_obj"] = torch.stack(loss_obj).sum() / count
+        output["loss_rpn_box"] = torch.stack(loss_box).sum() / count
+        ### END SOLUTION
+        return output
+
+    @torch.no_grad()
+    def predict_proposals(self, anchors: dict, object_logits: dict, boxreg_deltas: dict,
+                          image_size: tuple[int, int]) -> dict:
+        """Per level and image: top ``pre_nms_topk`` anchors by objectness, decoded, clipped to the
+        image, empty boxes dropped, NMS at ``nms_thresh``, best ``post_nms_topk`` kept.
+
+        Returns:
+            level name -> list of ``B`` tensors ``(K_i, 4)``, sorted by decreasing objectness.
+        """
+        proposals = {}
+        for level, level_anchors in anchors.items():
+            proposals[level] = []
+            for logits, deltas in zip(object_logits[level], boxreg_deltas[level], strict=True):
+                ### BEGIN SOLUTION
+                top = logits.topk(min(self.pre_nms_topk, logits.numel())).indices
+                boxes = _clip_boxes(rcnn_apply_deltas_to_anchors(deltas[top], level_anchors[top]), image_size)
+                scores = logits[top]
+                size = boxes[:, 2:] - boxes[:, :2]
+                valid = (size > 1e-3).all(dim=1)
+                boxes, scores = boxes[valid], scores[valid]
+                keep = nms(boxes, scores, self.nms_thresh)[:self.post_nms_topk]
+                proposals[level].append(boxes[keep].detach())
+                ### END SOLUTION
+        return proposals
+
+
+# --------------------------------------------------------------------------- Faster R-CNN
+
+
+def assign_fpn_levels(boxes: torch.Tensor, strides_per_fpn_level: dict, canonical_size: float = 224.0,
+                      canonical_level: int = 4) -> torch.Tensor:
+    """The FPN rule (Lin et al. 2017, eq. 1): which level a RoI is pooled from.
+
+    ``k = floor(k0 + log2(sqrt(w h) / canonical_size))`` with ``k0 = canonical_level``, clamped to
+    the available levels; a level of stride ``s`` is level ``log2(s)`` (p3: 8, p4: 16, p5: 32).
+
+    Args:
+        boxes: ``(K, 4)`` boxes.
+        strides_per_fpn_level: level name -> stride (powers of 2).
+        canonical_size, canonical_level: a box of side ``canonical_size`` goes to level ``canonical_level``.
+
+    Returns:
+        ``(K,)`` int64 index into ``list(strides_per_fpn_level)``.
+    """
+    _check_box_tensor(boxes, "boxes")
+    canonical_size = _check_real(canonical_size, "canonical_size", low=1e-6)
+    numbers = [math.log2(s) for s in strides_per_fpn_level.values()]
+    if any(n != round(n) for n in numbers) or numbers != sorted(numbers):
+        raise ValueError(f"strides_per_fpn_level must be increasing powers of 2, got {strides_per_fpn_level}")
+    ### BEGIN SOLUTION
+    side = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1e-6).sqrt()
+    level = torch.floor(canonical_level + torch.log2(side / canonical_size))
+    level = level.clamp(numbers[0], numbers[-1]).long()
+    lookup = torch.as_tensor([int(n) for n in numbers], device=boxes.device)
+    return torch.searchsorted(lookup, level)
+    ### END SOLUTION
+
+
+class FasterRCNN(nn.Module):
+    """Faster R-CNN: backbone with FPN, RPN, RoIAlign and a classification head.
+
+    Args:
+        backbone: module mapping images ``(B, 3, H, W)`` in [0, 1] to a dict level name ->
+            ``(B, C, H / s, W / s)`` features, with attribute ``fpn_strides`` (level name -> ``s``)
+            and ``out_channels`` (``C``; else taken from ``rpn``).
+        rpn: the :class:`RPN` (its head must take ``C`` channels).
+        stem_channels: channels of the 3x3 convolutions of the classification head.
+        num_classes: ``C`` object classes (the head predicts ``C + 1``, index 0 = background).
+        batch_size_per_image: proposals sampled per image for the classification loss.
+        roi_size: ``(h, w)`` of the RoIAlign output.
+        fg_fraction: largest foreground share of the sampled proposals.
+        proposal_iou_threshold: a proposal with IoU ``>=`` this with a gt box is that box's class;
+            below it, background.
+        canonical_size, canonical_level: the FPN level rule (:func:`assign_fpn_levels`).
+    """
+
+    def __init__(self, backbone: nn.Module, rpn: RPN, stem_channels: list[int], num_classes: int,
+                 batch_size_per_image: int, roi_size=(7, 7), fg_fraction: float = 0.25,
+                 proposal_iou_threshold: float = 0.5, canonical_size: float = 224.0, canonical_level: int = 4):
+        super().__init__()
+        if not hasattr(backbone, "fpn_strides"):
+            raise TypeError("backbone must have an attribute fpn_strides: level name -> stride")
+        self.backbone = backbone
+        self.rpn = rpn
+        self.num_classes = _check_int(num_classes, "num_classes")
+        self.batch_size_per_image = _check_int(batch_size_per_image, "batch_size_per_image")
+        if isinstance(roi_size, int):
+            roi_size = (roi_size, roi_size)
+        self.roi_size = (_check_int(roi_size[0], "roi_size[0]"), _check_int(roi_size[1], "roi_size[1]"))
+        self.fg_fraction = _check_real(fg_fraction, "fg_fraction", 0.0, 1.0)
+        self.proposal_iou_threshold = _check_real(proposal_iou_threshold, "proposal_iou_threshold", 0.0, 1.0)
+        self.canonical_size = _check_real(canonical_size, "canonical_size", low=1e-6)
+        self.canonical_level = _check_int(canonical_level, "canonical_level", minimum=0)
+        fpn_channels = getattr(backbone, "out_channels", rpn.pred_net.pred_obj.in_channels)
+        stem_channels = _check_channels(fpn_channels, stem_channels)
+        ### BEGIN SOLUTION
+        stem = _conv_stem(fpn_channels, stem_channels)
+        classifier = nn.Linear(stem_channels[-1] * self.roi_size[0] * self.roi_size[1], num_classes + 1)
+        nn.init.normal_(classifier.weight, std=0.01)
+        nn.init.zeros_(classifier.bias)
+        self.cls_pred = nn.Sequential(stem, nn.Flatten(), classifier)
+        ### END SOLUTION
+
+    @property
+    def fpn_strides(self) -> dict:
+        return dict(self.backbone.fpn_strides)
+
+    def roi_features(self, feats_per_fpn_level: dict, proposals: list[torch.Tensor]) -> torch.Tensor:
+        """RoIAlign of every proposal on the level the FPN rule picks for its size.
+
+        Args:
+            feats_per_fpn_level: level name -> ``(B, C, H, W)``.
+            proposals: ``B`` tensors ``(K_i, 4)``.
+
+        Returns:
+            ``(sum K_i, C, roi_h, roi_w)`` features, rows in the order of the concatenated proposals.
+        """
+        strides = self.fpn_strides
+        levels = list(strides)
+        ### BEGIN SOLUTION
+        rows = torch.cat([torch.cat([b.new_full((b.shape[0], 1), i), b], dim=1) for i, b in enumerate(proposals)])
+        which = assign_fpn_levels(rows[:, 1:], strides, self.canonical_size, self.canonical_level)
+        feats = feats_per_fpn_level[levels[0]]
+        pooled = feats.new_zeros(rows.shape[0], feats.shape[1], *self.roi_size)
+        for index, level in enumerate(levels):
+            mask = which == index
+            if bool(mask.any()):
+                pooled[mask] = roi_align(feats_per_fpn_level[level], rows[mask], self.roi_size,
+                                         spatial_scale=1.0 / strides[level], sampling_ratio=2, aligned=True)
+        return pooled
+        ### END SOLUTION
+
+    def forward(self, images: torch.Tensor, gt_boxes: torch.Tensor | None = None,
+                test_score_thresh: float = 0.5, test_nms_thresh: float = 0.5):
+        """Training mode: the dict of losses ``loss_rpn_obj``, ``loss_rpn_box``, ``loss_cls`` (and
+        ``loss``, their sum).  Eval mode: :meth:`inference`.
+
+        Args:
+            images: ``(B, 3, H, W)`` in [0, 1].
+            gt_boxes: ``(B, N, 5)`` padded gt rows, class ids in ``[0, num_classes)``.
+        """
+        if not self.training:
+            return self.inference(images, test_score_thresh, test_nms_thresh)
+        _check_images(images)
+        if gt_boxes is None:
+            raise ValueError("FasterRCNN in training mode needs gt_boxes (B, N, 5)")
+        _check_gt_boxes(gt_boxes, self.num_classes)
+        if gt_boxes.shape[0] != images.shape[0]:
+            raise ValueError(f"gt_boxes must have one entry per image: {images.shape[0]} image(s), "
+                             f"got {gt_boxes.shape[0]}")
+        gt_boxes = gt_boxes.to(images)
+        feats = self.backbone(images)
+        rpn_output = self.rpn(feats, self.fpn_strides, gt_boxes, image_size=tuple(images.shape[-2:]))
+        ### BEGIN SOLUTION
+        mixed = mix_gt_with_proposals(rpn_output["proposals"], gt_boxes)
+        proposals = [torch.cat([mixed[level][i] for level in mixed]) for i in range(images.shape[0])]
+        sampled, labels = [], []
+        threshold = (self.proposal_iou_threshold, self.proposal_iou_threshold)
+        for i, boxes in enumerate(proposals):
+            matched = rcnn_match_anchors_to_gt(boxes, gt_boxes[i], threshold)
+            fg_idx, bg_idx = sample_rpn_training(matched, self.batch_size_per_image, self.fg_fraction)
+            sampled.append(torch.cat([boxes[fg_idx], boxes[bg_idx]]))
+            labels.append(torch.cat([matched[fg_idx, 4].long() + 1, torch.zeros_like(bg_idx)]))
+        logits = self.cls_pred(self.roi_features(feats, sampled))
+        loss_cls = softmax_cross_entropy(logits, torch.cat(labels))
+        ### END SOLUTION
+        losses = {"loss_rpn_obj": rpn_output["loss_rpn_obj"], "loss_rpn_box": rpn_output["loss_rpn_box"],
+                  "loss_cls": loss_cls}
+        losses["loss"] = sum(losses.values())
+        return losses
+
+    @torch.no_grad()
+    def inference(self, images: torch.Tensor, score_thresh: float = 0.5, nms_thresh: float = 0.5,
+                  max_detections: int = 100) -> tuple[list, list, list]:
+        """Detections of a batch of images.
+
+        Each proposal gets its most probable *object* class (softmax over ``C + 1``, background
+        excluded from the choice) and that probability as score; boxes scoring below
+        ``score_thresh`` are dropped, then class-specific NMS at ``nms_thresh``
+        (:func:`A5_detection.common.class_spec_nms`), then the best ``max_detections`` are kept.
+
+        Args:
+            images: ``(B, 3, H, W)`` in [0, 1].
+            score_thresh: lowest score kept, in [0, 1].
+            nms_thresh: IoU threshold of the NMS.
+            max_detections: most detections per image.
+
+        Returns:
+            ``(boxes, scores, classes)``: three lists of ``B`` tensors -- ``(K_i, 4)`` boxes,
+            ``(K_i,)`` scores sorted in decreasing order, ``(K_i,)`` int64 classes in ``[0, C)``.
+        """
+        _check_images(images)
+        score_thresh = _check_real(score_thresh, "score_thresh", 0.0, 1.0)
+        nms_thresh = _check_real(nms_thresh, "nms_thresh", 0.0, 1.0)
+        max_detections = _check_int(max_detections, "max_detections")
+        was_training = self.training
+        self.eval()
+        try:
+            feats = self.backbone(images)
+            rpn_output = self.rpn(feats, self.fpn_strides, image_size=tuple(images.shape[-2:]))
+        finally:
+            self.train(was_training)
+        proposals = [torch.cat([rpn_output["proposals"][level][i] for level in rpn_output["proposals"]])
+                     for i in range(images.shape[0])]
+        counts = [p.shape[0] for p in proposals]
+        all_boxes, all_scores, all_classes = [], [], []
+        ### BEGIN SOLUTION
+        if sum(counts):
+            probs = torch.softmax(self.cls_pred(self.roi_features(feats, proposals)), dim=1)
+        else:
+            probs = images.new_zeros(0, self.num_classes + 1)
+        for boxes, image_probs in zip(proposals, probs.split(counts), strict=True):
+            scores, classes = image_probs[:, 1:].max(dim=1)
+            keep = scores >= score_thresh
+            boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+            keep = class_spec_nms(boxes, scores, classes, nms_thresh)[:max_detections]
+            all_boxes.append(boxes[keep])
+            all_scores.append(scores[keep])
+            all_classes.append(classes[keep])
+        ### END SOLUTION
+        return all_boxes, all_scores, all_classes
+
+
+@torch.no_grad()
+def predict_detections(model: FasterRCNN, images: torch.Tensor, score_thresh: float = 0.05,
+                       nms_thresh: float = 0.5, batch_size: int = 32) -> list[dict]:
+    """Run :meth:`FasterRCNN.inference` over a set of images, in batches, in eval mode.
+
+    Args:
+        model: the detector.
+        images: ``(N, 3, H, W)`` uint8 (divided by 255) or floating in [0, 1], any device (moved to
+            the model's).
+        score_thresh: lowest score kept (low for mAP: the ranking decides precision).
+        nms_thresh: IoU threshold of the class-specific NMS.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``N`` dicts ``{"boxes": (K, 4), "scores": (K,), "labels": (K,) int64}`` on the CPU -- the
+        ``predictions`` of :func:`A5_detection.common.evaluate_detections`.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError("images must be an (N, 3, H, W) tensor")
+    batch_size = _check_int(batch_size, "batch_size")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    predictions = []
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start:start + batch_size].to(device)
+            batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
+            boxes, scores, classes = model.inference(batch, score_thresh, nms_thresh)
+            predictions += [{"boxes": b.cpu(), "scores": s.cpu(), "labels": c.cpu()}
+                            for b, s, c in zip(boxes, scores, classes, strict=True)]
+    finally:
+        model.train(was_training)
+    return predictions
