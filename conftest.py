@@ -22,6 +22,16 @@ os.environ.update({
 })
 os.environ.pop("DL4CV_DATASET", None)  # each notebook picks its own offline dataset
 
+# pytest-xdist runs one notebook kernel (or test module) per worker at a time.  Each would
+# otherwise start one math thread per core, so on a 2-core machine 2 workers run 4+ threads and
+# small-op training loops slow down many times over.  Share the cores instead (a value the
+# user set is kept).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _threads = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, _threads)
+
 
 def pytest_collectstart(collector):
     """nbval: compare stdout and plain text only (stderr, HTML and JS vary between machines)."""
