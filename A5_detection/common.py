@@ -9,6 +9,8 @@ Names follow EECS 498/598 and torchvision so course material applies unchanged:
   values as ``torchvision.ops.roi_align``; gradients flow to the features through autograd;
 * :func:`get_fpn_location_coords` -- image-pixel centres of every location of every FPN level (FCOS);
 * :func:`average_precision` and :func:`evaluate_detections` -- PASCAL VOC average precision and mAP;
+* :func:`detection_errors` -- each detection of an image correct, a duplicate, mislabelled, mislocated or
+  on background, and the boxes missed: the failure cases behind the mAP;
 * :class:`DetectorBackboneWithFPN` -- a CNN trunk plus a Feature Pyramid Network (strides 8, 16, 32).
 
 Conventions, the same everywhere in this module:
@@ -31,6 +33,7 @@ from __future__ import annotations
 import math
 from numbers import Real
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,10 +41,12 @@ from torch import nn
 from helpers.checks import check_labels
 
 __all__ = [
+    "ERROR_KINDS",
     "DetectorBackboneWithFPN",
     "average_precision",
     "box_iou",
     "class_spec_nms",
+    "detection_errors",
     "evaluate_detections",
     "get_fpn_location_coords",
     "nms",
@@ -179,14 +184,20 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5) -
     ### END SOLUTION
 
 
+#: rows of the pairwise suppression table computed at once in :func:`_greedy_nms` (memory bound).
+_ROW_CHUNK = 1024
+
+
 def _greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
                 class_ids: torch.Tensor | None) -> torch.Tensor:
     """NMS of :func:`nms`; with ``class_ids (N,)`` a box can only suppress boxes of its own class.
 
-    One pass per *kept* box: it removes from the remaining candidates (in score order) those it
-    overlaps too much.  The IoU is computed exactly as ``torchvision.ops.nms`` does (same
-    operations in the boxes' dtype) and compared with the threshold in float64, as its C++ does,
-    so a box lying exactly on the threshold is decided the same way.
+    First the table ``over[i, j]`` = "box ``i`` would suppress box ``j``" for all pairs (in score
+    order, ``_ROW_CHUNK`` rows at a time to bound memory); then one cheap pass down the sorted
+    boxes: a box not yet suppressed is kept and suppresses its row.  The IoU is computed exactly
+    as ``torchvision.ops.nms`` does (same operations in the boxes' dtype) and compared with the
+    threshold in float64, as its C++ does, so a box lying exactly on the threshold is decided the
+    same way.
     """
     ### BEGIN SOLUTION
     boxes, scores = boxes.detach(), scores.detach()
@@ -194,22 +205,26 @@ def _greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
     x1, y1, x2, y2 = boxes[order].unbind(dim=1)
     areas = (x2 - x1) * (y2 - y1)
     classes = class_ids[order] if class_ids is not None else None
-    keep = []
-    candidates = torch.arange(order.numel(), device=boxes.device)  # positions in the sorted order
-    while candidates.numel() > 0:
-        best, rest = candidates[0], candidates[1:]
-        keep.append(best)
-        width = (torch.minimum(x2[best], x2[rest]) - torch.maximum(x1[best], x1[rest])).clamp(min=0)
-        height = (torch.minimum(y2[best], y2[rest]) - torch.maximum(y1[best], y1[rest])).clamp(min=0)
+    n = order.numel()
+    over = torch.zeros(n, n, dtype=torch.bool)
+    for lo in range(0, n, _ROW_CHUNK):
+        rows = slice(lo, min(lo + _ROW_CHUNK, n))
+        width = (torch.minimum(x2[rows, None], x2[None]) - torch.maximum(x1[rows, None], x1[None])).clamp(min=0)
+        height = (torch.minimum(y2[rows, None], y2[None]) - torch.maximum(y1[rows, None], y1[None])).clamp(min=0)
         intersection = width * height
-        iou = intersection / (areas[best] + areas[rest] - intersection)
-        suppressed = iou.double() > iou_threshold  # nan (two empty boxes) never suppresses
+        iou = intersection / (areas[rows, None] + areas[None] - intersection)
+        block = iou.double() > iou_threshold  # nan (two empty boxes) never suppresses
         if classes is not None:
-            suppressed &= classes[rest] == classes[best]
-        candidates = rest[~suppressed]
-    if not keep:
-        return torch.zeros(0, dtype=torch.int64, device=boxes.device)
-    return order[torch.stack(keep)]
+            block &= classes[rows, None] == classes[None]
+        over[rows] = block.cpu()
+    over = over.numpy()
+    suppressed = np.zeros(n, dtype=bool)
+    keep = []
+    for i in range(n):
+        if not suppressed[i]:
+            keep.append(i)
+            suppressed |= over[i]  # also marks earlier boxes, which are already decided
+    return order[torch.as_tensor(keep, dtype=torch.int64, device=order.device)]
     ### END SOLUTION
 
 
@@ -591,6 +606,80 @@ def evaluate_detections(predictions: list[dict], ground_truths: list[dict], num_
     valid = [ap for ap in ap_per_class if not math.isnan(ap)]
     mean_ap = sum(valid) / len(valid) if valid else float("nan")
     return {"mAP": mean_ap, "ap_per_class": ap_per_class, "precision_recall": curves}
+
+
+#: The kinds of :func:`detection_errors`, detections first, then ground truth.
+ERROR_KINDS = ("correct", "duplicate", "mislabelled", "mislocated", "background", "missed")
+
+
+def detection_errors(prediction: dict, ground_truth: dict, score_thresh: float = 0.5,
+                     iou_threshold: float = 0.5, touch_iou: float = 0.1) -> dict:
+    """What went right and wrong in ONE image: each confident detection and each box gets a kind.
+
+    The detections scoring at least ``score_thresh`` are taken by decreasing score; each one is
+
+    * ``"correct"``: it overlaps a still unclaimed box of its class with IoU ``>= iou_threshold``
+      (it claims the one it overlaps most);
+    * ``"duplicate"``: such boxes exist but all are already claimed by better detections;
+    * ``"mislabelled"``: no box of its class, but a box of another class, overlaps it enough;
+    * ``"mislocated"``: it overlaps a box of its class, but only with IoU in
+      ``[touch_iou, iou_threshold)``;
+    * ``"background"``: none of the above (it overlaps nothing, or only another class's box a
+      little).
+
+    A ground-truth box no correct detection claimed is ``"missed"``.  These are the error kinds
+    of mAP at this score threshold (a duplicate, mislabelled, mislocated or background detection
+    is a false positive; a missed box costs recall).
+
+    Args:
+        prediction: ``{"boxes" (N, 4), "scores" (N,), "labels" (N,)}`` of one image.
+        ground_truth: ``{"boxes" (M, 4), "labels" (M,)}`` of the same image.
+        score_thresh: detections below it are not looked at.
+        iou_threshold: IoU of a match (0.5 for mAP@0.5).
+        touch_iou: least IoU for ``"mislocated"``.
+
+    Returns:
+        dict kind -> int64 index tensor: indices into ``prediction`` for the first five kinds (by
+        decreasing score), into ``ground_truth`` for ``"missed"``.
+    """
+    preds, gts = _check_images([prediction], [ground_truth], num_classes=_num_classes_of(prediction, ground_truth))
+    pred, gt = preds[0], gts[0]
+    score_thresh = _check_real(score_thresh, "score_thresh")
+    iou_threshold = _check_real(iou_threshold, "iou_threshold", low=0.0, high=1.0, low_open=True)
+    touch_iou = _check_real(touch_iou, "touch_iou", low=0.0, high=iou_threshold)
+    kinds = {kind: [] for kind in ERROR_KINDS}
+    confident = (pred["scores"] >= score_thresh).nonzero()[:, 0]
+    order = confident[torch.sort(pred["scores"][confident], descending=True, stable=True).indices]
+    overlaps = box_iou(pred["boxes"][order], gt["boxes"]).nan_to_num(0.0)  # (D, M)
+    claimed = torch.zeros(gt["boxes"].shape[0], dtype=torch.bool)
+    ### BEGIN SOLUTION
+    for row, det in enumerate(order.tolist()):
+        same_class = gt["labels"] == pred["labels"][det]
+        iou = overlaps[row]
+        enough = iou >= iou_threshold
+        free = enough & same_class & ~claimed
+        if bool(free.any()):
+            best = int(torch.where(free, iou, -1.0).argmax())
+            claimed[best] = True
+            kinds["correct"].append(det)
+        elif bool((enough & same_class).any()):
+            kinds["duplicate"].append(det)
+        elif bool(enough.any()):
+            kinds["mislabelled"].append(det)
+        elif bool(((iou >= touch_iou) & same_class).any()):
+            kinds["mislocated"].append(det)
+        else:
+            kinds["background"].append(det)
+    kinds["missed"] = (~claimed).nonzero()[:, 0].tolist()
+    ### END SOLUTION
+    return {kind: torch.tensor(indices, dtype=torch.int64) for kind, indices in kinds.items()}
+
+
+def _num_classes_of(prediction, ground_truth) -> int:
+    """Enough classes for every label of one image (for :func:`_check_images`' range check)."""
+    labels = [d.get("labels") for d in (prediction, ground_truth) if isinstance(d, dict)]
+    largest = [int(x.max()) for x in labels if isinstance(x, torch.Tensor) and x.numel()]
+    return max(largest, default=0) + 1
 
 
 # --------------------------------------------------------------------------- backbone with FPN

@@ -1,4 +1,4 @@
-"""Pictures every assignment needs: image grids, curves, error bars, boxes, attention maps.
+"""Pictures every assignment needs: image grids, curves, error bars, boxes, detections, attention maps.
 
 Every function draws with matplotlib and calls ``plt.show()`` itself, so a
 notebook cell prints nothing but the figure.  Images are tensors
@@ -163,3 +163,108 @@ def show_attention(image: torch.Tensor, attention: torch.Tensor, ax=None, title:
         ax.set_title(title, fontsize=9)
     if own:
         plt.show()
+
+
+def show_detections(images: torch.Tensor, predictions: list, ground_truths=None, class_names=None,
+                    score_thresh: float = 0.5, ncols: int = 4, titles=None, scale: float = 2.6) -> None:
+    """Images with their detections (coloured by class, with scores) and the ground truth (white, dashed).
+
+    Args:
+        images: ``(N, 3, H, W)`` in [0, 1] (or uint8).
+        predictions: ``N`` dicts ``{"boxes" (K, 4), "scores" (K,), "labels" (K,)}``; detections
+            scoring below ``score_thresh`` are not drawn.
+        ground_truths: optional ``N`` dicts ``{"boxes", "labels"}``.
+        class_names: names of the class ids.
+        titles: optional ``N`` strings.
+    """
+    images = images.float() / 255 if images.dtype == torch.uint8 else images
+    n = images.shape[0]
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(to_hwc(images[i]).numpy())
+        if ground_truths is not None:
+            for x1, y1, x2, y2 in (ground_truths[i]["boxes"].float() - 0.5).tolist():
+                ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="white",
+                                           linestyle="--", linewidth=1))
+        pred = predictions[i]
+        keep = pred["scores"] >= score_thresh
+        for box, score, label in zip(pred["boxes"][keep], pred["scores"][keep], pred["labels"][keep], strict=True):
+            draw_boxes(ax, box[None], labels=[int(label)], scores=[float(score)], class_names=class_names,
+                       color=colours(int(label) % 10))
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    plt.show()
+
+
+def detection_slider(images: torch.Tensor, predictions: list, ground_truths=None, class_names=None,
+                     score_thresh: float = 0.5, ncols: int = 4) -> None:
+    """:func:`show_detections` under an ipywidgets slider that sets the score threshold.
+
+    Without ipywidgets (or outside a notebook) the figure is drawn once at ``score_thresh``.
+    """
+    def draw(score_thresh=score_thresh):
+        show_detections(images, predictions, ground_truths, class_names, score_thresh, ncols)
+
+    try:
+        import ipywidgets
+        from IPython import get_ipython
+    except ImportError:
+        draw()
+        return
+    if getattr(get_ipython(), "kernel", None) is None:  # not in a notebook: no one to move the slider
+        draw()
+        return
+    slider = ipywidgets.FloatSlider(value=score_thresh, min=0.05, max=0.95, step=0.05, description="score ≥",
+                                    continuous_update=False)
+    ipywidgets.interact(draw, score_thresh=slider)
+
+
+def plot_ap_per_class(ap_per_class, class_names, title: str | None = None) -> None:
+    """Bar chart of the average precision of each class, the mean as a dashed line."""
+    values = [float(ap) for ap in ap_per_class]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(values)), 3))
+    ax.bar(range(len(values)), values, color="tab:blue")
+    finite = [v for v in values if not math.isnan(v)]
+    if finite:
+        ax.axhline(sum(finite) / len(finite), color="black", linestyle="--", linewidth=1,
+                   label=f"mAP {sum(finite) / len(finite):.3f}")
+        ax.legend(loc="lower right")
+    ax.set_xticks(range(len(values)))
+    ax.set_xticklabels(class_names, rotation=45, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("AP")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    plt.show()
+
+
+def plot_precision_recall(curves, class_names, ncols: int = 5) -> None:
+    """One small precision-recall plot per class (``evaluate_detections(...)["precision_recall"]``)."""
+    n = len(curves)
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 2.2 * nrows), squeeze=False, sharex=True,
+                             sharey=True)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        precision, recall = curves[i]
+        ax.plot(recall.numpy(), precision.numpy(), color="tab:blue")
+        ax.set_title(class_names[i], fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+    for ax in axes[-1]:
+        ax.set_xlabel("recall")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("precision")
+    fig.tight_layout()
+    plt.show()

@@ -14,11 +14,13 @@ import torch
 import torchvision.ops as tvo
 
 from A5_detection.common import (
+    ERROR_KINDS,
     DetectorBackboneWithFPN,
     RegNetTrunk,
     average_precision,
     box_iou,
     class_spec_nms,
+    detection_errors,
     evaluate_detections,
     get_fpn_location_coords,
     nms,
@@ -34,6 +36,7 @@ ROI_ALIGN = pytest.mark.grade("roi_align", points=6)
 FPN = pytest.mark.grade("get_fpn_location_coords", points=2)
 AP = pytest.mark.grade("average_precision", points=2)
 EVAL = pytest.mark.grade("evaluate_detections", points=6)
+ERRORS = pytest.mark.grade("detection_errors", points=2)
 BACKBONE = pytest.mark.grade("DetectorBackboneWithFPN", points=4)
 GIVEN = pytest.mark.grade("given code: input checks", points=0)
 
@@ -824,3 +827,55 @@ def test_backbone_refuses_bad_input_clearly():
         DetectorBackboneWithFPN(out_channels=0)
     with pytest.raises(TypeError, match="pretrained"):
         DetectorBackboneWithFPN(out_channels=4, pretrained="yes")
+
+
+# --------------------------------------------------------------------------- detection_errors
+
+
+def _image(boxes, labels, scores=None):
+    out = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+           "labels": torch.tensor(labels, dtype=torch.int64)}
+    if scores is not None:
+        out["scores"] = torch.tensor(scores, dtype=torch.float32)
+    return out
+
+
+@ERRORS
+def test_detection_errors_names_every_kind():
+    gt = _image([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [60, 0, 70, 10]], [0, 1, 2, 3])
+    pred = _image([[0, 0, 10, 10],      # 0: correct (class 0)
+                   [0, 0, 10, 9],       # 1: duplicate of box 0, lower score
+                   [20, 20, 30, 30],    # 2: on box 1 (class 1) but says class 0: mislabelled
+                   [40, 40, 44, 44],    # 3: class 2, IoU 0.16 with box 2: mislocated
+                   [80, 80, 90, 90],    # 4: nothing there: background
+                   [60, 0, 70, 10]],    # 5: correct, but scores under the threshold: not looked at
+                  [0, 0, 0, 2, 1, 3], [0.9, 0.8, 0.7, 0.6, 0.55, 0.2])
+    kinds = detection_errors(pred, gt, score_thresh=0.5)
+    assert {k: v.tolist() for k, v in kinds.items()} == {
+        "correct": [0], "duplicate": [1], "mislabelled": [2], "mislocated": [3], "background": [4],
+        "missed": [1, 2, 3]}
+    kinds = detection_errors(pred, gt, score_thresh=0.1)
+    assert kinds["correct"].tolist() == [0, 5] and kinds["missed"].tolist() == [1, 2]
+
+
+@ERRORS
+def test_detection_errors_takes_detections_by_score_and_claims_the_best_box():
+    gt = _image([[0, 0, 10, 10], [0, 0, 10, 12]], [0, 0])
+    # the lower-scored detection comes first in the list; the better one claims first
+    pred = _image([[0, 0, 10, 10], [0, 0, 10, 12]], [0, 0], [0.6, 0.9])
+    kinds = detection_errors(pred, gt)
+    assert kinds["correct"].tolist() == [1, 0] and kinds["duplicate"].numel() == 0
+    assert kinds["missed"].numel() == 0
+    empty = detection_errors(_image([], [], []), gt)
+    assert empty["missed"].tolist() == [0, 1] and all(empty[k].numel() == 0 for k in ERROR_KINDS[:5])
+
+
+@GIVEN
+def test_detection_errors_refuses_bad_input():
+    gt = _image([[0, 0, 10, 10]], [0])
+    with pytest.raises(ValueError, match="scores"):
+        detection_errors(_image([[0, 0, 1, 1]], [0]), gt)
+    with pytest.raises(ValueError, match="touch_iou"):
+        detection_errors(_image([[0, 0, 1, 1]], [0], [0.9]), gt, touch_iou=0.7)
+    with pytest.raises(ValueError, match="x2"):
+        detection_errors(_image([[5, 0, 1, 1]], [0], [0.9]), gt)

@@ -41,3 +41,21 @@ def test_plots_draw_and_print_nothing(capsys):
     assert capsys.readouterr().out == ""
     with pytest.raises(ValueError, match="at least one image"):
         vis.show_images(torch.zeros(0, 1, 4, 4))
+
+
+def test_detection_plots_draw_and_print_nothing(capsys):
+    images = torch.rand(3, 3, 32, 32)
+    preds = [{"boxes": torch.tensor([[1.0, 1.0, 9.0, 9.0], [2.0, 2.0, 5.0, 5.0]]), "scores": torch.tensor([0.9, 0.2]),
+              "labels": torch.tensor([1, 0])} for _ in range(3)]
+    gts = [{"boxes": torch.tensor([[1.0, 1.0, 9.0, 8.0]]), "labels": torch.tensor([1])} for _ in range(3)]
+    vis.show_detections(images, preds, gts, ["a", "b"], score_thresh=0.5, ncols=2, titles=["x", "y", "z"])
+    axes = plt.gcf().axes
+    assert len(axes[0].patches) == 2  # the dashed ground truth and the one detection above 0.5
+    assert [t.get_text() for t in axes[0].texts] == ["b 0.90"]
+    vis.detection_slider((images * 255).to(torch.uint8), preds, gts, ["a", "b"])
+    ap = [0.5, float("nan"), 1.0]
+    vis.plot_ap_per_class(ap, ["a", "b", "c"], title="AP")
+    assert "mAP 0.750" in [t.get_text() for t in plt.gcf().axes[0].get_legend().get_texts()]
+    curve = (torch.tensor([1.0, 0.5]), torch.tensor([0.5, 0.5]))
+    vis.plot_precision_recall([curve, (torch.zeros(0), torch.zeros(0)), curve], ["a", "b", "c"], ncols=2)
+    assert capsys.readouterr().out == ""
