@@ -22,6 +22,8 @@ variable               meaning                                             defau
 ``DL4CV_SEED``         global seed                                         ``0``
 ``DL4CV_RESULTS_DIR``  where :mod:`helpers.results` writes ``*.json``      ``<repo>/results``
 ``DL4CV_CHECKPOINT_DIR``  where long runs keep their checkpoints           ``<repo>/checkpoints``
+``DL4CV_HEADLESS``     nobody watches (set by ``helpers.course`` while it      ``0``
+                       runs notebooks): widget helpers draw once, no slider
 =====================  ==================================================  =====================
 """
 
@@ -49,6 +51,7 @@ class Config:
     seed: int = 0
     results_dir: Path = Path("results")
     checkpoint_dir: Path = Path("checkpoints")
+    headless: bool = False
 
     @property
     def mode(self) -> str:
@@ -121,6 +124,7 @@ def get_config(environ=None, **overrides) -> Config:
         seed=_parse_int("DL4CV_SEED", env.get("DL4CV_SEED", "0")),
         results_dir=Path(env.get("DL4CV_RESULTS_DIR") or root / "results").expanduser(),
         checkpoint_dir=Path(env.get("DL4CV_CHECKPOINT_DIR") or root / "checkpoints").expanduser(),
+        headless=_parse_bool("DL4CV_HEADLESS", env.get("DL4CV_HEADLESS", "0")),
     )
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     return replace(cfg, device=resolve_device(cfg.device))

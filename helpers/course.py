@@ -254,7 +254,9 @@ def run_notebook(path: Path, fast: bool = False, save: bool = True,
     )
     result = NotebookResult(path=path, ok=True, seconds=0.0, cell_count=len(nb.cells))
     start = time.perf_counter()
-    overrides = {"DL4CV_FAST": "1"} if fast else {}
+    # Headless: no slider can be moved, and nbclient can stall for a whole cell timeout on a cell that
+    # displays ipywidgets (jupyter/nbclient#312), so the widget helpers of helpers.vis draw statically.
+    overrides = {"DL4CV_HEADLESS": "1", **({"DL4CV_FAST": "1"} if fast else {})}
     try:
         with _environ(**overrides):
             client.execute()

@@ -80,7 +80,7 @@ def load_results(results_dir: Path) -> list[dict]:
 
 
 def _format_value(name: str, value: float) -> str:
-    first_word = name.lower().split()[0] if name.strip() else ""
+    first_word = name.lower().split()[0].split("@")[0] if name.strip() else ""
     if "accuracy" in name or first_word in {"map", "bleu-4"}:  # "mAP", "BLEU-4 LSTM", "mAP@0.5"
         return f"{100 * value:.2f}%" if 0 <= value <= 1 else f"{value:.4g}"
     return f"{value:.4g}"

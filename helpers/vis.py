@@ -207,7 +207,8 @@ def detection_slider(images: torch.Tensor, predictions: list, ground_truths=None
                      score_thresh: float = 0.5, ncols: int = 4) -> None:
     """:func:`show_detections` under an ipywidgets slider that sets the score threshold.
 
-    Without ipywidgets (or outside a notebook) the figure is drawn once at ``score_thresh``.
+    Without ipywidgets, outside a notebook, or in a headless run (``DL4CV_HEADLESS=1``, which
+    ``helpers.course`` sets) the figure is drawn once at ``score_thresh``.
     """
     def draw(score_thresh=score_thresh):
         show_detections(images, predictions, ground_truths, class_names, score_thresh, ncols)
@@ -218,8 +219,10 @@ def detection_slider(images: torch.Tensor, predictions: list, ground_truths=None
     except ImportError:
         draw()
         return
-    if getattr(get_ipython(), "kernel", None) is None:  # not in a notebook: no one to move the slider
-        draw()
+    from helpers.config import get_config
+
+    if getattr(get_ipython(), "kernel", None) is None or get_config().headless:
+        draw()  # nobody can move a slider here
         return
     slider = ipywidgets.FloatSlider(value=score_thresh, min=0.05, max=0.95, step=0.05, description="score ≥",
                                     continuous_update=False)

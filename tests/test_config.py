@@ -14,22 +14,23 @@ def test_defaults_from_an_empty_environment():
     assert cfg.device in ("cpu", "cuda")
     assert cfg.data_dir == Path("~/.cache/dl4cv").expanduser()
     assert cfg.results_dir.name == "results" and cfg.checkpoint_dir.name == "checkpoints"
-    assert cfg.mode == "full"
+    assert cfg.mode == "full" and not cfg.headless
 
 
 def test_values_are_parsed():
     env = {"DL4CV_FAST": "true", "DL4CV_OFFLINE": "1", "DL4CV_DATASET": "mnist", "DL4CV_DEVICE": "CPU",
            "DL4CV_SEED": "42", "DL4CV_DATA_DIR": "/data", "DL4CV_RESULTS_DIR": "/r",
-           "DL4CV_CHECKPOINT_DIR": "/c"}
+           "DL4CV_CHECKPOINT_DIR": "/c", "DL4CV_HEADLESS": "yes"}
     cfg = get_config(environ=env)
     assert (cfg.fast, cfg.offline, cfg.dataset, cfg.device, cfg.seed) == (True, True, "mnist", "cpu", 42)
     assert (cfg.data_dir, cfg.results_dir, cfg.checkpoint_dir) == (Path("/data"), Path("/r"), Path("/c"))
-    assert cfg.mode == "fast" and cfg.pick("small", "big") == "small"
+    assert cfg.mode == "fast" and cfg.pick("small", "big") == "small" and cfg.headless
 
 
 @pytest.mark.parametrize("env, message", [
     ({"DL4CV_FAST": "maybe"}, "DL4CV_FAST must be 0 or 1"),
     ({"DL4CV_SEED": "one"}, "DL4CV_SEED must be an integer"),
+    ({"DL4CV_HEADLESS": "2"}, "DL4CV_HEADLESS must be 0 or 1"),
     ({"DL4CV_DEVICE": "tpu"}, "DL4CV_DEVICE must be one of"),
 ])
 def test_bad_values_raise_clear_errors(env, message):

@@ -118,16 +118,19 @@ def test_run_saves_outputs_updates_readme_and_survives_a_failure(fake_root, tmp_
     assert "A1_bad/bad.ipynb" in summary and "FAILED" in summary and "notebooks: 1 ran cleanly, 1 failed" in summary
 
 
-def test_fast_sets_dl4cv_fast_in_the_kernel_and_restores_it(fake_root, monkeypatch, capsys):
+def test_fast_and_headless_are_set_in_the_kernel_and_restored(fake_root, monkeypatch, capsys):
     monkeypatch.setenv("DL4CV_FAST", "0")
+    monkeypatch.delenv("DL4CV_HEADLESS", raising=False)
     nb = _notebook(fake_root / "A1_knn" / "env.ipynb",
-                   "import os\nprint('DL4CV_FAST =', os.environ.get('DL4CV_FAST'))")
+                   "import os\nprint('DL4CV_FAST =', os.environ.get('DL4CV_FAST'))\n"
+                   "print('DL4CV_HEADLESS =', os.environ.get('DL4CV_HEADLESS'))")
     other = _notebook(fake_root / "papers" / "skipped.ipynb", "raise SystemExit('must not run')")
     other_before = other.read_text()
 
     assert course.main(["--fast", "A1"]) == 0
     assert "DL4CV_FAST = 1" in _outputs(nb)
-    assert os.environ["DL4CV_FAST"] == "0"
+    assert "DL4CV_HEADLESS = 1" in _outputs(nb)  # widget helpers draw statically (see helpers.vis)
+    assert os.environ["DL4CV_FAST"] == "0" and "DL4CV_HEADLESS" not in os.environ
     assert other.read_text() == other_before
     assert "skipped README table" in capsys.readouterr().out  # fake repo has no README
 

@@ -89,10 +89,10 @@ def test_results_table_rows():
 
 def test_results_table_shows_bleu_and_map_of_named_models_as_percentages():
     table = results_table([_entry("captioning", {"BLEU-4 LSTM": 0.4321, "mAP FCOS": 0.8, "mapping loss": 0.5,
-                                                  "Fréchet distance GAN": 0.5})])
+                                                  "Fréchet distance GAN": 0.5, "mAP@0.5 test": 0.7})])
     rows = [line.split(" | ")[1:3] for line in table.splitlines()[2:]]
     assert rows == [["BLEU-4 LSTM", "43.21%"], ["mAP FCOS", "80.00%"], ["mapping loss", "0.5"],
-                    ["Fréchet distance GAN", "0.5"]]
+                    ["Fréchet distance GAN", "0.5"], ["mAP@0.5 test", "70.00%"]]
 
 
 def test_results_table_without_entries_says_how_to_fill_it():

@@ -43,7 +43,7 @@ def test_plots_draw_and_print_nothing(capsys):
         vis.show_images(torch.zeros(0, 1, 4, 4))
 
 
-def test_detection_plots_draw_and_print_nothing(capsys):
+def test_detection_plots_draw_and_print_nothing(capsys, monkeypatch):
     images = torch.rand(3, 3, 32, 32)
     preds = [{"boxes": torch.tensor([[1.0, 1.0, 9.0, 9.0], [2.0, 2.0, 5.0, 5.0]]), "scores": torch.tensor([0.9, 0.2]),
               "labels": torch.tensor([1, 0])} for _ in range(3)]
@@ -53,6 +53,8 @@ def test_detection_plots_draw_and_print_nothing(capsys):
     assert len(axes[0].patches) == 2  # the dashed ground truth and the one detection above 0.5
     assert [t.get_text() for t in axes[0].texts] == ["b 0.90"]
     vis.detection_slider((images * 255).to(torch.uint8), preds, gts, ["a", "b"])
+    monkeypatch.setenv("DL4CV_HEADLESS", "1")
+    vis.detection_slider(images, preds, gts, ["a", "b"])
     ap = [0.5, float("nan"), 1.0]
     vis.plot_ap_per_class(ap, ["a", "b", "c"], title="AP")
     assert "mAP 0.750" in [t.get_text() for t in plt.gcf().axes[0].get_legend().get_texts()]
