@@ -46,9 +46,12 @@ __all__ = [
     "average_precision",
     "box_iou",
     "class_spec_nms",
+    "confusion_counts",
+    "count_errors",
     "detection_errors",
     "evaluate_detections",
     "get_fpn_location_coords",
+    "ignore_classes",
     "nms",
     "roi_align",
 ]
@@ -673,6 +676,59 @@ def detection_errors(prediction: dict, ground_truth: dict, score_thresh: float =
     kinds["missed"] = (~claimed).nonzero()[:, 0].tolist()
     ### END SOLUTION
     return {kind: torch.tensor(indices, dtype=torch.int64) for kind, indices in kinds.items()}
+
+
+def count_errors(predictions: list[dict], ground_truths: list[dict], score_thresh: float = 0.5,
+                 iou_threshold: float = 0.5) -> tuple[dict, dict]:
+    """:func:`detection_errors` over a set of images.
+
+    Returns:
+        ``(counts, images)``: ``counts`` kind -> how many detections (boxes for ``"missed"``) of
+        that kind in all images; ``images`` kind -> the indices of the images that hold at least
+        one, in image order (for showing examples).
+    """
+    if not isinstance(predictions, (list, tuple)) or not isinstance(ground_truths, (list, tuple)) \
+            or len(predictions) != len(ground_truths):
+        raise ValueError("predictions and ground_truths must be lists with one dict per image, of the same length")
+    counts = {kind: 0 for kind in ERROR_KINDS}
+    images = {kind: [] for kind in ERROR_KINDS}
+    for i, (pred, gt) in enumerate(zip(predictions, ground_truths, strict=True)):
+        for kind, found in detection_errors(pred, gt, score_thresh, iou_threshold).items():
+            counts[kind] += found.numel()
+            if found.numel():
+                images[kind].append(i)
+    return counts, images
+
+
+def confusion_counts(predictions: list[dict], ground_truths: list[dict], num_classes: int,
+                     score_thresh: float = 0.5, iou_threshold: float = 0.5) -> torch.Tensor:
+    """Which class the detector said for which true class, over the detections that found an object.
+
+    Every detection scoring at least ``score_thresh`` whose best-overlapping box (any class) has
+    IoU ``>= iou_threshold`` adds 1 at ``[true class of that box, predicted class]``.  The diagonal
+    counts right labels (duplicates included), the rest the confusions behind "mislabelled".
+
+    Returns:
+        int64 ``(num_classes, num_classes)``, rows the true class, columns the predicted one.
+    """
+    preds, gts = _check_images(predictions, ground_truths, num_classes)
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    for pred, gt in zip(preds, gts, strict=True):
+        confident = pred["scores"] >= score_thresh
+        if not bool(confident.any()) or gt["boxes"].shape[0] == 0:
+            continue
+        best, index = box_iou(pred["boxes"][confident], gt["boxes"]).nan_to_num(0.0).max(dim=1)
+        found = best >= iou_threshold
+        pairs = gt["labels"][index[found]] * num_classes + pred["labels"][confident][found]
+        counts += torch.bincount(pairs, minlength=num_classes * num_classes).view(num_classes, num_classes)
+    return counts
+
+
+def ignore_classes(items: list[dict]) -> list[dict]:
+    """The same predictions or ground truths with every label set to 0: for class-agnostic AP
+    (``evaluate_detections(ignore_classes(preds), ignore_classes(gts), num_classes=1)``), which
+    measures how well objects are found whatever their class."""
+    return [dict(item, labels=torch.zeros_like(item["labels"])) for item in items]
 
 
 def _num_classes_of(prediction, ground_truth) -> int:

@@ -20,9 +20,12 @@ from A5_detection.common import (
     average_precision,
     box_iou,
     class_spec_nms,
+    confusion_counts,
+    count_errors,
     detection_errors,
     evaluate_detections,
     get_fpn_location_coords,
+    ignore_classes,
     nms,
     roi_align,
 )
@@ -879,3 +882,34 @@ def test_detection_errors_refuses_bad_input():
         detection_errors(_image([[0, 0, 1, 1]], [0], [0.9]), gt, touch_iou=0.7)
     with pytest.raises(ValueError, match="x2"):
         detection_errors(_image([[5, 0, 1, 1]], [0], [0.9]), gt)
+
+
+@ERRORS
+def test_count_errors_sums_over_images():
+    gt = _image([[0, 0, 10, 10]], [0])
+    right = _image([[0, 0, 10, 10]], [0], [0.9])
+    wrong = _image([[0, 0, 10, 10], [50, 50, 60, 60]], [1, 0], [0.9, 0.8])
+    counts, images = count_errors([right, wrong, right], [gt, gt, gt])
+    assert counts == {"correct": 2, "duplicate": 0, "mislabelled": 1, "mislocated": 0, "background": 1, "missed": 1}
+    assert images["correct"] == [0, 2] and images["mislabelled"] == [1] and images["missed"] == [1]
+    with pytest.raises(ValueError, match="same length"):
+        count_errors([right], [gt, gt])
+
+
+@ERRORS
+def test_confusion_counts_and_class_agnostic_ap():
+    gt = _image([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 1])
+    pred = _image([[0, 0, 10, 10], [20, 20, 30, 29], [20, 20, 30, 30], [50, 50, 60, 60]], [0, 2, 1, 2],
+                  [0.9, 0.8, 0.3, 0.9])
+    counts = confusion_counts([pred, pred], [gt, gt], num_classes=3)
+    expected = torch.zeros(3, 3, dtype=torch.int64)
+    expected[0, 0] = 2  # found and right, in both images
+    expected[1, 2] = 2  # class 1 called class 2; the right one scores under 0.5; the box on background adds nothing
+    assert torch.equal(counts, expected)
+    assert confusion_counts([pred], [gt], num_classes=3, score_thresh=0.0)[1, 1] == 1
+    agnostic = ignore_classes([pred])
+    assert agnostic[0]["labels"].tolist() == [0, 0, 0, 0] and pred["labels"].tolist() == [0, 2, 1, 2]
+    # box 1 found but called class 2: with classes mAP (1 + 0) / 2, without classes both boxes are found
+    mislabelled = _image([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 2], [0.9, 0.8])
+    assert evaluate_detections([mislabelled], [gt], num_classes=3)["mAP"] == 0.5
+    assert evaluate_detections(ignore_classes([mislabelled]), ignore_classes([gt]), num_classes=1)["mAP"] == 1.0

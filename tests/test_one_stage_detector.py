@@ -24,6 +24,7 @@ from A5_detection.one_stage_detector import (
     fcos_get_deltas_from_locations,
     fcos_make_centerness_targets,
     fcos_match_locations_to_gt,
+    predict_detections,
     sigmoid_focal_loss,
 )
 from helpers.data import gt_boxes_to_targets, load_detection
@@ -345,6 +346,12 @@ def test_fcos_overfits_four_scenes(scenes):
     predictions = detections_to_predictions(model.inference(images, score_thresh=0.05, nms_thresh=0.5))
     result = evaluate_detections(predictions, gt_boxes_to_targets(gt), num_classes=10)
     assert result["mAP"] > 0.8, result["mAP"]  # measured: 1.0 (seed 0), 0.91 (seed 1)
+    # in batches, from uint8 images: the same detections
+    batched = predict_detections(model, (images * 255).round().to(torch.uint8), batch_size=3)
+    again = detections_to_predictions(model.inference((images * 255).round() / 255, 0.05, 0.5))
+    assert len(batched) == len(again) == images.shape[0]
+    for a, b in zip(batched, again, strict=True):
+        assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in ("boxes", "scores", "labels"))
 
 
 class FixedHead(torch.nn.Module):
