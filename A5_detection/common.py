@@ -10,7 +10,9 @@ Names follow EECS 498/598 and torchvision so course material applies unchanged:
 * :func:`get_fpn_location_coords` -- image-pixel centres of every location of every FPN level (FCOS);
 * :func:`average_precision` and :func:`evaluate_detections` -- PASCAL VOC average precision and mAP;
 * :func:`detection_errors` -- each detection of an image correct, a duplicate, mislabelled, mislocated or
-  on background, and the boxes missed: the failure cases behind the mAP;
+  on background, and the boxes missed: the failure cases behind the mAP (:func:`count_errors` over a
+  set of images, :func:`confusion_counts` for which class was taken for which, :func:`ignore_classes`
+  for class-agnostic AP);
 * :class:`DetectorBackboneWithFPN` -- a CNN trunk plus a Feature Pyramid Network (strides 8, 16, 32).
 
 Conventions, the same everywhere in this module:
@@ -630,7 +632,8 @@ def detection_errors(prediction: dict, ground_truth: dict, score_thresh: float =
     * ``"background"``: none of the above (it overlaps nothing, or only another class's box a
       little).
 
-    A ground-truth box no correct detection claimed is ``"missed"``.  These are the error kinds
+    A ground-truth box no correct detection claimed is ``"missed"`` (VOC's *difficult* flags are
+    not looked at here: a difficult box nobody found counts as missed).  These are the error kinds
     of mAP at this score threshold (a duplicate, mislabelled, mislocated or background detection
     is a false positive; a missed box costs recall).
 

@@ -13,6 +13,8 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
+from helpers.config import get_config
+
 
 def to_hwc(image: torch.Tensor, normalize: bool = False) -> torch.Tensor:
     """``(C, H, W)`` or ``(H, W)`` tensor -> ``(H, W, C)`` / ``(H, W)`` CPU float tensor for ``imshow``."""
@@ -219,8 +221,6 @@ def detection_slider(images: torch.Tensor, predictions: list, ground_truths=None
     except ImportError:
         draw()
         return
-    from helpers.config import get_config
-
     if getattr(get_ipython(), "kernel", None) is None or get_config().headless:
         draw()  # nobody can move a slider here
         return
