@@ -55,6 +55,7 @@ __all__ = [
     "get_fpn_location_coords",
     "ignore_classes",
     "nms",
+    "predict_in_batches",
     "roi_align",
 ]
 
@@ -611,6 +612,38 @@ def evaluate_detections(predictions: list[dict], ground_truths: list[dict], num_
     valid = [ap for ap in ap_per_class if not math.isnan(ap)]
     mean_ap = sum(valid) / len(valid) if valid else float("nan")
     return {"mAP": mean_ap, "ap_per_class": ap_per_class, "precision_recall": curves}
+
+
+@torch.no_grad()
+def predict_in_batches(model: nn.Module, images: torch.Tensor, detect, batch_size: int = 100) -> list[dict]:
+    """Run a detector over a set of images, in batches, in eval mode (its mode restored after).
+
+    Args:
+        model: the detector (its parameters say the device).
+        images: ``(N, 3, H, W)`` uint8 (divided by 255) or floating in [0, 1], any device (moved to
+            the model's).
+        detect: ``detect(batch) -> list`` of one prediction dict per image of a float batch.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``N`` dicts ``{"boxes": (K, 4), "scores": (K,), "labels": (K,) int64}`` on the CPU -- the
+        ``predictions`` of :func:`evaluate_detections`.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError("images must be an (N, 3, H, W) tensor")
+    batch_size = _check_int(batch_size, "batch_size", minimum=1)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    predictions = []
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start:start + batch_size].to(device)
+            batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
+            predictions += [{key: value.detach().cpu() for key, value in pred.items()} for pred in detect(batch)]
+    finally:
+        model.train(was_training)
+    return predictions
 
 
 #: The kinds of :func:`detection_errors`, detections first, then ground truth.

@@ -31,6 +31,7 @@ from A5_detection.common import (
     _check_real,
     class_spec_nms,
     get_fpn_location_coords,
+    predict_in_batches,
 )
 
 __all__ = [
@@ -558,30 +559,19 @@ def detections_to_predictions(detections: list) -> list:
     return predictions
 
 
-@torch.no_grad()
 def predict_detections(model: FCOS, images: torch.Tensor, score_thresh: float = 0.05, nms_thresh: float = 0.5,
                        batch_size: int = 100) -> list:
-    """Run :meth:`FCOS.inference` over a set of images, in batches.
+    """Run :meth:`FCOS.inference` over a set of images, in batches (``common.predict_in_batches``).
 
     Args:
         model: the detector.
-        images: ``(N, 3, H, W)`` uint8 (divided by 255) or floating in [0, 1], any device (moved to
-            the model's).
+        images: ``(N, 3, H, W)`` uint8 (divided by 255) or floating in [0, 1].
         score_thresh: lowest score kept (low for mAP: the ranking decides precision).
         nms_thresh: IoU threshold of the class-specific NMS.
         batch_size: images per forward pass.
 
     Returns:
-        ``N`` dicts ``{"boxes": (K, 4), "scores": (K,), "labels": (K,) int64}`` on the CPU -- the
-        ``predictions`` of :func:`A5_detection.common.evaluate_detections`.
+        ``N`` prediction dicts of :func:`A5_detection.common.evaluate_detections`, on the CPU.
     """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ValueError("images must be an (N, 3, H, W) tensor")
-    batch_size = _check_int(batch_size, "batch_size", minimum=1)
-    device = next(model.parameters()).device
-    predictions = []
-    for start in range(0, images.shape[0], batch_size):
-        batch = images[start:start + batch_size].to(device)
-        batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
-        predictions += detections_to_predictions(model.inference(batch, score_thresh, nms_thresh))
-    return predictions
+    return predict_in_batches(model, images, lambda batch: detections_to_predictions(
+        model.inference(batch, score_thresh, nms_thresh)), batch_size)

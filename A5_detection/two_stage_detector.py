@@ -41,7 +41,14 @@ from numbers import Real
 import torch
 import torch.nn as nn
 
-from A5_detection.common import box_iou, class_spec_nms, get_fpn_location_coords, nms, roi_align
+from A5_detection.common import (
+    box_iou,
+    class_spec_nms,
+    get_fpn_location_coords,
+    nms,
+    predict_in_batches,
+    roi_align,
+)
 
 __all__ = [
     "FasterRCNN",
@@ -835,15 +842,13 @@ class FasterRCNN(nn.Module):
         return all_boxes, all_scores, all_classes
 
 
-@torch.no_grad()
 def predict_detections(model: FasterRCNN, images: torch.Tensor, score_thresh: float = 0.05,
                        nms_thresh: float = 0.5, batch_size: int = 32) -> list[dict]:
-    """Run :meth:`FasterRCNN.inference` over a set of images, in batches, in eval mode.
+    """Run :meth:`FasterRCNN.inference` over a set of images, in batches (``common.predict_in_batches``).
 
     Args:
         model: the detector.
-        images: ``(N, 3, H, W)`` uint8 (divided by 255) or floating in [0, 1], any device (moved to
-            the model's).
+        images: ``(N, 3, H, W)`` uint8 (divided by 255) or floating in [0, 1].
         score_thresh: lowest score kept (low for mAP: the ranking decides precision).
         nms_thresh: IoU threshold of the class-specific NMS.
         batch_size: images per forward pass.
@@ -852,20 +857,8 @@ def predict_detections(model: FasterRCNN, images: torch.Tensor, score_thresh: fl
         ``N`` dicts ``{"boxes": (K, 4), "scores": (K,), "labels": (K,) int64}`` on the CPU -- the
         ``predictions`` of :func:`A5_detection.common.evaluate_detections`.
     """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ValueError("images must be an (N, 3, H, W) tensor")
-    batch_size = _check_int(batch_size, "batch_size")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    predictions = []
-    try:
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start:start + batch_size].to(device)
-            batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
-            boxes, scores, classes = model.inference(batch, score_thresh, nms_thresh)
-            predictions += [{"boxes": b.cpu(), "scores": s.cpu(), "labels": c.cpu()}
-                            for b, s, c in zip(boxes, scores, classes, strict=True)]
-    finally:
-        model.train(was_training)
-    return predictions
+    def detect(batch):
+        boxes, scores, classes = model.inference(batch, score_thresh, nms_thresh)
+        return [{"boxes": b, "scores": s, "labels": c} for b, s, c in zip(boxes, scores, classes, strict=True)]
+
+    return predict_in_batches(model, images, detect, batch_size)

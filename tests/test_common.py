@@ -27,6 +27,7 @@ from A5_detection.common import (
     get_fpn_location_coords,
     ignore_classes,
     nms,
+    predict_in_batches,
     roi_align,
 )
 from helpers.gradcheck import compute_numeric_gradient, rel_error
@@ -913,3 +914,28 @@ def test_confusion_counts_and_class_agnostic_ap():
     mislabelled = _image([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 2], [0.9, 0.8])
     assert evaluate_detections([mislabelled], [gt], num_classes=3)["mAP"] == 0.5
     assert evaluate_detections(ignore_classes([mislabelled]), ignore_classes([gt]), num_classes=1)["mAP"] == 1.0
+
+
+class _MeanBox(torch.nn.Module):
+    """A stand-in detector: one box per image, scored by the image's mean; records its mode and batches."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(()))
+        self.seen = []
+
+    def detect(self, batch):
+        self.seen.append((self.training, batch.dtype, batch.shape[0]))
+        return [{"boxes": torch.tensor([[0.0, 0.0, 2.0, 2.0]]), "scores": (image.mean() * self.weight)[None],
+                 "labels": torch.zeros(1, dtype=torch.int64)} for image in batch]
+
+
+def test_predict_in_batches_scales_uint8_batches_and_restores_the_mode():
+    model = _MeanBox()
+    images = torch.full((5, 3, 4, 4), 255, dtype=torch.uint8)
+    predictions = predict_in_batches(model, images, model.detect, batch_size=2)
+    assert [p["scores"].item() for p in predictions] == [1.0] * 5  # 255 -> 1.0
+    assert model.seen == [(False, torch.float32, 2), (False, torch.float32, 2), (False, torch.float32, 1)]
+    assert model.training and not predictions[0]["scores"].requires_grad
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        predict_in_batches(model, images[0], model.detect)
