@@ -561,17 +561,10 @@ def detections_to_predictions(detections: list) -> list:
 
 def predict_detections(model: FCOS, images: torch.Tensor, score_thresh: float = 0.05, nms_thresh: float = 0.5,
                        batch_size: int = 100) -> list:
-    """Run :meth:`FCOS.inference` over a set of images, in batches (``common.predict_in_batches``).
-
-    Args:
-        model: the detector.
-        images: ``(N, 3, H, W)`` uint8 (divided by 255) or floating in [0, 1].
-        score_thresh: lowest score kept (low for mAP: the ranking decides precision).
-        nms_thresh: IoU threshold of the class-specific NMS.
-        batch_size: images per forward pass.
-
-    Returns:
-        ``N`` prediction dicts of :func:`A5_detection.common.evaluate_detections`, on the CPU.
+    """Run :meth:`FCOS.inference` over a set of images (uint8 or floats in [0, 1]) in batches of
+    ``batch_size``, with ``score_thresh`` (low for mAP: the ranking decides precision) and the
+    class-specific NMS at ``nms_thresh``.  See ``common.predict_in_batches``; returns its ``N``
+    prediction dicts, the ``predictions`` of :func:`A5_detection.common.evaluate_detections`.
     """
     return predict_in_batches(model, images, lambda batch: detections_to_predictions(
         model.inference(batch, score_thresh, nms_thresh)), batch_size)

@@ -844,18 +844,10 @@ class FasterRCNN(nn.Module):
 
 def predict_detections(model: FasterRCNN, images: torch.Tensor, score_thresh: float = 0.05,
                        nms_thresh: float = 0.5, batch_size: int = 32) -> list[dict]:
-    """Run :meth:`FasterRCNN.inference` over a set of images, in batches (``common.predict_in_batches``).
-
-    Args:
-        model: the detector.
-        images: ``(N, 3, H, W)`` uint8 (divided by 255) or floating in [0, 1].
-        score_thresh: lowest score kept (low for mAP: the ranking decides precision).
-        nms_thresh: IoU threshold of the class-specific NMS.
-        batch_size: images per forward pass.
-
-    Returns:
-        ``N`` dicts ``{"boxes": (K, 4), "scores": (K,), "labels": (K,) int64}`` on the CPU -- the
-        ``predictions`` of :func:`A5_detection.common.evaluate_detections`.
+    """Run :meth:`FasterRCNN.inference` over a set of images (uint8 or floats in [0, 1]) in batches of
+    ``batch_size``, with ``score_thresh`` (low for mAP: the ranking decides precision) and the
+    class-specific NMS at ``nms_thresh``.  See ``common.predict_in_batches``; returns its ``N``
+    prediction dicts, the ``predictions`` of :func:`A5_detection.common.evaluate_detections`.
     """
     def detect(batch):
         boxes, scores, classes = model.inference(batch, score_thresh, nms_thresh)
