@@ -1,0 +1,243 @@
+"""Deploying a trained model: export, reload, compare, and a ``predict`` command line.
+
+The paper re-implementations (``papers/``) each ship two ways to predict:
+
+* from a training checkpoint (the eager ``nn.Module``, :func:`helpers.train.load_checkpoint`);
+* from a self-contained **export** (``torch.export``, a ``.pt2`` file): the network's graph
+  and weights, loadable without the Python class that defined it::
+
+      from helpers.export import export_model, load_exported, max_difference
+
+      export_model(model, example_images, "vit.pt2")      # batch size stays free
+      exported = load_exported("vit.pt2")                 # a callable nn.Module
+      max_difference(model, exported, test_images)        # 0.0 up to float rounding
+
+What is exported is the *network* (images in, raw tensors out).  Steps that depend on the
+data's values -- non-maximum suppression, thresholds -- stay outside the graph, in the paper's
+plain-tensor ``decode`` functions, and run the same after the eager model and after the export.
+
+:func:`predict_main` is the shared ``python -m papers.<name> predict IMAGE...`` front end: it
+reads images, runs a model, writes one JSON file (and annotated PNGs for detectors).
+:func:`save_model` / :func:`load_model` keep a trained model with the arguments that build it,
+so the command line can rebuild it without the notebook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "EXPORT_SUFFIX",
+    "export_model",
+    "is_exported",
+    "load_exported",
+    "load_model",
+    "max_difference",
+    "model_path",
+    "predict_parser",
+    "read_images",
+    "save_annotated",
+    "save_model",
+    "write_json",
+]
+
+EXPORT_SUFFIX = ".pt2"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _check_example(example) -> torch.Tensor:
+    if not isinstance(example, torch.Tensor) or example.dim() != 4 or not example.is_floating_point():
+        got = f"{example.dtype} {tuple(example.shape)}" if isinstance(example, torch.Tensor) else type(example).__name__
+        raise ValueError(f"example must be a float image batch (N, C, H, W), got {got}")
+    if example.shape[0] < 2:
+        # torch.export specialises a dimension of size 1, so a batch of one would fix the batch size.
+        raise ValueError(f"example must hold at least 2 images so the batch size stays free, got {example.shape[0]}")
+    return example
+
+
+def export_model(model: nn.Module, example: torch.Tensor, path) -> Path:
+    """Export ``model`` (in eval mode) with ``torch.export`` to ``path`` (``.pt2``); the batch size stays free.
+
+    Args:
+        model: the network; called as ``model(images)`` with ``images (N, C, H, W)``.
+        example: a float batch ``(N, C, H, W)``, ``N >= 2``, of the image size the export will take
+            (height, width and channels are fixed by it).
+        path: where to write; the folder is created.
+
+    Returns:
+        The path written.
+    """
+    example = _check_example(example)
+    path = Path(path)
+    if path.suffix != EXPORT_SUFFIX:
+        raise ValueError(f"export path must end in {EXPORT_SUFFIX!r}, got {str(path)!r}")
+    was_training = model.training
+    model.eval()
+    try:
+        batch = torch.export.Dim("batch", min=1, max=65536)
+        with warnings.catch_warnings():
+            # Tensors a model keeps as plain attributes for plots (attention weights) are not part of
+            # the exported graph; torch.export warns about each of them.
+            warnings.filterwarnings("ignore", message="The tensor attributes .* were assigned during export")
+            program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    finally:
+        model.train(was_training)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.export.save(program, str(path))
+    return path
+
+
+def load_exported(path) -> nn.Module:
+    """Load an export written by :func:`export_model` as a callable module (no Python class needed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no export at {path}; write one with `python -m papers.<name> export`")
+    return torch.export.load(str(path)).module()
+
+
+def model_path(name: str, cfg=None) -> Path:
+    """Where a notebook keeps its trained model for inference: ``<checkpoint_dir>/<fast|full>/<name>_model.pt``."""
+    from helpers.train import checkpoint_path
+
+    return checkpoint_path(f"{name}_model", cfg)
+
+
+def save_model(model: nn.Module, config: dict, path) -> Path:
+    """Save ``model``'s weights with the keyword arguments that build it (``config``: plain values only).
+
+    The file loads with ``torch.load(..., weights_only=True)``; :func:`load_model` rebuilds the model.
+    """
+    from helpers.train import save_checkpoint
+
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        raise TypeError(f"config must be a dict of keyword arguments, got {type(config).__name__}")
+    return save_checkpoint(path, model, config=dict(config))
+
+
+def load_model(path, build) -> nn.Module:
+    """Rebuild a model saved by :func:`save_model`: ``build(**config)``, weights loaded, eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved model at {path}; run the paper's notebook first (it saves one)")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(saved, dict) or "config" not in saved or "model" not in saved:
+        raise ValueError(f"{path} was not written by helpers.export.save_model (no 'config' / 'model' entries)")
+    model = build(**saved["config"])
+    model.load_state_dict(saved["model"])
+    return model.eval()
+
+
+def is_exported(model: nn.Module) -> bool:
+    """True for a module loaded by :func:`load_exported` (a graph: it has no ``eval()`` / ``train()`` modes)."""
+    return isinstance(model, torch.fx.GraphModule)
+
+
+def _flat_outputs(output) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, (tuple, list)):
+        return [t for item in output for t in _flat_outputs(item)]
+    if isinstance(output, dict):
+        return [t for key in sorted(output) for t in _flat_outputs(output[key])]
+    raise TypeError(f"model outputs must be tensors, or tuples / lists / dicts of them, got {type(output).__name__}")
+
+
+@torch.no_grad()
+def max_difference(model: nn.Module, exported: nn.Module, images: torch.Tensor) -> float:
+    """Largest absolute difference between every output of the eager ``model`` and of ``exported`` on ``images``."""
+    was_training = model.training
+    model.eval()
+    try:
+        eager, other = _flat_outputs(model(images)), _flat_outputs(exported(images))
+    finally:
+        model.train(was_training)
+    if len(eager) != len(other) or any(a.shape != b.shape for a, b in zip(eager, other, strict=True)):
+        raise ValueError(f"outputs differ in structure: {[tuple(a.shape) for a in eager]} vs "
+                         f"{[tuple(b.shape) for b in other]}")
+    return max(float((a - b).abs().max()) if a.numel() else 0.0 for a, b in zip(eager, other, strict=True))
+
+
+def read_images(paths, size: int, channels: int) -> torch.Tensor:
+    """Read PNG / JPEG files into a float batch ``(N, channels, size, size)`` in ``[0, 1]``.
+
+    Each image is converted to grey (``channels=1``, the mean of RGB) or RGB (``channels=3``,
+    grey repeated) and squashed to ``size x size`` (bilinear, antialiased), as the models
+    were trained.
+    """
+    import numpy as np
+    from PIL import Image
+
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    batch = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"no image at {path}")
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(f"{path}: expected a {' / '.join(IMAGE_SUFFIXES)} image")
+        with Image.open(path) as file:
+            pixels = np.asarray(file.convert("RGB"), dtype=np.float32) / 255.0
+        image = torch.from_numpy(pixels).permute(2, 0, 1)
+        if channels == 1:
+            image = image.mean(0, keepdim=True)
+        image = F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=True)[0]
+        batch.append(image.clamp(0, 1))
+    if not batch:
+        raise ValueError("give at least one image")
+    return torch.stack(batch)
+
+
+def write_json(payload, path) -> Path:
+    """Write ``payload`` (plain numbers, strings, lists, dicts) as indented JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def save_annotated(image: torch.Tensor, prediction: dict, class_names, path) -> Path:
+    """Save ``image (C, H, W)`` with a detector's ``prediction`` (``boxes``, ``labels``, ``scores``) drawn, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from helpers import vis
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    vis.imshow(ax, image)
+    vis.draw_boxes(ax, prediction["boxes"], prediction["labels"], prediction["scores"], class_names)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def predict_parser(name: str, description: str) -> argparse.ArgumentParser:
+    """The command line every paper shares: ``predict IMAGE... (--checkpoint C | --export E) [--out DIR]``
+    and ``export --checkpoint C --out FILE.pt2``."""
+    parser = argparse.ArgumentParser(prog=f"python -m papers.{name}", description=description)
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="predict on image files, write predictions.json")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    source = predict.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", metavar="PATH",
+                        help=f"a model saved by the notebook (default: checkpoints/full/{name}_model.pt)")
+    source.add_argument("--export", metavar="PATH", help=f"an export written by the export command ({EXPORT_SUFFIX})")
+    predict.add_argument("--out", default=f"predictions_{name}", metavar="DIR",
+                         help="folder for predictions.json (and annotated PNGs for detectors)")
+    predict.add_argument("--score-thresh", type=float, default=0.3, help="detectors: keep detections above this")
+    export = commands.add_parser("export", help=f"write a self-contained {EXPORT_SUFFIX} export of a checkpoint")
+    export.add_argument("--checkpoint", metavar="PATH", help=f"default: checkpoints/full/{name}_model.pt")
+    export.add_argument("--out", default=f"{name}{EXPORT_SUFFIX}", metavar="FILE")
+    return parser

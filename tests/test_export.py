@@ -1,0 +1,142 @@
+"""helpers/export.py: torch.export round trip, saved models, image reading, the shared command line."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from helpers.export import (
+    export_model,
+    is_exported,
+    load_exported,
+    load_model,
+    max_difference,
+    predict_parser,
+    read_images,
+    save_annotated,
+    save_model,
+    write_json,
+)
+from helpers.train import save_checkpoint
+
+
+class TwoHeads(nn.Module):
+    """A small network with dropout, batch norm and two outputs (like a detector's)."""
+
+    def __init__(self, channels: int = 4):
+        super().__init__()
+        self.channels = channels
+        self.body = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(),
+                                  nn.Dropout(0.5))
+        self.scores = nn.Conv2d(channels, 2, 1)
+        self.boxes = nn.Conv2d(channels, 4, 1)
+
+    def forward(self, images):
+        h = self.body(images)
+        return self.scores(h), {"boxes": self.boxes(h)}
+
+
+def test_export_equals_eager_model_for_any_batch_size_and_keeps_the_mode(tmp_path):
+    torch.manual_seed(0)
+    model = TwoHeads()
+    model.body[1].running_mean.uniform_(-1, 1)
+    model.train()
+    path = export_model(model, torch.rand(2, 3, 6, 6), tmp_path / "sub" / "m.pt2")
+    assert path.is_file() and model.training, "the model's own mode is restored"
+    exported = load_exported(path)
+    assert is_exported(exported) and not is_exported(model)
+    for batch in (1, 3, 7):
+        assert max_difference(model, exported, torch.rand(batch, 3, 6, 6)) < 1e-6
+    assert model.training
+
+
+def test_export_refuses_bad_examples_and_paths(tmp_path):
+    model = TwoHeads()
+    with pytest.raises(ValueError, match="at least 2 images"):
+        export_model(model, torch.rand(1, 3, 6, 6), tmp_path / "m.pt2")
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        export_model(model, torch.rand(3, 6, 6), tmp_path / "m.pt2")
+    with pytest.raises(ValueError, match=r"must end in '\.pt2'"):
+        export_model(model, torch.rand(2, 3, 6, 6), tmp_path / "m.pt")
+    with pytest.raises(FileNotFoundError, match="no export at"):
+        load_exported(tmp_path / "missing.pt2")
+
+
+def test_max_difference_sees_a_change_and_structure_mismatches():
+    torch.manual_seed(1)
+    model, other = TwoHeads().eval(), TwoHeads().eval()
+    images = torch.rand(2, 3, 5, 5)
+    assert max_difference(model, model, images) == 0.0
+    assert max_difference(model, other, images) > 1e-3
+    with pytest.raises(ValueError, match="outputs differ in structure"):
+        max_difference(model, nn.Conv2d(3, 2, 1), images)
+
+
+def test_saved_model_rebuilds_with_its_config(tmp_path):
+    torch.manual_seed(2)
+    model = TwoHeads(channels=5).eval()
+    path = save_model(model, {"channels": 5}, tmp_path / "m_model.pt")
+    assert torch.load(path, weights_only=True)["config"] == {"channels": 5}
+    again = load_model(path, TwoHeads)
+    assert again.channels == 5 and not again.training
+    assert max_difference(model, again, torch.rand(2, 3, 4, 4)) == 0.0
+
+
+def test_saved_model_errors(tmp_path):
+    with pytest.raises(TypeError, match="config must be a dict"):
+        save_model(TwoHeads(), [("channels", 4)], tmp_path / "m.pt")
+    with pytest.raises(FileNotFoundError, match="run the paper's notebook first"):
+        load_model(tmp_path / "missing.pt", TwoHeads)
+    plain = save_checkpoint(tmp_path / "plain.pt", TwoHeads())
+    with pytest.raises(ValueError, match="not written by helpers.export.save_model"):
+        load_model(plain, TwoHeads)
+
+
+def test_read_images_converts_channels_and_size(tmp_path):
+    rgb = np.zeros((4, 6, 3), dtype=np.uint8)
+    rgb[..., 0] = 255                                       # pure red
+    Image.fromarray(rgb).save(tmp_path / "red.png")
+    Image.fromarray(np.full((8, 8), 51, dtype=np.uint8)).save(tmp_path / "grey.jpg", quality=100)
+    grey = read_images([tmp_path / "red.png", tmp_path / "grey.jpg"], size=4, channels=1)
+    assert grey.shape == (2, 1, 4, 4) and grey.dtype == torch.float32
+    assert torch.allclose(grey[0], torch.full((1, 4, 4), 1 / 3), atol=1e-6)
+    assert torch.allclose(grey[1], torch.full((1, 4, 4), 0.2), atol=2 / 255)
+    colour = read_images([tmp_path / "grey.jpg"], size=8, channels=3)
+    assert colour.shape == (1, 3, 8, 8) and torch.allclose(colour[0, 0], colour[0, 2])
+
+
+def test_read_images_errors(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match="no image at"):
+        read_images([tmp_path / "missing.png"], 8, 1)
+    with pytest.raises(ValueError, match="expected a .png / .jpg / .jpeg image"):
+        read_images([tmp_path / "notes.txt"], 8, 1)
+    with pytest.raises(ValueError, match="at least one image"):
+        read_images([], 8, 1)
+    with pytest.raises(ValueError, match="channels must be 1 or 3"):
+        read_images([tmp_path / "notes.txt"], 8, 2)
+
+
+def test_write_json_and_save_annotated(tmp_path):
+    path = write_json({"a": [1, 2.5, "x"]}, tmp_path / "out" / "p.json")
+    assert json.loads(path.read_text()) == {"a": [1, 2.5, "x"]}
+    prediction = {"boxes": torch.tensor([[1.0, 1.0, 5.0, 6.0]]), "labels": torch.tensor([1]),
+                  "scores": torch.tensor([0.9])}
+    png = save_annotated(torch.rand(3, 8, 8), prediction, ["a", "b"], tmp_path / "out" / "p.png")
+    with Image.open(png) as image:
+        assert image.size[0] > 8
+
+
+def test_predict_parser_commands():
+    parser = predict_parser("demo", "a demo")
+    args = parser.parse_args(["predict", "a.png", "b.png", "--export", "m.pt2"])
+    assert args.command == "predict" and args.images == ["a.png", "b.png"] and args.export == "m.pt2"
+    assert args.out == "predictions_demo" and args.checkpoint is None
+    assert parser.parse_args(["export"]).out == "demo.pt2"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict", "a.png", "--export", "m.pt2", "--checkpoint", "c.pt"])
+    with pytest.raises(SystemExit):
+        parser.parse_args([])
