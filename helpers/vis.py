@@ -205,28 +205,46 @@ def show_detections(images: torch.Tensor, predictions: list, ground_truths=None,
     plt.show()
 
 
+def interact(function, **controls) -> None:
+    """``ipywidgets.interact(function, **controls)`` where someone can move the controls; else draw once.
+
+    Without ipywidgets, outside a notebook kernel, or in a headless run (``DL4CV_HEADLESS=1``,
+    which ``helpers.course`` sets: nbclient can stall a whole cell timeout after widget cells)
+    ``function`` is called once with each control's current ``value`` (a plain value is passed as is).
+
+    Args:
+        function: draws a figure from keyword arguments.
+        **controls: ipywidgets controls (``IntSlider(...)``...) or fixed values, by argument name.
+    """
+    values = {name: getattr(control, "value", control) for name, control in controls.items()}
+    try:
+        import ipywidgets
+        from IPython import get_ipython
+    except ImportError:
+        function(**values)
+        return
+    if getattr(get_ipython(), "kernel", None) is None or get_config().headless:
+        function(**values)  # nobody can move a control here
+        return
+    ipywidgets.interact(function, **controls)
+
+
 def detection_slider(images: torch.Tensor, predictions: list, ground_truths=None, class_names=None,
                      score_thresh: float = 0.5, ncols: int = 4) -> None:
     """:func:`show_detections` under an ipywidgets slider that sets the score threshold.
 
-    Without ipywidgets, outside a notebook, or in a headless run (``DL4CV_HEADLESS=1``, which
-    ``helpers.course`` sets) the figure is drawn once at ``score_thresh``.
+    Drawn once at ``score_thresh`` where no one can move a slider (see :func:`interact`).
     """
     def draw(score_thresh=score_thresh):
         show_detections(images, predictions, ground_truths, class_names, score_thresh, ncols)
 
     try:
         import ipywidgets
-        from IPython import get_ipython
     except ImportError:
         draw()
         return
-    if getattr(get_ipython(), "kernel", None) is None or get_config().headless:
-        draw()  # nobody can move a slider here
-        return
-    slider = ipywidgets.FloatSlider(value=score_thresh, min=0.05, max=0.95, step=0.05, description="score ≥",
-                                    continuous_update=False)
-    ipywidgets.interact(draw, score_thresh=slider)
+    interact(draw, score_thresh=ipywidgets.FloatSlider(value=score_thresh, min=0.05, max=0.95, step=0.05,
+                                                       description="score ≥", continuous_update=False))
 
 
 def plot_ap_per_class(ap_per_class, class_names, title: str | None = None) -> None:

@@ -61,3 +61,19 @@ def test_detection_plots_draw_and_print_nothing(capsys, monkeypatch):
     curve = (torch.tensor([1.0, 0.5]), torch.tensor([0.5, 0.5]))
     vis.plot_precision_recall([curve, (torch.zeros(0), torch.zeros(0)), curve], ["a", "b", "c"], ncols=2)
     assert capsys.readouterr().out == ""
+
+
+def test_interact_draws_once_with_the_controls_values_where_no_one_can_move_them(monkeypatch):
+    import ipywidgets
+
+    calls = []
+
+    def draw(index=0, k=1, label="x"):
+        calls.append((index, k, label))
+
+    # pytest is no notebook kernel: drawn once, controls replaced by their values, plain values passed on.
+    vis.interact(draw, index=ipywidgets.IntSlider(3, 0, 9), k=ipywidgets.IntSlider(5, 1, 50), label="y")
+    assert calls == [(3, 5, "y")]
+    monkeypatch.setenv("DL4CV_HEADLESS", "1")
+    vis.interact(draw, k=ipywidgets.IntSlider(7, 1, 50))
+    assert calls[-1] == (0, 7, "x")
