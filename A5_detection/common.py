@@ -3,6 +3,8 @@
 Names follow EECS 498/598 and torchvision so course material applies unchanged:
 
 * :func:`box_iou` -- intersection over union of two sets of boxes;
+* :func:`generalized_box_iou` -- generalised IoU (Rezatofighi et al., 2019), IoU minus the share of the
+  smallest enclosing box that the union leaves empty (DETR's box loss and matching cost);
 * :func:`nms` -- greedy non-maximum suppression, the same indices as ``torchvision.ops.nms``;
 * :func:`class_spec_nms` -- NMS inside each class, the same as ``torchvision.ops.batched_nms``;
 * :func:`roi_align` -- RoIAlign (Mask R-CNN) with bilinear sampling written by hand, the same
@@ -52,6 +54,7 @@ __all__ = [
     "count_errors",
     "detection_errors",
     "evaluate_detections",
+    "generalized_box_iou",
     "get_fpn_location_coords",
     "ignore_classes",
     "nms",
@@ -916,3 +919,38 @@ class DetectorBackboneWithFPN(nn.Module):
             fpn_feats[f"p{level}"] = self.fpn_params[f"output{level}"](merged)
         ### END SOLUTION
         return fpn_feats
+
+
+# --------------------------------------------------------------------------- generalised IoU
+
+
+def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """Generalised intersection over union (GIoU, Rezatofighi et al., 2019) of every pair of boxes.
+
+    ``GIoU(a, b) = IoU(a, b) - (area(C) - area(a ∪ b)) / area(C)`` with ``C`` the smallest box
+    enclosing both ``a`` and ``b``.  It lies in ``(-1, 1]``: 1 for identical boxes, and unlike the
+    IoU it keeps decreasing as two disjoint boxes move apart, so ``1 - GIoU`` is a loss with a
+    gradient even when the boxes do not overlap (DETR's box loss).  Differentiable by autograd.
+
+    Args:
+        boxes1: ``(N, 4)`` boxes ``(x1, y1, x2, y2)``.
+        boxes2: ``(M, 4)`` boxes.
+
+    Returns:
+        ``(N, M)`` tensor: ``giou[i, j]`` between ``boxes1[i]`` and ``boxes2[j]`` (``nan`` when the
+        enclosing box has zero area, e.g. two identical zero-area boxes).
+    """
+    _check_boxes(boxes1, "boxes1")
+    _check_boxes(boxes2, "boxes2")
+    ### BEGIN SOLUTION
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    inner = (torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+             - torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])).clamp(min=0)  # (N, M, 2)
+    intersection = inner[..., 0] * inner[..., 1]
+    union = area1[:, None] + area2[None, :] - intersection
+    outer = (torch.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+             - torch.minimum(boxes1[:, None, :2], boxes2[None, :, :2]))  # (N, M, 2), never negative
+    enclosing = outer[..., 0] * outer[..., 1]
+    return intersection / union - (enclosing - union) / enclosing
+    ### END SOLUTION

@@ -24,6 +24,7 @@ from A5_detection.common import (
     count_errors,
     detection_errors,
     evaluate_detections,
+    generalized_box_iou,
     get_fpn_location_coords,
     ignore_classes,
     nms,
@@ -34,6 +35,7 @@ from helpers.gradcheck import compute_numeric_gradient, rel_error
 
 # Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
 IOU = pytest.mark.grade("box_iou", points=2)
+GIOU = pytest.mark.grade("generalized_box_iou", points=2)
 NMS = pytest.mark.grade("nms", points=5)
 CLASS_NMS = pytest.mark.grade("class_spec_nms", points=3)
 ROI_ALIGN = pytest.mark.grade("roi_align", points=6)
@@ -939,3 +941,60 @@ def test_predict_in_batches_scales_uint8_batches_and_restores_the_mode():
     assert model.training and not predictions[0]["scores"].requires_grad
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         predict_in_batches(model, images[0], model.detect)
+
+
+# --------------------------------------------------------------------------- generalized_box_iou
+
+def _random_boxes(n, generator, scale=50.0, dtype=torch.float64):
+    corner = torch.rand(n, 2, generator=generator, dtype=dtype) * scale
+    return torch.cat([corner, corner + torch.rand(n, 2, generator=generator, dtype=dtype) * scale / 2 + 0.5], dim=1)
+
+
+@GIOU
+def test_generalized_box_iou_matches_torchvision():
+    gen = torch.Generator().manual_seed(0)
+    for n, m in ((1, 1), (7, 5), (40, 33)):
+        a, b = _random_boxes(n, gen), _random_boxes(m, gen)
+        ours = generalized_box_iou(a, b)
+        assert ours.shape == (n, m)
+        assert torch.allclose(ours, tvo.generalized_box_iou(a, b), rtol=0, atol=1e-12)
+    a = _random_boxes(10, gen)
+    assert torch.allclose(generalized_box_iou(a, a).diagonal(), torch.ones(10, dtype=torch.float64))
+    assert generalized_box_iou(torch.zeros(0, 4), a.float()).shape == (0, 10)
+
+
+@GIOU
+def test_generalized_box_iou_by_hand_and_beyond_overlap():
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+    # Touching side by side: IoU 0, enclosing box 4 x 2 = 8, union 8: GIoU 0.
+    assert generalized_box_iou(a, torch.tensor([[2.0, 0.0, 4.0, 2.0]])).item() == 0.0
+    # Diagonal, apart: IoU 0, enclosing 4 x 4 = 16, union 8: GIoU = -(16 - 8) / 16 = -0.5.
+    assert generalized_box_iou(a, torch.tensor([[2.0, 2.0, 4.0, 4.0]])).item() == -0.5
+    # Further apart, GIoU keeps falling (IoU would stay 0).
+    far = generalized_box_iou(a, torch.tensor([[10.0, 10.0, 12.0, 12.0], [5.0, 5.0, 7.0, 7.0]]))[0]
+    assert -1 < far[0] < far[1] < -0.5
+
+
+@GIOU
+def test_generalized_box_iou_gradient():
+    gen = torch.Generator().manual_seed(1)
+    a, b = _random_boxes(4, gen, scale=10.0), _random_boxes(3, gen, scale=10.0)
+    weights = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    a1, b1 = a.clone().requires_grad_(), b.clone().requires_grad_()
+    (generalized_box_iou(a1, b1) * weights).sum().backward()
+    a2, b2 = a.clone().requires_grad_(), b.clone().requires_grad_()
+    (tvo.generalized_box_iou(a2, b2) * weights).sum().backward()
+    assert rel_error(a1.grad, a2.grad) < 1e-10 and rel_error(b1.grad, b2.grad) < 1e-10
+    numeric = compute_numeric_gradient(lambda x: (generalized_box_iou(x, b) * weights).sum(), a.clone())
+    assert rel_error(a1.grad, numeric) < 1e-6
+
+
+@GIOU
+def test_generalized_box_iou_refuses_bad_boxes():
+    good = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    with pytest.raises(ValueError, match="x2 >= x1"):
+        generalized_box_iou(torch.tensor([[2.0, 0.0, 1.0, 1.0]]), good)
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        generalized_box_iou(good, torch.zeros(3))
+    with pytest.raises(TypeError, match="floating-point"):
+        generalized_box_iou(good, torch.zeros(1, 4, dtype=torch.int64))
