@@ -1,0 +1,783 @@
+"""Paper: YOLOv1 -- "You Only Look Once: Unified, Real-Time Object Detection" (Redmon et al., CVPR 2016).
+
+One network looks at the whole image once and fills an ``S x S`` grid: every cell predicts
+``B`` boxes, each ``(x, y, w, h, confidence)``, and one set of ``C`` class probabilities.  The
+cell that holds an object's *centre* is the one that must find it.  Written by hand here:
+
+* :class:`YOLOv1` -- a configurable convolutional backbone (:data:`PAPER_LAYOUT`, the paper's 24
+  convolutions for 448-px images; :data:`SMALL_LAYOUT`, a reduced one for 64-96 px images, the one
+  trained in the notebook) and a head that outputs the raw ``(N, S, S, B * 5 + C)`` grid;
+* :func:`encode_targets` / :func:`decode_targets` -- ground-truth boxes to the grid and back;
+* :func:`split_predictions` and :func:`cell_boxes` -- what each number of the grid means;
+* :func:`paired_iou` and :func:`responsible_boxes` -- which of a cell's ``B`` boxes answers for
+  the cell's object (the one with the highest IoU with it);
+* :func:`yolo_loss` -- the paper's sum-squared loss: ``lambda_coord = 5`` on the coordinates,
+  square roots of width and height, ``lambda_noobj = 0.5`` on the confidence of boxes that
+  answer for no object;
+* :func:`decode_predictions` -- class-specific scores, thresholding and class-specific NMS
+  (``A5_detection.common.class_spec_nms``) -- and :func:`predict_detections` for mAP with
+  ``A5_detection.common.evaluate_detections``;
+* :func:`random_scale_translate` -- the paper's augmentation: random scaling and translation;
+* :func:`shares_cell` -- the objects whose centre cell holds another object's centre (YOLOv1's
+  known weakness: one class distribution per cell);
+* a command line: ``python -m papers.yolov1 predict IMAGE... [--checkpoint P | --export P]`` and
+  ``python -m papers.yolov1 export`` (see :func:`main`).
+
+Layout of one cell's ``D = B * 5 + C`` numbers: ``B`` groups ``(x, y, sqrt_w, sqrt_h, conf)``
+then ``C`` class scores.  ``x, y`` are the box centre's offset inside the cell, in [0, 1] (cell
+units); ``sqrt_w, sqrt_h`` the square roots of the box's width and height as fractions of the
+image side (the paper regresses the square roots, so that an error of a few pixels weighs more on
+a small box than on a large one).  With ``squash=True`` (the default here) the network's raw
+outputs go through a sigmoid (coordinates, confidence) and a softmax (classes) before the loss;
+with ``squash=False`` they are used as they are, the paper's linear output layer.
+
+Batches use the course's format: ``images (N, 3, H, W)`` floats in [0, 1] (``H = W = image_size``)
+and ``gt_boxes (N, M, 5)`` rows ``(x1, y1, x2, y2, class)`` in continuous pixel coordinates,
+padding rows all ``-1``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from A5_detection.common import _check_int, _check_real, class_spec_nms, predict_in_batches
+from A5_detection.one_stage_detector import _check_gt_boxes
+
+__all__ = [
+    "LAYOUTS",
+    "PAPER_LAYOUT",
+    "SMALL_LAYOUT",
+    "YOLOv1",
+    "build_backbone",
+    "cell_boxes",
+    "decode_predictions",
+    "decode_targets",
+    "encode_targets",
+    "layout_stride",
+    "load_yolov1",
+    "main",
+    "paired_iou",
+    "predict_detections",
+    "random_scale_translate",
+    "responsible_boxes",
+    "save_export",
+    "shares_cell",
+    "split_predictions",
+    "yolo_loss",
+]
+
+# --------------------------------------------------------------------------- backbones
+
+#: The paper's 24 convolutional layers (Figure 3) for 448 x 448 images: ``(kernel, channels, stride)``
+#: per convolution, ``"M"`` for a 2 x 2 max-pool of stride 2.  Overall stride 64: a 7 x 7 map.
+PAPER_LAYOUT = (
+    (7, 64, 2), "M",
+    (3, 192, 1), "M",
+    (1, 128, 1), (3, 256, 1), (1, 256, 1), (3, 512, 1), "M",
+    *((1, 256, 1), (3, 512, 1)) * 4, (1, 512, 1), (3, 1024, 1), "M",
+    *((1, 512, 1), (3, 1024, 1)) * 2, (3, 1024, 1), (3, 1024, 2),
+    (3, 1024, 1), (3, 1024, 1),
+)
+
+#: A reduced layout in the same style (3 x 3 convolutions alternating with 1 x 1 reductions,
+#: max-pools) for 64-96 px images: 10 convolutions, overall stride 16 (a 6 x 6 map at 96 px).
+SMALL_LAYOUT = (
+    (3, 32, 2), "M",
+    (3, 64, 1), "M",
+    (1, 32, 1), (3, 128, 1), (1, 64, 1), (3, 128, 1), "M",
+    (1, 128, 1), (3, 256, 1), (1, 128, 1), (3, 256, 1),
+)
+
+LAYOUTS = {"paper": PAPER_LAYOUT, "small": SMALL_LAYOUT}
+
+#: ImageNet channel statistics; images in [0, 1] are normalised with them inside the model.
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+
+
+def _resolve_layout(layout):
+    if isinstance(layout, str):
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {sorted(LAYOUTS)} or a tuple of (kernel, channels, stride) / "
+                             f"'M' entries, got {layout!r}")
+        return LAYOUTS[layout]
+    if not isinstance(layout, (list, tuple)) or not layout:
+        raise TypeError(f"layout must be a name or a non-empty sequence of entries, got {layout!r}")
+    for entry in layout:
+        ok = entry == "M" or (isinstance(entry, (list, tuple)) and len(entry) == 3
+                              and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in entry))
+        if not ok:
+            raise ValueError(f"layout entries must be (kernel, channels, stride) positive ints or 'M', got {entry!r}")
+    return tuple(layout)
+
+
+def layout_stride(layout) -> int:
+    """Overall stride of a layout: the product of its convolution strides and 2 per max-pool."""
+    stride = 1
+    for entry in _resolve_layout(layout):
+        stride *= 2 if entry == "M" else entry[2]
+    return stride
+
+
+def build_backbone(layout, in_channels: int = 3, batch_norm: bool = True) -> tuple[nn.Sequential, int]:
+    """The convolutional part of YOLOv1 from a layout.
+
+    Each ``(kernel, channels, stride)`` entry becomes a convolution with padding ``kernel // 2``
+    (so only the stride changes the size), BatchNorm when ``batch_norm`` (YOLOv2's addition; the
+    2016 paper has none, and from scratch it trains much faster with it), and a leaky ReLU of slope
+    0.1 (the paper's activation); ``"M"`` a 2 x 2 max-pool of stride 2.
+
+    Returns:
+        ``(backbone, out_channels)``: ``backbone`` maps ``(N, in_channels, H, W)`` to
+        ``(N, out_channels, H / stride, W / stride)`` (:func:`layout_stride`).
+    """
+    layers, channels = [], in_channels
+    ### BEGIN SOLUTION
+    for entry in _resolve_layout(layout):
+        if entry == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+            continue
+        kernel, out, stride = entry
+        layers.append(nn.Conv2d(channels, out, kernel, stride=stride, padding=kernel // 2, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out))
+        layers.append(nn.LeakyReLU(0.1, inplace=True))
+        channels = out
+    ### END SOLUTION
+    return nn.Sequential(*layers), channels
+
+
+class YOLOv1(nn.Module):
+    """YOLOv1: a convolutional backbone and a head that fills the ``S x S x (B * 5 + C)`` grid.
+
+    Heads:
+
+    * ``"fc"`` (the paper): flatten the last feature map, a fully connected layer of ``hidden``
+      units (leaky ReLU, dropout ``dropout``), a second one to ``S * S * (B * 5 + C)`` numbers.
+      Every cell sees the whole image.  The paper's size: ``hidden = 4096``, ``dropout = 0.5``.
+    * ``"conv"``: a 3 x 3 convolution (``hidden`` channels) and a 1 x 1 convolution to ``B * 5 + C``
+      channels on the last map, which must then be ``S x S`` (image side / layout stride = ``S``).
+
+    Args:
+        num_classes: ``C``.
+        image_size: side of the square input images (the FC head fixes it); a multiple of ``grid_size``.
+        grid_size: ``S``.
+        num_boxes: ``B``, boxes per cell.
+        layout: ``"small"``, ``"paper"`` or a custom layout (see :func:`build_backbone`).
+        head: ``"fc"`` or ``"conv"``.
+        hidden: units of the FC head's first layer, channels of the conv head's 3 x 3 layer.
+        dropout: dropout after the FC head's first layer.
+        batch_norm: BatchNorm after each convolution of the backbone.
+        squash: sigmoid / softmax on the raw outputs before the loss and decoding (else linear).
+        lambda_coord, lambda_noobj: the loss weights (the paper's 5 and 0.5).
+        class_names: optional names of the classes (kept for the command line).
+
+    ``forward(images)``: ``images (N, 3, image_size, image_size)`` floats in [0, 1] (normalised
+    inside with the ImageNet mean and std) -> the raw grid ``(N, S, S, B * 5 + C)``.
+    """
+
+    def __init__(self, num_classes: int, image_size: int = 96, grid_size: int = 6, num_boxes: int = 2,
+                 layout="small", head: str = "fc", hidden: int = 512, dropout: float = 0.5,
+                 batch_norm: bool = True, squash: bool = True, lambda_coord: float = 5.0,
+                 lambda_noobj: float = 0.5, class_names: list | None = None):
+        super().__init__()
+        self.num_classes = _check_int(num_classes, "num_classes", minimum=1)
+        self.image_size = _check_int(image_size, "image_size", minimum=1)
+        self.grid_size = _check_int(grid_size, "grid_size", minimum=1)
+        self.num_boxes = _check_int(num_boxes, "num_boxes", minimum=1)
+        _check_int(hidden, "hidden", minimum=1)
+        _check_real(dropout, "dropout", low=0.0, high=1.0)
+        if image_size % grid_size:
+            raise ValueError(f"image_size must be a multiple of grid_size so that every cell is a whole number of "
+                             f"pixels: {image_size} px is not divisible into {grid_size} x {grid_size} cells")
+        if head not in ("fc", "conv"):
+            raise ValueError(f"head must be 'fc' or 'conv', got {head!r}")
+        stride = layout_stride(layout)
+        if image_size % stride:
+            raise ValueError(f"image_size must be a multiple of the layout's stride {stride}, got {image_size}")
+        feature_size = image_size // stride
+        if head == "conv" and feature_size != grid_size:
+            raise ValueError(f"the conv head needs an S x S feature map: image_size / stride = {image_size} / {stride} "
+                             f"= {feature_size}, but grid_size is {grid_size}")
+        if class_names is not None and (len(class_names) != num_classes
+                                        or not all(isinstance(n, str) for n in class_names)):
+            raise ValueError(f"class_names must be {num_classes} strings, got {class_names!r}")
+        self.squash, self.head_kind = bool(squash), head
+        self.lambda_coord = _check_real(lambda_coord, "lambda_coord", low=0.0)
+        self.lambda_noobj = _check_real(lambda_noobj, "lambda_noobj", low=0.0)
+        self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        depth = num_boxes * 5 + num_classes
+        ### BEGIN SOLUTION
+        self.backbone, channels = build_backbone(layout, 3, batch_norm)
+        if head == "fc":
+            self.head = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(channels * feature_size * feature_size, hidden),
+                nn.LeakyReLU(0.1, inplace=True),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, grid_size * grid_size * depth),
+            )
+        else:
+            self.head = nn.Sequential(
+                nn.Conv2d(channels, hidden, 3, padding=1),
+                nn.LeakyReLU(0.1, inplace=True),
+                nn.Dropout(dropout),
+                nn.Conv2d(hidden, depth, 1),
+            )
+        ### END SOLUTION
+
+    @property
+    def depth(self) -> int:
+        """``B * 5 + C``: numbers per cell."""
+        return self.num_boxes * 5 + self.num_classes
+
+    def check_images(self, images) -> None:
+        """Raise a clear error unless ``images`` is ``(N, 3, image_size, image_size)`` floats."""
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"images must be a tensor of shape (N, 3, H, W), got {got}")
+        if not images.is_floating_point():
+            raise TypeError(f"images must be floats in [0, 1], got {images.dtype}; use images.float() / 255")
+        height, width = images.shape[-2:]
+        if height % self.grid_size or width % self.grid_size:
+            raise ValueError(f"image height and width must be multiples of the grid size {self.grid_size} "
+                             f"(whole-pixel cells), got {height} x {width}")
+        if (height, width) != (self.image_size, self.image_size):
+            raise ValueError(f"this model takes {self.image_size} x {self.image_size} images, got {height} x {width}")
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.check_images(images)
+        feats = self.backbone((images - self.mean) / self.std)
+        ### BEGIN SOLUTION
+        out = self.head(feats)
+        if self.head_kind == "fc":
+            return out.view(-1, self.grid_size, self.grid_size, self.depth)
+        return out.permute(0, 2, 3, 1)
+        ### END SOLUTION
+
+    def loss(self, images: torch.Tensor, gt_boxes: torch.Tensor) -> dict:
+        """:func:`yolo_loss` of this model on a batch; ``gt_boxes (N, M, 5)``."""
+        self.check_images(images)
+        targets = encode_targets(gt_boxes, self.grid_size, self.image_size, self.num_classes)
+        return yolo_loss(self(images), targets, self.num_boxes, self.lambda_coord, self.lambda_noobj,
+                         squash=self.squash)
+
+    @torch.no_grad()
+    def detect(self, images: torch.Tensor, score_thresh: float = 0.05, nms_thresh: float = 0.5) -> list:
+        """:func:`decode_predictions` of this model's grid for ``images`` (in eval mode, mode restored)."""
+        was_training = self.training
+        self.eval()
+        try:
+            raw = self(images)
+        finally:
+            self.train(was_training)
+        return decode_predictions(raw, self.num_boxes, self.image_size, score_thresh, nms_thresh, squash=self.squash)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _check_grid(grid_size, image_size) -> tuple[int, int]:
+    grid_size = _check_int(grid_size, "grid_size", minimum=1)
+    image_size = _check_int(image_size, "image_size", minimum=1)
+    if image_size % grid_size:
+        raise ValueError(f"image_size must be a multiple of grid_size (whole-pixel cells): {image_size} px does not "
+                         f"divide into {grid_size} cells")
+    return grid_size, image_size
+
+
+def _centre_cells(boxes: torch.Tensor, grid_size: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column of the cell holding each box centre (a centre on the last edge goes to the last cell)."""
+    cell = image_size / grid_size
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    col = (cx / cell).floor().long().clamp(0, grid_size - 1)
+    row = (cy / cell).floor().long().clamp(0, grid_size - 1)
+    return row, col
+
+
+def _check_targets_batch(gt_boxes, image_size: int, num_classes: int | None) -> None:
+    _check_gt_boxes(gt_boxes, num_classes, batched=True)
+    rows = gt_boxes.detach().reshape(-1, 5)
+    real = rows[rows[:, 4] >= 0]
+    if real.numel():
+        cx, cy = (real[:, 0] + real[:, 2]) / 2, (real[:, 1] + real[:, 3]) / 2
+        outside = (cx < 0) | (cx > image_size) | (cy < 0) | (cy > image_size)
+        if bool(outside.any()):
+            raise ValueError(f"gt_boxes: every box centre must lie inside the {image_size} x {image_size} image, "
+                             f"got a box {real[outside][0, :4].tolist()}")
+
+
+def encode_targets(gt_boxes: torch.Tensor, grid_size: int, image_size: int, num_classes: int) -> torch.Tensor:
+    """Ground-truth boxes -> the YOLOv1 target grid.
+
+    The cell ``(row, col)`` holding a box's centre answers for it; its target is
+    ``(x, y, w, h, 1, one-hot class)`` with ``x, y`` the centre's offset inside the cell in [0, 1]
+    and ``w, h`` the box size as fractions of the image side.  Every other cell is all zeros (no
+    object).  A cell can hold only one object (one class distribution per cell): when several
+    centres fall into the same cell, the largest box (by area; the first of equal areas) is kept
+    and the others are lost to the model -- see :func:`shares_cell`.
+
+    Args:
+        gt_boxes: ``(N, M, 5)`` rows ``(x1, y1, x2, y2, class)`` in pixels, padding rows all ``-1``;
+            an image may have no object at all.
+        grid_size: ``S``.
+        image_size: side of the square images (a multiple of ``S``).
+        num_classes: ``C``.
+
+    Returns:
+        ``(N, S, S, 5 + C)`` float tensor.
+    """
+    grid_size, image_size = _check_grid(grid_size, image_size)
+    num_classes = _check_int(num_classes, "num_classes", minimum=1)
+    _check_targets_batch(gt_boxes, image_size, num_classes)
+    cell = image_size / grid_size
+    targets = gt_boxes.new_zeros(gt_boxes.shape[0], grid_size, grid_size, 5 + num_classes)
+    ### BEGIN SOLUTION
+    for n, boxes in enumerate(gt_boxes):
+        boxes = boxes[boxes[:, 4] >= 0]
+        if not boxes.shape[0]:
+            continue
+        areas = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).tolist()
+        # written smallest first, so that in a shared cell the largest (the first of equal areas) is written last
+        order = sorted(range(len(areas)), key=lambda k: (areas[k], -k))
+        row, col = _centre_cells(boxes, grid_size, image_size)
+        for k in order:
+            x1, y1, x2, y2, cls = boxes[k].tolist()
+            r, c = int(row[k]), int(col[k])
+            target = targets[n, r, c]
+            target.zero_()
+            target[0] = (x1 + x2) / 2 / cell - c
+            target[1] = (y1 + y2) / 2 / cell - r
+            target[2] = (x2 - x1) / image_size
+            target[3] = (y2 - y1) / image_size
+            target[4] = 1.0
+            target[5 + int(cls)] = 1.0
+    ### END SOLUTION
+    return targets
+
+
+def cell_boxes(xy: torch.Tensor, wh: torch.Tensor, image_size: float = 1.0) -> torch.Tensor:
+    """Grid coordinates -> boxes ``(x1, y1, x2, y2)``.
+
+    Args:
+        xy: ``(N, S, S, ..., 2)`` centre offsets inside each cell (cell units); cell ``(row, col)``
+            is dimensions 1 and 2.
+        wh: same shape, width and height as fractions of the image side.
+        image_size: the image side in pixels (1.0: boxes in fractions of the image).
+
+    Returns:
+        ``(N, S, S, ..., 4)`` boxes.
+    """
+    if not isinstance(xy, torch.Tensor) or xy.dim() < 4 or xy.shape[-1] != 2 or xy.shape[1] != xy.shape[2] \
+            or not isinstance(wh, torch.Tensor) or wh.shape != xy.shape:
+        raise ValueError(f"xy and wh must be tensors of the same shape (N, S, S, ..., 2), got "
+                         f"{getattr(xy, 'shape', type(xy).__name__)} and {getattr(wh, 'shape', type(wh).__name__)}")
+    grid_size = xy.shape[1]
+    ### BEGIN SOLUTION
+    steps = torch.arange(grid_size, dtype=xy.dtype, device=xy.device)
+    extra = (1,) * (xy.dim() - 4)
+    col = steps.view(1, 1, grid_size, *extra)
+    row = steps.view(1, grid_size, 1, *extra)
+    cx = (col + xy[..., 0]) / grid_size
+    cy = (row + xy[..., 1]) / grid_size
+    half_w, half_h = wh[..., 0] / 2, wh[..., 1] / 2
+    boxes = torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], dim=-1)
+    ### END SOLUTION
+    return boxes * image_size
+
+
+def decode_targets(targets: torch.Tensor, image_size: int) -> list[dict]:
+    """The target grid of :func:`encode_targets` -> one ``{"boxes" (K, 4), "labels" (K,)}`` per image.
+
+    Boxes come in row-major cell order.  The inverse of :func:`encode_targets` for images whose
+    objects all have a cell of their own.
+    """
+    if not isinstance(targets, torch.Tensor) or targets.dim() != 4 or targets.shape[1] != targets.shape[2] \
+            or targets.shape[3] < 6:
+        got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise ValueError(f"targets must have shape (N, S, S, 5 + C), got {got}")
+    _check_grid(targets.shape[1], image_size)
+    boxes = cell_boxes(targets[..., 0:2], targets[..., 2:4], image_size)
+    out = []
+    for n in range(targets.shape[0]):
+        has_object = targets[n, ..., 4] > 0
+        out.append({"boxes": boxes[n][has_object].reshape(-1, 4),
+                    "labels": targets[n, ..., 5:][has_object].argmax(dim=-1).reshape(-1)})
+    return out
+
+
+def shares_cell(gt_boxes: torch.Tensor, grid_size: int, image_size: int) -> torch.Tensor:
+    """Which objects share their centre cell with another object's centre.
+
+    Args:
+        gt_boxes: ``(N, M, 5)`` as for :func:`encode_targets`.
+
+    Returns:
+        bool ``(N, M)``: True for a real box whose centre cell holds at least one other centre
+        (False for padding).  Of each such group only one object gets a target.
+    """
+    grid_size, image_size = _check_grid(grid_size, image_size)
+    _check_targets_batch(gt_boxes, image_size, None)
+    shared = torch.zeros(gt_boxes.shape[:2], dtype=torch.bool)
+    for n, boxes in enumerate(gt_boxes):
+        real = (boxes[:, 4] >= 0).nonzero()[:, 0]
+        row, col = _centre_cells(boxes[real], grid_size, image_size)
+        index = row * grid_size + col
+        same = index[:, None] == index[None, :]
+        shared[n, real] = same.sum(dim=1) > 1
+    return shared
+
+
+# --------------------------------------------------------------------------- predictions and the loss
+
+
+def split_predictions(raw: torch.Tensor, num_boxes: int, squash: bool = True) -> dict:
+    """The raw grid ``(N, S, S, B * 5 + C)`` as named parts.
+
+    With ``squash``: sigmoid on ``x, y, sqrt_w, sqrt_h`` and the confidence, softmax over the
+    classes; without, the raw values (the paper's linear layer).
+
+    Returns:
+        dict ``xy (N, S, S, B, 2)``, ``sqrt_wh (N, S, S, B, 2)``, ``conf (N, S, S, B)``,
+        ``class_probs (N, S, S, C)``.
+    """
+    num_boxes = _check_int(num_boxes, "num_boxes", minimum=1)
+    if not isinstance(raw, torch.Tensor) or raw.dim() != 4 or raw.shape[1] != raw.shape[2] \
+            or raw.shape[3] <= num_boxes * 5:
+        got = tuple(raw.shape) if isinstance(raw, torch.Tensor) else type(raw).__name__
+        raise ValueError(f"raw must have shape (N, S, S, B * 5 + C) with B = {num_boxes} and C >= 1, got {got}")
+    ### BEGIN SOLUTION
+    boxes = raw[..., :num_boxes * 5].unflatten(-1, (num_boxes, 5))
+    classes = raw[..., num_boxes * 5:]
+    if squash:
+        boxes = torch.sigmoid(boxes)
+        classes = torch.softmax(classes, dim=-1)
+    return {"xy": boxes[..., 0:2], "sqrt_wh": boxes[..., 2:4], "conf": boxes[..., 4], "class_probs": classes}
+    ### END SOLUTION
+
+
+def paired_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """IoU of each box with the box at the same position: ``boxes1[..., k, :]`` with ``boxes2[..., k, :]``.
+
+    ``A5_detection.common.box_iou`` compares *every* pair of two lists; the responsible-box rule
+    needs only matching pairs, for every cell of a batch at once.  Boxes ``(x1, y1, x2, y2)`` of
+    the same shape ``(..., 4)`` (broadcastable); a zero-area union gives 0, not ``nan``.
+
+    Returns:
+        ``(...)`` IoUs in [0, 1].
+    """
+    if not isinstance(boxes1, torch.Tensor) or not isinstance(boxes2, torch.Tensor) \
+            or boxes1.shape[-1] != 4 or boxes2.shape[-1] != 4:
+        raise ValueError(f"boxes1 and boxes2 must be tensors (..., 4) of (x1, y1, x2, y2), got "
+                         f"{getattr(boxes1, 'shape', type(boxes1).__name__)} and "
+                         f"{getattr(boxes2, 'shape', type(boxes2).__name__)}")
+    ### BEGIN SOLUTION
+    size1 = (boxes1[..., 2:] - boxes1[..., :2]).clamp(min=0)
+    size2 = (boxes2[..., 2:] - boxes2[..., :2]).clamp(min=0)
+    overlap = (torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
+               - torch.maximum(boxes1[..., :2], boxes2[..., :2])).clamp(min=0)
+    intersection = overlap[..., 0] * overlap[..., 1]
+    union = size1[..., 0] * size1[..., 1] + size2[..., 0] * size2[..., 1] - intersection
+    return torch.where(union > 0, intersection / union.clamp(min=1e-12), torch.zeros_like(union))
+    ### END SOLUTION
+
+
+def responsible_boxes(pred_boxes: torch.Tensor, target_boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's rule: of a cell's ``B`` predicted boxes, the one with the highest IoU with the
+    cell's ground-truth box is "responsible" for it (the first of equal IoUs, so box 0 when none
+    overlaps).  Each box specialises this way in some sizes and shapes.
+
+    Args:
+        pred_boxes: ``(N, S, S, B, 4)`` predicted boxes ``(x1, y1, x2, y2)``.
+        target_boxes: ``(N, S, S, 4)`` the cell's target box (anything for cells without an object).
+
+    Returns:
+        ``(index, iou)``: ``index (N, S, S)`` int64 in ``[0, B)``, and ``iou (N, S, S, B)`` of every
+        predicted box with its cell's target.
+    """
+    if not isinstance(pred_boxes, torch.Tensor) or pred_boxes.dim() != 5 or pred_boxes.shape[-1] != 4:
+        got = tuple(pred_boxes.shape) if isinstance(pred_boxes, torch.Tensor) else type(pred_boxes).__name__
+        raise ValueError(f"pred_boxes must have shape (N, S, S, B, 4), got {got}")
+    if not isinstance(target_boxes, torch.Tensor) or target_boxes.shape != pred_boxes.shape[:3] + (4,):
+        got = tuple(target_boxes.shape) if isinstance(target_boxes, torch.Tensor) else type(target_boxes).__name__
+        raise ValueError(f"target_boxes must have shape {tuple(pred_boxes.shape[:3]) + (4,)}, got {got}")
+    ### BEGIN SOLUTION
+    iou = paired_iou(pred_boxes, target_boxes.unsqueeze(3))
+    return iou.argmax(dim=-1), iou  # argmax: the first of equal values
+    ### END SOLUTION
+
+
+def yolo_loss(raw: torch.Tensor, targets: torch.Tensor, num_boxes: int, lambda_coord: float = 5.0,
+              lambda_noobj: float = 0.5, squash: bool = True, rescore: bool = True) -> dict:
+    """The YOLOv1 sum-squared loss, summed over cells and divided by the batch size ``N``.
+
+    With ``1_i^obj`` = cell ``i`` holds an object, ``1_ij^obj`` = box ``j`` of cell ``i`` is
+    responsible for it (:func:`responsible_boxes`) and ``1_ij^noobj = 1 - 1_ij^obj``::
+
+        coord_xy   = lambda_coord * sum_ij 1_ij^obj [(x - x^)^2 + (y - y^)^2]
+        coord_wh   = lambda_coord * sum_ij 1_ij^obj [(sqrt w - sqrt w^)^2 + (sqrt h - sqrt h^)^2]
+        conf_obj   =                sum_ij 1_ij^obj (C - C^)^2
+        conf_noobj = lambda_noobj * sum_ij 1_ij^noobj (0 - C^)^2
+        class      =                sum_i  1_i^obj  sum_c (p(c) - p^(c))^2
+
+    The confidence target ``C`` of a responsible box is its IoU with the object (``rescore``, the
+    paper's definition ``Pr(object) * IoU``), or 1 with ``rescore=False``.  The IoU is a target: no
+    gradient flows through it.  An image without objects only has the ``conf_noobj`` term.
+
+    Args:
+        raw: ``(N, S, S, B * 5 + C)`` network output.
+        targets: ``(N, S, S, 5 + C)`` from :func:`encode_targets`.
+        num_boxes: ``B``.
+        lambda_coord, lambda_noobj: the weights.
+        squash: as for :func:`split_predictions`.
+        rescore: confidence target IoU (True) or 1.
+
+    Returns:
+        dict of the five terms (scalars, weighted) ``coord_xy, coord_wh, conf_obj, conf_noobj, class``.
+    """
+    parts = split_predictions(raw, num_boxes, squash)
+    if not isinstance(targets, torch.Tensor) or targets.shape[:3] != raw.shape[:3] \
+            or targets.dim() != 4 or targets.shape[3] != 5 + parts["class_probs"].shape[-1]:
+        got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise ValueError(f"targets must have shape {tuple(raw.shape[:3]) + (5 + parts['class_probs'].shape[-1],)} "
+                         f"(encode_targets with the same S and C), got {got}")
+    lambda_coord = _check_real(lambda_coord, "lambda_coord", low=0.0)
+    lambda_noobj = _check_real(lambda_noobj, "lambda_noobj", low=0.0)
+    batch = raw.shape[0]
+    losses = {}
+    ### BEGIN SOLUTION
+    has_object = targets[..., 4]  # (N, S, S) 1 or 0
+    target_xy, target_wh = targets[..., 0:2], targets[..., 2:4]
+    pred_wh = parts["sqrt_wh"].clamp(min=0) ** 2  # a negative square root (linear output) is an empty box
+    with torch.no_grad():
+        pred_boxes = cell_boxes(parts["xy"].detach(), pred_wh.detach())
+        target_boxes = cell_boxes(target_xy, target_wh)
+        best, iou = responsible_boxes(pred_boxes, target_boxes)
+    responsible = F.one_hot(best, num_boxes).to(raw.dtype) * has_object.unsqueeze(-1)  # (N, S, S, B)
+    xy_error = ((parts["xy"] - target_xy.unsqueeze(3)) ** 2).sum(-1)
+    wh_error = ((parts["sqrt_wh"] - target_wh.sqrt().unsqueeze(3)) ** 2).sum(-1)
+    conf_target = iou if rescore else torch.ones_like(iou)
+    losses["coord_xy"] = lambda_coord * (responsible * xy_error).sum() / batch
+    losses["coord_wh"] = lambda_coord * (responsible * wh_error).sum() / batch
+    losses["conf_obj"] = (responsible * (parts["conf"] - conf_target) ** 2).sum() / batch
+    losses["conf_noobj"] = lambda_noobj * ((1 - responsible) * parts["conf"] ** 2).sum() / batch
+    class_error = ((parts["class_probs"] - targets[..., 5:]) ** 2).sum(-1)
+    losses["class"] = (has_object * class_error).sum() / batch
+    ### END SOLUTION
+    return losses
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def decode_predictions(raw: torch.Tensor, num_boxes: int, image_size: int, score_thresh: float = 0.05,
+                       nms_thresh: float = 0.5, squash: bool = True, max_detections: int = 100) -> list[dict]:
+    """The raw grid -> detections, outside the network (so the same code runs after an export).
+
+    Each box ``j`` of each cell gets a class-specific score per class, ``conf_j * p(class)`` (the
+    paper's ``Pr(class | object) * Pr(object) * IoU``).  Every (box, class) pair above
+    ``score_thresh`` is a candidate; boxes are clipped to the image; class-specific NMS
+    (``A5_detection.common.class_spec_nms``) at ``nms_thresh`` removes duplicates; the best
+    ``max_detections`` are kept.
+
+    Args:
+        raw: ``(N, S, S, B * 5 + C)`` network output.
+        num_boxes: ``B``.
+        image_size: image side in pixels.
+        score_thresh, nms_thresh: see above.
+        squash: as for :func:`split_predictions`.
+        max_detections: most detections per image.
+
+    Returns:
+        ``N`` dicts ``{"boxes" (K, 4) pixels, "scores" (K,), "labels" (K,) int64}``, by decreasing
+        score, on the CPU -- the ``predictions`` of ``A5_detection.common.evaluate_detections``.
+    """
+    parts = split_predictions(raw, num_boxes, squash)
+    _check_grid(raw.shape[1], image_size)
+    score_thresh = _check_real(score_thresh, "score_thresh")
+    nms_thresh = _check_real(nms_thresh, "nms_thresh", low=0.0, high=1.0)
+    max_detections = _check_int(max_detections, "max_detections", minimum=1)
+    num_classes = parts["class_probs"].shape[-1]
+    predictions = []
+    ### BEGIN SOLUTION
+    boxes = cell_boxes(parts["xy"], parts["sqrt_wh"].clamp(min=0) ** 2, image_size).clamp(0, image_size)
+    scores = parts["conf"].unsqueeze(-1) * parts["class_probs"].unsqueeze(3)  # (N, S, S, B, C)
+    for n in range(raw.shape[0]):
+        flat_boxes = boxes[n].reshape(-1, 4).detach().float().cpu()
+        flat_scores = scores[n].reshape(-1).detach().float().cpu()
+        keep = (flat_scores > score_thresh).nonzero()[:, 0]
+        box_index, labels = keep // num_classes, keep % num_classes
+        candidate_boxes, candidate_scores = flat_boxes[box_index], flat_scores[keep]
+        kept = class_spec_nms(candidate_boxes, candidate_scores, labels, nms_thresh)[:max_detections]
+        predictions.append({"boxes": candidate_boxes[kept], "scores": candidate_scores[kept], "labels": labels[kept]})
+    ### END SOLUTION
+    return predictions
+
+
+def predict_detections(model: YOLOv1, images: torch.Tensor, score_thresh: float = 0.01, nms_thresh: float = 0.5,
+                       batch_size: int = 100) -> list[dict]:
+    """:meth:`YOLOv1.detect` over a set of images (uint8 or floats in [0, 1]) in batches: the ``N``
+    prediction dicts of ``A5_detection.common.evaluate_detections`` (a low ``score_thresh`` for
+    mAP: the ranking decides precision).  See ``common.predict_in_batches``."""
+    return predict_in_batches(model, images, lambda batch: model.detect(batch, score_thresh, nms_thresh), batch_size)
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def random_scale_translate(images: torch.Tensor, gt_boxes: torch.Tensor, max_scale: float = 0.2,
+                           max_shift: float = 0.2, generator: torch.Generator | None = None,
+                           min_visible: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's augmentation: scale each image by a random factor in ``[1 - max_scale, 1 + max_scale]``
+    about its centre and shift it by up to ``max_shift`` of its side, boxes with it.
+
+    Pixels that come from outside the image are 0 (black).  Boxes are clipped to the image; a box
+    keeping less than ``min_visible`` of its area, or less than 2 px of width or height, becomes
+    padding (all ``-1``): its object is mostly gone.
+
+    Args:
+        images: ``(N, C, H, W)`` floats.
+        gt_boxes: ``(N, M, 5)`` rows ``(x1, y1, x2, y2, class)``, padding all ``-1``.
+
+    Returns:
+        ``(images, gt_boxes)`` transformed (new tensors).
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        raise ValueError("images must be a float tensor (N, C, H, W)")
+    _check_gt_boxes(gt_boxes, batched=True)
+    if gt_boxes.shape[0] != images.shape[0]:
+        raise ValueError(f"gt_boxes must hold one (M, 5) block per image, got {gt_boxes.shape[0]} for "
+                         f"{images.shape[0]} images")
+    max_scale = _check_real(max_scale, "max_scale", low=0.0, high=0.9)
+    max_shift = _check_real(max_shift, "max_shift", low=0.0, high=1.0)
+    n, _, height, width = images.shape
+    device = images.device
+    scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * max_scale
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * max_shift  # fractions of the side
+    scale, shift = scale.to(device), shift.to(device)
+    ### BEGIN SOLUTION
+    # output pixel at normalised p (in [-1, 1]) reads input at (p - 2 * shift) / scale
+    theta = torch.zeros(n, 2, 3, device=device, dtype=images.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale
+    theta[:, :, 2] = -2 * shift / scale[:, None]
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    boxes = gt_boxes.clone()
+    real = boxes[..., 4] >= 0
+    size = torch.tensor([width, height, width, height], dtype=boxes.dtype, device=device)
+    centre = size / 2
+    offset = (shift.repeat(1, 2) * size)  # (N, 4) as x, y, x, y
+    moved = (boxes[..., :4] - centre) * scale[:, None, None] + centre + offset[:, None, :]
+    clipped = torch.minimum(moved.clamp(min=0), size)
+    area_before = (moved[..., 2] - moved[..., 0]) * (moved[..., 3] - moved[..., 1])
+    wh = clipped[..., 2:] - clipped[..., :2]
+    area_after = wh[..., 0] * wh[..., 1]
+    keep = real & (area_after >= min_visible * area_before) & (wh >= 2).all(-1)
+    boxes[..., :4] = clipped
+    boxes[~keep] = -1.0
+    ### END SOLUTION
+    return out, boxes
+
+
+# --------------------------------------------------------------------------- deployment
+
+
+def _model_config(model: YOLOv1) -> dict:
+    return {"num_classes": model.num_classes, "image_size": model.image_size, "grid_size": model.grid_size,
+            "num_boxes": model.num_boxes, "squash": model.squash, "class_names": list(model.class_names)}
+
+
+def load_yolov1(path) -> YOLOv1:
+    """A model saved with ``helpers.export.save_model(model, config, path)`` (``config``: the
+    keyword arguments of :class:`YOLOv1`), rebuilt in eval mode."""
+    from helpers.export import load_model
+
+    return load_model(path, YOLOv1)
+
+
+def save_export(model: YOLOv1, path) -> Path:
+    """Export the network with ``helpers.export.export_model`` (images -> raw grid), storing inside the
+    file what decoding needs (image size, ``S``, ``B``, ``C``, squash, class names)."""
+    from helpers.export import export_model
+
+    example = torch.rand(2, 3, model.image_size, model.image_size)
+    return export_model(model, example, path, metadata=_model_config(model))
+
+
+def _load_for_predict(args):
+    """``(network, config)`` from ``--export`` or ``--checkpoint`` (default: the full run's saved model)."""
+    from helpers.config import get_config
+    from helpers.export import export_metadata, load_exported, model_path
+
+    if args.export:
+        config = export_metadata(args.export)
+        if "num_boxes" not in config:
+            raise ValueError(f"{args.export} holds no YOLOv1 decoding settings: write exports with "
+                             f"`python -m papers.yolov1 export` (or papers.yolov1.save_export)")
+        return load_exported(args.export), config
+    path = args.checkpoint or model_path("yolov1", get_config(fast=False))
+    model = load_yolov1(path)
+    return model, _model_config(model)
+
+
+def main(argv=None) -> int:
+    """``python -m papers.yolov1 predict IMAGE... [--checkpoint P | --export P] [--out DIR]`` writes
+    ``DIR/predictions.json`` and ``DIR/<image>_yolov1.png`` (detections drawn);
+    ``python -m papers.yolov1 export [--checkpoint P] [--out FILE.pt2]`` writes the export (decoding
+    settings inside)."""
+    from helpers.config import get_config
+    from helpers.export import model_path, predict_parser, read_images, save_annotated, write_json
+
+    parser = predict_parser("yolov1", "YOLOv1 (Redmon et al., 2016): detect objects in images.")
+    args = parser.parse_args(argv)
+    if args.command == "export":
+        model = load_yolov1(args.checkpoint or model_path("yolov1", get_config(fast=False)))
+        path = save_export(model, args.out)
+        print(f"wrote {path}")
+        return 0
+    network, config = _load_for_predict(args)
+    size = config["image_size"]
+    images = read_images(args.images, size, channels=3)
+    with torch.no_grad():
+        raw = network(images)
+    predictions = decode_predictions(raw, config["num_boxes"], size, score_thresh=args.score_thresh,
+                                     squash=config["squash"])
+    names = config["class_names"]
+    out = Path(args.out)
+    entries = []
+    for path, image, pred in zip(args.images, images, predictions, strict=True):
+        width, height = _image_size(path)
+        scale = torch.tensor([width / size, height / size, width / size, height / size])
+        entries.append({
+            "image": str(path), "width": width, "height": height,
+            "detections": [{"label": int(label), "class": names[int(label)], "score": round(float(score), 4),
+                            "box": [round(v, 2) for v in (box * scale).tolist()]}
+                           for box, score, label in zip(pred["boxes"], pred["scores"], pred["labels"], strict=True)],
+        })
+        save_annotated(image, pred, names, out / f"{Path(path).stem}_yolov1.png")
+    write_json({"model": "yolov1", "source": args.export or args.checkpoint or "default checkpoint",
+                "model_image_size": size, "score_thresh": args.score_thresh,
+                "box_format": "x1, y1, x2, y2 in the original image's pixels", "images": entries},
+               out / "predictions.json")
+    print(f"wrote {out / 'predictions.json'} and {len(entries)} annotated image(s)")
+    return 0
+
+
+def _image_size(path) -> tuple[int, int]:
+    """``(width, height)`` of an image file."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
+
+
+if __name__ == "__main__":
+    sys.exit(main())
