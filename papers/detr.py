@@ -1,0 +1,762 @@
+"""DETR: End-to-End Object Detection with Transformers (Carion et al., 2020), written by hand.
+
+A CNN turns the image into a grid of features; a transformer **encoder** lets every cell of the
+grid look at every other; a transformer **decoder** turns ``num_queries`` learned *object
+queries* into ``num_queries`` predictions (a class among ``C`` classes plus "no object", and a
+box) at once.  No anchors, no NMS: training matches the predictions one-to-one to the ground
+truth with the **Hungarian algorithm**, so each object is claimed by exactly one query and the
+others learn to say "no object".
+
+* :func:`hungarian` -- the optimal assignment of a rectangular cost matrix (shortest augmenting
+  paths with potentials, O(n² m)), the same result as ``scipy.optimize.linear_sum_assignment``;
+* :func:`box_cxcywh_to_xyxy` / :func:`box_xyxy_to_cxcywh` -- DETR's box coding (centre and size,
+  normalised by the image size);
+* :func:`position_encoding_2d` -- the 2-D sinusoidal encoding of the grid (A4's 1-D sinusoid for
+  the row, the same for the column, side by side);
+* :class:`EncoderLayer`, :class:`DecoderLayer` -- DETR's transformer layers, built on A4's
+  ``MultiHeadAttention``, ``LayerNormalization`` and ``FeedForwardBlock``: positional encodings
+  are added to the queries and keys of every attention, never to the values;
+* :class:`DETR` -- backbone (A5's ``SmallTrunk``, from scratch), transformer, prediction heads;
+  ``model(images) -> (class_logits, boxes)``, the graph that :func:`helpers.export.export_model`
+  exports;
+* :func:`matching_cost` and :func:`match_predictions` -- the cost of giving target ``j`` to query
+  ``i`` (class probability, L1 and generalised IoU of the boxes) and the optimal matching;
+* :func:`weighted_cross_entropy` and :func:`set_loss` -- the set loss: cross-entropy with a
+  down-weighted "no object" class, L1 and ``1 - GIoU`` on the matched boxes, summed over the
+  outputs of every decoder layer (auxiliary losses);
+* :func:`decode_predictions` / :func:`predict_detections` -- probabilities and pixel boxes, as
+  ``A5_detection.common.evaluate_detections`` wants them; thresholding stays outside the graph.
+
+Command line: ``python -m papers.detr predict IMAGE... [--checkpoint P | --export P] [--out DIR]``
+and ``python -m papers.detr export [--checkpoint P] [--out FILE.pt2]``.
+
+Batches use the course's format: ``images (B, 3, H, W)`` floats in [0, 1], ``H`` and ``W``
+multiples of 32, and ``gt_boxes (B, M, 5)`` rows ``(x1, y1, x2, y2, class)`` in continuous pixel
+coordinates, padding rows all ``-1``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from numbers import Real
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from A4_rnn_transformer.transformers import (
+    FeedForwardBlock,
+    LayerNormalization,
+    MultiHeadAttention,
+    position_encoding_sinusoid,
+)
+from A5_detection.common import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SmallTrunk,
+    _check_boxes,
+    generalized_box_iou,
+    predict_in_batches,
+)
+
+__all__ = [
+    "DETR",
+    "DecoderLayer",
+    "EncoderLayer",
+    "box_cxcywh_to_xyxy",
+    "box_xyxy_to_cxcywh",
+    "decode_predictions",
+    "gt_boxes_to_set_targets",
+    "hungarian",
+    "main",
+    "match_predictions",
+    "matching_cost",
+    "position_encoding_2d",
+    "predict_detections",
+    "set_loss",
+    "weighted_cross_entropy",
+]
+
+#: The paper's weights of the matching cost and of the loss: class, L1 on boxes, generalised IoU.
+DEFAULT_WEIGHTS = {"class": 1.0, "l1": 5.0, "giou": 2.0}
+#: Weight of the "no object" class in the cross-entropy (the paper's ``eos_coef``).
+NO_OBJECT_WEIGHT = 0.1
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _check_weight(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------- the Hungarian algorithm
+
+
+def hungarian(cost) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum-cost assignment of rows to columns of a rectangular cost matrix.
+
+    Every row is given a different column when there are at least as many columns as rows (else
+    every column a different row), so that the sum of the chosen costs is the smallest possible.
+    Written as the shortest-augmenting-path form of the Kuhn-Munkres algorithm with potentials
+    (Jonker-Volgenant style): rows join one at a time; for each, a Dijkstra-like search over
+    *reduced* costs ``cost[i, j] - u[i] - v[j]`` (never negative) finds the cheapest way to make
+    room for it, the potentials ``u, v`` are raised by the distances found, and the alternating
+    path is flipped.  ``O(n² m)`` for ``n <= m`` (the inner loop over columns is vectorised).
+
+    Args:
+        cost: ``(n, m)`` finite real numbers (a NumPy array, a tensor or nested lists).
+
+    Returns:
+        ``(rows, cols)``: int64 arrays of length ``min(n, m)``, ``rows`` increasing, row
+        ``rows[k]`` assigned to column ``cols[k]`` -- the format of
+        ``scipy.optimize.linear_sum_assignment``.
+    """
+    if isinstance(cost, torch.Tensor):
+        cost = cost.detach().cpu().double().numpy()
+    cost = np.asarray(cost)
+    if cost.ndim != 2:
+        raise ValueError(f"cost must be a 2-D matrix (n, m), got shape {cost.shape}")
+    if cost.dtype == bool or not (np.issubdtype(cost.dtype, np.integer) or np.issubdtype(cost.dtype, np.floating)):
+        raise TypeError(f"cost must hold real numbers, got dtype {cost.dtype}")
+    cost = cost.astype(np.float64)
+    if not np.isfinite(cost).all():
+        raise ValueError("cost must hold finite numbers (no nan or inf)")
+    empty = np.zeros(0, dtype=np.int64)
+    if cost.size == 0:
+        return empty, empty.copy()
+    transposed = cost.shape[0] > cost.shape[1]
+    if transposed:
+        cost = cost.T
+    ### BEGIN SOLUTION
+    n, m = cost.shape  # n <= m: every row gets a column
+    # Index 0 is a virtual column / row, so rows and columns are numbered from 1 below.
+    u = np.zeros(n + 1)  # row potentials
+    v = np.zeros(m + 1)  # column potentials
+    owner = np.zeros(m + 1, dtype=np.int64)  # owner[j]: the row holding column j (0: free)
+    for row in range(1, n + 1):
+        owner[0] = row  # the new row sits on the virtual column 0
+        column = 0
+        dist = np.full(m + 1, np.inf)  # shortest reduced distance to each column so far
+        came_from = np.zeros(m + 1, dtype=np.int64)  # previous column on that shortest path
+        done = np.zeros(m + 1, dtype=bool)
+        while owner[column] != 0:
+            done[column] = True
+            i = owner[column]
+            # Relax every column not yet reached through row i (reduced costs from row i).
+            reduced = cost[i - 1] - u[i] - v[1:]
+            better = ~done[1:] & (reduced < dist[1:])
+            dist[1:][better] = reduced[better]
+            came_from[1:][better] = column
+            # The closest column not yet reached; ties: the lowest index.
+            candidates = np.where(done[1:], np.inf, dist[1:])
+            nxt = int(np.argmin(candidates)) + 1
+            delta = candidates[nxt - 1]
+            # Raise the potentials so reduced costs along the search tree stay 0.
+            u[owner[done]] += delta
+            v[done] -= delta
+            dist[1:][~done[1:]] -= delta
+            column = nxt
+        # Flip the alternating path from the free column found back to the virtual column.
+        while column != 0:
+            previous = came_from[column]
+            owner[column] = owner[previous]
+            column = previous
+    cols_of_row = np.zeros(n, dtype=np.int64)
+    for j in range(1, m + 1):
+        if owner[j]:
+            cols_of_row[owner[j] - 1] = j - 1
+    rows, cols = np.arange(n, dtype=np.int64), cols_of_row
+    ### END SOLUTION
+    if transposed:
+        order = np.argsort(cols, kind="stable")
+        rows, cols = cols[order], rows[order]
+    return rows, cols
+
+
+# --------------------------------------------------------------------------- boxes
+
+
+def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    """``(..., 4)`` boxes ``(cx, cy, w, h)`` -> ``(x1, y1, x2, y2)``."""
+    if not isinstance(boxes, torch.Tensor) or boxes.dim() == 0 or boxes.shape[-1] != 4:
+        raise ValueError("boxes must be a tensor of shape (..., 4) = (cx, cy, w, h)")
+    ### BEGIN SOLUTION
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+    ### END SOLUTION
+
+
+def box_xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
+    """``(..., 4)`` boxes ``(x1, y1, x2, y2)`` -> ``(cx, cy, w, h)``."""
+    if not isinstance(boxes, torch.Tensor) or boxes.dim() == 0 or boxes.shape[-1] != 4:
+        raise ValueError("boxes must be a tensor of shape (..., 4) = (x1, y1, x2, y2)")
+    ### BEGIN SOLUTION
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
+    ### END SOLUTION
+
+
+def gt_boxes_to_set_targets(gt_boxes: torch.Tensor, image_size) -> list[dict]:
+    """The course's padded ground truth -> DETR's targets, one dict per image.
+
+    Args:
+        gt_boxes: ``(B, M, 5)`` rows ``(x1, y1, x2, y2, class)`` in pixels, padding rows all ``-1``.
+        image_size: ``(H, W)`` of the images (or one int for squares): boxes are divided by it.
+
+    Returns:
+        ``B`` dicts ``{"labels": int64 (K,), "boxes": (K, 4)}``, boxes as ``(cx, cy, w, h)`` in
+        ``[0, 1]`` (fractions of the image).
+
+    Raises:
+        ValueError: a wrong shape, a non-integer or negative class outside padding, a padding row
+            that is not all ``-1``, or a malformed box (``x2 < x1``, ``y2 < y1``, not finite).
+    """
+    if not isinstance(gt_boxes, torch.Tensor) or gt_boxes.dim() != 3 or gt_boxes.shape[2] != 5:
+        got = tuple(gt_boxes.shape) if isinstance(gt_boxes, torch.Tensor) else type(gt_boxes).__name__
+        raise ValueError(f"gt_boxes must be a tensor of shape (B, M, 5) = (x1, y1, x2, y2, class), got {got}")
+    if not gt_boxes.is_floating_point():
+        raise TypeError(f"gt_boxes must be a floating-point tensor, got {gt_boxes.dtype}")
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    classes = gt_boxes[..., 4]
+    padding = classes < 0
+    if bool((classes != classes.round()).any()) or bool((padding & (gt_boxes != -1).any(-1)).any()):
+        raise ValueError("gt_boxes[..., 4] must hold integer class ids >= 0, or -1 in padding rows that are all -1")
+    scale = gt_boxes.new_tensor([width, height, width, height])
+    targets = []
+    for i, rows in enumerate(gt_boxes):
+        real = rows[:, 4] >= 0
+        boxes = rows[real, :4]
+        _check_boxes(boxes, f"gt_boxes[{i}] (real rows)")
+        targets.append({"labels": rows[real, 4].long(), "boxes": box_xyxy_to_cxcywh(boxes / scale)})
+    return targets
+
+
+# --------------------------------------------------------------------------- positional encoding
+
+
+def position_encoding_2d(height: int, width: int, dim: int) -> torch.Tensor:
+    """2-D sinusoidal positional encoding of an ``height x width`` grid.
+
+    The first ``dim / 2`` features encode the row ``y`` with A4's
+    ``position_encoding_sinusoid`` (``sin / cos`` of ``y / 10000^(2i / (dim/2))``), the last
+    ``dim / 2`` the column ``x`` the same way, so two cells in the same row share their first
+    half and the dot product of two codes depends on how far apart they are along each axis.
+
+    Returns:
+        ``(height * width, dim)`` float32, cells in row-major order (the order of
+        ``features.flatten(2)``): ``out[y * width + x] = [PE(y), PE(x)]``.
+    """
+    _check_positive_int(height, "height")
+    _check_positive_int(width, "width")
+    _check_positive_int(dim, "dim")
+    if dim % 2:
+        raise ValueError(f"dim must be even (half for rows, half for columns), got {dim}")
+    ### BEGIN SOLUTION
+    rows = position_encoding_sinusoid(height, dim // 2)[0]  # (H, dim/2)
+    cols = position_encoding_sinusoid(width, dim // 2)[0]  # (W, dim/2)
+    grid = torch.cat([rows[:, None, :].expand(height, width, dim // 2),
+                      cols[None, :, :].expand(height, width, dim // 2)], dim=-1)
+    return grid.reshape(height * width, dim)
+    ### END SOLUTION
+
+
+# --------------------------------------------------------------------------- transformer layers
+
+
+class EncoderLayer(nn.Module):
+    """DETR's encoder layer: self-attention over the grid, then a feed-forward block.
+
+    ``x = norm1(x + attn(x + pos, x + pos, x))``, ``x = norm2(x + ffn(x))`` (post-norm, as the
+    paper): the positional encoding enters every layer's queries and keys, not the values.
+
+    ``forward(x (B, S, d), pos (S, d) or (B, S, d)) -> (B, S, d)``; ``attention.weights_softmax``
+    keeps the last ``(B, heads, S, S)`` weights.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float = 0.0):
+        super().__init__()
+        _check_positive_int(d_model, "d_model")
+        _check_positive_int(num_heads, "num_heads")
+        if d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
+        ### BEGIN SOLUTION
+        self.attention = MultiHeadAttention(num_heads, d_model, d_model // num_heads)
+        self.norm1 = LayerNormalization(d_model, epsilon=1e-5)
+        self.ffn = FeedForwardBlock(d_model, ffn_dim)
+        self.norm2 = LayerNormalization(d_model, epsilon=1e-5)
+        self.dropout = nn.Dropout(dropout)
+        ### END SOLUTION
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        ### BEGIN SOLUTION
+        keys = x + pos
+        x = self.norm1(x + self.dropout(self.attention(keys, keys, x)))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+        ### END SOLUTION
+
+
+class DecoderLayer(nn.Module):
+    """DETR's decoder layer: self-attention among the queries, cross-attention to the image, FFN.
+
+    With ``q`` the learned query embeddings (the *object queries*, ``(Q, d)``) and ``memory`` the
+    encoder's output::
+
+        t = norm1(t + self_attn(t + q, t + q, t))
+        t = norm2(t + cross_attn(t + q, memory + pos, memory))
+        t = norm3(t + ffn(t))
+
+    Self-attention lets the queries agree on who predicts what (no NMS needed); cross-attention
+    lets each query gather the image features of "its" object.  ``cross_attention.weights_softmax``
+    keeps the last ``(B, heads, Q, S)`` weights (the decoder attention maps of the notebook).
+    """
+
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float = 0.0):
+        super().__init__()
+        _check_positive_int(d_model, "d_model")
+        _check_positive_int(num_heads, "num_heads")
+        if d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
+        ### BEGIN SOLUTION
+        self.self_attention = MultiHeadAttention(num_heads, d_model, d_model // num_heads)
+        self.cross_attention = MultiHeadAttention(num_heads, d_model, d_model // num_heads)
+        self.norm1 = LayerNormalization(d_model, epsilon=1e-5)
+        self.norm2 = LayerNormalization(d_model, epsilon=1e-5)
+        self.norm3 = LayerNormalization(d_model, epsilon=1e-5)
+        self.ffn = FeedForwardBlock(d_model, ffn_dim)
+        self.dropout = nn.Dropout(dropout)
+        ### END SOLUTION
+
+    def forward(self, target: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor,
+                query_pos: torch.Tensor) -> torch.Tensor:
+        """``target (B, Q, d)``, ``memory (B, S, d)``, ``pos (S, d)``, ``query_pos (Q, d)`` -> ``(B, Q, d)``."""
+        ### BEGIN SOLUTION
+        queries = target + query_pos
+        target = self.norm1(target + self.dropout(self.self_attention(queries, queries, target)))
+        attended = self.cross_attention(target + query_pos, memory + pos, memory)
+        target = self.norm2(target + self.dropout(attended))
+        return self.norm3(target + self.dropout(self.ffn(target)))
+        ### END SOLUTION
+
+
+# --------------------------------------------------------------------------- the model
+
+
+class DETR(nn.Module):
+    """DETR: CNN backbone, transformer encoder-decoder, ``num_queries`` object queries.
+
+    The backbone is A5's :class:`~A5_detection.common.SmallTrunk` (from scratch, no download);
+    its map at ``feature_stride`` (16: ``c4``, 32: ``c5``, 8: ``c3``) is projected to ``d_model``
+    channels by a 1x1 convolution and flattened to ``S = H W / stride²`` tokens.  The heads turn
+    every decoder output into ``num_classes + 1`` logits (the last one is "no object") and a box
+    ``(cx, cy, w, h)`` in [0, 1] (a 3-layer MLP and a sigmoid).
+
+    Args:
+        num_classes: ``C``, object classes (without "no object").
+        d_model: width of the transformer.
+        num_heads: attention heads.
+        num_encoder_layers, num_decoder_layers: depth of the encoder and the decoder.
+        ffn_dim: hidden width of the feed-forward blocks.
+        num_queries: ``Q``, predictions per image (at least the most objects an image holds).
+        feature_stride: which backbone map feeds the transformer (8, 16 or 32).
+        dropout: inside the transformer layers.
+        image_size: the side of the (square) training images: the size the command line and the
+            export use; any multiple of 32 works in ``forward``.
+        class_names: optional names of the ``C`` classes (kept for the command line).
+
+    ``forward(images (B, 3, H, W))`` in [0, 1] returns ``(class_logits (B, Q, C + 1), boxes (B, Q, 4))``
+    of the last decoder layer; :meth:`forward_all_layers` returns every decoder layer's
+    ``(L, B, Q, C + 1)`` and ``(L, B, Q, 4)`` (for the auxiliary losses).
+    """
+
+    def __init__(self, num_classes: int, d_model: int = 128, num_heads: int = 4, num_encoder_layers: int = 2,
+                 num_decoder_layers: int = 3, ffn_dim: int = 256, num_queries: int = 12, feature_stride: int = 16,
+                 dropout: float = 0.0, image_size: int = 96, class_names=None):
+        super().__init__()
+        for name, value in (("num_classes", num_classes), ("d_model", d_model), ("num_heads", num_heads),
+                            ("num_encoder_layers", num_encoder_layers), ("num_decoder_layers", num_decoder_layers),
+                            ("ffn_dim", ffn_dim), ("num_queries", num_queries), ("image_size", image_size)):
+            _check_positive_int(value, name)
+        if feature_stride not in (8, 16, 32):
+            raise ValueError(f"feature_stride must be 8, 16 or 32 (SmallTrunk's c3, c4, c5), got {feature_stride!r}")
+        if d_model % 2:
+            raise ValueError(f"d_model must be even (2-D positional encoding), got {d_model}")
+        if image_size % 32:
+            raise ValueError(f"image_size must be a multiple of 32, got {image_size}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names must name the {num_classes} classes, got {len(class_names)} names")
+        self.num_classes, self.num_queries, self.d_model = num_classes, num_queries, d_model
+        self.feature_stride, self.image_size = feature_stride, image_size
+        self.class_names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
+        self.level = {8: "c3", 16: "c4", 32: "c5"}[feature_stride]
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        ### BEGIN SOLUTION
+        self.backbone = SmallTrunk()
+        self.input_proj = nn.Conv2d(SmallTrunk.out_channels[self.level], d_model, 1)
+        self.encoder = nn.ModuleList([EncoderLayer(d_model, num_heads, ffn_dim, dropout)
+                                      for _ in range(num_encoder_layers)])
+        self.decoder = nn.ModuleList([DecoderLayer(d_model, num_heads, ffn_dim, dropout)
+                                      for _ in range(num_decoder_layers)])
+        self.decoder_norm = LayerNormalization(d_model, epsilon=1e-5)
+        self.query_embed = nn.Parameter(torch.randn(num_queries, d_model))
+        self.class_head = nn.Linear(d_model, num_classes + 1)
+        self.box_head = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, d_model),
+                                      nn.ReLU(), nn.Linear(d_model, 4))
+        ### END SOLUTION
+
+    def _check_images(self, images) -> None:
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"images must be a tensor of shape (B, 3, H, W), got {got}")
+        if not images.is_floating_point():
+            raise TypeError(f"images must be floats in [0, 1], got {images.dtype}; use images.float() / 255")
+        if images.shape[2] % 32 or images.shape[3] % 32:
+            raise ValueError(f"images' height and width must be multiples of 32 (the backbone's coarsest "
+                             f"stride), got {tuple(images.shape[2:])}")
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """Backbone and encoder: ``memory (B, S, d)``, ``pos (S, d)`` and the grid's ``(h, w)``."""
+        self._check_images(images)
+        ### BEGIN SOLUTION
+        features = self.input_proj(self.backbone((images - self.mean) / self.std)[self.level])
+        h, w = features.shape[-2:]
+        memory = features.flatten(2).transpose(1, 2)  # (B, h*w, d), row-major cells
+        pos = position_encoding_2d(int(h), int(w), self.d_model).to(memory)
+        for layer in self.encoder:
+            memory = layer(memory, pos)
+        ### END SOLUTION
+        return memory, pos, (int(h), int(w))
+
+    def forward_all_layers(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictions of every decoder layer: ``(L, B, Q, C + 1)`` logits and ``(L, B, Q, 4)`` boxes."""
+        memory, pos, _ = self.encode(images)
+        ### BEGIN SOLUTION
+        target = torch.zeros(memory.shape[0], self.num_queries, self.d_model, dtype=memory.dtype,
+                             device=memory.device)
+        outputs = []
+        for layer in self.decoder:
+            target = layer(target, memory, pos, self.query_embed)
+            outputs.append(self.decoder_norm(target))
+        hidden = torch.stack(outputs)  # (L, B, Q, d)
+        return self.class_head(hidden), self.box_head(hidden).sigmoid()
+        ### END SOLUTION
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, boxes = self.forward_all_layers(images)
+        return logits[-1], boxes[-1]
+
+    def decoder_attention(self) -> torch.Tensor:
+        """The last decoder layer's cross-attention of the last forward pass, averaged over heads:
+        ``(B, Q, S)``; reshape ``S`` to the grid ``(h, w)`` of :meth:`encode`."""
+        weights = self.decoder[-1].cross_attention.weights_softmax
+        if weights is None:
+            raise RuntimeError("run the model on some images first")
+        return weights.mean(dim=1)
+
+
+# --------------------------------------------------------------------------- matching and the set loss
+
+
+def _check_outputs(logits, boxes, name: str = "") -> None:
+    if not isinstance(logits, torch.Tensor) or not isinstance(boxes, torch.Tensor):
+        raise TypeError(f"{name}logits and boxes must be tensors")
+    if logits.dim() != boxes.dim() or logits.shape[:-1] != boxes.shape[:-1] or boxes.shape[-1] != 4 \
+            or logits.shape[-1] < 2:
+        raise ValueError(f"{name}logits (..., Q, C + 1) and boxes (..., Q, 4) must match, got "
+                         f"{tuple(logits.shape)} and {tuple(boxes.shape)}")
+
+
+def _check_target(target: dict, num_classes: int, where: str) -> None:
+    if not isinstance(target, dict) or "labels" not in target or "boxes" not in target:
+        raise ValueError(f"{where} must be a dict with 'labels' (K,) and 'boxes' (K, 4) (cx, cy, w, h)")
+    labels, boxes = target["labels"], target["boxes"]
+    if not isinstance(boxes, torch.Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4 \
+            or not boxes.is_floating_point():
+        raise ValueError(f"{where}['boxes'] must be a float tensor (K, 4) = (cx, cy, w, h), got "
+                         f"{tuple(boxes.shape) if isinstance(boxes, torch.Tensor) else type(boxes).__name__}")
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.shape[0] != boxes.shape[0] \
+            or labels.is_floating_point():
+        raise ValueError(f"{where}['labels'] must be an integer tensor ({boxes.shape[0]},), one per box")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"{where}['labels'] must lie in [0, {num_classes}), got {labels.tolist()}")
+    if boxes.numel() and (not bool(torch.isfinite(boxes).all()) or bool((boxes[:, 2:] < 0).any())):
+        raise ValueError(f"{where}['boxes'] must be finite (cx, cy, w, h) with w, h >= 0")
+
+
+def matching_cost(logits: torch.Tensor, boxes: torch.Tensor, target: dict, weights: dict | None = None) -> torch.Tensor:
+    """The cost of giving each target to each query, for ONE image.
+
+    ``cost[i, j] = - w_class p_i(c_j) + w_l1 ||b_i - b_j||_1 - w_giou GIoU(b_i, b_j)``: the
+    probability query ``i`` gives target ``j``'s class (the paper uses the probability, not its
+    log, so the terms have comparable scales), the L1 distance of the ``(cx, cy, w, h)`` boxes
+    and the generalised IoU of the corner boxes.
+
+    Args:
+        logits: ``(Q, C + 1)``; boxes: ``(Q, 4)`` ``(cx, cy, w, h)``.
+        target: ``{"labels" (K,), "boxes" (K, 4)}``.
+        weights: ``{"class", "l1", "giou"}`` (default: the paper's 1, 5, 2).
+
+    Returns:
+        ``(Q, K)`` cost, no gradient.
+    """
+    _check_outputs(logits, boxes)
+    if logits.dim() != 2:
+        raise ValueError(f"logits must be (Q, C + 1) for one image, got {tuple(logits.shape)}")
+    _check_target(target, logits.shape[1] - 1, "target")
+    w = DEFAULT_WEIGHTS if weights is None else weights
+    ### BEGIN SOLUTION
+    with torch.no_grad():
+        labels, target_boxes = target["labels"], target["boxes"].to(boxes)
+        probs = logits.softmax(-1)[:, labels]  # (Q, K)
+        l1 = torch.cdist(boxes, target_boxes, p=1)  # (Q, K)
+        giou = generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(target_boxes))
+        return -w["class"] * probs + w["l1"] * l1 - w["giou"] * giou
+    ### END SOLUTION
+
+
+def match_predictions(logits: torch.Tensor, boxes: torch.Tensor, targets: list, weights: dict | None = None) -> list:
+    """The optimal one-to-one matching of queries to targets, image by image (:func:`hungarian`).
+
+    Args:
+        logits: ``(B, Q, C + 1)``; boxes: ``(B, Q, 4)``; targets: ``B`` dicts of
+            :func:`gt_boxes_to_set_targets`.
+
+    Returns:
+        ``B`` pairs ``(query_index, target_index)`` of int64 tensors of length ``min(Q, K_b)``;
+        query ``query_index[k]`` predicts target ``target_index[k]``.
+    """
+    _check_outputs(logits, boxes)
+    if logits.dim() != 3 or not isinstance(targets, (list, tuple)) or len(targets) != logits.shape[0]:
+        raise ValueError(f"logits must be (B, Q, C + 1) and targets a list of B = "
+                         f"{logits.shape[0] if logits.dim() == 3 else '?'} dicts")
+    matches = []
+    for b, target in enumerate(targets):
+        if target["labels"].numel() == 0:
+            empty = torch.zeros(0, dtype=torch.int64)
+            matches.append((empty, empty.clone()))
+            continue
+        rows, cols = hungarian(matching_cost(logits[b], boxes[b], target, weights))
+        matches.append((torch.as_tensor(rows), torch.as_tensor(cols)))
+    return matches
+
+
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with a weight per class, averaged by the weights (``F.cross_entropy(weight=)``).
+
+    ``loss = sum_n w[y_n] (-log softmax(s_n)[y_n]) / sum_n w[y_n]``.
+
+    Args:
+        logits: ``(N, C)``; labels: int64 ``(N,)``; class_weights: ``(C,)``.
+    """
+    if logits.dim() != 2 or labels.shape != logits.shape[:1] or class_weights.shape != logits.shape[1:]:
+        raise ValueError(f"logits (N, C), labels (N,) and class_weights (C,) must match, got "
+                         f"{tuple(logits.shape)}, {tuple(labels.shape)}, {tuple(class_weights.shape)}")
+    ### BEGIN SOLUTION
+    log_probs = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    picked = log_probs.gather(1, labels[:, None])[:, 0]
+    w = class_weights.to(logits)[labels]
+    return -(w * picked).sum() / w.sum()
+    ### END SOLUTION
+
+
+def _layer_loss(logits, boxes, targets, weights, no_object_weight):
+    """Class, L1 and GIoU losses of one decoder layer's ``(B, Q, C + 1)`` and ``(B, Q, 4)``."""
+    num_classes = logits.shape[-1] - 1
+    ### BEGIN SOLUTION
+    matches = match_predictions(logits.detach(), boxes.detach(), targets, weights)
+    classes = torch.full(logits.shape[:2], num_classes, dtype=torch.int64, device=logits.device)
+    pred_boxes, true_boxes = [], []
+    for b, (queries, which) in enumerate(matches):
+        classes[b, queries] = targets[b]["labels"][which].to(logits.device)
+        pred_boxes.append(boxes[b, queries])
+        true_boxes.append(targets[b]["boxes"][which].to(boxes))
+    class_weights = torch.ones(num_classes + 1, device=logits.device)
+    class_weights[-1] = no_object_weight
+    loss_class = weighted_cross_entropy(logits.flatten(0, 1), classes.flatten(), class_weights)
+    pred_boxes, true_boxes = torch.cat(pred_boxes), torch.cat(true_boxes)
+    num_boxes = max(true_boxes.shape[0], 1)
+    loss_l1 = (pred_boxes - true_boxes).abs().sum() / num_boxes
+    if true_boxes.shape[0]:
+        giou = generalized_box_iou(box_cxcywh_to_xyxy(pred_boxes), box_cxcywh_to_xyxy(true_boxes)).diagonal()
+        loss_giou = (1 - giou).sum() / num_boxes
+    else:
+        loss_giou = boxes.sum() * 0.0
+    ### END SOLUTION
+    return {"loss_class": loss_class, "loss_l1": loss_l1, "loss_giou": loss_giou}
+
+
+def set_loss(logits: torch.Tensor, boxes: torch.Tensor, targets: list, weights: dict | None = None,
+             no_object_weight: float = NO_OBJECT_WEIGHT) -> dict:
+    """DETR's set loss, summed over the decoder layers (auxiliary decoding losses).
+
+    For every layer: match queries to targets (:func:`match_predictions`); every unmatched query
+    must predict "no object" (class ``C``); then
+
+    * ``loss_class``: cross-entropy over all queries, the "no object" class weighted
+      ``no_object_weight`` (most queries are empty: without it they would swamp the rest);
+    * ``loss_l1``: L1 distance of the matched ``(cx, cy, w, h)`` boxes, summed, divided by the
+      number of targets in the batch;
+    * ``loss_giou``: ``1 - GIoU`` of the matched boxes, the same way.
+
+    ``loss = sum over layers (w_class loss_class + w_l1 loss_l1 + w_giou loss_giou)``.
+
+    Args:
+        logits: ``(L, B, Q, C + 1)`` (or ``(B, Q, C + 1)`` for one layer).
+        boxes: ``(L, B, Q, 4)`` ``(cx, cy, w, h)`` in [0, 1].
+        targets: ``B`` dicts ``{"labels" (K,), "boxes" (K, 4)}`` (:func:`gt_boxes_to_set_targets`).
+        weights: ``{"class", "l1", "giou"}``, used for the matching cost and the loss (the paper's
+            1, 5, 2 by default).
+        no_object_weight: weight of the "no object" class (the paper's 0.1).
+
+    Returns:
+        ``{"loss": total, "loss_class", "loss_l1", "loss_giou"}``, the last three of the last
+        layer (for logging; detached).
+    """
+    _check_outputs(logits, boxes)
+    if logits.dim() == 3:
+        logits, boxes = logits[None], boxes[None]
+    if logits.dim() != 4:
+        raise ValueError(f"logits must be (L, B, Q, C + 1) or (B, Q, C + 1), got {tuple(logits.shape)}")
+    if not isinstance(targets, (list, tuple)) or len(targets) != logits.shape[1]:
+        raise ValueError(f"targets must be a list of B = {logits.shape[1]} dicts, got "
+                         f"{len(targets) if isinstance(targets, (list, tuple)) else type(targets).__name__}")
+    for b, target in enumerate(targets):
+        _check_target(target, logits.shape[-1] - 1, f"targets[{b}]")
+    w = DEFAULT_WEIGHTS if weights is None else {k: _check_weight(weights[k], f"weights[{k!r}]")
+                                                 for k in DEFAULT_WEIGHTS}
+    no_object_weight = _check_weight(no_object_weight, "no_object_weight")
+    total = logits.new_zeros(())
+    for layer in range(logits.shape[0]):
+        parts = _layer_loss(logits[layer], boxes[layer], targets, w, no_object_weight)
+        total = total + w["class"] * parts["loss_class"] + w["l1"] * parts["loss_l1"] + w["giou"] * parts["loss_giou"]
+    return {"loss": total, **{name: value.detach() for name, value in parts.items()}}
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def decode_predictions(logits: torch.Tensor, boxes: torch.Tensor, image_size, score_thresh: float = 0.0) -> list:
+    """The network's raw outputs -> detections, outside the exported graph. No NMS.
+
+    Each query gives one detection: its most probable real class (the "no object" probability
+    is left out of the argmax), scored by that probability, its box scaled to pixels.
+
+    Args:
+        logits: ``(B, Q, C + 1)``; boxes: ``(B, Q, 4)`` ``(cx, cy, w, h)`` in [0, 1].
+        image_size: ``(H, W)`` or an int.
+        score_thresh: keep the detections scoring at least this (0: all ``Q``, for mAP).
+
+    Returns:
+        ``B`` dicts ``{"boxes" (K, 4) x1 y1 x2 y2 pixels, "scores" (K,), "labels" (K,) int64}``,
+        by decreasing score.
+    """
+    _check_outputs(logits, boxes)
+    if logits.dim() != 3:
+        raise ValueError(f"logits must be (B, Q, C + 1), got {tuple(logits.shape)}")
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    ### BEGIN SOLUTION
+    probs = logits.detach().softmax(-1)[..., :-1]
+    scores, labels = probs.max(-1)
+    corners = box_cxcywh_to_xyxy(boxes.detach()) * boxes.new_tensor([width, height, width, height])
+    corners = torch.stack([corners[..., 0].clamp(0, width), corners[..., 1].clamp(0, height),
+                           corners[..., 2].clamp(0, width), corners[..., 3].clamp(0, height)], dim=-1)
+    results = []
+    for b in range(logits.shape[0]):
+        keep = (scores[b] >= score_thresh).nonzero()[:, 0]
+        keep = keep[torch.sort(scores[b, keep], descending=True, stable=True).indices]
+        results.append({"boxes": corners[b, keep], "scores": scores[b, keep], "labels": labels[b, keep]})
+    ### END SOLUTION
+    return results
+
+
+def predict_detections(model: nn.Module, images: torch.Tensor, score_thresh: float = 0.0,
+                       batch_size: int = 100) -> list:
+    """Run ``model`` (a :class:`DETR`, or its export: ``images -> (logits, boxes)``) over ``images``
+    (uint8 or floats in [0, 1]) in batches, then :func:`decode_predictions`.  Returns one prediction dict per
+    image, the ``predictions`` of ``A5_detection.common.evaluate_detections``."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError("images must be an (N, 3, H, W) tensor")
+    size = tuple(images.shape[2:])
+    if isinstance(model, DETR):
+        return predict_in_batches(model, images, lambda batch: decode_predictions(*model(batch), size, score_thresh),
+                                  batch_size)
+    # An export (``helpers.export.load_exported``) has no train / eval switch: it is fixed in eval mode.
+    predictions = []
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start:start + batch_size]
+            batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
+            predictions += [{k: v.cpu() for k, v in pred.items()}
+                            for pred in decode_predictions(*model(batch), size, score_thresh)]
+    return predictions
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def save_export(model: DETR, path) -> Path:
+    """Export the network with ``helpers.export.export_model`` (images -> class logits, boxes), storing
+    inside the file what the command line needs (image size, class names)."""
+    from helpers.export import export_model
+
+    example = torch.rand(2, 3, model.image_size, model.image_size)
+    return export_model(model, example, path, metadata={"image_size": model.image_size,
+                                                        "class_names": model.class_names})
+
+
+def main(argv=None) -> int:
+    """``python -m papers.detr predict IMAGE... [--checkpoint P | --export P] [--out DIR]`` or ``export``."""
+    from helpers.config import get_config
+    from helpers.export import (
+        export_metadata,
+        load_exported,
+        load_model,
+        model_path,
+        predict_parser,
+        read_images,
+        save_annotated,
+        write_json,
+    )
+
+    args = predict_parser("detr", "DETR detector (papers/detr.ipynb): predict on images, or export").parse_args(argv)
+    checkpoint = args.checkpoint or model_path("detr", get_config(fast=False))
+    if args.command == "export":
+        print(f"wrote {save_export(load_model(checkpoint, DETR), args.out)}")
+        return 0
+    if args.export:
+        meta = export_metadata(args.export)
+        if "image_size" not in meta:
+            raise ValueError(f"{args.export} holds no image size: write exports with `python -m papers.detr export` "
+                             f"(or papers.detr.save_export)")
+        net, names, size = load_exported(args.export), meta.get("class_names"), meta["image_size"]
+    else:
+        net = load_model(checkpoint, DETR)
+        names, size = net.class_names, net.image_size
+    images = read_images(args.images, size, 3)
+    with torch.no_grad():
+        predictions = decode_predictions(*net(images), size, args.score_thresh)
+    out = Path(args.out)
+    records = []
+    for path, image, pred in zip(args.images, images, predictions, strict=True):
+        png = save_annotated(image, pred, names, out / f"{Path(path).stem}_detr.png")
+        records.append({"image": str(path), "annotated": str(png),
+                        "detections": [{"box": [round(v, 2) for v in box], "score": round(score, 4),
+                                        "label": int(label), "class": names[label] if names else str(label)}
+                                       for box, score, label in zip(pred["boxes"].tolist(), pred["scores"].tolist(),
+                                                                    pred["labels"].tolist(), strict=True)]})
+    print(f"wrote {write_json({'model': 'detr', 'image_size': size, 'images': records}, out / 'predictions.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

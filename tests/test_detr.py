@@ -1,0 +1,438 @@
+"""DETR (``papers/detr.py``): Hungarian matching, box coding, positional encoding, set loss, model, export, CLI.
+
+The Hungarian algorithm is checked against ``scipy.optimize.linear_sum_assignment`` on random
+cost matrices (square, wide, tall, tied and integer costs, empty); the set loss on hand-built
+cases whose value is known (a perfect prediction, a permutation of the queries, no targets);
+the model by shapes, by overfitting a few scenes, by its export and by its command line.
+"""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+from A4_rnn_transformer.transformers import position_encoding_sinusoid
+from A5_detection.common import evaluate_detections
+from helpers.data import gt_boxes_to_targets, load_detection
+from helpers.export import export_model, load_exported, max_difference, save_model
+from papers import detr
+from papers.detr import (
+    DETR,
+    box_cxcywh_to_xyxy,
+    box_xyxy_to_cxcywh,
+    decode_predictions,
+    gt_boxes_to_set_targets,
+    hungarian,
+    match_predictions,
+    matching_cost,
+    position_encoding_2d,
+    predict_detections,
+    set_loss,
+    weighted_cross_entropy,
+)
+
+# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+HUNGARIAN = pytest.mark.grade("hungarian", points=5)
+BOXES = pytest.mark.grade("DETR box coding", points=1)
+POS = pytest.mark.grade("position_encoding_2d", points=2)
+LOSS = pytest.mark.grade("DETR matching and set loss", points=5)
+MODEL = pytest.mark.grade("DETR model", points=4)
+DEPLOY = pytest.mark.grade("given code: export and command line", points=0)
+GIVEN = pytest.mark.grade("given code: input checks", points=0)
+
+SMALL = {"d_model": 32, "num_heads": 2, "num_encoder_layers": 1, "num_decoder_layers": 2, "ffn_dim": 64,
+         "num_queries": 5, "image_size": 64}
+
+
+def small_model(seed=0, num_classes=3, **kw):
+    torch.manual_seed(seed)
+    return DETR(num_classes, **{**SMALL, **kw})
+
+
+# --------------------------------------------------------------------------- Hungarian
+
+
+def _cost_matrices():
+    rng = np.random.default_rng(0)
+    for n, m in itertools.product(range(1, 8), range(1, 8)):
+        yield "normal", rng.normal(size=(n, m))
+        yield "integer", rng.integers(-3, 4, size=(n, m))
+        yield "ties", rng.integers(0, 2, size=(n, m)).astype(float)
+    yield "constant", np.full((4, 6), 2.5)
+    yield "large", rng.uniform(0, 1e6, size=(30, 45))
+    yield "tall large", rng.uniform(-5, 5, size=(45, 12))
+
+
+@HUNGARIAN
+def test_hungarian_reaches_scipys_optimum_on_random_matrices():
+    for kind, cost in _cost_matrices():
+        rows, cols = hungarian(cost)
+        ref_rows, ref_cols = linear_sum_assignment(cost)
+        assert rows.dtype == np.int64 and cols.dtype == np.int64
+        assert len(rows) == len(cols) == min(cost.shape), kind
+        assert np.array_equal(rows, np.sort(rows)) and len(set(rows)) == len(rows), kind
+        assert len(set(cols.tolist())) == len(cols), f"{kind}: a column used twice"
+        assert cost[rows, cols].sum() == pytest.approx(cost[ref_rows, ref_cols].sum(), abs=1e-9), kind
+        if min(cost.shape) == cost.shape[1]:  # tall: every column is assigned
+            assert sorted(cols.tolist()) == list(range(cost.shape[1]))
+        else:
+            assert rows.tolist() == list(range(cost.shape[0]))
+
+
+@HUNGARIAN
+def test_hungarian_finds_scipys_assignment_when_the_optimum_is_unique():
+    rng = np.random.default_rng(1)
+    for n, m in ((1, 1), (5, 5), (3, 8), (8, 3), (12, 6), (20, 20)):
+        for _ in range(5):
+            cost = rng.normal(size=(n, m))  # continuous costs: the optimum is unique (almost surely)
+            assert [a.tolist() for a in hungarian(cost)] == [a.tolist() for a in linear_sum_assignment(cost)]
+
+
+@HUNGARIAN
+def test_hungarian_by_hand_and_against_brute_force():
+    cost = np.array([[4, 1, 3], [2, 0, 5], [3, 2, 2]])
+    # Brute force over the 6 permutations: 1 + 2 + 2 = 5 with rows -> (1, 0, 2).
+    assert [a.tolist() for a in hungarian(cost)] == [[0, 1, 2], [1, 0, 2]]
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        cost = rng.integers(0, 10, size=(4, 6))
+        best = min(sum(cost[i, p[i]] for i in range(4)) for p in itertools.permutations(range(6), 4))
+        rows, cols = hungarian(cost)
+        assert cost[rows, cols].sum() == best
+
+
+@HUNGARIAN
+def test_hungarian_accepts_tensors_and_empty_matrices():
+    cost = torch.tensor([[0.5, 0.1], [0.2, 0.9]])
+    assert [a.tolist() for a in hungarian(cost)] == [[0, 1], [1, 0]]
+    for shape in ((0, 5), (5, 0), (0, 0)):
+        rows, cols = hungarian(np.zeros(shape))
+        assert rows.shape == cols.shape == (0,) and rows.dtype == np.int64
+
+
+@GIVEN
+def test_hungarian_refuses_bad_costs():
+    with pytest.raises(ValueError, match="2-D"):
+        hungarian(np.zeros(3))
+    with pytest.raises(ValueError, match="finite"):
+        hungarian(np.array([[0.0, np.inf], [1.0, 2.0]]))
+    with pytest.raises(ValueError, match="finite"):
+        hungarian(np.array([[np.nan]]))
+    with pytest.raises(TypeError, match="real numbers"):
+        hungarian(np.array([[True, False]]))
+
+
+# --------------------------------------------------------------------------- boxes and positional encoding
+
+
+@BOXES
+def test_box_coding_round_trip_and_by_hand():
+    assert box_xyxy_to_cxcywh(torch.tensor([[10.0, 20.0, 30.0, 60.0]])).tolist() == [[20.0, 40.0, 20.0, 40.0]]
+    assert box_cxcywh_to_xyxy(torch.tensor([[0.5, 0.5, 0.2, 0.4]])).tolist() == [
+        [pytest.approx(0.4), pytest.approx(0.3), pytest.approx(0.6), pytest.approx(0.7)]]
+    boxes = torch.rand(2, 7, 4, dtype=torch.float64)
+    assert torch.allclose(box_xyxy_to_cxcywh(box_cxcywh_to_xyxy(boxes)), boxes)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 4\)"):
+        box_cxcywh_to_xyxy(torch.zeros(3, 5))
+
+
+@BOXES
+def test_gt_boxes_to_set_targets_normalises_and_drops_padding():
+    gt = torch.tensor([[[0.0, 0.0, 32.0, 16.0, 2.0], [-1, -1, -1, -1, -1]],
+                       [[-1, -1, -1, -1, -1], [-1, -1, -1, -1, -1]]])
+    targets = gt_boxes_to_set_targets(gt, (32, 64))  # H = 32, W = 64
+    assert targets[0]["labels"].tolist() == [2]
+    assert targets[0]["boxes"].tolist() == [[0.25, 0.25, 0.5, 0.5]]
+    assert targets[1]["labels"].numel() == 0 and targets[1]["boxes"].shape == (0, 4)
+
+
+@GIVEN
+def test_gt_boxes_to_set_targets_refuses_malformed_targets():
+    with pytest.raises(ValueError, match=r"\(B, M, 5\)"):
+        gt_boxes_to_set_targets(torch.zeros(2, 5), 64)
+    with pytest.raises(TypeError, match="floating-point"):
+        gt_boxes_to_set_targets(torch.zeros(1, 1, 5, dtype=torch.int64), 64)
+    with pytest.raises(ValueError, match="integer class ids"):
+        gt_boxes_to_set_targets(torch.tensor([[[0.0, 0.0, 4.0, 4.0, 1.5]]]), 64)
+    with pytest.raises(ValueError, match="padding rows that are all -1"):
+        gt_boxes_to_set_targets(torch.tensor([[[0.0, 0.0, 4.0, 4.0, -1.0]]]), 64)
+    with pytest.raises(ValueError, match="x2 >= x1"):
+        gt_boxes_to_set_targets(torch.tensor([[[8.0, 0.0, 4.0, 4.0, 0.0]]]), 64)
+
+
+@POS
+def test_position_encoding_2d_shape_and_values():
+    pe = position_encoding_2d(3, 5, 8)
+    assert pe.shape == (15, 8) and pe.dtype == torch.float32
+    rows, cols = position_encoding_sinusoid(3, 4)[0], position_encoding_sinusoid(5, 4)[0]
+    for y, x in itertools.product(range(3), range(5)):
+        assert torch.equal(pe[y * 5 + x], torch.cat([rows[y], cols[x]]))
+    # By hand: cell (y=1, x=2), first feature of each half: sin(1) and sin(2); second: cos(1), cos(2).
+    cell = pe[1 * 5 + 2]
+    assert cell[0].item() == pytest.approx(np.sin(1.0)) and cell[1].item() == pytest.approx(np.cos(1.0))
+    assert cell[4].item() == pytest.approx(np.sin(2.0)) and cell[5].item() == pytest.approx(np.cos(2.0))
+    assert len({tuple(r.tolist()) for r in pe}) == 15, "every cell gets its own code"
+    with pytest.raises(ValueError, match="even"):
+        position_encoding_2d(2, 2, 5)
+
+
+# --------------------------------------------------------------------------- matching and set loss
+
+
+def _targets():
+    return [{"labels": torch.tensor([0, 2]), "boxes": torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.7, 0.6, 0.3, 0.4]])},
+            {"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.5, 0.5]])}]
+
+
+def _perfect_outputs(targets, num_queries=4, num_classes=3, confidence=30.0):
+    """Logits and boxes whose queries 3, 1, ... hold the targets exactly; the other queries say no object."""
+    logits = torch.zeros(len(targets), num_queries, num_classes + 1)
+    logits[..., num_classes] = confidence
+    boxes = torch.full((len(targets), num_queries, 4), 0.5)
+    for b, t in enumerate(targets):
+        for k, (label, box) in enumerate(zip(t["labels"], t["boxes"], strict=True)):
+            q = num_queries - 1 - 2 * k
+            logits[b, q] = 0.0
+            logits[b, q, label] = confidence
+            boxes[b, q] = box
+    return logits, boxes
+
+
+@LOSS
+def test_set_loss_of_a_perfect_prediction_has_zero_box_losses():
+    targets = _targets()
+    logits, boxes = _perfect_outputs(targets)
+    matches = match_predictions(logits, boxes, targets)
+    assert [q.tolist() for q, _ in matches] == [[1, 3], [3]]
+    assert [t.tolist() for _, t in matches] == [[1, 0], [0]]
+    out = set_loss(logits, boxes, targets)
+    assert out["loss_l1"].item() == 0.0
+    assert out["loss_giou"].item() == pytest.approx(0.0, abs=1e-6)
+    assert out["loss_class"].item() < 1e-10
+    assert set(out) == {"loss", "loss_class", "loss_l1", "loss_giou"}
+
+
+@LOSS
+def test_set_loss_is_invariant_to_permuting_the_queries():
+    torch.manual_seed(0)
+    logits, boxes = torch.randn(2, 6, 4), torch.rand(2, 6, 4) * 0.5 + 0.25
+    targets = _targets()
+    perm = torch.randperm(6)
+    a, b = set_loss(logits, boxes, targets), set_loss(logits[:, perm], boxes[:, perm], targets)
+    for key in a:
+        assert a[key].item() == pytest.approx(b[key].item(), rel=1e-6)
+    # Permuting the targets does not change it either.
+    flipped = [{k: v.flip(0) for k, v in t.items()} for t in targets]
+    assert set_loss(logits, boxes, flipped)["loss"].item() == pytest.approx(a["loss"].item(), rel=1e-6)
+
+
+@LOSS
+def test_set_loss_by_hand_with_one_target():
+    logits = torch.tensor([[[2.0, 0.0, 1.0], [0.0, 0.0, 3.0]]])  # Q = 2, C = 2
+    boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.1, 0.1, 0.1, 0.1]]])
+    target = [{"labels": torch.tensor([0]), "boxes": torch.tensor([[0.5, 0.6, 0.2, 0.2]])}]
+    out = set_loss(logits, boxes, target)
+    # Query 0 matches (class 0 likely, box close). CE: query 0 class 0 (weight 1), query 1 "no object" (0.1).
+    logp = F.log_softmax(logits[0], dim=-1)
+    ce = -(logp[0, 0] + 0.1 * logp[1, 2]) / 1.1
+    assert out["loss_class"].item() == pytest.approx(ce.item(), rel=1e-6)
+    assert out["loss_l1"].item() == pytest.approx(0.1, rel=1e-5)
+    # Boxes (0.4, 0.4, 0.6, 0.6) and (0.4, 0.5, 0.6, 0.7): IoU 0.02 / 0.06 = 1/3, enclosing = union.
+    assert out["loss_giou"].item() == pytest.approx(2 / 3, rel=1e-5)
+    assert out["loss"].item() == pytest.approx(ce.item() + 5 * 0.1 + 2 * (2 / 3), rel=1e-5)
+
+
+@LOSS
+def test_set_loss_with_empty_targets_is_only_the_no_object_cross_entropy():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 5, 4, requires_grad=True)
+    boxes = torch.rand(2, 5, 4, requires_grad=True)
+    empty = [{"labels": torch.zeros(0, dtype=torch.int64), "boxes": torch.zeros(0, 4)} for _ in range(2)]
+    out = set_loss(logits, boxes, empty)
+    expected = F.cross_entropy(logits.detach().flatten(0, 1), torch.full((10,), 3))
+    assert out["loss_class"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert out["loss_l1"].item() == 0.0 and out["loss_giou"].item() == 0.0
+    out["loss"].backward()
+    assert boxes.grad is not None and float(boxes.grad.abs().max()) == 0.0
+    assert float(logits.grad.abs().max()) > 0
+
+
+@LOSS
+def test_set_loss_sums_the_auxiliary_losses_of_every_layer():
+    torch.manual_seed(2)
+    logits, boxes = torch.randn(3, 2, 6, 4), torch.rand(3, 2, 6, 4) * 0.5 + 0.25
+    targets = _targets()
+    total = sum(set_loss(logits[i], boxes[i], targets)["loss"] for i in range(3))
+    out = set_loss(logits, boxes, targets)
+    assert out["loss"].item() == pytest.approx(total.item(), rel=1e-6)
+    assert out["loss_l1"].item() == pytest.approx(set_loss(logits[2], boxes[2], targets)["loss_l1"].item())
+
+
+@LOSS
+def test_matching_cost_terms():
+    logits = torch.tensor([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0]])
+    boxes = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.2, 0.2, 0.2, 0.2]])
+    target = {"labels": torch.tensor([0]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]])}
+    cost = matching_cost(logits, boxes, target, {"class": 1.0, "l1": 0.0, "giou": 0.0})
+    assert cost[:, 0].tolist() == pytest.approx([-1 / 3, -float(logits[1].softmax(0)[0])])
+    cost = matching_cost(logits, boxes, target, {"class": 0.0, "l1": 1.0, "giou": 1.0})
+    assert cost[0, 0].item() == pytest.approx(-1.0)  # L1 0, GIoU 1
+    assert cost[1, 0].item() > 1.0  # L1 0.6, GIoU < 0
+
+
+@LOSS
+def test_weighted_cross_entropy_matches_pytorch():
+    torch.manual_seed(3)
+    logits = torch.randn(20, 5, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 5, (20,))
+    weights = torch.tensor([1.0, 1.0, 0.5, 2.0, 0.1], dtype=torch.float64)
+    ours = weighted_cross_entropy(logits, labels, weights)
+    ref = F.cross_entropy(logits, labels, weight=weights)
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
+    g1, = torch.autograd.grad(ours, logits)
+    g2, = torch.autograd.grad(ref, logits)
+    assert torch.allclose(g1, g2, atol=1e-12)
+
+
+@GIVEN
+def test_set_loss_refuses_malformed_targets_clearly():
+    logits, boxes = torch.zeros(1, 4, 4), torch.rand(1, 4, 4)
+    with pytest.raises(ValueError, match="list of B = 1"):
+        set_loss(logits, boxes, [])
+    with pytest.raises(ValueError, match="'labels'"):
+        set_loss(logits, boxes, [{"boxes": torch.zeros(1, 4)}])
+    with pytest.raises(ValueError, match=r"must lie in \[0, 3\)"):
+        set_loss(logits, boxes, [{"labels": torch.tensor([3]), "boxes": torch.rand(1, 4)}])
+    with pytest.raises(ValueError, match=r"\(K, 4\)"):
+        set_loss(logits, boxes, [{"labels": torch.tensor([0]), "boxes": torch.rand(1, 5)}])
+    with pytest.raises(ValueError, match="one per box"):
+        set_loss(logits, boxes, [{"labels": torch.tensor([0, 1]), "boxes": torch.rand(1, 4)}])
+    with pytest.raises(ValueError, match="w, h >= 0"):
+        set_loss(logits, boxes, [{"labels": torch.tensor([0]), "boxes": torch.tensor([[0.5, 0.5, -0.1, 0.2]])}])
+    with pytest.raises(ValueError, match="must match"):
+        set_loss(logits, torch.rand(1, 3, 4), [{"labels": torch.tensor([0]), "boxes": torch.rand(1, 4)}])
+
+
+# --------------------------------------------------------------------------- model
+
+
+@MODEL
+def test_detr_shapes_and_attention():
+    model = small_model()
+    with torch.no_grad():
+        logits, boxes = model(torch.rand(2, 3, 64, 96))
+    assert logits.shape == (2, 5, 4) and boxes.shape == (2, 5, 4)
+    assert float(boxes.min()) >= 0 and float(boxes.max()) <= 1
+    all_logits, all_boxes = model.forward_all_layers(torch.rand(2, 3, 64, 96))
+    assert all_logits.shape == (2, 2, 5, 4) and all_boxes.shape == (2, 2, 5, 4)
+    attention = model.decoder_attention()
+    assert attention.shape == (2, 5, 4 * 6)  # stride 16: a 4 x 6 grid
+    assert torch.allclose(attention.sum(-1), torch.ones(2, 5))
+    memory, pos, grid = model.encode(torch.rand(1, 3, 64, 64))
+    assert memory.shape == (1, 16, 32) and pos.shape == (16, 32) and grid == (4, 4)
+
+
+@GIVEN
+def test_detr_refuses_bad_images_and_arguments():
+    model = small_model()
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model(torch.rand(1, 3, 60, 64))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(torch.rand(3, 64, 64))
+    with pytest.raises(TypeError, match="floats"):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="feature_stride"):
+        DETR(3, feature_stride=4)
+    with pytest.raises(ValueError, match="multiple of num_heads"):
+        DETR(3, d_model=30, num_heads=4)
+    with pytest.raises(ValueError, match="class_names"):
+        DETR(3, class_names=["a"])
+
+
+@MODEL
+def test_decode_predictions_without_nms():
+    logits = torch.tensor([[[0.0, 4.0, 0.0], [3.0, 0.0, 6.0]]])  # Q = 2, C = 2
+    boxes = torch.tensor([[[0.5, 0.5, 0.5, 0.25], [0.25, 0.25, 0.1, 0.1]]])
+    pred = decode_predictions(logits, boxes, (64, 128))[0]
+    p = logits[0].softmax(-1)
+    assert pred["labels"].tolist() == [1, 0]
+    assert pred["scores"].tolist() == pytest.approx([float(p[0, 1]), float(p[1, 0])])
+    assert pred["boxes"][0].tolist() == pytest.approx([32.0, 24.0, 96.0, 40.0])
+    assert len(decode_predictions(logits, boxes, 64, score_thresh=0.5)[0]["labels"]) == 1
+
+
+@MODEL
+def test_detr_overfits_a_few_scenes():
+    data = load_detection("detection_scenes", "train", num=4, image_size=64)
+    images, gt = data["images"].float() / 255, data["gt_boxes"]
+    targets = gt_boxes_to_set_targets(gt, 64)
+    model = small_model(seed=0, num_classes=10, d_model=64, num_heads=4, num_queries=8)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    first = None
+    for _ in range(150):
+        loss = set_loss(*model.forward_all_layers(images), targets)["loss"]
+        first = loss.item() if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    assert float(loss) < first / 4
+    preds = predict_detections(model, data["images"])
+    assert evaluate_detections(preds, gt_boxes_to_targets(gt), 10)["mAP"] > 0.8
+
+
+# --------------------------------------------------------------------------- export and command line
+
+
+@DEPLOY
+def test_export_equals_the_eager_model(tmp_path):
+    model = small_model().eval()
+    path = export_model(model, torch.rand(2, 3, 64, 64), tmp_path / "detr.pt2")
+    exported = load_exported(path)
+    images = torch.rand(5, 3, 64, 64)
+    assert max_difference(model, exported, images) < 1e-5
+    with torch.no_grad():
+        eager = decode_predictions(*model(images), 64)
+        other = decode_predictions(*exported(images), 64)
+    for a, b in zip(eager, other, strict=True):
+        assert torch.equal(a["labels"], b["labels"]) and torch.allclose(a["boxes"], b["boxes"], atol=1e-4)
+    uint8 = (images * 255).to(torch.uint8)
+    for a, b in zip(predict_detections(model, uint8, batch_size=2), predict_detections(exported, uint8, batch_size=2),
+                    strict=True):
+        assert torch.equal(a["labels"], b["labels"]) and torch.allclose(a["scores"], b["scores"], atol=1e-5)
+
+
+@DEPLOY
+def test_command_line_predicts_and_exports(tmp_path):
+    from PIL import Image
+
+    model = small_model(class_names=["a", "b", "c"])
+    config = {**SMALL, "num_classes": 3, "class_names": ["a", "b", "c"]}
+    checkpoint = save_model(model, config, tmp_path / "detr_model.pt")
+    images = []
+    for i in range(2):
+        path = tmp_path / f"scene{i}.png"
+        Image.fromarray((torch.rand(50, 70, 3) * 255).to(torch.uint8).numpy()).save(path)
+        images.append(str(path))
+    out = tmp_path / "out"
+    detr.main(["predict", *images, "--checkpoint", str(checkpoint), "--out", str(out), "--score-thresh", "0"])
+    result = json.loads((out / "predictions.json").read_text())
+    assert [r["image"] for r in result["images"]] == images
+    assert all(len(r["detections"]) == SMALL["num_queries"] for r in result["images"])
+    assert {d["class"] for r in result["images"] for d in r["detections"]} <= {"a", "b", "c"}
+    assert sorted(p.name for p in out.glob("*.png")) == ["scene0_detr.png", "scene1_detr.png"]
+    # The export gives the same detections as the checkpoint.
+    pt2 = tmp_path / "detr.pt2"
+    detr.main(["export", "--checkpoint", str(checkpoint), "--out", str(pt2)])
+    out2 = tmp_path / "out2"
+    detr.main(["predict", *images, "--export", str(pt2), "--out", str(out2), "--score-thresh", "0"])
+    again = json.loads((out2 / "predictions.json").read_text())
+    for a, b in zip(result["images"], again["images"], strict=True):
+        assert [d["label"] for d in a["detections"]] == [d["label"] for d in b["detections"]]
+        assert [d["class"] for d in a["detections"]] == [d["class"] for d in b["detections"]], \
+            "the export carries the class names"
+        assert np.allclose([d["box"] for d in a["detections"]], [d["box"] for d in b["detections"]], atol=0.02)
