@@ -35,6 +35,7 @@ from torch import nn
 
 __all__ = [
     "EXPORT_SUFFIX",
+    "export_metadata",
     "export_model",
     "is_exported",
     "load_exported",
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 EXPORT_SUFFIX = ".pt2"
+METADATA_FILE = "dl4cv_metadata.json"   # name of the metadata entry inside an export
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -62,7 +64,7 @@ def _check_example(example) -> torch.Tensor:
     return example
 
 
-def export_model(model: nn.Module, example: torch.Tensor, path) -> Path:
+def export_model(model: nn.Module, example: torch.Tensor, path, metadata: dict | None = None) -> Path:
     """Export ``model`` (in eval mode) with ``torch.export`` to ``path`` (``.pt2``); the batch size stays free.
 
     Args:
@@ -70,6 +72,8 @@ def export_model(model: nn.Module, example: torch.Tensor, path) -> Path:
         example: a float batch ``(N, C, H, W)``, ``N >= 2``, of the image size the export will take
             (height, width and channels are fixed by it).
         path: where to write; the folder is created.
+        metadata: plain JSON data stored inside the file (image size, class names, decoding
+            settings...), read back by :func:`export_metadata`: the export stays one self-contained file.
 
     Returns:
         The path written.
@@ -89,9 +93,20 @@ def export_model(model: nn.Module, example: torch.Tensor, path) -> Path:
             program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
     finally:
         model.train(was_training)
+    text = json.dumps({} if metadata is None else metadata)   # fails early on data JSON cannot hold
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, str(path))
+    torch.export.save(program, str(path), extra_files={METADATA_FILE: text})
     return path
+
+
+def export_metadata(path) -> dict:
+    """The ``metadata`` dict :func:`export_model` stored in the export at ``path`` (``{}`` if none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no export at {path}; write one with `python -m papers.<name> export`")
+    extra = {METADATA_FILE: ""}
+    torch.export.load(str(path), extra_files=extra)
+    return json.loads(extra[METADATA_FILE]) if extra[METADATA_FILE] else {}
 
 
 def load_exported(path) -> nn.Module:

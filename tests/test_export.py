@@ -9,6 +9,7 @@ from PIL import Image
 from torch import nn
 
 from helpers.export import (
+    export_metadata,
     export_model,
     is_exported,
     load_exported,
@@ -51,6 +52,18 @@ def test_export_equals_eager_model_for_any_batch_size_and_keeps_the_mode(tmp_pat
     for batch in (1, 3, 7):
         assert max_difference(model, exported, torch.rand(batch, 3, 6, 6)) < 1e-6
     assert model.training
+
+
+def test_export_keeps_its_metadata_inside_the_file(tmp_path):
+    meta = {"image_size": 6, "class_names": ["a", "b"], "squash": True}
+    path = export_model(TwoHeads(), torch.rand(2, 3, 6, 6), tmp_path / "m.pt2", metadata=meta)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt2"]
+    assert export_metadata(path) == meta
+    assert export_metadata(export_model(TwoHeads(), torch.rand(2, 3, 6, 6), tmp_path / "bare.pt2")) == {}
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        export_model(TwoHeads(), torch.rand(2, 3, 6, 6), tmp_path / "bad.pt2", metadata={"t": torch.zeros(1)})
+    with pytest.raises(FileNotFoundError, match="no export at"):
+        export_metadata(tmp_path / "missing.pt2")
 
 
 def test_export_refuses_bad_examples_and_paths(tmp_path):
