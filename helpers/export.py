@@ -35,6 +35,7 @@ from torch import nn
 
 __all__ = [
     "EXPORT_SUFFIX",
+    "command_model",
     "export_metadata",
     "export_model",
     "is_exported",
@@ -236,6 +237,30 @@ def save_annotated(image: torch.Tensor, prediction: dict, class_names, path) -> 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def command_model(args, name: str, build, metadata, required=("image_size",)) -> tuple[nn.Module, dict]:
+    """The network a paper's command line runs, with the settings it needs (image size, class names...).
+
+    With ``--export``: the export (:func:`load_exported`) and the metadata stored in it, which must
+    hold every key of ``required``.  Otherwise the saved model (``--checkpoint``, by default
+    ``checkpoints/full/<name>_model.pt``) rebuilt by :func:`load_model` and ``metadata(model)``.
+
+    Args:
+        args: parsed :func:`predict_parser` arguments.
+        name: the paper (``"vit"``...); build: its model class; metadata: ``model -> dict``.
+    """
+    from helpers.config import get_config
+
+    if getattr(args, "export", None):
+        meta = export_metadata(args.export)
+        missing = [key for key in required if key not in meta]
+        if missing:
+            raise ValueError(f"{args.export} lacks {', '.join(missing)}: write exports with "
+                             f"`python -m papers.{name} export` (or papers.{name}.save_export)")
+        return load_exported(args.export), meta
+    model = load_model(args.checkpoint or model_path(name, get_config(fast=False)), build)
+    return model, metadata(model)
 
 
 def predict_parser(name: str, description: str) -> argparse.ArgumentParser:

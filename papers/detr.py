@@ -70,6 +70,7 @@ __all__ = [
     "decode_predictions",
     "gt_boxes_to_set_targets",
     "hungarian",
+    "inference_metadata",
     "main",
     "match_predictions",
     "matching_cost",
@@ -704,44 +705,30 @@ def predict_detections(model: nn.Module, images: torch.Tensor, score_thresh: flo
 # --------------------------------------------------------------------------- command line
 
 
+def inference_metadata(model: DETR) -> dict:
+    """What predicting needs besides the network: image size and class names."""
+    return {"image_size": model.image_size, "class_names": list(model.class_names)}
+
+
 def save_export(model: DETR, path) -> Path:
-    """Export the network with ``helpers.export.export_model`` (images -> class logits, boxes), storing
-    inside the file what the command line needs (image size, class names)."""
+    """Export the network with ``helpers.export.export_model`` (images -> class logits, boxes), with
+    :func:`inference_metadata` stored inside the file."""
     from helpers.export import export_model
 
     example = torch.rand(2, 3, model.image_size, model.image_size)
-    return export_model(model, example, path, metadata={"image_size": model.image_size,
-                                                        "class_names": model.class_names})
+    return export_model(model, example, path, metadata=inference_metadata(model))
 
 
 def main(argv=None) -> int:
     """``python -m papers.detr predict IMAGE... [--checkpoint P | --export P] [--out DIR]`` or ``export``."""
-    from helpers.config import get_config
-    from helpers.export import (
-        export_metadata,
-        load_exported,
-        load_model,
-        model_path,
-        predict_parser,
-        read_images,
-        save_annotated,
-        write_json,
-    )
+    from helpers.export import command_model, predict_parser, read_images, save_annotated, write_json
 
     args = predict_parser("detr", "DETR detector (papers/detr.ipynb): predict on images, or export").parse_args(argv)
-    checkpoint = args.checkpoint or model_path("detr", get_config(fast=False))
+    net, meta = command_model(args, "detr", DETR, inference_metadata, required=("image_size", "class_names"))
     if args.command == "export":
-        print(f"wrote {save_export(load_model(checkpoint, DETR), args.out)}")
+        print(f"wrote {save_export(net, args.out)}")
         return 0
-    if args.export:
-        meta = export_metadata(args.export)
-        if "image_size" not in meta:
-            raise ValueError(f"{args.export} holds no image size: write exports with `python -m papers.detr export` "
-                             f"(or papers.detr.save_export)")
-        net, names, size = load_exported(args.export), meta.get("class_names"), meta["image_size"]
-    else:
-        net = load_model(checkpoint, DETR)
-        names, size = net.class_names, net.image_size
+    names, size = meta["class_names"], meta["image_size"]
     images = read_images(args.images, size, 3)
     with torch.no_grad():
         predictions = decode_predictions(*net(images), size, args.score_thresh)
@@ -751,7 +738,7 @@ def main(argv=None) -> int:
         png = save_annotated(image, pred, names, out / f"{Path(path).stem}_detr.png")
         records.append({"image": str(path), "annotated": str(png),
                         "detections": [{"box": [round(v, 2) for v in box], "score": round(score, 4),
-                                        "label": int(label), "class": names[label] if names else str(label)}
+                                        "label": int(label), "class": names[label]}
                                        for box, score, label in zip(pred["boxes"].tolist(), pred["scores"].tolist(),
                                                                     pred["labels"].tolist(), strict=True)]})
     print(f"wrote {write_json({'model': 'detr', 'image_size': size, 'images': records}, out / 'predictions.json')}")

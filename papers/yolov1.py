@@ -60,6 +60,7 @@ __all__ = [
     "encode_targets",
     "layout_stride",
     "load_yolov1",
+    "inference_metadata",
     "main",
     "paired_iou",
     "predict_detections",
@@ -690,7 +691,8 @@ def random_scale_translate(images: torch.Tensor, gt_boxes: torch.Tensor, max_sca
 # --------------------------------------------------------------------------- deployment
 
 
-def _model_config(model: YOLOv1) -> dict:
+def inference_metadata(model: YOLOv1) -> dict:
+    """What decoding needs besides the network: image size, ``S``, ``B``, ``C``, squash, class names."""
     return {"num_classes": model.num_classes, "image_size": model.image_size, "grid_size": model.grid_size,
             "num_boxes": model.num_boxes, "squash": model.squash, "class_names": list(model.class_names)}
 
@@ -709,23 +711,7 @@ def save_export(model: YOLOv1, path) -> Path:
     from helpers.export import export_model
 
     example = torch.rand(2, 3, model.image_size, model.image_size)
-    return export_model(model, example, path, metadata=_model_config(model))
-
-
-def _load_for_predict(args):
-    """``(network, config)`` from ``--export`` or ``--checkpoint`` (default: the full run's saved model)."""
-    from helpers.config import get_config
-    from helpers.export import export_metadata, load_exported, model_path
-
-    if args.export:
-        config = export_metadata(args.export)
-        if "num_boxes" not in config:
-            raise ValueError(f"{args.export} holds no YOLOv1 decoding settings: write exports with "
-                             f"`python -m papers.yolov1 export` (or papers.yolov1.save_export)")
-        return load_exported(args.export), config
-    path = args.checkpoint or model_path("yolov1", get_config(fast=False))
-    model = load_yolov1(path)
-    return model, _model_config(model)
+    return export_model(model, example, path, metadata=inference_metadata(model))
 
 
 def main(argv=None) -> int:
@@ -733,17 +719,15 @@ def main(argv=None) -> int:
     ``DIR/predictions.json`` and ``DIR/<image>_yolov1.png`` (detections drawn);
     ``python -m papers.yolov1 export [--checkpoint P] [--out FILE.pt2]`` writes the export (decoding
     settings inside)."""
-    from helpers.config import get_config
-    from helpers.export import model_path, predict_parser, read_images, save_annotated, write_json
+    from helpers.export import command_model, predict_parser, read_images, save_annotated, write_json
 
     parser = predict_parser("yolov1", "YOLOv1 (Redmon et al., 2016): detect objects in images.")
     args = parser.parse_args(argv)
+    network, config = command_model(args, "yolov1", YOLOv1, inference_metadata,
+                                    required=("image_size", "num_boxes", "squash", "class_names"))
     if args.command == "export":
-        model = load_yolov1(args.checkpoint or model_path("yolov1", get_config(fast=False)))
-        path = save_export(model, args.out)
-        print(f"wrote {path}")
+        print(f"wrote {save_export(network, args.out)}")
         return 0
-    network, config = _load_for_predict(args)
     size = config["image_size"]
     images = read_images(args.images, size, channels=3)
     with torch.no_grad():

@@ -551,5 +551,5 @@ def test_command_line_export_without_decoding_settings_is_refused(tmp_path):
     from PIL import Image
 
     Image.new("RGB", (32, 32)).save(image)
-    with pytest.raises(ValueError, match="holds no YOLOv1 decoding settings"):
+    with pytest.raises(ValueError, match="lacks image_size, num_boxes"):
         main(["predict", str(image), "--export", str(path), "--out", str(tmp_path / "o")])
