@@ -1,0 +1,417 @@
+"""ViT: "An Image is Worth 16x16 Words" (Dosovitskiy et al., 2021), written by hand on the A4 attention.
+
+An image is cut into ``P x P`` patches; each patch is flattened and projected to a token; a
+learned class token is put in front, learned position embeddings are added, and a stack of
+pre-norm Transformer encoder blocks mixes the tokens.  The class token's final state is
+classified by a linear head.
+
+* :func:`patchify` / :func:`unpatchify` -- images ``(N, C, H, W)`` <-> patch rows ``(N, L, C*P*P)``;
+* :class:`PatchEmbedding` -- patch rows -> tokens (a linear map: the same as a ``P x P`` convolution
+  with stride ``P``);
+* :class:`ViTBlock` -- ``x + MHA(LN(x))`` then ``x + MLP(LN(x))`` (pre-norm, GELU), with A4's
+  :class:`~A4_rnn_transformer.transformers.MultiHeadAttention` and ``LayerNormalization``;
+* :class:`VisionTransformer` -- the whole classifier, pixels in ``[0, 1]`` in, class scores out
+  (the dataset's normalisation is a buffer of the model, so exports take raw images);
+* :func:`attention_rollout` -- how much the class token draws from each patch through all layers
+  (Abnar & Zuidema, 2020); :func:`position_similarity` -- cosine similarity of position embeddings;
+* :func:`vit_loss_fn` -- label-smoothed cross-entropy (A4's ``LabelSmoothingLoss``) on augmented
+  batches, for :func:`helpers.train.train`; :func:`accuracy`, :func:`predict`;
+* ``python -m papers.vit predict IMAGE...`` / ``export``: see :func:`main`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from A4_rnn_transformer.transformers import LabelSmoothingLoss, LayerNormalization, MultiHeadAttention
+from helpers.data import random_flip_and_shift
+
+__all__ = [
+    "FASHION_MNIST_STATS",
+    "PatchEmbedding",
+    "ViTBlock",
+    "VisionTransformer",
+    "accuracy",
+    "attention_maps",
+    "attention_rollout",
+    "inference_metadata",
+    "main",
+    "patchify",
+    "position_similarity",
+    "predict",
+    "save_export",
+    "unpatchify",
+    "vit_loss_fn",
+]
+
+#: per-channel mean and standard deviation of Fashion-MNIST's training images (pixels in [0, 1])
+FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
+#: the same for CIFAR-10
+CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+
+
+def _check_size(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_images(images, channels: int | None = None, size: int | None = None) -> None:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a float tensor (N, C, H, W), got {got}")
+    if channels is not None and images.shape[1] != channels:
+        raise ValueError(f"images must have {channels} channel(s), got shape {tuple(images.shape)}")
+    if size is not None and tuple(images.shape[2:]) != (size, size):
+        raise ValueError(f"images must be {size} x {size} (the model's image_size), got shape {tuple(images.shape)}")
+
+
+# --------------------------------------------------------------------------- patches
+
+
+def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Cut images into non-overlapping square patches, each flattened to a row.
+
+    Args:
+        images: ``(N, C, H, W)``; ``H`` and ``W`` must be multiples of ``patch_size``.
+        patch_size: ``P``.
+
+    Returns:
+        ``(N, L, C * P * P)`` with ``L = (H / P) * (W / P)`` patches in row-major order (left to
+        right, then top to bottom); each row holds the patch's pixels in ``(C, P, P)`` order.
+    """
+    _check_images(images)
+    P = _check_size("patch_size", patch_size)
+    N, C, H, W = images.shape
+    if H % P or W % P:
+        raise ValueError(f"image size {H} x {W} is not divisible by patch_size {P}: use a patch size that "
+                         f"divides both sides, or resize the images")
+    patches = None
+    ### BEGIN SOLUTION
+    grid = images.reshape(N, C, H // P, P, W // P, P)            # split rows and columns into blocks
+    patches = grid.permute(0, 2, 4, 1, 3, 5).reshape(N, (H // P) * (W // P), C * P * P)
+    ### END SOLUTION
+    return patches
+
+
+def unpatchify(patches: torch.Tensor, patch_size: int, height: int, width: int) -> torch.Tensor:
+    """The inverse of :func:`patchify`: ``(N, L, C * P * P)`` rows -> images ``(N, C, height, width)``."""
+    P = _check_size("patch_size", patch_size)
+    if not isinstance(patches, torch.Tensor) or patches.dim() != 3:
+        raise ValueError(f"patches must be a tensor (N, L, C*P*P), got "
+                         f"{tuple(patches.shape) if isinstance(patches, torch.Tensor) else type(patches).__name__}")
+    N, L, D = patches.shape
+    if height % P or width % P or L != (height // P) * (width // P) or D % (P * P):
+        raise ValueError(f"patches {tuple(patches.shape)} do not tile a {height} x {width} image "
+                         f"with {P} x {P} patches")
+    C = D // (P * P)
+    images = None
+    ### BEGIN SOLUTION
+    grid = patches.reshape(N, height // P, width // P, C, P, P)
+    images = grid.permute(0, 3, 1, 4, 2, 5).reshape(N, C, height, width)
+    ### END SOLUTION
+    return images
+
+
+class PatchEmbedding(nn.Module):
+    """Patches -> tokens: :func:`patchify`, then one ``Linear(C * P * P, emb_dim)`` applied to every patch.
+
+    Args:
+        patch_size: ``P``; in_channels: ``C``; emb_dim: ``D``.
+
+    Attributes: ``proj`` (the ``nn.Linear``).  ``forward``: ``(N, C, H, W)`` -> ``(N, L, D)``.
+    """
+
+    def __init__(self, patch_size: int, in_channels: int, emb_dim: int):
+        super().__init__()
+        self.patch_size = _check_size("patch_size", patch_size)
+        self.in_channels = _check_size("in_channels", in_channels)
+        _check_size("emb_dim", emb_dim)
+        self.proj = nn.Linear(in_channels * patch_size * patch_size, emb_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        _check_images(images, self.in_channels)
+        tokens = None
+        ### BEGIN SOLUTION
+        tokens = self.proj(patchify(images, self.patch_size))
+        ### END SOLUTION
+        return tokens
+
+
+# --------------------------------------------------------------------------- the encoder
+
+
+class ViTBlock(nn.Module):
+    """One pre-norm encoder block: ``x = x + drop(MHA(LN1(x)))``, then ``x = x + drop(MLP(LN2(x)))``.
+
+    Unlike the A4 (post-norm) ``EncoderBlock``, normalisation comes *before* each sub-layer, so the
+    residual path from input to output is an identity: deep stacks train without a warm-up crutch.
+    The MLP is ``Linear(D, mlp_dim) -> GELU -> dropout -> Linear(mlp_dim, D)``.
+
+    Args:
+        emb_dim: ``D``; num_heads: heads (must divide ``D``); mlp_dim: hidden width; dropout: probability.
+
+    Attributes: ``norm1``, ``attn`` (A4 ``MultiHeadAttention``; its ``weights_softmax`` keeps the last
+    ``(N, heads, T, T)`` attention weights), ``norm2``, ``fc1``, ``fc2``, ``dropout``.
+    """
+
+    def __init__(self, emb_dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.0):
+        super().__init__()
+        _check_size("emb_dim", emb_dim)
+        _check_size("num_heads", num_heads)
+        _check_size("mlp_dim", mlp_dim)
+        if emb_dim % num_heads:
+            raise ValueError(f"num_heads={num_heads} must divide emb_dim={emb_dim}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        self.emb_dim = emb_dim
+        self.norm1 = LayerNormalization(emb_dim, epsilon=1e-6)
+        self.attn = MultiHeadAttention(num_heads, emb_dim, emb_dim // num_heads)
+        self.norm2 = LayerNormalization(emb_dim, epsilon=1e-6)
+        self.fc1 = nn.Linear(emb_dim, mlp_dim)
+        self.fc2 = nn.Linear(mlp_dim, emb_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x (N, T, D)`` -> ``(N, T, D)``."""
+        y = None
+        ### BEGIN SOLUTION
+        h = self.norm1(x)
+        x = x + self.dropout(self.attn(h, h, h))
+        h = self.fc2(self.dropout(F.gelu(self.fc1(self.norm2(x)))))
+        y = x + self.dropout(h)
+        ### END SOLUTION
+        return y
+
+
+class VisionTransformer(nn.Module):
+    """The ViT classifier: patch tokens + class token + position embeddings -> encoder -> head.
+
+    Args:
+        image_size: side ``S`` of the square input images (a multiple of ``patch_size``).
+        patch_size: ``P``; the sequence has ``T = (S / P)^2 + 1`` tokens.
+        in_channels: ``C`` (1 for Fashion-MNIST, 3 for CIFAR-10).
+        num_classes: outputs of the head.
+        emb_dim, depth, num_heads, mlp_dim: width, number of blocks, heads per block, MLP width.
+        dropout: dropout in the blocks and after the embeddings.
+        mean, std: per-channel statistics of the training images; inputs are ``(x - mean) / std``
+            inside the model, so it takes raw pixels in ``[0, 1]`` (and so does its export).
+        class_names: names of the classes, kept for the command line (default ``"0"``, ``"1"``...).
+
+    Attributes: ``patch_embed``, ``cls_token (1, 1, D)``, ``pos_embedding (1, T, D)`` (learned,
+    initialised with std 0.02), ``blocks``, ``norm``, ``head``.
+
+    ``forward(images (N, C, S, S)) -> scores (N, num_classes)``.
+    """
+
+    def __init__(self, image_size: int = 28, patch_size: int = 4, in_channels: int = 1, num_classes: int = 10,
+                 emb_dim: int = 64, depth: int = 6, num_heads: int = 4, mlp_dim: int = 128, dropout: float = 0.0,
+                 mean=FASHION_MNIST_STATS[0], std=FASHION_MNIST_STATS[1], class_names=None):
+        super().__init__()
+        self.image_size = _check_size("image_size", image_size)
+        self.patch_size = _check_size("patch_size", patch_size)
+        self.in_channels = _check_size("in_channels", in_channels)
+        _check_size("num_classes", num_classes)
+        _check_size("depth", depth)
+        if image_size % patch_size:
+            raise ValueError(f"image_size {image_size} is not divisible by patch_size {patch_size}")
+        if len(mean) != in_channels or len(std) != in_channels or min(std) <= 0:
+            raise ValueError(f"mean and std need {in_channels} value(s) each (std > 0), got {mean!r}, {std!r}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names must name the {num_classes} classes, got {len(class_names)} names")
+        self.class_names = [str(c) for c in range(num_classes)] if class_names is None else list(class_names)
+        self.num_patches = (image_size // patch_size) ** 2
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
+        self.patch_embed = PatchEmbedding(patch_size, in_channels, emb_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, emb_dim))
+        self.pos_embedding = nn.Parameter(torch.randn(1, self.num_patches + 1, emb_dim) * 0.02)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList([ViTBlock(emb_dim, num_heads, mlp_dim, dropout) for _ in range(depth)])
+        self.norm = LayerNormalization(emb_dim, epsilon=1e-6)
+        self.head = nn.Linear(emb_dim, num_classes)
+        nn.init.zeros_(self.head.weight)    # every class equally likely at the start
+        nn.init.zeros_(self.head.bias)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The normalised final tokens ``(N, T, D)`` (class token first)."""
+        _check_images(images, self.in_channels, self.image_size)
+        x = None
+        ### BEGIN SOLUTION
+        tokens = self.patch_embed((images - self.mean) / self.std)
+        cls = self.cls_token.expand(tokens.shape[0], -1, -1)
+        x = self.dropout(torch.cat([cls, tokens], dim=1) + self.pos_embedding)
+        for block in self.blocks:
+            x = block(x)
+        x = self.norm(x)
+        ### END SOLUTION
+        return x
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        scores = None
+        ### BEGIN SOLUTION
+        scores = self.head(self.features(images)[:, 0])
+        ### END SOLUTION
+        return scores
+
+
+# --------------------------------------------------------------------------- looking inside
+
+
+@torch.no_grad()
+def attention_maps(model: VisionTransformer, images: torch.Tensor) -> torch.Tensor:
+    """Attention weights of every block on ``images``: ``(depth, N, heads, T, T)`` (rows: queries)."""
+    was_training = model.training
+    model.eval()
+    try:
+        model(images)
+    finally:
+        model.train(was_training)
+    return torch.stack([block.attn.weights_softmax for block in model.blocks])
+
+
+def attention_rollout(attentions: torch.Tensor, head_fusion: str = "mean") -> torch.Tensor:
+    """Attention rollout: how much each output token draws from each input token through all layers.
+
+    Each layer's attention is fused over heads (``"mean"`` or ``"max"``), the residual connection
+    is accounted for as ``A' = (A + I) / 2`` (rows renormalised to sum to 1), and the layers are
+    chained by matrix products: ``R = A'_depth @ ... @ A'_1``.
+
+    Args:
+        attentions: ``(depth, N, heads, T, T)`` from :func:`attention_maps`.
+        head_fusion: how heads are combined.
+
+    Returns:
+        ``(N, T, T)``, every row a distribution over input tokens.  Row 0 (the class token) without
+        its first entry, reshaped to the patch grid, is the usual "where the model looks" map.
+    """
+    if not isinstance(attentions, torch.Tensor) or attentions.dim() != 5 \
+            or attentions.shape[-1] != attentions.shape[-2]:
+        raise ValueError(f"attentions must be (depth, N, heads, T, T), got "
+                         f"{tuple(attentions.shape) if isinstance(attentions, torch.Tensor) else type(attentions)}")
+    if head_fusion not in ("mean", "max"):
+        raise ValueError(f"head_fusion must be 'mean' or 'max', got {head_fusion!r}")
+    rollout = None
+    ### BEGIN SOLUTION
+    fused = attentions.mean(dim=2) if head_fusion == "mean" else attentions.amax(dim=2)
+    eye = torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
+    rollout = eye.expand_as(fused[0]).clone()
+    for layer in fused:
+        mixed = (layer + eye) / 2
+        mixed = mixed / mixed.sum(dim=-1, keepdim=True)
+        rollout = mixed @ rollout
+    ### END SOLUTION
+    return rollout
+
+
+def position_similarity(model: VisionTransformer) -> torch.Tensor:
+    """Cosine similarity between the patches' position embeddings: ``(L, L)`` (class token left out).
+
+    Row ``i`` reshaped to the ``(S/P, S/P)`` grid shows which positions patch ``i``'s embedding
+    resembles; a trained ViT learns a 2-D neighbourhood structure it was never told about.
+    """
+    pos = model.pos_embedding.detach()[0, 1:]
+    unit = pos / pos.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return unit @ unit.T
+
+
+# --------------------------------------------------------------------------- training and evaluation
+
+
+def vit_loss_fn(smoothing: float = 0.1, augment: bool = True, max_shift: int = 2, flip: bool = True):
+    """``loss_fn(model, (images, labels))`` for :func:`helpers.train.train`.
+
+    Training images are randomly flipped left-right and shifted by up to ``max_shift`` pixels
+    (:func:`helpers.data.random_flip_and_shift`) when ``augment``; the loss is A4's
+    label-smoothed cross-entropy (mean over the batch); the batch accuracy is logged as ``"acc"``.
+    """
+    def loss_fn(model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
+        images, labels = batch
+        if augment:
+            images = random_flip_and_shift(images, flip=flip, max_shift=max_shift)
+        scores = model(images)
+        loss = LabelSmoothingLoss(scores, labels, smoothing=smoothing, reduction="mean")
+        return loss, {"acc": float((scores.argmax(1) == labels).float().mean())}
+
+    return loss_fn
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Class probabilities ``(N, num_classes)`` for ``images (N, C, S, S)`` in ``[0, 1]``, in eval mode.
+
+    ``model``: a :class:`VisionTransformer` or its export (:func:`helpers.export.load_exported`).
+    """
+    from helpers.export import is_exported
+
+    switch = not is_exported(model)          # an export was made in eval mode and has no modes
+    was_training = model.training
+    if switch:
+        model.eval()
+    device = next(model.parameters()).device
+    try:
+        out = [F.softmax(model(images[i:i + batch_size].to(device)), dim=1).cpu()
+               for i in range(0, images.shape[0], batch_size)]
+    finally:
+        if switch:
+            model.train(was_training)
+    return torch.cat(out)
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
+    """Fraction of ``images`` whose most likely class is ``labels``."""
+    return float((predict(model, images, batch_size).argmax(1) == labels.cpu()).float().mean())
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def inference_metadata(model: VisionTransformer) -> dict:
+    """What predicting needs besides the network: image size, channels, class names."""
+    return {"image_size": model.image_size, "in_channels": model.in_channels, "class_names": model.class_names}
+
+
+def save_export(model: VisionTransformer, path) -> Path:
+    """Export ``model`` with ``helpers.export.export_model`` (raw images in, class scores out), with
+    :func:`inference_metadata` stored inside the file."""
+    from helpers.export import export_model
+
+    example = torch.rand(2, model.in_channels, model.image_size, model.image_size)
+    return export_model(model, example, path, metadata=inference_metadata(model))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m papers.vit predict IMAGE... [--checkpoint P | --export P] [--out DIR]`` and ``export``.
+
+    ``predict`` writes ``<out>/predictions.json``: per image its file, the top-3 classes and their
+    probabilities.  ``export`` turns a saved model (``helpers.export.save_model``, which the
+    notebook writes) into a ``torch.export`` file (:func:`save_export`).
+    """
+    from helpers.export import command_model, predict_parser, read_images, write_json
+
+    args = predict_parser("vit", "ViT image classification: predict classes of image files, or export a model.") \
+        .parse_args(argv)
+    model, meta = command_model(args, "vit", VisionTransformer, inference_metadata,
+                                required=("image_size", "in_channels", "class_names"))
+    if args.command == "export":
+        print(f"wrote {save_export(model, args.out)}")
+        return 0
+    images = read_images(args.images, meta["image_size"], meta["in_channels"])
+    probs = predict(model, images)
+    names = meta["class_names"]
+    top = probs.topk(min(3, probs.shape[1]), dim=1)
+    rows = [{"image": str(path), "top": [{"class": names[int(c)], "id": int(c), "probability": round(float(p), 6)}
+                                         for p, c in zip(values, ids, strict=True)]}
+            for path, values, ids in zip(args.images, top.values, top.indices, strict=True)]
+    out = write_json({"model": "vit", "predictions": rows}, Path(args.out) / "predictions.json")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
