@@ -380,7 +380,7 @@ def test_detr_overfits_a_few_scenes():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-    assert float(loss) < first / 4
+    assert loss.item() < first / 4
     preds = predict_detections(model, data["images"])
     assert evaluate_detections(preds, gt_boxes_to_targets(gt), 10)["mAP"] > 0.8
 
