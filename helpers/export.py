@@ -1,25 +1,28 @@
-"""Deploying a trained model: export, reload, compare, and a ``predict`` command line.
+"""Deploying a trained model: export, reload, compare, and the papers' ``predict`` command line.
 
 The paper re-implementations (``papers/``) each ship two ways to predict:
 
-* from a training checkpoint (the eager ``nn.Module``, :func:`helpers.train.load_checkpoint`);
-* from a self-contained **export** (``torch.export``, a ``.pt2`` file): the network's graph
-  and weights, loadable without the Python class that defined it::
+* from the saved model (:func:`save_model` / :func:`load_model`: the weights with the keyword
+  arguments that build the model, ``checkpoints/<mode>/<name>_model.pt``, see :func:`model_path`);
+* from a self-contained **export** (``torch.export``, a ``.pt2`` file): the network's graph,
+  its weights and a small metadata dict (image size, class names...), loadable without the
+  Python class that defined it::
 
-      from helpers.export import export_model, load_exported, max_difference
+      from helpers.export import export_metadata, export_model, load_exported, max_difference
 
-      export_model(model, example_images, "vit.pt2")      # batch size stays free
-      exported = load_exported("vit.pt2")                 # a callable nn.Module
+      export_model(model, example_images, "vit.pt2", metadata={"image_size": 28})  # batch size stays free
+      exported = load_exported("vit.pt2")                 # a callable module (it has no eval()/train())
+      export_metadata("vit.pt2")                          # {"image_size": 28}
       max_difference(model, exported, test_images)        # 0.0 up to float rounding
 
 What is exported is the *network* (images in, raw tensors out).  Steps that depend on the
 data's values -- non-maximum suppression, thresholds -- stay outside the graph, in the paper's
 plain-tensor ``decode`` functions, and run the same after the eager model and after the export.
 
-:func:`predict_main` is the shared ``python -m papers.<name> predict IMAGE...`` front end: it
-reads images, runs a model, writes one JSON file (and annotated PNGs for detectors).
-:func:`save_model` / :func:`load_model` keep a trained model with the arguments that build it,
-so the command line can rebuild it without the notebook.
+:func:`predict_parser` and :func:`command_model` are the shared front end of
+``python -m papers.<name> predict IMAGE... [--checkpoint P | --export P]`` and ``... export``;
+:func:`read_images`, :func:`write_json` and :func:`save_annotated` read the inputs and write the
+answers (JSON, and annotated PNGs for detectors).
 """
 
 from __future__ import annotations
