@@ -49,6 +49,7 @@ __all__ = [
     "DetectorBackboneWithFPN",
     "average_precision",
     "box_iou",
+    "check_image_batch",
     "class_spec_nms",
     "confusion_counts",
     "count_errors",
@@ -124,6 +125,21 @@ def _check_int(value, name: str, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def check_image_batch(images, multiple: int, what: str) -> None:
+    """Raise unless ``images`` is a float batch ``(B, 3, H, W)`` with ``H`` and ``W`` multiples of ``multiple``.
+
+    ``what`` names the multiple in the message (``"32 (the coarsest stride)"``...).  Shared by the
+    detectors of A5 and ``papers/``.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a tensor of shape (B, 3, H, W), got {got}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be floats in [0, 1], got {images.dtype}; use images.float() / 255")
+    if images.shape[2] % multiple or images.shape[3] % multiple:
+        raise ValueError(f"images' height and width must be multiples of {what}, got {tuple(images.shape[2:])}")
 
 
 def _pair(output_size) -> tuple[int, int]:
@@ -622,7 +638,8 @@ def predict_in_batches(model: nn.Module, images: torch.Tensor, detect, batch_siz
     """Run a detector over a set of images, in batches, in eval mode (its mode restored after).
 
     Args:
-        model: the detector (its parameters say the device).
+        model: the detector (its parameters say the device), or its export
+            (``helpers.export.load_exported``: fixed in eval mode, it has no mode to switch).
         images: ``(N, 3, H, W)`` uint8 (divided by 255) or floating in [0, 1], any device (moved to
             the model's).
         detect: ``detect(batch) -> list`` of one prediction dict per image of a float batch.
@@ -635,9 +652,13 @@ def predict_in_batches(model: nn.Module, images: torch.Tensor, detect, batch_siz
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise ValueError("images must be an (N, 3, H, W) tensor")
     batch_size = _check_int(batch_size, "batch_size", minimum=1)
+    from helpers.export import is_exported
+
     device = next(model.parameters()).device
+    switch = not is_exported(model)
     was_training = model.training
-    model.eval()
+    if switch:
+        model.eval()
     predictions = []
     try:
         for start in range(0, images.shape[0], batch_size):
@@ -645,7 +666,8 @@ def predict_in_batches(model: nn.Module, images: torch.Tensor, detect, batch_siz
             batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
             predictions += [{key: value.detach().cpu() for key, value in pred.items()} for pred in detect(batch)]
     finally:
-        model.train(was_training)
+        if switch:
+            model.train(was_training)
     return predictions
 
 
@@ -899,14 +921,7 @@ class DetectorBackboneWithFPN(nn.Module):
         ### END SOLUTION
 
     def forward(self, images: torch.Tensor) -> dict:
-        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-            raise ValueError(f"images must be a tensor of shape (B, 3, H, W), got {got}")
-        if not images.is_floating_point():
-            raise TypeError(f"images must be floats in [0, 1], got {images.dtype}; use images.float() / 255")
-        if images.shape[2] % 32 or images.shape[3] % 32:
-            raise ValueError(f"images' height and width must be multiples of 32 (the coarsest stride), "
-                             f"got {tuple(images.shape[2:])}")
+        check_image_batch(images, 32, "32 (the coarsest stride)")
         feats = self.backbone((images - self.mean) / self.std)
         fpn_feats = {"p3": None, "p4": None, "p5": None}
         ### BEGIN SOLUTION

@@ -57,6 +57,7 @@ from A5_detection.common import (
     IMAGENET_STD,
     SmallTrunk,
     _check_boxes,
+    check_image_batch,
     generalized_box_iou,
     predict_in_batches,
 )
@@ -274,6 +275,13 @@ def position_encoding_2d(height: int, width: int, dim: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- transformer layers
 
 
+def _check_layer_sizes(d_model, num_heads) -> None:
+    _check_positive_int(d_model, "d_model")
+    _check_positive_int(num_heads, "num_heads")
+    if d_model % num_heads:
+        raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
+
+
 class EncoderLayer(nn.Module):
     """DETR's encoder layer: self-attention over the grid, then a feed-forward block.
 
@@ -286,10 +294,7 @@ class EncoderLayer(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float = 0.0):
         super().__init__()
-        _check_positive_int(d_model, "d_model")
-        _check_positive_int(num_heads, "num_heads")
-        if d_model % num_heads:
-            raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
+        _check_layer_sizes(d_model, num_heads)
         ### BEGIN SOLUTION
         self.attention = MultiHeadAttention(num_heads, d_model, d_model // num_heads)
         self.norm1 = LayerNormalization(d_model, epsilon=1e-5)
@@ -323,10 +328,7 @@ class DecoderLayer(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float = 0.0):
         super().__init__()
-        _check_positive_int(d_model, "d_model")
-        _check_positive_int(num_heads, "num_heads")
-        if d_model % num_heads:
-            raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
+        _check_layer_sizes(d_model, num_heads)
         ### BEGIN SOLUTION
         self.self_attention = MultiHeadAttention(num_heads, d_model, d_model // num_heads)
         self.cross_attention = MultiHeadAttention(num_heads, d_model, d_model // num_heads)
@@ -415,19 +417,9 @@ class DETR(nn.Module):
                                       nn.ReLU(), nn.Linear(d_model, 4))
         ### END SOLUTION
 
-    def _check_images(self, images) -> None:
-        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-            raise ValueError(f"images must be a tensor of shape (B, 3, H, W), got {got}")
-        if not images.is_floating_point():
-            raise TypeError(f"images must be floats in [0, 1], got {images.dtype}; use images.float() / 255")
-        if images.shape[2] % 32 or images.shape[3] % 32:
-            raise ValueError(f"images' height and width must be multiples of 32 (the backbone's coarsest "
-                             f"stride), got {tuple(images.shape[2:])}")
-
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         """Backbone and encoder: ``memory (B, S, d)``, ``pos (S, d)`` and the grid's ``(h, w)``."""
-        self._check_images(images)
+        check_image_batch(images, 32, "32 (the backbone's coarsest stride)")
         ### BEGIN SOLUTION
         features = self.input_proj(self.backbone((images - self.mean) / self.std)[self.level])
         h, w = features.shape[-2:]
@@ -688,18 +680,9 @@ def predict_detections(model: nn.Module, images: torch.Tensor, score_thresh: flo
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise ValueError("images must be an (N, 3, H, W) tensor")
     size = tuple(images.shape[2:])
-    if isinstance(model, DETR):
+    with torch.no_grad():
         return predict_in_batches(model, images, lambda batch: decode_predictions(*model(batch), size, score_thresh),
                                   batch_size)
-    # An export (``helpers.export.load_exported``) has no train / eval switch: it is fixed in eval mode.
-    predictions = []
-    with torch.no_grad():
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start:start + batch_size]
-            batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
-            predictions += [{k: v.cpu() for k, v in pred.items()}
-                            for pred in decode_predictions(*model(batch), size, score_thresh)]
-    return predictions
 
 
 # --------------------------------------------------------------------------- command line

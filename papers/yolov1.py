@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from A5_detection.common import _check_int, _check_real, class_spec_nms, predict_in_batches
+from A5_detection.common import _check_int, _check_real, check_image_batch, class_spec_nms, predict_in_batches
 from A5_detection.one_stage_detector import _check_gt_boxes
 
 __all__ = [
@@ -241,15 +241,8 @@ class YOLOv1(nn.Module):
 
     def check_images(self, images) -> None:
         """Raise a clear error unless ``images`` is ``(N, 3, image_size, image_size)`` floats."""
-        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-            raise ValueError(f"images must be a tensor of shape (N, 3, H, W), got {got}")
-        if not images.is_floating_point():
-            raise TypeError(f"images must be floats in [0, 1], got {images.dtype}; use images.float() / 255")
+        check_image_batch(images, self.grid_size, f"the grid size {self.grid_size} (whole-pixel cells)")
         height, width = images.shape[-2:]
-        if height % self.grid_size or width % self.grid_size:
-            raise ValueError(f"image height and width must be multiples of the grid size {self.grid_size} "
-                             f"(whole-pixel cells), got {height} x {width}")
         if (height, width) != (self.image_size, self.image_size):
             raise ValueError(f"this model takes {self.image_size} x {self.image_size} images, got {height} x {width}")
 
