@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 import torch
 
-from helpers.checks import check_labels
+from helpers.checks import check_int, check_labels
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 
@@ -63,14 +63,6 @@ def _check_number(name: str, value, minimum: float = 0.0, strict: bool = False,
         if maximum is not None:
             bound += f" and < {maximum:g}"
         raise ValueError(f"{name} must be {bound}, got {value}")
-    return value
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
 
 
@@ -252,8 +244,8 @@ def nn_train(params: dict, loss_func: Callable, pred_func: Callable, X: torch.Te
     learning_rate_decay = _check_number("learning_rate_decay", learning_rate_decay, strict=True)
     momentum = _check_number("momentum", momentum, maximum=1.0)
     _check_number("reg", reg)
-    num_iters = _check_int("num_iters", num_iters, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    num_iters = check_int(num_iters, "num_iters", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
 
     num_train = X.shape[0]
     iterations_per_epoch = max(num_train // batch_size, 1)
@@ -307,7 +299,7 @@ class TwoLayerNet:
                  dtype: torch.dtype = torch.float32, device="cpu", std: float = 1e-4):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("output_size", output_size)):
-            _check_int(name, value, 1)
+            check_int(value, name, 1)
         std = _check_number("std", std)
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")

@@ -64,7 +64,6 @@ from A3_fc_cnn.fully_connected_networks import (
     _check_float,
     _check_grad,
     _check_init,
-    _check_positive_int,
     _check_reg,
     _check_same_kind,
     _load_model,
@@ -74,6 +73,7 @@ from A3_fc_cnn.fully_connected_networks import (
     adam,
     softmax_loss,
 )
+from helpers.checks import check_int
 from helpers.data import random_flip_and_shift
 from helpers.solver import Solver
 
@@ -915,10 +915,10 @@ def kaiming_initializer(Din: int, Dout: int, K: int | None = None, relu: bool = 
         ``(Din, Dout)`` with std ``sqrt(gain / Din)`` when ``K`` is None, else
         ``(Dout, Din, K, K)`` with std ``sqrt(gain / (Din * K * K))``.
     """
-    _check_positive_int("Din", Din)
-    _check_positive_int("Dout", Dout)
+    check_int(Din, "Din", 1)
+    check_int(Dout, "Dout", 1)
     if K is not None:
-        _check_positive_int("K", K)
+        check_int(K, "K", 1)
     if not isinstance(relu, bool):
         raise TypeError(f"relu must be True or False, got {relu!r}")
     _check_dtype(dtype)
@@ -965,13 +965,13 @@ class ThreeLayerConvNet:
                  num_classes: int = 10, weight_scale: float = 1e-3, reg: float = 0.0,
                  dtype: torch.dtype = torch.float, device="cpu"):
         self.input_dims = _check_input_dims(input_dims)
-        _check_positive_int("num_filters", num_filters)
-        _check_positive_int("filter_size", filter_size)
+        check_int(num_filters, "num_filters", 1)
+        check_int(filter_size, "filter_size", 1)
         if filter_size % 2 == 0:
             raise ValueError(f"filter_size must be odd so that padding (filter_size - 1) // 2 keeps H x W, "
                              f"got {filter_size}")
-        _check_positive_int("hidden_dim", hidden_dim)
-        _check_positive_int("num_classes", num_classes)
+        check_int(hidden_dim, "hidden_dim", 1)
+        check_int(num_classes, "num_classes", 1)
         C, H, W = self.input_dims
         if H % 2 or W % 2:
             raise ValueError(f"input_dims (C, H, W) needs even H and W for the 2x2 max pool, got {self.input_dims}")
@@ -1087,7 +1087,7 @@ class DeepConvNet:
         if not isinstance(num_filters, (list, tuple)):
             raise TypeError(f"num_filters must be a list of positive ints such as [8, 8], got {num_filters!r}")
         for i, f in enumerate(num_filters):
-            _check_positive_int(f"num_filters[{i}]", f)
+            check_int(f, f"num_filters[{i}]", 1)
         if not isinstance(max_pools, (list, tuple)):
             raise TypeError(f"max_pools must be a list of conv layer indices such as [0, 1], got {max_pools!r}")
         for i in max_pools:
@@ -1098,7 +1098,7 @@ class DeepConvNet:
             raise ValueError(f"max_pools must name each conv layer at most once, got {list(max_pools)}")
         if not isinstance(batchnorm, bool):
             raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
-        _check_positive_int("num_classes", num_classes)
+        check_int(num_classes, "num_classes", 1)
         _check_weight_scale(weight_scale)
         self.reg = _check_reg(reg)
         _check_dtype(dtype)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from helpers.checks import check_labels
+from helpers.checks import check_int, check_labels
 from helpers.solver import Solver
 from helpers.train import atomic_save, check_weights_only
 
@@ -108,12 +108,6 @@ def _check_model_input(X, input_dim: int) -> None:
     if X.dim() < 2 or math.prod(X.shape[1:]) != input_dim:
         raise ValueError(f"X must have shape (N, d_1, ..., d_k) with d_1*...*d_k = input_dim = {input_dim}, "
                          f"got {_shape(X)}")
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _check_reg(reg) -> float:
@@ -448,9 +442,9 @@ class TwoLayerNet:
     def __init__(self, input_dim: int = 3 * 32 * 32, hidden_dim: int = 100, num_classes: int = 10,
                  weight_scale: float = 1e-3, reg: float = 0.0, dtype: torch.dtype = torch.float32,
                  device="cpu"):
-        self.input_dim = _check_positive_int("input_dim", input_dim)
-        _check_positive_int("hidden_dim", hidden_dim)
-        _check_positive_int("num_classes", num_classes)
+        self.input_dim = check_int(input_dim, "input_dim", 1)
+        check_int(hidden_dim, "hidden_dim", 1)
+        check_int(num_classes, "num_classes", 1)
         self.reg = _check_reg(reg)
         _check_init(weight_scale, dtype)
         self.params: dict[str, torch.Tensor] = {}
@@ -544,9 +538,9 @@ class FullyConnectedNet:
         if not isinstance(hidden_dims, (list, tuple)):
             raise TypeError(f"hidden_dims must be a list of positive ints such as [100, 100], got {hidden_dims!r}")
         for i, h in enumerate(hidden_dims):
-            _check_positive_int(f"hidden_dims[{i}]", h)
-        self.input_dim = _check_positive_int("input_dim", input_dim)
-        _check_positive_int("num_classes", num_classes)
+            check_int(h, f"hidden_dims[{i}]", 1)
+        self.input_dim = check_int(input_dim, "input_dim", 1)
+        check_int(num_classes, "num_classes", 1)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
             raise ValueError(f"dropout is the probability of dropping a unit and must lie in [0, 1], got {dropout!r}")
         self.reg = _check_reg(reg)

@@ -38,6 +38,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from helpers.checks import check_int
+
 __all__ = [
     "CELL_TYPES",
     "SPECIAL_TOKENS",
@@ -132,14 +134,6 @@ def _check_tokens(tokens, vocab_size: int, name: str, ignore_index: int | None =
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
         raise ValueError(f"{name} must hold token ids in [0, {vocab_size}) (the vocabulary's size is {vocab_size}), "
                          f"got ids from {int(ids.min())} to {int(ids.max())}")
-
-
-def _check_size(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 # --------------------------------------------------------------------------- vanilla RNN, by hand
@@ -284,8 +278,8 @@ class RNN(nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int):
         super().__init__()
-        self.input_dim = _check_size("input_dim", input_dim)
-        self.hidden_dim = _check_size("hidden_dim", hidden_dim)
+        self.input_dim = check_int(input_dim, "input_dim", 1)
+        self.hidden_dim = check_int(hidden_dim, "hidden_dim", 1)
         self.Wx = nn.Parameter(torch.randn(input_dim, hidden_dim) / math.sqrt(input_dim))
         self.Wh = nn.Parameter(torch.randn(hidden_dim, hidden_dim) / math.sqrt(hidden_dim))
         self.b = nn.Parameter(torch.zeros(hidden_dim))
@@ -322,8 +316,8 @@ class WordEmbedding(nn.Module):
 
     def __init__(self, vocab_size: int, embed_size: int):
         super().__init__()
-        self.vocab_size = _check_size("vocab_size", vocab_size)
-        self.embed_size = _check_size("embed_size", embed_size)
+        self.vocab_size = check_int(vocab_size, "vocab_size", 1)
+        self.embed_size = check_int(embed_size, "embed_size", 1)
         self.W_embed = nn.Parameter(torch.randn(vocab_size, embed_size) / math.sqrt(vocab_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -573,8 +567,8 @@ class LSTM(nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int):
         super().__init__()
-        self.input_dim = _check_size("input_dim", input_dim)
-        self.hidden_dim = _check_size("hidden_dim", hidden_dim)
+        self.input_dim = check_int(input_dim, "input_dim", 1)
+        self.hidden_dim = check_int(hidden_dim, "hidden_dim", 1)
         self.Wx = nn.Parameter(torch.randn(input_dim, 4 * hidden_dim) / math.sqrt(input_dim))
         self.Wh = nn.Parameter(torch.randn(hidden_dim, 4 * hidden_dim) / math.sqrt(hidden_dim))
         self.b = nn.Parameter(torch.zeros(4 * hidden_dim))
@@ -673,8 +667,8 @@ class AttentionLSTM(nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int):
         super().__init__()
-        self.input_dim = _check_size("input_dim", input_dim)
-        self.hidden_dim = _check_size("hidden_dim", hidden_dim)
+        self.input_dim = check_int(input_dim, "input_dim", 1)
+        self.hidden_dim = check_int(hidden_dim, "hidden_dim", 1)
         self.Wx = nn.Parameter(torch.randn(input_dim, 4 * hidden_dim) / math.sqrt(input_dim))
         self.Wh = nn.Parameter(torch.randn(hidden_dim, 4 * hidden_dim) / math.sqrt(hidden_dim))
         self.Wattn = nn.Parameter(torch.randn(hidden_dim, 4 * hidden_dim) / math.sqrt(hidden_dim))
@@ -747,11 +741,11 @@ class CaptioningRNN(nn.Module):
             raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}")
         self.ignore_index = ignore_index
         self.image_blind = bool(image_blind)
-        self.wordvec_dim = _check_size("wordvec_dim", wordvec_dim)
-        self.hidden_dim = _check_size("hidden_dim", hidden_dim)
+        self.wordvec_dim = check_int(wordvec_dim, "wordvec_dim", 1)
+        self.hidden_dim = check_int(hidden_dim, "hidden_dim", 1)
         self.image_encoder = ImageEncoder(pretrained=image_encoder_pretrained)
         channels = self.image_encoder.out_channels
-        if input_dim is not None and _check_size("input_dim", input_dim) != channels:
+        if input_dim is not None and check_int(input_dim, "input_dim", 1) != channels:
             raise ValueError(f"input_dim must equal the image encoder's out_channels = {channels} "
                              f"(pretrained={image_encoder_pretrained}), got {input_dim}; or pass None")
         self.input_dim = channels
@@ -869,7 +863,7 @@ class CaptioningRNN(nn.Module):
             a pair ``(captions, attn_weights)`` with ``attn_weights (N, T, Dh, Dw)``.
         """
         self._check_inputs(images)
-        _check_size("max_length", max_length)
+        check_int(max_length, "max_length", 1)
         n = images.shape[0]
         device = self.output_projection.weight.device
         captions = torch.full((n, max_length), self._null, dtype=torch.int64, device=device)
@@ -928,7 +922,7 @@ def caption_images(model: CaptioningRNN, images: torch.Tensor, max_length: int =
     if not isinstance(model, CaptioningRNN):
         raise TypeError(f"model must be a CaptioningRNN, got {type(model).__name__}")
     _float_images(images[:1] if isinstance(images, torch.Tensor) else images)
-    _check_size("batch_size", batch_size)
+    check_int(batch_size, "batch_size", 1)
     device = model.output_projection.weight.device
     mode = model.training
     model.eval()

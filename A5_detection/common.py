@@ -35,20 +35,20 @@ Conventions, the same everywhere in this module:
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.checks import check_labels
+from helpers.checks import check_int, check_labels, check_real
 
 __all__ = [
     "ERROR_KINDS",
     "DetectorBackboneWithFPN",
     "average_precision",
     "box_iou",
+    "check_gt_boxes",
     "check_image_batch",
     "class_spec_nms",
     "confusion_counts",
@@ -59,6 +59,7 @@ __all__ = [
     "get_fpn_location_coords",
     "ignore_classes",
     "nms",
+    "paired_iou",
     "predict_in_batches",
     "roi_align",
 ]
@@ -107,24 +108,37 @@ def _check_class_ids(class_ids, num: int, name: str = "class_ids") -> None:
         raise TypeError(f"{name} must hold integer class indices, got {class_ids.dtype}")
 
 
-def _check_real(value, name: str, low: float | None = None, high: float | None = None,
-                low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    too_low = low is not None and (value <= low if low_open else value < low)
-    if math.isnan(value) or too_low or (high is not None and value > high):
-        interval = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'}]"
-        raise ValueError(f"{name} must lie in {interval}, got {value}")
-    return value
+def check_gt_boxes(gt_boxes, num_classes: int | None = None, name: str = "gt_boxes", batched: bool = True) -> None:
+    """Raise unless ``gt_boxes`` is the course's padded ground truth: ``(B, N, 5)`` (or ``(N, 5)``).
 
-
-def _check_int(value, name: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    Rows are ``(x1, y1, x2, y2, class)`` as floats; padding rows are all ``-1``.  Every other row
+    needs an integer class in ``[0, num_classes)`` (``>= 0`` when ``num_classes`` is None) and a
+    well-formed box (finite, ``x2 >= x1``, ``y2 >= y1``).  Shared by FCOS, Faster R-CNN, YOLOv1
+    and DETR.
+    """
+    shape = "(B, N, 5)" if batched else "(N, 5)"
+    layout = "rows (x1, y1, x2, y2, class), padding rows all -1"
+    if not isinstance(gt_boxes, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, {layout}; got {type(gt_boxes).__name__}")
+    if gt_boxes.dim() != (3 if batched else 2) or gt_boxes.shape[-1] != 5:
+        raise ValueError(f"{name} must have shape {shape}, {layout}; got {tuple(gt_boxes.shape)}")
+    if not gt_boxes.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor (class ids stored as floats), got {gt_boxes.dtype}; "
+                        "convert with .float()")
+    rows = gt_boxes.detach().reshape(-1, 5)
+    padding = rows[:, 4] < 0
+    if bool((padding & (rows != -1).any(dim=1)).any()):
+        row = rows[padding & (rows != -1).any(dim=1)][0].tolist()
+        raise ValueError(f"{name}[..., 4] must hold class ids >= 0, or -1 in padding rows that are all -1; "
+                         f"got the row {row}")
+    real = rows[~padding]
+    classes = real[:, 4]
+    if bool((classes != classes.round()).any()):
+        raise ValueError(f"{name}[..., 4] must hold integer class ids, got {classes[classes != classes.round()][0]}")
+    if num_classes is not None and real.numel() and int(classes.max()) >= num_classes:
+        raise ValueError(f"{name}: class ids must lie in [0, {num_classes}) (padding -1), got a class "
+                         f"{int(classes.max())}")
+    _check_boxes(real[:, :4], name)
 
 
 def check_image_batch(images, multiple: int, what: str) -> None:
@@ -185,6 +199,32 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     ### END SOLUTION
 
 
+def paired_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """IoU of each box with the box at the same position: ``boxes1[..., k, :]`` with ``boxes2[..., k, :]``.
+
+    :func:`box_iou` compares *every* pair of two lists; YOLOv1's responsible-box rule needs only
+    matching pairs, for every cell of a batch at once.  Boxes ``(x1, y1, x2, y2)`` of
+    the same shape ``(..., 4)`` (broadcastable); a zero-area union gives 0, not ``nan``.
+
+    Returns:
+        ``(...)`` IoUs in [0, 1].
+    """
+    if not isinstance(boxes1, torch.Tensor) or not isinstance(boxes2, torch.Tensor) \
+            or boxes1.shape[-1] != 4 or boxes2.shape[-1] != 4:
+        raise ValueError(f"boxes1 and boxes2 must be tensors (..., 4) of (x1, y1, x2, y2), got "
+                         f"{getattr(boxes1, 'shape', type(boxes1).__name__)} and "
+                         f"{getattr(boxes2, 'shape', type(boxes2).__name__)}")
+    ### BEGIN SOLUTION
+    size1 = (boxes1[..., 2:] - boxes1[..., :2]).clamp(min=0)
+    size2 = (boxes2[..., 2:] - boxes2[..., :2]).clamp(min=0)
+    overlap = (torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
+               - torch.maximum(boxes1[..., :2], boxes2[..., :2])).clamp(min=0)
+    intersection = overlap[..., 0] * overlap[..., 1]
+    union = size1[..., 0] * size1[..., 1] + size2[..., 0] * size2[..., 1] - intersection
+    return torch.where(union > 0, intersection / union.clamp(min=1e-12), torch.zeros_like(union))
+    ### END SOLUTION
+
+
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5) -> torch.Tensor:
     """Greedy non-maximum suppression.
 
@@ -203,7 +243,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5) -
     """
     _check_boxes(boxes)
     _check_scores(scores, boxes.shape[0])
-    iou_threshold = _check_real(iou_threshold, "iou_threshold")
+    iou_threshold = check_real(iou_threshold, "iou_threshold")
     ### BEGIN SOLUTION
     return _greedy_nms(boxes, scores, iou_threshold, class_ids=None)
     ### END SOLUTION
@@ -275,7 +315,7 @@ def class_spec_nms(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.T
     _check_boxes(boxes)
     _check_scores(scores, boxes.shape[0])
     _check_class_ids(class_ids, boxes.shape[0])
-    iou_threshold = _check_real(iou_threshold, "iou_threshold")
+    iou_threshold = check_real(iou_threshold, "iou_threshold")
     ### BEGIN SOLUTION
     return _greedy_nms(boxes, scores, iou_threshold, class_ids=class_ids.to(boxes.device))
     ### END SOLUTION
@@ -390,8 +430,8 @@ def roi_align(features: torch.Tensor, boxes, output_size, spatial_scale: float =
     if not features.is_floating_point():
         raise TypeError(f"features must be a floating-point tensor, got {features.dtype}")
     oh, ow = _pair(output_size)
-    spatial_scale = _check_real(spatial_scale, "spatial_scale", low=0.0, low_open=True)
-    sampling_ratio = _check_int(sampling_ratio, "sampling_ratio")
+    spatial_scale = check_real(spatial_scale, "spatial_scale", low=0.0, low_open=True)
+    sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
     if not isinstance(aligned, bool):
         raise TypeError(f"aligned must be a bool, got {aligned!r}")
     rois = _roi_rows(features, boxes).detach()
@@ -438,7 +478,7 @@ def get_fpn_location_coords(shape_per_fpn_level: dict, strides_per_fpn_level: di
         if level not in strides_per_fpn_level:
             raise ValueError(f"strides_per_fpn_level has no stride for level {level!r}; it has "
                              f"{sorted(strides_per_fpn_level)}")
-        stride = _check_int(strides_per_fpn_level[level], f"strides_per_fpn_level[{level!r}]", minimum=1)
+        stride = check_int(strides_per_fpn_level[level], f"strides_per_fpn_level[{level!r}]", minimum=1)
         sequence = isinstance(shape, (tuple, list, torch.Size)) and len(shape) >= 2
         if not sequence or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in shape[-2:]):
             raise ValueError(f"shape_per_fpn_level[{level!r}] must be (B, C, H, W) or (H, W) with integer "
@@ -610,8 +650,8 @@ def evaluate_detections(predictions: list[dict], ground_truths: list[dict], num_
             tensors, one point per ranked (non-ignored) detection of the class; both empty for a
             class without non-difficult boxes.
     """
-    num_classes = _check_int(num_classes, "num_classes", minimum=1)
-    iou_threshold = _check_real(iou_threshold, "iou_threshold", low=0.0, high=1.0, low_open=True)
+    num_classes = check_int(num_classes, "num_classes", minimum=1)
+    iou_threshold = check_real(iou_threshold, "iou_threshold", low=0.0, high=1.0, low_open=True)
     preds, gts = _check_images(predictions, ground_truths, num_classes)
     ap_per_class, curves = [], []
     empty = torch.zeros(0, dtype=torch.float64)
@@ -651,7 +691,7 @@ def predict_in_batches(model: nn.Module, images: torch.Tensor, detect, batch_siz
     """
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         raise ValueError("images must be an (N, 3, H, W) tensor")
-    batch_size = _check_int(batch_size, "batch_size", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     from helpers.export import is_exported
 
     device = next(model.parameters()).device
@@ -708,9 +748,9 @@ def detection_errors(prediction: dict, ground_truth: dict, score_thresh: float =
     """
     preds, gts = _check_images([prediction], [ground_truth], num_classes=_num_classes_of(prediction, ground_truth))
     pred, gt = preds[0], gts[0]
-    score_thresh = _check_real(score_thresh, "score_thresh")
-    iou_threshold = _check_real(iou_threshold, "iou_threshold", low=0.0, high=1.0, low_open=True)
-    touch_iou = _check_real(touch_iou, "touch_iou", low=0.0, high=iou_threshold)
+    score_thresh = check_real(score_thresh, "score_thresh")
+    iou_threshold = check_real(iou_threshold, "iou_threshold", low=0.0, high=1.0, low_open=True)
+    touch_iou = check_real(touch_iou, "touch_iou", low=0.0, high=iou_threshold)
     kinds = {kind: [] for kind in ERROR_KINDS}
     confident = (pred["scores"] >= score_thresh).nonzero()[:, 0]
     order = confident[torch.sort(pred["scores"][confident], descending=True, stable=True).indices]
@@ -896,7 +936,7 @@ class DetectorBackboneWithFPN(nn.Module):
 
     def __init__(self, out_channels: int, pretrained: bool = False):
         super().__init__()
-        _check_int(out_channels, "out_channels", minimum=1)
+        check_int(out_channels, "out_channels", minimum=1)
         if not isinstance(pretrained, bool):
             raise TypeError(f"pretrained must be a bool, got {pretrained!r}")
         self.out_channels = out_channels

@@ -26,13 +26,12 @@ from torch import nn
 
 from A5_detection.common import (
     DetectorBackboneWithFPN,
-    _check_boxes,
-    _check_int,
-    _check_real,
+    check_gt_boxes,
     class_spec_nms,
     get_fpn_location_coords,
     predict_in_batches,
 )
+from helpers.checks import check_int, check_real
 
 __all__ = [
     "FCOS",
@@ -52,30 +51,6 @@ __all__ = [
 # --------------------------------------------------------------------------- input checks
 
 
-def _check_gt_boxes(gt_boxes, num_classes: int | None = None, name: str = "gt_boxes", batched: bool = False) -> None:
-    """``gt_boxes`` must be ``(N, 5)`` (or ``(B, N, 5)``) float rows ``(x1, y1, x2, y2, class)``, padding all -1."""
-    shape = "(B, N, 5)" if batched else "(N, 5)"
-    if not isinstance(gt_boxes, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(gt_boxes).__name__}")
-    if gt_boxes.dim() != (3 if batched else 2) or gt_boxes.shape[-1] != 5:
-        raise ValueError(f"{name} must have shape {shape} with rows (x1, y1, x2, y2, class), "
-                         f"got {tuple(gt_boxes.shape)}")
-    if not gt_boxes.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {gt_boxes.dtype}; convert with .float()")
-    rows = gt_boxes.detach().reshape(-1, 5)
-    cls = rows[:, 4]
-    padding = cls < 0
-    if bool((padding & (rows != -1).any(dim=1)).any()):
-        raise ValueError(f"{name}: a row with a negative class must be padding, all five values -1")
-    real = rows[~padding]
-    if bool((real[:, 4] != real[:, 4].round()).any()):
-        raise ValueError(f"{name}: column 4 must hold integer class ids, got {real[:, 4].tolist()}")
-    if num_classes is not None and real.numel() and int(real[:, 4].max()) >= num_classes:
-        raise ValueError(f"{name}: class ids must lie in [0, {num_classes}) (padding -1), got a class "
-                         f"{int(real[:, 4].max())}")
-    _check_boxes(real[:, :4], name)
-
-
 def _check_locations(locations, name: str = "locations") -> None:
     if not isinstance(locations, torch.Tensor) or locations.dim() != 2 or locations.shape[1] != 2:
         got = tuple(locations.shape) if isinstance(locations, torch.Tensor) else type(locations).__name__
@@ -83,7 +58,7 @@ def _check_locations(locations, name: str = "locations") -> None:
 
 
 def _check_stride(stride) -> float:
-    return _check_real(stride, "stride", low=0.0, low_open=True)
+    return check_real(stride, "stride", low=0.0, low_open=True)
 
 
 # --------------------------------------------------------------------------- prediction network
@@ -112,12 +87,12 @@ class FCOSPredictionNetwork(nn.Module):
 
     def __init__(self, num_classes: int, in_channels: int, stem_channels: list):
         super().__init__()
-        _check_int(num_classes, "num_classes", minimum=1)
-        _check_int(in_channels, "in_channels", minimum=1)
+        check_int(num_classes, "num_classes", minimum=1)
+        check_int(in_channels, "in_channels", minimum=1)
         if not isinstance(stem_channels, (list, tuple)) or not stem_channels:
             raise ValueError(f"stem_channels must be a non-empty list of ints, got {stem_channels!r}")
         for c in stem_channels:
-            _check_int(c, "stem_channels[i]", minimum=1)
+            check_int(c, "stem_channels[i]", minimum=1)
         self.num_classes = num_classes
         ### BEGIN SOLUTION
         cls_layers, box_layers = [], []
@@ -203,7 +178,7 @@ def fcos_match_locations_to_gt(locations_per_fpn_level: dict, strides_per_fpn_le
     """
     if not isinstance(locations_per_fpn_level, dict) or not isinstance(strides_per_fpn_level, dict):
         raise TypeError("locations_per_fpn_level and strides_per_fpn_level must be dicts level -> value")
-    _check_gt_boxes(gt_boxes)
+    check_gt_boxes(gt_boxes, batched=False)
     if scale_ranges is None:
         scale_ranges = default_scale_ranges(strides_per_fpn_level)
     for level, locations in locations_per_fpn_level.items():
@@ -375,8 +350,8 @@ def sigmoid_focal_loss(inputs: torch.Tensor, targets: torch.Tensor, alpha: float
     """
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
-    alpha = _check_real(alpha, "alpha", high=1.0)
-    gamma = _check_real(gamma, "gamma", low=0.0)
+    alpha = check_real(alpha, "alpha", high=1.0)
+    gamma = check_real(gamma, "gamma", low=0.0)
     ce = binary_cross_entropy_with_logits(inputs, targets)
     ### BEGIN SOLUTION
     p = torch.sigmoid(inputs)
@@ -419,7 +394,7 @@ class FCOS(nn.Module):
     def __init__(self, num_classes: int, fpn_channels: int, stem_channels: list, pretrained: bool = False,
                  scale_ranges: dict | None = None):
         super().__init__()
-        self.num_classes = _check_int(num_classes, "num_classes", minimum=1)
+        self.num_classes = check_int(num_classes, "num_classes", minimum=1)
         self.backbone = DetectorBackboneWithFPN(fpn_channels, pretrained=pretrained)
         self.pred_net = FCOSPredictionNetwork(num_classes, fpn_channels, stem_channels)
         self.scale_ranges = scale_ranges
@@ -449,7 +424,7 @@ class FCOS(nn.Module):
         if gt_boxes is None:
             return self.inference(images, test_score_thresh, test_nms_thresh)
         self._check_images(images)
-        _check_gt_boxes(gt_boxes, self.num_classes, batched=True)
+        check_gt_boxes(gt_boxes, self.num_classes)
         if gt_boxes.shape[0] != images.shape[0]:
             raise ValueError(f"gt_boxes must have one (N, 5) block per image: {images.shape[0]} image(s), "
                              f"got gt_boxes of shape {tuple(gt_boxes.shape)}")
@@ -504,9 +479,9 @@ class FCOS(nn.Module):
             list of ``B`` tuples ``(boxes (K, 4), scores (K,), classes (K,) int64)``, by decreasing score.
         """
         self._check_images(images)
-        score_thresh = _check_real(score_thresh, "score_thresh", low=0.0, high=1.0)
-        nms_thresh = _check_real(nms_thresh, "nms_thresh", low=0.0, high=1.0)
-        topk_per_level = _check_int(topk_per_level, "topk_per_level", minimum=1)
+        score_thresh = check_real(score_thresh, "score_thresh", low=0.0, high=1.0)
+        nms_thresh = check_real(nms_thresh, "nms_thresh", low=0.0, high=1.0)
+        topk_per_level = check_int(topk_per_level, "topk_per_level", minimum=1)
         was_training = self.training
         self.eval()
         try:

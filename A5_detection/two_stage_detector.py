@@ -36,19 +36,20 @@ Conventions:
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import torch
 import torch.nn as nn
 
 from A5_detection.common import (
     box_iou,
+    check_gt_boxes,
     class_spec_nms,
     get_fpn_location_coords,
     nms,
     predict_in_batches,
     roi_align,
 )
+from helpers.checks import check_int, check_real
 
 __all__ = [
     "FasterRCNN",
@@ -78,23 +79,6 @@ SCALE_CLAMP = math.log(224.0 / 8.0)
 # --------------------------------------------------------------------------- input checks
 
 
-def _check_real(value, name: str, low: float | None = None, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if math.isnan(value) or (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must lie in [{low}, {high if high is not None else 'inf'}], got {value}")
-    return value
-
-
-def _check_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 def _check_box_tensor(boxes, name: str, columns: tuple[int, ...] = (4,)) -> None:
     """``boxes`` must be a floating ``(N, c)`` tensor with ``c`` in ``columns``."""
     hint = " or ".join(f"(N, {c})" for c in columns)
@@ -104,39 +88,6 @@ def _check_box_tensor(boxes, name: str, columns: tuple[int, ...] = (4,)) -> None
         raise ValueError(f"{name} must have shape {hint}, got {tuple(boxes.shape)}")
     if not boxes.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got {boxes.dtype}; convert with .float()")
-
-
-def _check_gt_boxes(gt_boxes, num_classes: int | None = None, name: str = "gt_boxes", batched: bool = True) -> None:
-    """Check padded ground truth: ``(B, N, 5)`` (``batched``) or ``(N, 5)`` rows ``(x1, y1, x2, y2, class)``.
-
-    Padding rows have class ``-1``; every other row needs an integer class in ``[0, num_classes)``
-    (``>= 0`` when ``num_classes`` is None), finite coordinates, ``x2 >= x1`` and ``y2 >= y1``.
-    """
-    hint = "(B, N, 5)" if batched else "(N, 5)"
-    if not isinstance(gt_boxes, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {hint} rows (x1, y1, x2, y2, class) padded "
-                        f"with -1, got {type(gt_boxes).__name__}")
-    if gt_boxes.dim() != (3 if batched else 2) or gt_boxes.shape[-1] != 5:
-        raise ValueError(f"{name} must have shape {hint}, rows (x1, y1, x2, y2, class) padded with -1, "
-                         f"got {tuple(gt_boxes.shape)}")
-    if not gt_boxes.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor (class ids stored as floats), got {gt_boxes.dtype}")
-    rows = gt_boxes.detach().reshape(-1, 5)
-    real = rows[rows[:, 4] != -1]
-    if real.numel() == 0:
-        return
-    cls = real[:, 4]
-    if not bool(torch.isfinite(real).all()):
-        raise ValueError(f"{name} must hold finite values, got {real[~torch.isfinite(real).all(1)][0].tolist()}")
-    if bool((cls != cls.round()).any()) or float(cls.min()) < 0 or (
-            num_classes is not None and float(cls.max()) >= num_classes):
-        allowed = f"[0, {num_classes})" if num_classes is not None else ">= 0"
-        raise ValueError(f"{name}[..., 4] must hold integer class ids in {allowed} (or -1 for padding), got "
-                         f"values from {float(cls.min())} to {float(cls.max())}")
-    bad = (real[:, 2] < real[:, 0]) | (real[:, 3] < real[:, 1])
-    if bool(bad.any()):
-        raise ValueError(f"{name} rows must be (x1, y1, x2, y2, class) with x2 >= x1 and y2 >= y1: "
-                         f"{real[bad][0].tolist()} is malformed ({int(bad.sum())} malformed row(s))")
 
 
 def _check_images(images) -> None:
@@ -151,8 +102,8 @@ def _check_images(images) -> None:
 def _check_thresholds(iou_thresholds) -> tuple[float, float]:
     if not isinstance(iou_thresholds, (tuple, list)) or len(iou_thresholds) != 2:
         raise ValueError(f"iou_thresholds must be a pair (low, high), got {iou_thresholds!r}")
-    low = _check_real(iou_thresholds[0], "iou_thresholds[0]", 0.0, 1.0)
-    high = _check_real(iou_thresholds[1], "iou_thresholds[1]", 0.0, 1.0)
+    low = check_real(iou_thresholds[0], "iou_thresholds[0]", 0.0, 1.0)
+    high = check_real(iou_thresholds[1], "iou_thresholds[1]", 0.0, 1.0)
     if low > high:
         raise ValueError(f"iou_thresholds must be (low, high) with low <= high, got {iou_thresholds!r}")
     return low, high
@@ -176,10 +127,10 @@ def _conv_stem(in_channels: int, stem_channels) -> nn.Sequential:
 
 
 def _check_channels(in_channels, stem_channels) -> list[int]:
-    _check_int(in_channels, "in_channels")
+    check_int(in_channels, "in_channels", 1)
     if not isinstance(stem_channels, (list, tuple)) or not stem_channels:
         raise ValueError(f"stem_channels must be a non-empty list of ints, got {stem_channels!r}")
-    return [_check_int(c, "stem_channels[i]") for c in stem_channels]
+    return [check_int(c, "stem_channels[i]", 1) for c in stem_channels]
 
 
 class RPNPredictionNetwork(nn.Module):
@@ -198,7 +149,7 @@ class RPNPredictionNetwork(nn.Module):
     def __init__(self, in_channels: int, stem_channels: list[int], num_anchors: int = 3):
         super().__init__()
         stem_channels = _check_channels(in_channels, stem_channels)
-        self.num_anchors = _check_int(num_anchors, "num_anchors")
+        self.num_anchors = check_int(num_anchors, "num_anchors", 1)
         ### BEGIN SOLUTION
         self.stem_rpn = _conv_stem(in_channels, stem_channels)
         self.pred_obj = nn.Conv2d(stem_channels[-1], num_anchors, kernel_size=1)
@@ -253,10 +204,10 @@ def generate_fpn_anchors(locations_per_fpn_level: dict, strides_per_fpn_level: d
         dict level name -> ``(H * W * A, 4)`` anchors ``(x1, y1, x2, y2)``, location-major: rows
         ``l * A .. l * A + A - 1`` are location ``l``'s anchors in the order of ``aspect_ratios``.
     """
-    stride_scale = _check_real(stride_scale, "stride_scale", low=0.0)
+    stride_scale = check_real(stride_scale, "stride_scale", low=0.0)
     if not isinstance(aspect_ratios, (list, tuple)) or not aspect_ratios:
         raise ValueError(f"aspect_ratios must be a non-empty list of positive numbers, got {aspect_ratios!r}")
-    ratios = [_check_real(r, "aspect_ratios[i]", low=0.0) for r in aspect_ratios]
+    ratios = [check_real(r, "aspect_ratios[i]", low=0.0) for r in aspect_ratios]
     if min(ratios) <= 0:
         raise ValueError(f"aspect_ratios must be positive, got {aspect_ratios!r}")
     anchors_per_level = {}
@@ -309,7 +260,7 @@ def rcnn_match_anchors_to_gt(anchor_boxes: torch.Tensor, gt_boxes: torch.Tensor,
         ``(A, 5)`` matched gt rows, background rows ``-1``, ignored rows ``-1e8``.
     """
     _check_box_tensor(anchor_boxes, "anchor_boxes")
-    _check_gt_boxes(gt_boxes, batched=False)
+    check_gt_boxes(gt_boxes, batched=False)
     low, high = _check_thresholds(iou_thresholds)
     ### BEGIN SOLUTION
     gt_boxes = gt_boxes[gt_boxes[:, 4] != -1].to(anchor_boxes.dtype)
@@ -417,8 +368,8 @@ def sample_rpn_training(gt_boxes: torch.Tensor, num_samples: int, fg_fraction: f
         ``(fg_idx, bg_idx)``: int64 indices of the drawn foreground and background rows.
     """
     _check_box_tensor(gt_boxes, "gt_boxes", columns=(5,))
-    num_samples = _check_int(num_samples, "num_samples", minimum=0)
-    fg_fraction = _check_real(fg_fraction, "fg_fraction", 0.0, 1.0)
+    num_samples = check_int(num_samples, "num_samples", minimum=0)
+    fg_fraction = check_real(fg_fraction, "fg_fraction", 0.0, 1.0)
     ### BEGIN SOLUTION
     foreground = (gt_boxes[:, 4] >= 0).nonzero()[:, 0]
     background = (gt_boxes[:, 4] == BACKGROUND).nonzero()[:, 0]
@@ -446,7 +397,7 @@ def mix_gt_with_proposals(proposals_per_fpn_level: dict, gt_boxes: torch.Tensor)
     Returns:
         a new dict of the same form; the first level's tensors gain the image's real gt boxes at the end.
     """
-    _check_gt_boxes(gt_boxes)
+    check_gt_boxes(gt_boxes)
     if not isinstance(proposals_per_fpn_level, dict) or not proposals_per_fpn_level:
         raise TypeError("proposals_per_fpn_level must be a non-empty dict level name -> list of (K_i, 4) tensors")
     batch = gt_boxes.shape[0]
@@ -551,14 +502,14 @@ class RPN(nn.Module):
                  post_nms_topk: int = 100, fg_fraction: float = 0.5):
         super().__init__()
         self.pred_net = RPNPredictionNetwork(fpn_channels, stem_channels, num_anchors=len(anchor_aspect_ratios))
-        self.batch_size_per_image = _check_int(batch_size_per_image, "batch_size_per_image")
-        self.anchor_stride_scale = _check_real(anchor_stride_scale, "anchor_stride_scale", low=0.0)
+        self.batch_size_per_image = check_int(batch_size_per_image, "batch_size_per_image", 1)
+        self.anchor_stride_scale = check_real(anchor_stride_scale, "anchor_stride_scale", low=0.0)
         self.anchor_aspect_ratios = list(anchor_aspect_ratios)
         self.anchor_iou_thresholds = _check_thresholds(anchor_iou_thresholds)
-        self.nms_thresh = _check_real(nms_thresh, "nms_thresh", 0.0, 1.0)
-        self.pre_nms_topk = _check_int(pre_nms_topk, "pre_nms_topk")
-        self.post_nms_topk = _check_int(post_nms_topk, "post_nms_topk")
-        self.fg_fraction = _check_real(fg_fraction, "fg_fraction", 0.0, 1.0)
+        self.nms_thresh = check_real(nms_thresh, "nms_thresh", 0.0, 1.0)
+        self.pre_nms_topk = check_int(pre_nms_topk, "pre_nms_topk", 1)
+        self.post_nms_topk = check_int(post_nms_topk, "post_nms_topk", 1)
+        self.fg_fraction = check_real(fg_fraction, "fg_fraction", 0.0, 1.0)
 
     def anchors(self, feats_per_fpn_level: dict, strides_per_fpn_level: dict) -> dict:
         """Level name -> ``(H * W * A, 4)`` anchors of these feature maps."""
@@ -596,7 +547,7 @@ class RPN(nn.Module):
             return output
         if gt_boxes is None:
             raise ValueError("RPN in training mode needs gt_boxes (B, N, 5)")
-        _check_gt_boxes(gt_boxes)
+        check_gt_boxes(gt_boxes)
         if gt_boxes.shape[0] != batch:
             raise ValueError(f"gt_boxes must have one entry per image: {batch} image(s), got {gt_boxes.shape[0]}")
         ### BEGIN SOLUTION
@@ -664,7 +615,7 @@ def assign_fpn_levels(boxes: torch.Tensor, strides_per_fpn_level: dict, canonica
         ``(K,)`` int64 index into ``list(strides_per_fpn_level)``.
     """
     _check_box_tensor(boxes, "boxes")
-    canonical_size = _check_real(canonical_size, "canonical_size", low=1e-6)
+    canonical_size = check_real(canonical_size, "canonical_size", low=1e-6)
     numbers = [math.log2(s) for s in strides_per_fpn_level.values()]
     if any(n != round(n) for n in numbers) or numbers != sorted(numbers):
         raise ValueError(f"strides_per_fpn_level must be increasing powers of 2, got {strides_per_fpn_level}")
@@ -703,15 +654,15 @@ class FasterRCNN(nn.Module):
             raise TypeError("backbone must have an attribute fpn_strides: level name -> stride")
         self.backbone = backbone
         self.rpn = rpn
-        self.num_classes = _check_int(num_classes, "num_classes")
-        self.batch_size_per_image = _check_int(batch_size_per_image, "batch_size_per_image")
+        self.num_classes = check_int(num_classes, "num_classes", 1)
+        self.batch_size_per_image = check_int(batch_size_per_image, "batch_size_per_image", 1)
         if isinstance(roi_size, int):
             roi_size = (roi_size, roi_size)
-        self.roi_size = (_check_int(roi_size[0], "roi_size[0]"), _check_int(roi_size[1], "roi_size[1]"))
-        self.fg_fraction = _check_real(fg_fraction, "fg_fraction", 0.0, 1.0)
-        self.proposal_iou_threshold = _check_real(proposal_iou_threshold, "proposal_iou_threshold", 0.0, 1.0)
-        self.canonical_size = _check_real(canonical_size, "canonical_size", low=1e-6)
-        self.canonical_level = _check_int(canonical_level, "canonical_level", minimum=0)
+        self.roi_size = (check_int(roi_size[0], "roi_size[0]", 1), check_int(roi_size[1], "roi_size[1]", 1))
+        self.fg_fraction = check_real(fg_fraction, "fg_fraction", 0.0, 1.0)
+        self.proposal_iou_threshold = check_real(proposal_iou_threshold, "proposal_iou_threshold", 0.0, 1.0)
+        self.canonical_size = check_real(canonical_size, "canonical_size", low=1e-6)
+        self.canonical_level = check_int(canonical_level, "canonical_level", minimum=0)
         fpn_channels = getattr(backbone, "out_channels", rpn.pred_net.pred_obj.in_channels)
         stem_channels = _check_channels(fpn_channels, stem_channels)
         ### BEGIN SOLUTION
@@ -765,7 +716,7 @@ class FasterRCNN(nn.Module):
         _check_images(images)
         if gt_boxes is None:
             raise ValueError("FasterRCNN in training mode needs gt_boxes (B, N, 5)")
-        _check_gt_boxes(gt_boxes, self.num_classes)
+        check_gt_boxes(gt_boxes, self.num_classes)
         if gt_boxes.shape[0] != images.shape[0]:
             raise ValueError(f"gt_boxes must have one entry per image: {images.shape[0]} image(s), "
                              f"got {gt_boxes.shape[0]}")
@@ -811,9 +762,9 @@ class FasterRCNN(nn.Module):
             ``(K_i,)`` scores sorted in decreasing order, ``(K_i,)`` int64 classes in ``[0, C)``.
         """
         _check_images(images)
-        score_thresh = _check_real(score_thresh, "score_thresh", 0.0, 1.0)
-        nms_thresh = _check_real(nms_thresh, "nms_thresh", 0.0, 1.0)
-        max_detections = _check_int(max_detections, "max_detections")
+        score_thresh = check_real(score_thresh, "score_thresh", 0.0, 1.0)
+        nms_thresh = check_real(nms_thresh, "nms_thresh", 0.0, 1.0)
+        max_detections = check_int(max_detections, "max_detections", 1)
         was_training = self.training
         self.eval()
         try:

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from helpers.checks import check_int
 from helpers.train import get_rng_state, load_checkpoint, remaining_batches, save_checkpoint, set_rng_state
 
 __all__ = [
@@ -64,17 +65,6 @@ IMAGE_SIZE = 28 * 28  # images are flattened 28x28 grey images
 
 
 # --------------------------------------------------------------------------- input checks
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_positive_int(name: str, value, minimum: int = 1) -> None:
-    if not _is_int(value):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 def _shape(x) -> str:
@@ -105,7 +95,7 @@ def _check_pair(name_a: str, a, name_b: str, b) -> None:
 
 
 def _check_noise_dim(noise_dim) -> None:
-    _check_positive_int("noise_dim", noise_dim)
+    check_int(noise_dim, "noise_dim", 1)
 
 
 # --------------------------------------------------------------------------- noise and networks
@@ -123,7 +113,7 @@ def sample_noise(batch_size: int, noise_dim: int, dtype: torch.dtype = torch.flo
     Returns:
         noise: ``(batch_size, noise_dim)`` tensor of ``dtype`` on ``device``.
     """
-    _check_positive_int("batch_size", batch_size)
+    check_int(batch_size, "batch_size", 1)
     _check_noise_dim(noise_dim)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
@@ -352,11 +342,11 @@ def generate_images(G: nn.Module, num_images: int, noise_dim: int = NOISE_DIM, *
     """
     if not isinstance(G, nn.Module):
         raise TypeError(f"G must be a torch.nn.Module, got {type(G).__name__}")
-    _check_positive_int("batch_size", batch_size)
+    check_int(batch_size, "batch_size", 1)
     _check_noise_dim(noise_dim)
     device = next(G.parameters()).device
     if noise is None:
-        _check_positive_int("num_images", num_images)
+        check_int(num_images, "num_images", 1)
         noise = sample_noise(num_images, noise_dim, generator=generator)  # on the CPU, like the generator
     elif not isinstance(noise, torch.Tensor) or noise.dim() != 2 or noise.shape[1] != noise_dim:
         raise ValueError(f"noise must be a tensor of shape (N, noise_dim={noise_dim}), got {_shape(noise)}")
@@ -405,14 +395,14 @@ def _check_gan_args(D, G, D_solver, G_solver, discriminator_loss, generator_loss
     for name, fn in (("discriminator_loss", discriminator_loss), ("generator_loss", generator_loss)):
         if not callable(fn):
             raise TypeError(f"{name} must be a function of the discriminator's outputs, got {type(fn).__name__}")
-    _check_positive_int("num_epochs", num_epochs)
-    _check_positive_int("noise_size", noise_size)
-    _check_positive_int("show_every", show_every)
-    _check_positive_int("num_show", num_show, minimum=0)
+    check_int(num_epochs, "num_epochs", 1)
+    check_int(noise_size, "noise_size", 1)
+    check_int(show_every, "show_every", 1)
+    check_int(num_show, "num_show", minimum=0)
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a path (str or Path) or None, got {type(checkpoint).__name__}")
     if checkpoint_every is not None:
-        _check_positive_int("checkpoint_every", checkpoint_every)
+        check_int(checkpoint_every, "checkpoint_every", 1)
         if checkpoint is None:
             raise ValueError("checkpoint_every needs a checkpoint path, e.g. checkpoint=checkpoint_path('gan')")
     if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))

@@ -33,7 +33,7 @@ import math
 import torch
 from torch import nn
 
-from helpers.checks import check_labels
+from helpers.checks import check_int, check_labels
 from helpers.train import train
 
 __all__ = [
@@ -65,14 +65,6 @@ LOG_FLOOR = -100.0
 
 
 # --------------------------------------------------------------------------- input checks
-
-
-def _check_size(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _check_float_tensor(x, name: str, shape_hint: str) -> None:
@@ -146,7 +138,7 @@ def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.f
     Returns:
         ``(N, C)`` tensor on the labels' device: ``out[i, labels[i]] = 1``, every other entry 0.
     """
-    _check_size("num_classes", num_classes)
+    check_int(num_classes, "num_classes", 1)
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"labels must be a torch.Tensor of shape (N,), got {type(labels).__name__}")
     if labels.dim() != 1:
@@ -271,9 +263,9 @@ class VAE(nn.Module):
     def __init__(self, input_size: int, latent_size: int = 15, hidden_size: int = HIDDEN_SIZE,
                  image_shape: tuple = IMAGE_SHAPE):
         super().__init__()
-        self.input_size = _check_size("input_size", input_size)
-        self.latent_size = _check_size("latent_size", latent_size)
-        self.hidden_dim = _check_size("hidden_size", hidden_size)
+        self.input_size = check_int(input_size, "input_size", 1)
+        self.latent_size = check_int(latent_size, "latent_size", 1)
+        self.hidden_dim = check_int(hidden_size, "hidden_size", 1)
         self.image_shape = tuple(image_shape)
         if math.prod(self.image_shape) != input_size:
             raise ValueError(f"image_shape {self.image_shape} holds {math.prod(self.image_shape)} values but "
@@ -354,7 +346,7 @@ class CVAE(VAE):
 
     def __init__(self, input_size: int, num_classes: int = 10, latent_size: int = 15,
                  hidden_size: int = HIDDEN_SIZE, image_shape: tuple = IMAGE_SHAPE):
-        self.num_classes = _check_size("num_classes", num_classes)
+        self.num_classes = check_int(num_classes, "num_classes", 1)
         super().__init__(input_size, latent_size, hidden_size, image_shape)
 
     def _build(self, encoder_inputs: int, decoder_inputs: int) -> None:
@@ -463,7 +455,7 @@ def evaluate_vae(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None, bat
         ``{"loss": ..., "reconstruction": ..., "kl": ...}`` as floats (nats per image).
     """
     _check_model(model)
-    _check_size("batch_size", batch_size)
+    check_int(batch_size, "batch_size", 1)
     _flat_images(x, model.input_size, model.image_shape)
     if isinstance(model, CVAE) and y is None:
         raise ValueError("a CVAE needs the labels y to be evaluated")
@@ -520,7 +512,7 @@ def sample(model: VAE, num: int, labels=None, generator: torch.Generator | None 
         ``(num, 1, 28, 28)`` images in [0, 1] (pixel probabilities), on the model's device.
     """
     _check_model(model)
-    _check_size("num", num, minimum=0)
+    check_int(num, "num", minimum=0)
     labels = _labels_for(model, labels, num)
     z = torch.randn(num, model.latent_size, generator=generator).to(_device_of(model))
     return _decode(model, z, labels)
@@ -560,7 +552,7 @@ def interpolate(model: VAE, z_start: torch.Tensor, z_end: torch.Tensor, num_step
         ``(1 - t_i) z_start + t_i z_end`` with ``t_i = i / (num_steps - 1)``.
     """
     _check_model(model)
-    _check_size("num_steps", num_steps, minimum=2)
+    check_int(num_steps, "num_steps", minimum=2)
     for name, z in (("z_start", z_start), ("z_end", z_end)):
         _check_float_tensor(z, name, f"({model.latent_size},)")
         if tuple(z.shape) != (model.latent_size,):

@@ -6,9 +6,43 @@ wrong shape or range, naming the argument and what was expected.
 
 from __future__ import annotations
 
+import math
+from numbers import Real
+
 import torch
 
-__all__ = ["check_labels"]
+__all__ = ["check_int", "check_labels", "check_real"]
+
+
+def check_int(value, name: str, minimum: int | None = None) -> int:
+    """Return ``value`` if it is an ``int`` (not a ``bool``) of at least ``minimum``; raise otherwise.
+
+    ``TypeError`` for anything that is not an int (``3.0``, ``"3"``, ``True``), ``ValueError`` below
+    ``minimum`` (``None``: any int).  ``name`` is the argument's name in the message.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_real(value, name: str, low: float | None = None, high: float | None = None,
+               low_open: bool = False) -> float:
+    """Return ``float(value)`` if it is a real number in ``[low, high]`` (``(low, high]`` if ``low_open``).
+
+    ``TypeError`` for anything that is not a real number (a ``bool``, a string, a tensor),
+    ``ValueError`` for NaN or a value outside the interval (``None``: unbounded on that side).
+    """
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    if math.isnan(value) or too_low or (high is not None and value > high):
+        interval = f"{'(' if low_open else '['}{low if low is not None else '-inf'}, " \
+                   f"{high if high is not None else 'inf'}]"
+        raise ValueError(f"{name} must lie in {interval}, got {value}")
+    return value
 
 
 def check_labels(y, num: int, num_classes: int | None = None, name: str = "y") -> None:

@@ -72,6 +72,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from helpers.checks import check_int
 from helpers.train import atomic_save, check_weights_only, checkpoint_path
 
 __all__ = ["CHECKPOINT_FORMAT", "Solver", "sgd"]
@@ -149,13 +150,14 @@ class Solver:
                             f"got {type(optim_config).__name__}")
         self.optim_config = dict(optim_config or {})
         self.lr_decay = _check_number("lr_decay", lr_decay)
-        self.batch_size = _check_int("batch_size", batch_size)
-        self.num_epochs = _check_int("num_epochs", num_epochs)
-        self.num_train_samples = _check_int("num_train_samples", num_train_samples, allow_none=True)
-        self.num_val_samples = _check_int("num_val_samples", num_val_samples, allow_none=True)
+        self.batch_size = check_int(batch_size, "batch_size", 1)
+        self.num_epochs = check_int(num_epochs, "num_epochs", 1)
+        self.num_train_samples, self.num_val_samples = (
+            None if value is None else check_int(value, name, 1)
+            for name, value in (("num_train_samples", num_train_samples), ("num_val_samples", num_val_samples)))
         self.device = torch.device(device)
-        self.print_every = _check_int("print_every", print_every)
-        self.print_acc_every = _check_int("print_acc_every", print_acc_every)
+        self.print_every = check_int(print_every, "print_every", 1)
+        self.print_acc_every = check_int(print_acc_every, "print_acc_every", 1)
         self.verbose = bool(verbose)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
@@ -244,8 +246,8 @@ class Solver:
             accuracy in ``[0, 1]`` as a float.
         """
         X, y = _check_pair("X", X, "y", y)
-        num_samples = _check_int("num_samples", num_samples, allow_none=True)
-        batch_size = _check_int("batch_size", batch_size)
+        num_samples = None if num_samples is None else check_int(num_samples, "num_samples", 1)
+        batch_size = check_int(batch_size, "batch_size", 1)
         N = X.shape[0]
         if num_samples is not None and N > num_samples:
             subset = torch.randperm(N, generator=torch.Generator().manual_seed(_ACCURACY_SUBSET_SEED))
@@ -575,14 +577,6 @@ def _check_data(data) -> tuple[torch.Tensor, ...]:
         raise ValueError(f"data['X_train'] and data['X_val'] must have the same shape after the first dim, "
                          f"got {tuple(X_train.shape)} and {tuple(X_val.shape)}")
     return X_train, y_train, X_val, y_val
-
-
-def _check_int(name: str, value, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
-    return value
 
 
 def _check_number(name: str, value, allow_zero: bool = False) -> float:

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from helpers.checks import check_int
+
 __all__ = [
     "ARITHMETIC_OPERATIONS",
     "ARITHMETIC_SPECIAL_TOKENS",
@@ -69,19 +71,13 @@ ARITHMETIC_OPERATIONS = {"add": lambda a, b: a + b, "subtract": lambda a, b: a -
 ARITHMETIC_SPLITS = {"train": (0.0, 0.8), "val": (0.8, 0.9), "test": (0.9, 1.0)}
 
 
-def _check_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    return value
-
-
 def format_signed(value: int) -> str:
     """An integer in the course's token format: sign word, then at least two digits.
 
     ``4 -> "POSITIVE 04"``, ``-30 -> "NEGATIVE 30"``, ``0 -> "POSITIVE 00"``,
     ``-100 -> "NEGATIVE 100"``.
     """
-    _check_int("value", value)
+    check_int(value, "value")
     sign = "NEGATIVE" if value < 0 else "POSITIVE"
     return f"{sign} {abs(value):02d}"
 
@@ -135,16 +131,16 @@ def arithmetic_problems(split: str, num: int | None = None, seed: int = 0, low: 
         questions: ``num`` strings ``"BOS NEGATIVE 30 subtract NEGATIVE 34 EOS"``;
         answers: ``num`` strings ``"BOS POSITIVE 04 EOS"`` (same order).
     """
-    _check_int("seed", seed)
-    _check_int("low", low)
-    _check_int("high", high)
+    check_int(seed, "seed")
+    check_int(low, "low")
+    check_int(high, "high")
     if low > high:
         raise ValueError(f"low must be <= high, got low={low}, high={high}")
     problems = _shuffled_problems(seed, low, high)
     start, end = _split_bounds(split, len(problems))
     available = end - start
     if num is not None:
-        _check_int("num", num)
+        check_int(num, "num")
         if not 0 <= num <= available:
             raise ValueError(f"num must lie in [0, {available}] (the size of the {split!r} split), got {num}")
         end = start + num
@@ -538,7 +534,7 @@ def captioned_scenes(split: str, num: int | None = None, seed: int = 0, image_si
         in the split's Fashion-MNIST pool; ``"canvas_size"``: 64.
     """
     num = _check_scene_args(split, num, seed)
-    image_size = SCENE_SIZE if image_size is None else _check_int("image_size", image_size)
+    image_size = SCENE_SIZE if image_size is None else check_int(image_size, "image_size")
     if image_size < 8:
         raise ValueError(f"image_size must be >= 8, got {image_size}")
     pool_images, pool_labels = _scene_pool(split, cfg)
@@ -555,11 +551,11 @@ def captioned_scenes(split: str, num: int | None = None, seed: int = 0, image_si
 def _check_scene_args(split: str, num, seed) -> int:
     """``num`` as a count of scenes (``None``: the whole split), after checking split and seed."""
     _check_split(split, SCENE_SPLIT_SIZES)
-    _check_int("seed", seed)
+    check_int(seed, "seed")
     available = SCENE_SPLIT_SIZES[split]
     if num is None:
         return available
-    _check_int("num", num)
+    check_int(num, "num")
     if not 1 <= num <= available:
         raise ValueError(f"num must lie in [1, {available}] (the size of the {split!r} split), got {num}")
     return num
@@ -602,17 +598,17 @@ _SOURCE_SIZE = 28             # Fashion-MNIST items are 28x28
 def _check_detection_args(split: str, num, seed, canvas_size, max_items) -> int:
     """``num`` as a count of scenes (``None``: the whole split), after checking every argument."""
     _check_split(split, DETECTION_SPLIT_SIZES)
-    _check_int("seed", seed)
-    _check_int("canvas_size", canvas_size)
+    check_int(seed, "seed")
+    check_int(canvas_size, "canvas_size")
     if canvas_size < _DETECTION_MIN_CANVAS:
         raise ValueError(f"canvas_size must be >= {_DETECTION_MIN_CANVAS}, got {canvas_size}")
-    _check_int("max_items", max_items)
+    check_int(max_items, "max_items")
     if not 1 <= max_items <= DETECTION_MAX_ITEMS:
         raise ValueError(f"max_items must lie in [1, {DETECTION_MAX_ITEMS}], got {max_items}")
     available = DETECTION_SPLIT_SIZES[split]
     if num is None:
         return available
-    _check_int("num", num)
+    check_int(num, "num")
     if not 1 <= num <= available:
         raise ValueError(f"num must lie in [1, {available}] (the size of the {split!r} split), got {num}")
     return num

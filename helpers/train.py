@@ -49,6 +49,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from helpers.checks import check_int
 from helpers.config import Config, get_config
 
 CHECKPOINT_FORMAT = 1
@@ -642,13 +643,6 @@ def set_rng_state(state: dict, loader=None) -> None:
 # --------------------------------------------------------------------------- argument checks
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
 def _check_number(name: str, value, *, allow_zero: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {value!r}")
@@ -671,8 +665,8 @@ def _check_train_args(model, optimizer, loss_fn, num_epochs, scheduler, schedule
         raise TypeError("loss_fn must be a function loss_fn(model, batch) -> loss")
     if val_fn is not None and not callable(val_fn):
         raise TypeError("val_fn must be a function val_fn(model) -> dict of numbers, or None")
-    _check_int("num_epochs", num_epochs, 1)
-    _check_int("log_every", log_every, 1)
+    check_int(num_epochs, "num_epochs", 1)
+    check_int(log_every, "log_every", 1)
     if scheduler_interval not in SCHEDULER_INTERVALS:
         raise ValueError(f"scheduler_interval must be one of {SCHEDULER_INTERVALS}, "
                          f"got {scheduler_interval!r}")
@@ -685,7 +679,7 @@ def _check_train_args(model, optimizer, loss_fn, num_epochs, scheduler, schedule
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a path (str or Path) or None, got {type(checkpoint).__name__}")
     if checkpoint_every is not None:
-        _check_int("checkpoint_every", checkpoint_every, 1)
+        check_int(checkpoint_every, "checkpoint_every", 1)
         if checkpoint is None:
             raise ValueError("checkpoint_every needs a checkpoint path: "
                              "pass checkpoint=checkpoint_path('name')")

@@ -56,11 +56,12 @@ from A5_detection.common import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     SmallTrunk,
-    _check_boxes,
+    check_gt_boxes,
     check_image_batch,
     generalized_box_iou,
     predict_in_batches,
 )
+from helpers.checks import check_int
 
 __all__ = [
     "DETR",
@@ -85,14 +86,6 @@ __all__ = [
 DEFAULT_WEIGHTS = {"class": 1.0, "l1": 5.0, "giou": 2.0}
 #: Weight of the "no object" class in the cross-entropy (the paper's ``eos_coef``).
 NO_OBJECT_WEIGHT = 0.1
-
-
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
 
 
 def _check_weight(value, name: str) -> float:
@@ -212,7 +205,7 @@ def gt_boxes_to_set_targets(gt_boxes: torch.Tensor, image_size) -> list[dict]:
     """The course's padded ground truth -> DETR's targets, one dict per image.
 
     Args:
-        gt_boxes: ``(B, M, 5)`` rows ``(x1, y1, x2, y2, class)`` in pixels, padding rows all ``-1``.
+        gt_boxes: ``(B, N, 5)`` rows ``(x1, y1, x2, y2, class)`` in pixels, padding rows all ``-1``.
         image_size: ``(H, W)`` of the images (or one int for squares): boxes are divided by it.
 
     Returns:
@@ -220,26 +213,16 @@ def gt_boxes_to_set_targets(gt_boxes: torch.Tensor, image_size) -> list[dict]:
         ``[0, 1]`` (fractions of the image).
 
     Raises:
-        ValueError: a wrong shape, a non-integer or negative class outside padding, a padding row
-            that is not all ``-1``, or a malformed box (``x2 < x1``, ``y2 < y1``, not finite).
+        ValueError, TypeError: from ``common.check_gt_boxes`` (a wrong shape or dtype, a non-integer
+            class, a padding row that is not all ``-1``, a malformed box).
     """
-    if not isinstance(gt_boxes, torch.Tensor) or gt_boxes.dim() != 3 or gt_boxes.shape[2] != 5:
-        got = tuple(gt_boxes.shape) if isinstance(gt_boxes, torch.Tensor) else type(gt_boxes).__name__
-        raise ValueError(f"gt_boxes must be a tensor of shape (B, M, 5) = (x1, y1, x2, y2, class), got {got}")
-    if not gt_boxes.is_floating_point():
-        raise TypeError(f"gt_boxes must be a floating-point tensor, got {gt_boxes.dtype}")
+    check_gt_boxes(gt_boxes)
     height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    classes = gt_boxes[..., 4]
-    padding = classes < 0
-    if bool((classes != classes.round()).any()) or bool((padding & (gt_boxes != -1).any(-1)).any()):
-        raise ValueError("gt_boxes[..., 4] must hold integer class ids >= 0, or -1 in padding rows that are all -1")
     scale = gt_boxes.new_tensor([width, height, width, height])
     targets = []
-    for i, rows in enumerate(gt_boxes):
+    for rows in gt_boxes:
         real = rows[:, 4] >= 0
-        boxes = rows[real, :4]
-        _check_boxes(boxes, f"gt_boxes[{i}] (real rows)")
-        targets.append({"labels": rows[real, 4].long(), "boxes": box_xyxy_to_cxcywh(boxes / scale)})
+        targets.append({"labels": rows[real, 4].long(), "boxes": box_xyxy_to_cxcywh(rows[real, :4] / scale)})
     return targets
 
 
@@ -258,9 +241,9 @@ def position_encoding_2d(height: int, width: int, dim: int) -> torch.Tensor:
         ``(height * width, dim)`` float32, cells in row-major order (the order of
         ``features.flatten(2)``): ``out[y * width + x] = [PE(y), PE(x)]``.
     """
-    _check_positive_int(height, "height")
-    _check_positive_int(width, "width")
-    _check_positive_int(dim, "dim")
+    check_int(height, "height", 1)
+    check_int(width, "width", 1)
+    check_int(dim, "dim", 1)
     if dim % 2:
         raise ValueError(f"dim must be even (half for rows, half for columns), got {dim}")
     ### BEGIN SOLUTION
@@ -276,8 +259,8 @@ def position_encoding_2d(height: int, width: int, dim: int) -> torch.Tensor:
 
 
 def _check_layer_sizes(d_model, num_heads) -> None:
-    _check_positive_int(d_model, "d_model")
-    _check_positive_int(num_heads, "num_heads")
+    check_int(d_model, "d_model", 1)
+    check_int(num_heads, "num_heads", 1)
     if d_model % num_heads:
         raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
 
@@ -388,7 +371,7 @@ class DETR(nn.Module):
         for name, value in (("num_classes", num_classes), ("d_model", d_model), ("num_heads", num_heads),
                             ("num_encoder_layers", num_encoder_layers), ("num_decoder_layers", num_decoder_layers),
                             ("ffn_dim", ffn_dim), ("num_queries", num_queries), ("image_size", image_size)):
-            _check_positive_int(value, name)
+            check_int(value, name, 1)
         if feature_stride not in (8, 16, 32):
             raise ValueError(f"feature_stride must be 8, 16 or 32 (SmallTrunk's c3, c4, c5), got {feature_stride!r}")
         if d_model % 2:

@@ -9,8 +9,8 @@ cell that holds an object's *centre* is the one that must find it.  Written by h
   trained in the notebook) and a head that outputs the raw ``(N, S, S, B * 5 + C)`` grid;
 * :func:`encode_targets` / :func:`decode_targets` -- ground-truth boxes to the grid and back;
 * :func:`split_predictions` and :func:`cell_boxes` -- what each number of the grid means;
-* :func:`paired_iou` and :func:`responsible_boxes` -- which of a cell's ``B`` boxes answers for
-  the cell's object (the one with the highest IoU with it);
+* :func:`responsible_boxes` -- which of a cell's ``B`` boxes answers for the cell's object (the
+  one with the highest IoU with it, by ``A5_detection.common.paired_iou``);
 * :func:`yolo_loss` -- the paper's sum-squared loss: ``lambda_coord = 5`` on the coordinates,
   square roots of width and height, ``lambda_noobj = 0.5`` on the confidence of boxes that
   answer for no object;
@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from A5_detection.common import _check_int, _check_real, check_image_batch, class_spec_nms, predict_in_batches
-from A5_detection.one_stage_detector import _check_gt_boxes
+from A5_detection.common import check_gt_boxes, check_image_batch, class_spec_nms, paired_iou, predict_in_batches
+from helpers.checks import check_int, check_real
 
 __all__ = [
     "LAYOUTS",
@@ -62,7 +62,6 @@ __all__ = [
     "load_yolov1",
     "inference_metadata",
     "main",
-    "paired_iou",
     "predict_detections",
     "random_scale_translate",
     "responsible_boxes",
@@ -187,12 +186,12 @@ class YOLOv1(nn.Module):
                  batch_norm: bool = True, squash: bool = True, lambda_coord: float = 5.0,
                  lambda_noobj: float = 0.5, class_names: list | None = None):
         super().__init__()
-        self.num_classes = _check_int(num_classes, "num_classes", minimum=1)
-        self.image_size = _check_int(image_size, "image_size", minimum=1)
-        self.grid_size = _check_int(grid_size, "grid_size", minimum=1)
-        self.num_boxes = _check_int(num_boxes, "num_boxes", minimum=1)
-        _check_int(hidden, "hidden", minimum=1)
-        _check_real(dropout, "dropout", low=0.0, high=1.0)
+        self.num_classes = check_int(num_classes, "num_classes", minimum=1)
+        self.image_size = check_int(image_size, "image_size", minimum=1)
+        self.grid_size = check_int(grid_size, "grid_size", minimum=1)
+        self.num_boxes = check_int(num_boxes, "num_boxes", minimum=1)
+        check_int(hidden, "hidden", minimum=1)
+        check_real(dropout, "dropout", low=0.0, high=1.0)
         if image_size % grid_size:
             raise ValueError(f"image_size must be a multiple of grid_size so that every cell is a whole number of "
                              f"pixels: {image_size} px is not divisible into {grid_size} x {grid_size} cells")
@@ -209,8 +208,8 @@ class YOLOv1(nn.Module):
                                         or not all(isinstance(n, str) for n in class_names)):
             raise ValueError(f"class_names must be {num_classes} strings, got {class_names!r}")
         self.squash, self.head_kind = bool(squash), head
-        self.lambda_coord = _check_real(lambda_coord, "lambda_coord", low=0.0)
-        self.lambda_noobj = _check_real(lambda_noobj, "lambda_noobj", low=0.0)
+        self.lambda_coord = check_real(lambda_coord, "lambda_coord", low=0.0)
+        self.lambda_noobj = check_real(lambda_noobj, "lambda_noobj", low=0.0)
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
@@ -279,8 +278,8 @@ class YOLOv1(nn.Module):
 
 
 def _check_grid(grid_size, image_size) -> tuple[int, int]:
-    grid_size = _check_int(grid_size, "grid_size", minimum=1)
-    image_size = _check_int(image_size, "image_size", minimum=1)
+    grid_size = check_int(grid_size, "grid_size", minimum=1)
+    image_size = check_int(image_size, "image_size", minimum=1)
     if image_size % grid_size:
         raise ValueError(f"image_size must be a multiple of grid_size (whole-pixel cells): {image_size} px does not "
                          f"divide into {grid_size} cells")
@@ -298,7 +297,7 @@ def _centre_cells(boxes: torch.Tensor, grid_size: int, image_size: int) -> tuple
 
 
 def _check_targets_batch(gt_boxes, image_size: int, num_classes: int | None) -> None:
-    _check_gt_boxes(gt_boxes, num_classes, batched=True)
+    check_gt_boxes(gt_boxes, num_classes)
     rows = gt_boxes.detach().reshape(-1, 5)
     real = rows[rows[:, 4] >= 0]
     if real.numel():
@@ -330,7 +329,7 @@ def encode_targets(gt_boxes: torch.Tensor, grid_size: int, image_size: int, num_
         ``(N, S, S, 5 + C)`` float tensor.
     """
     grid_size, image_size = _check_grid(grid_size, image_size)
-    num_classes = _check_int(num_classes, "num_classes", minimum=1)
+    num_classes = check_int(num_classes, "num_classes", minimum=1)
     _check_targets_batch(gt_boxes, image_size, num_classes)
     cell = image_size / grid_size
     targets = gt_boxes.new_zeros(gt_boxes.shape[0], grid_size, grid_size, 5 + num_classes)
@@ -443,7 +442,7 @@ def split_predictions(raw: torch.Tensor, num_boxes: int, squash: bool = True) ->
         dict ``xy (N, S, S, B, 2)``, ``sqrt_wh (N, S, S, B, 2)``, ``conf (N, S, S, B)``,
         ``class_probs (N, S, S, C)``.
     """
-    num_boxes = _check_int(num_boxes, "num_boxes", minimum=1)
+    num_boxes = check_int(num_boxes, "num_boxes", minimum=1)
     if not isinstance(raw, torch.Tensor) or raw.dim() != 4 or raw.shape[1] != raw.shape[2] \
             or raw.shape[3] <= num_boxes * 5:
         got = tuple(raw.shape) if isinstance(raw, torch.Tensor) else type(raw).__name__
@@ -455,32 +454,6 @@ def split_predictions(raw: torch.Tensor, num_boxes: int, squash: bool = True) ->
         boxes = torch.sigmoid(boxes)
         classes = torch.softmax(classes, dim=-1)
     return {"xy": boxes[..., 0:2], "sqrt_wh": boxes[..., 2:4], "conf": boxes[..., 4], "class_probs": classes}
-    ### END SOLUTION
-
-
-def paired_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """IoU of each box with the box at the same position: ``boxes1[..., k, :]`` with ``boxes2[..., k, :]``.
-
-    ``A5_detection.common.box_iou`` compares *every* pair of two lists; the responsible-box rule
-    needs only matching pairs, for every cell of a batch at once.  Boxes ``(x1, y1, x2, y2)`` of
-    the same shape ``(..., 4)`` (broadcastable); a zero-area union gives 0, not ``nan``.
-
-    Returns:
-        ``(...)`` IoUs in [0, 1].
-    """
-    if not isinstance(boxes1, torch.Tensor) or not isinstance(boxes2, torch.Tensor) \
-            or boxes1.shape[-1] != 4 or boxes2.shape[-1] != 4:
-        raise ValueError(f"boxes1 and boxes2 must be tensors (..., 4) of (x1, y1, x2, y2), got "
-                         f"{getattr(boxes1, 'shape', type(boxes1).__name__)} and "
-                         f"{getattr(boxes2, 'shape', type(boxes2).__name__)}")
-    ### BEGIN SOLUTION
-    size1 = (boxes1[..., 2:] - boxes1[..., :2]).clamp(min=0)
-    size2 = (boxes2[..., 2:] - boxes2[..., :2]).clamp(min=0)
-    overlap = (torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
-               - torch.maximum(boxes1[..., :2], boxes2[..., :2])).clamp(min=0)
-    intersection = overlap[..., 0] * overlap[..., 1]
-    union = size1[..., 0] * size1[..., 1] + size2[..., 0] * size2[..., 1] - intersection
-    return torch.where(union > 0, intersection / union.clamp(min=1e-12), torch.zeros_like(union))
     ### END SOLUTION
 
 
@@ -543,8 +516,8 @@ def yolo_loss(raw: torch.Tensor, targets: torch.Tensor, num_boxes: int, lambda_c
         got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
         raise ValueError(f"targets must have shape {tuple(raw.shape[:3]) + (5 + parts['class_probs'].shape[-1],)} "
                          f"(encode_targets with the same S and C), got {got}")
-    lambda_coord = _check_real(lambda_coord, "lambda_coord", low=0.0)
-    lambda_noobj = _check_real(lambda_noobj, "lambda_noobj", low=0.0)
+    lambda_coord = check_real(lambda_coord, "lambda_coord", low=0.0)
+    lambda_noobj = check_real(lambda_noobj, "lambda_noobj", low=0.0)
     batch = raw.shape[0]
     losses = {}
     ### BEGIN SOLUTION
@@ -596,9 +569,9 @@ def decode_predictions(raw: torch.Tensor, num_boxes: int, image_size: int, score
     """
     parts = split_predictions(raw, num_boxes, squash)
     _check_grid(raw.shape[1], image_size)
-    score_thresh = _check_real(score_thresh, "score_thresh")
-    nms_thresh = _check_real(nms_thresh, "nms_thresh", low=0.0, high=1.0)
-    max_detections = _check_int(max_detections, "max_detections", minimum=1)
+    score_thresh = check_real(score_thresh, "score_thresh")
+    nms_thresh = check_real(nms_thresh, "nms_thresh", low=0.0, high=1.0)
+    max_detections = check_int(max_detections, "max_detections", minimum=1)
     num_classes = parts["class_probs"].shape[-1]
     predictions = []
     ### BEGIN SOLUTION
@@ -646,12 +619,12 @@ def random_scale_translate(images: torch.Tensor, gt_boxes: torch.Tensor, max_sca
     """
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
         raise ValueError("images must be a float tensor (N, C, H, W)")
-    _check_gt_boxes(gt_boxes, batched=True)
+    check_gt_boxes(gt_boxes)
     if gt_boxes.shape[0] != images.shape[0]:
         raise ValueError(f"gt_boxes must hold one (M, 5) block per image, got {gt_boxes.shape[0]} for "
                          f"{images.shape[0]} images")
-    max_scale = _check_real(max_scale, "max_scale", low=0.0, high=0.9)
-    max_shift = _check_real(max_shift, "max_shift", low=0.0, high=1.0)
+    max_scale = check_real(max_scale, "max_scale", low=0.0, high=0.9)
+    max_shift = check_real(max_shift, "max_shift", low=0.0, high=1.0)
     n, _, height, width = images.shape
     device = images.device
     scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * max_scale

@@ -1,9 +1,9 @@
-"""Tests for helpers.checks: one clear error per kind of bad labels."""
+"""Tests for helpers.checks: one clear error per kind of bad labels, counts and numbers."""
 
 import pytest
 import torch
 
-from helpers.checks import check_labels
+from helpers.checks import check_int, check_labels, check_real
 
 
 def test_good_labels_pass():
@@ -31,3 +31,41 @@ def test_bad_labels_raise_clear_errors(y, num, num_classes, error, pattern):
 def test_the_name_appears_in_the_message():
     with pytest.raises(ValueError, match="^y_val must"):
         check_labels(torch.tensor([5]), 1, 2, name="y_val")
+
+
+def test_check_int_returns_good_ints():
+    assert check_int(3, "n") == 3
+    assert check_int(-7, "offset") == -7  # no minimum: any int
+    assert check_int(1, "batch_size", minimum=1) == 1
+
+
+@pytest.mark.parametrize("value, minimum, error, pattern", [
+    (2.0, None, TypeError, "n must be an int, got 2.0"),
+    ("3", None, TypeError, "n must be an int, got '3'"),
+    (True, None, TypeError, "n must be an int, got True"),  # a bool is not a count
+    (None, 1, TypeError, "n must be an int, got None"),
+    (0, 1, ValueError, "n must be >= 1, got 0"),
+    (-1, 0, ValueError, "n must be >= 0, got -1"),
+])
+def test_check_int_errors(value, minimum, error, pattern):
+    with pytest.raises(error, match=pattern):
+        check_int(value, "n", minimum)
+
+
+def test_check_real_returns_floats():
+    assert check_real(1, "lr", low=0) == 1.0 and isinstance(check_real(1, "lr"), float)
+    assert check_real(0.0, "p", 0, 1) == 0.0 and check_real(1.0, "p", 0, 1) == 1.0  # closed ends
+    assert check_real(-5.5, "shift") == -5.5  # unbounded
+
+
+@pytest.mark.parametrize("value, low, high, low_open, error, pattern", [
+    ("0.1", None, None, False, TypeError, "x must be a real number, got '0.1'"),
+    (False, None, None, False, TypeError, "x must be a real number, got False"),
+    (torch.tensor(0.5), None, None, False, TypeError, "x must be a real number"),
+    (float("nan"), None, None, False, ValueError, r"x must lie in \[-inf, inf\], got nan"),
+    (1.5, 0, 1, False, ValueError, r"x must lie in \[0, 1\], got 1.5"),
+    (0.0, 0, None, True, ValueError, r"x must lie in \(0, inf\], got 0.0"),
+])
+def test_check_real_errors(value, low, high, low_open, error, pattern):
+    with pytest.raises(error, match=pattern):
+        check_real(value, "x", low, high, low_open=low_open)

@@ -19,6 +19,7 @@ from A5_detection.common import (
     RegNetTrunk,
     average_precision,
     box_iou,
+    check_gt_boxes,
     class_spec_nms,
     confusion_counts,
     count_errors,
@@ -28,6 +29,7 @@ from A5_detection.common import (
     get_fpn_location_coords,
     ignore_classes,
     nms,
+    paired_iou,
     predict_in_batches,
     roi_align,
 )
@@ -36,6 +38,7 @@ from helpers.gradcheck import compute_numeric_gradient, rel_error
 # Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
 IOU = pytest.mark.grade("box_iou", points=2)
 GIOU = pytest.mark.grade("generalized_box_iou", points=2)
+PAIRED_IOU = pytest.mark.grade("paired_iou", points=1)
 NMS = pytest.mark.grade("nms", points=5)
 CLASS_NMS = pytest.mark.grade("class_spec_nms", points=3)
 ROI_ALIGN = pytest.mark.grade("roi_align", points=6)
@@ -99,6 +102,19 @@ def test_box_iou_by_hand():
     torch.testing.assert_close(box_iou(a, b), torch.tensor([[1 / 3, 1.0, 0.5, 0.0, 0.0]]), rtol=0, atol=1e-7)
     assert box_iou(a, torch.zeros(0, 4)).shape == (1, 0)
     assert box_iou(torch.zeros(0, 4), b).shape == (0, 5)
+
+
+@PAIRED_IOU
+def test_paired_iou_is_the_diagonal_of_box_iou():
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(30, 2, generator=g, dtype=F64) * 50
+    a = torch.cat([xy, xy + torch.rand(30, 2, generator=g, dtype=F64) * 30], dim=1)
+    xy = torch.rand(30, 2, generator=g, dtype=F64) * 50
+    b = torch.cat([xy, xy + torch.rand(30, 2, generator=g, dtype=F64) * 30], dim=1)
+    assert torch.allclose(paired_iou(a, b), torch.diagonal(box_iou(a, b)), atol=1e-12)
+    by_hand = paired_iou(torch.tensor([0.0, 0.0, 2.0, 2.0]), torch.tensor([1.0, 0.0, 3.0, 2.0]))
+    assert float(by_hand) == pytest.approx(2 / 6)
+    assert float(paired_iou(torch.zeros(4), torch.zeros(4))) == 0.0, "two empty boxes: 0, not nan"
 
 
 # --------------------------------------------------------------------------- nms
@@ -998,3 +1014,25 @@ def test_generalized_box_iou_refuses_bad_boxes():
         generalized_box_iou(good, torch.zeros(3))
     with pytest.raises(TypeError, match="floating-point"):
         generalized_box_iou(good, torch.zeros(1, 4, dtype=torch.int64))
+
+
+@GIVEN
+def test_check_gt_boxes_accepts_the_course_format_and_names_each_mistake():
+    good = torch.tensor([[[1.0, 2.0, 5.0, 9.0, 2.0], [-1.0] * 5], [[-1.0] * 5, [-1.0] * 5]])
+    check_gt_boxes(good, num_classes=3)
+    check_gt_boxes(good[0], num_classes=3, batched=False)
+    check_gt_boxes(torch.zeros(2, 0, 5))  # no objects at all
+    cases = [
+        ([[1.0, 2.0, 5.0, 9.0]], ValueError, r"shape \(B, N, 5\)"),
+        ([[[1, 2, 5, 9, 0]]], TypeError, "floating-point"),
+        ([[[1.0, 2.0, 5.0, 9.0, -1.0]]], ValueError, "padding rows that are all -1"),
+        ([[[1.0, 2.0, 5.0, 9.0, 0.5]]], ValueError, "integer class ids"),
+        ([[[1.0, 2.0, 5.0, 9.0, 3.0]]], ValueError, r"class ids must lie in \[0, 3\)"),
+        ([[[5.0, 2.0, 1.0, 9.0, 0.0]]], ValueError, "x2 >= x1"),
+        ([[[1.0, 2.0, math.inf, 9.0, 0.0]]], ValueError, "finite"),
+    ]
+    for rows, error, pattern in cases:
+        with pytest.raises(error, match=pattern):
+            check_gt_boxes(torch.tensor(rows), num_classes=3)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        check_gt_boxes([[1.0, 2.0, 5.0, 9.0, 0.0]])

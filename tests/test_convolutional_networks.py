@@ -822,9 +822,9 @@ def test_batchnorm_shape_errors():
 
 @GIVEN
 def test_kaiming_errors():
-    with pytest.raises(ValueError, match="Din must be a positive int"):
+    with pytest.raises(ValueError, match="Din must be >= 1"):
         kaiming_initializer(0, 3)
-    with pytest.raises(ValueError, match="K must be a positive int"):
+    with pytest.raises(ValueError, match="K must be >= 1"):
         kaiming_initializer(2, 3, K=0)
     with pytest.raises(TypeError, match="floating torch dtype"):
         kaiming_initializer(2, 3, dtype=torch.int32)
@@ -840,7 +840,7 @@ def test_kaiming_errors():
     ({"input_dims": (1, 28, 28), "num_filters": [4] * 3, "max_pools": [0, 1, 2]}, ValueError, "gets 7 x 7"),
     ({"input_dims": (3, 32)}, ValueError, r"input_dims must be \(C, H, W\)"),
     ({"num_filters": 8}, TypeError, "list of positive ints"),
-    ({"num_filters": [8, 0], "max_pools": []}, ValueError, r"num_filters\[1\] must be a positive int"),
+    ({"num_filters": [8, 0], "max_pools": []}, ValueError, r"num_filters\[1\] must be >= 1"),
     ({"weight_scale": "he"}, ValueError, "or 'kaiming'"),
     ({"reg": -1.0}, ValueError, "reg must be a number >= 0"),
     ({"dtype": torch.int64}, TypeError, "floating torch dtype"),
@@ -855,7 +855,7 @@ def test_deep_convnet_constructor_errors(kwargs, error, words):
 @pytest.mark.parametrize("kwargs, words", [
     ({"filter_size": 4}, "filter_size must be odd"),
     ({"input_dims": (3, 31, 32)}, "even H and W"),
-    ({"num_filters": 0}, "num_filters must be a positive int"),
+    ({"num_filters": 0}, "num_filters must be >= 1"),
     ({"weight_scale": -1.0}, "weight_scale"),
 ])
 def test_three_layer_convnet_constructor_errors(kwargs, words):

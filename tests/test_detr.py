@@ -152,7 +152,7 @@ def test_gt_boxes_to_set_targets_normalises_and_drops_padding():
 
 @GIVEN
 def test_gt_boxes_to_set_targets_refuses_malformed_targets():
-    with pytest.raises(ValueError, match=r"\(B, M, 5\)"):
+    with pytest.raises(ValueError, match=r"\(B, N, 5\)"):
         gt_boxes_to_set_targets(torch.zeros(2, 5), 64)
     with pytest.raises(TypeError, match="floating-point"):
         gt_boxes_to_set_targets(torch.zeros(1, 1, 5, dtype=torch.int64), 64)

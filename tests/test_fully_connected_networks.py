@@ -528,12 +528,12 @@ def test_dropout_errors(param, error, words):
 @GIVEN
 @pytest.mark.parametrize("kwargs, error, words", [
     ({"hidden_dims": 100}, TypeError, "list of positive ints"),
-    ({"hidden_dims": [10, 0]}, ValueError, r"hidden_dims\[1\] must be a positive int"),
+    ({"hidden_dims": [10, 0]}, ValueError, r"hidden_dims\[1\] must be >= 1"),
     ({"hidden_dims": [10], "dropout": 1.2}, ValueError, "probability of dropping"),
     ({"hidden_dims": [10], "reg": -1.0}, ValueError, "reg must be a number >= 0"),
     ({"hidden_dims": [10], "weight_scale": 0.0}, ValueError, "weight_scale"),
     ({"hidden_dims": [10], "dtype": torch.int64}, TypeError, "floating torch dtype"),
-    ({"hidden_dims": [10], "input_dim": 0}, ValueError, "input_dim must be a positive int"),
+    ({"hidden_dims": [10], "input_dim": 0}, ValueError, "input_dim must be >= 1"),
     ({"hidden_dims": [10], "seed": 1.5}, TypeError, "seed must be an int"),
 ])
 def test_fc_net_constructor_errors(kwargs, error, words):
@@ -550,7 +550,7 @@ def test_model_input_errors():
         model.loss(torch.zeros(4, 3, 4, dtype=torch.float64))
     with pytest.raises(ValueError, match="labels must lie"):
         model.loss(torch.zeros(2, 12), torch.tensor([0, 3]))
-    with pytest.raises(ValueError, match="hidden_dim must be a positive int"):
+    with pytest.raises(ValueError, match="hidden_dim must be >= 1"):
         TwoLayerNet(hidden_dim=0)
 
 

@@ -265,7 +265,7 @@ def test_sample_batch_is_repeatable_with_the_global_seed():
     ({"num_train": 11, "batch_size": 2}, ValueError),
     ({"num_train": 0, "batch_size": 2}, ValueError),
     ({"num_train": 5, "batch_size": 0}, ValueError),
-    ({"num_train": 5, "batch_size": 2.0}, ValueError),
+    ({"num_train": 5, "batch_size": 2.0}, TypeError),
 ])
 def test_sample_batch_errors(kwargs, error):
     with pytest.raises(error, match="num_train|batch_size"):

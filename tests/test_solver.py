@@ -451,10 +451,10 @@ def test_exploding_parameters_are_not_saved(name):
 
 
 @pytest.mark.parametrize("kwargs, error, words", [
-    ({"batch_size": 0}, ValueError, "batch_size must be a positive int"),
-    ({"num_epochs": 1.5}, ValueError, "num_epochs must be a positive int"),
+    ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+    ({"num_epochs": 1.5}, TypeError, "num_epochs must be an int"),
     ({"lr_decay": -0.1}, ValueError, "lr_decay must be a number > 0"),
-    ({"num_train_samples": 0}, ValueError, "num_train_samples must be a positive int or None"),
+    ({"num_train_samples": 0}, ValueError, "num_train_samples must be >= 1"),
     ({"update_rule": "adam"}, TypeError, "update_rule must be a function"),
     ({"optim_config": [0.1]}, TypeError, "optim_config must be a dict"),
     ({"checkpoint_name": "a/b"}, ValueError, "plain file name"),

@@ -48,7 +48,7 @@ def test_format_signed(value, text):
 
 @pytest.mark.parametrize("bad", [1.5, "4", None, True])
 def test_format_signed_rejects_non_ints(bad):
-    with pytest.raises(ValueError, match="int"):
+    with pytest.raises(TypeError, match="value must be an int"):
         syn.format_signed(bad)
 
 
@@ -131,7 +131,8 @@ def test_custom_range():
     ({"split": "val", "low": -5.0}, "low must be an int"),
 ])
 def test_bad_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    error = TypeError if "must be an int" in message else ValueError
+    with pytest.raises(error, match=message):
         syn.arithmetic_problems(**kwargs)
 
 
@@ -443,7 +444,8 @@ def test_load_captions_scenes():
     ({"split": "val", "num": 3, "seed": 0.5}, "seed must be an int"),
 ])
 def test_captioned_scenes_bad_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    error = TypeError if "must be an int" in message else ValueError
+    with pytest.raises(error, match=message):
         syn.captioned_scenes(**kwargs)
 
 
@@ -633,5 +635,6 @@ def test_detection_scenes_fixed_by_seed_prefix_split_and_size(det_val):
     ({"split": "val", "seed": 0.5}, "seed must be an int"),
 ])
 def test_detection_scenes_bad_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    error = TypeError if "must be an int" in message else ValueError
+    with pytest.raises(error, match=message):
         syn.detection_scenes(**kwargs)
