@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from helpers.checks import check_int
 from helpers.config import Config, get_config
 
 __all__ = [
@@ -1066,7 +1067,7 @@ def load_voc_detection(split: str, num: int | None = None, cfg: Config | None = 
 
 
 def load_detection(name: str, split: str, num: int | None = None, cfg: Config | None = None,
-                   image_size: int | None = None, root=None, verbose: bool = False) -> dict:
+                   image_size: int | None = None, root=None, verbose: bool = False, draws: int = 1) -> dict:
     """Images with ground-truth boxes for A5 and the detection papers, one format for every dataset.
 
     ``name``:
@@ -1076,6 +1077,9 @@ def load_detection(name: str, split: str, num: int | None = None, cfg: Config | 
       boxes; splits ``"train"`` / ``"val"`` / ``"test"`` of 10,000 / 1,000 / 1,000 scenes, always
       the same: seed 0).  ``image_size`` is the canvas size (default 96): scenes are generated at
       that size, not resized.  Also holds ``"items"`` and ``"tints"`` (what was pasted).
+      ``draws > 1`` appends more independent draws of the split (draw ``k`` made with seed ``k``):
+      more scenes, from the same Fashion-MNIST items, so extra training scenes never show a val
+      or test item; draw 0 is the standard split.
     * ``"voc2007"``: PASCAL VOC 2007 in its ``VOCdevkit`` layout under ``<cfg.data_dir>`` (or
       ``root`` = the ``VOC2007`` folder), splits ``"train"``, ``"val"``, ``"trainval"`` (5,011 images)
       and ``"test"`` (4,952), 20 classes; downloaded with torchvision unless offline.  Images are
@@ -1092,6 +1096,8 @@ def load_detection(name: str, split: str, num: int | None = None, cfg: Config | 
         cfg: data folder and offline flag; default :func:`helpers.config.get_config`.
         image_size: side of the square images.
         root, verbose: VOC only: the ``VOC2007`` folder; a progress bar while reading images.
+        draws: detection scenes only: how many draws of the split to concatenate (``num`` scenes of
+            each); the image ids of draw ``k >= 1`` read ``"<split>-d<k>-<index>"``.
 
     Returns:
         dict with
@@ -1113,7 +1119,10 @@ def load_detection(name: str, split: str, num: int | None = None, cfg: Config | 
     if name not in DETECTION_DATASETS:
         raise ValueError(f"unknown detection dataset {name!r}; known: {', '.join(DETECTION_DATASETS)}")
     cfg = get_config() if cfg is None else cfg
+    check_int(draws, "draws", 1)
     if name == "voc2007":
+        if draws != 1:
+            raise ValueError(f"draws applies to generated scenes only (VOC is one fixed set of images), got {draws}")
         return load_voc_detection(split, num=num, cfg=cfg, image_size=image_size, root=root, verbose=verbose)
     from helpers import synthetic
 
@@ -1121,7 +1130,23 @@ def load_detection(name: str, split: str, num: int | None = None, cfg: Config | 
         raise ValueError(f"split must be one of {', '.join(map(repr, SCENE_DETECTION_SPLITS))} for "
                          f"detection_scenes, got {split!r}")
     canvas_size = synthetic.DETECTION_CANVAS_SIZE if image_size is None else image_size
-    return synthetic.detection_scenes(split, num=num, seed=0, canvas_size=canvas_size, cfg=cfg)
+    parts = [synthetic.detection_scenes(split, num=num, seed=k, canvas_size=canvas_size, cfg=cfg) for k in range(draws)]
+    for k, part in enumerate(parts[1:], start=1):
+        part["image_ids"] = [f"{split}-d{k}-{i:05d}" for i in range(len(part["image_ids"]))]
+    return _concatenate_detection(parts)
+
+
+def _concatenate_detection(parts: list[dict]) -> dict:
+    """One :func:`load_detection` dict from several of the same dataset: tensors and lists end to end."""
+    if len(parts) == 1:
+        return parts[0]
+    out = {"class_names": parts[0]["class_names"]}
+    for key, value in parts[0].items():
+        if isinstance(value, torch.Tensor):
+            out[key] = torch.cat([part[key] for part in parts])
+        elif key != "class_names":
+            out[key] = [x for part in parts for x in part[key]]
+    return out
 
 
 def _check_gt_boxes(gt_boxes, difficult) -> torch.Tensor:

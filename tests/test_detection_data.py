@@ -187,6 +187,31 @@ def test_load_detection_bad_arguments(cfg):
         data.load_detection("detection_scenes", "trainval", cfg=cfg)
     with pytest.raises(ValueError, match="image_size must be an int >= 8"):
         data.load_detection("voc2007", "train", cfg=cfg, image_size=4)
+    with pytest.raises(ValueError, match="draws applies to generated scenes only"):
+        data.load_detection("voc2007", "train", cfg=cfg, draws=2)
+    with pytest.raises(ValueError, match="draws must be >= 1"):
+        data.load_detection("detection_scenes", "val", num=2, draws=0)
+    with pytest.raises(TypeError, match="draws must be an int"):
+        data.load_detection("detection_scenes", "val", num=2, draws=2.0)
+
+
+def test_more_draws_of_scenes_are_new_scenes_of_the_same_items():
+    from helpers import synthetic
+
+    one = data.load_detection("detection_scenes", "val", num=30, image_size=64)
+    three = data.load_detection("detection_scenes", "val", num=30, image_size=64, draws=3)
+    assert three["images"].shape == (90, 3, 64, 64) and three["gt_boxes"].shape == (90, 6, 5)
+    for key in ("images", "gt_boxes", "difficult", "items", "tints", "orig_sizes"):
+        assert torch.equal(three[key][:30], one[key]), f"draw 0 is the standard split ({key})"
+    second = synthetic.detection_scenes("val", num=30, seed=1, canvas_size=64)
+    assert torch.equal(three["images"][30:60], second["images"]), "draw 1 is the split made with seed 1"
+    assert not torch.equal(three["images"][30:60], three["images"][:30]), "a new draw holds new scenes"
+    assert three["image_ids"][29:31] == ["val-00029", "val-d1-00000"] and len(set(three["image_ids"])) == 90
+    assert three["class_names"] == one["class_names"]
+    _, pool_labels = synthetic._detection_pool("val", get_config())
+    real = three["items"] >= 0
+    assert torch.equal(three["gt_boxes"][..., 4][real].long(), pool_labels[three["items"][real]].long()), \
+        "every draw's labels are those of the val items it pasted"
 
 
 def padded_example():
