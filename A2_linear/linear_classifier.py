@@ -258,8 +258,8 @@ def sample_batch(X: torch.Tensor, y: torch.Tensor, num_train: int, batch_size: i
     Returns:
         X_batch: ``(batch_size, D)``; y_batch: ``(batch_size,)``.
     """
-    check_int(num_train, "num_train", 1)
-    check_int(batch_size, "batch_size", 1)
+    check_int(num_train, "num_train", minimum=1)
+    check_int(batch_size, "batch_size", minimum=1)
     if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise TypeError(f"X and y must be torch.Tensors, got {type(X).__name__} and {type(y).__name__}")
     if X.dim() < 1 or y.dim() != 1 or X.shape[0] != y.shape[0]:
@@ -299,8 +299,8 @@ def train_linear_classifier(loss_func, W, X, y, learning_rate: float = 1e-3, reg
         loss_history: list of the loss (a float) at every iteration.
     """
     _check_matrix(X, "X", "(N, D)")
-    check_int(num_iters, "num_iters", 1)
-    check_int(batch_size, "batch_size", 1)
+    check_int(num_iters, "num_iters", minimum=1)
+    check_int(batch_size, "batch_size", minimum=1)
     _check_reg(reg)
     for name, value in (("learning_rate", learning_rate), ("lr_decay", lr_decay)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -244,8 +244,8 @@ def nn_train(params: dict, loss_func: Callable, pred_func: Callable, X: torch.Te
     learning_rate_decay = _check_number("learning_rate_decay", learning_rate_decay, strict=True)
     momentum = _check_number("momentum", momentum, maximum=1.0)
     _check_number("reg", reg)
-    num_iters = check_int(num_iters, "num_iters", 1)
-    batch_size = check_int(batch_size, "batch_size", 1)
+    num_iters = check_int(num_iters, "num_iters", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
 
     num_train = X.shape[0]
     iterations_per_epoch = max(num_train // batch_size, 1)
@@ -299,7 +299,7 @@ class TwoLayerNet:
                  dtype: torch.dtype = torch.float32, device="cpu", std: float = 1e-4):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("output_size", output_size)):
-            check_int(value, name, 1)
+            check_int(value, name, minimum=1)
         std = _check_number("std", std)
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")

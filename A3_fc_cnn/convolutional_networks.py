@@ -915,10 +915,10 @@ def kaiming_initializer(Din: int, Dout: int, K: int | None = None, relu: bool = 
         ``(Din, Dout)`` with std ``sqrt(gain / Din)`` when ``K`` is None, else
         ``(Dout, Din, K, K)`` with std ``sqrt(gain / (Din * K * K))``.
     """
-    check_int(Din, "Din", 1)
-    check_int(Dout, "Dout", 1)
+    check_int(Din, "Din", minimum=1)
+    check_int(Dout, "Dout", minimum=1)
     if K is not None:
-        check_int(K, "K", 1)
+        check_int(K, "K", minimum=1)
     if not isinstance(relu, bool):
         raise TypeError(f"relu must be True or False, got {relu!r}")
     _check_dtype(dtype)
@@ -965,13 +965,13 @@ class ThreeLayerConvNet:
                  num_classes: int = 10, weight_scale: float = 1e-3, reg: float = 0.0,
                  dtype: torch.dtype = torch.float, device="cpu"):
         self.input_dims = _check_input_dims(input_dims)
-        check_int(num_filters, "num_filters", 1)
-        check_int(filter_size, "filter_size", 1)
+        check_int(num_filters, "num_filters", minimum=1)
+        check_int(filter_size, "filter_size", minimum=1)
         if filter_size % 2 == 0:
             raise ValueError(f"filter_size must be odd so that padding (filter_size - 1) // 2 keeps H x W, "
                              f"got {filter_size}")
-        check_int(hidden_dim, "hidden_dim", 1)
-        check_int(num_classes, "num_classes", 1)
+        check_int(hidden_dim, "hidden_dim", minimum=1)
+        check_int(num_classes, "num_classes", minimum=1)
         C, H, W = self.input_dims
         if H % 2 or W % 2:
             raise ValueError(f"input_dims (C, H, W) needs even H and W for the 2x2 max pool, got {self.input_dims}")
@@ -1087,7 +1087,7 @@ class DeepConvNet:
         if not isinstance(num_filters, (list, tuple)):
             raise TypeError(f"num_filters must be a list of positive ints such as [8, 8], got {num_filters!r}")
         for i, f in enumerate(num_filters):
-            check_int(f, f"num_filters[{i}]", 1)
+            check_int(f, f"num_filters[{i}]", minimum=1)
         if not isinstance(max_pools, (list, tuple)):
             raise TypeError(f"max_pools must be a list of conv layer indices such as [0, 1], got {max_pools!r}")
         for i in max_pools:
@@ -1098,7 +1098,7 @@ class DeepConvNet:
             raise ValueError(f"max_pools must name each conv layer at most once, got {list(max_pools)}")
         if not isinstance(batchnorm, bool):
             raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
-        check_int(num_classes, "num_classes", 1)
+        check_int(num_classes, "num_classes", minimum=1)
         _check_weight_scale(weight_scale)
         self.reg = _check_reg(reg)
         _check_dtype(dtype)

@@ -442,9 +442,9 @@ class TwoLayerNet:
     def __init__(self, input_dim: int = 3 * 32 * 32, hidden_dim: int = 100, num_classes: int = 10,
                  weight_scale: float = 1e-3, reg: float = 0.0, dtype: torch.dtype = torch.float32,
                  device="cpu"):
-        self.input_dim = check_int(input_dim, "input_dim", 1)
-        check_int(hidden_dim, "hidden_dim", 1)
-        check_int(num_classes, "num_classes", 1)
+        self.input_dim = check_int(input_dim, "input_dim", minimum=1)
+        check_int(hidden_dim, "hidden_dim", minimum=1)
+        check_int(num_classes, "num_classes", minimum=1)
         self.reg = _check_reg(reg)
         _check_init(weight_scale, dtype)
         self.params: dict[str, torch.Tensor] = {}
@@ -538,9 +538,9 @@ class FullyConnectedNet:
         if not isinstance(hidden_dims, (list, tuple)):
             raise TypeError(f"hidden_dims must be a list of positive ints such as [100, 100], got {hidden_dims!r}")
         for i, h in enumerate(hidden_dims):
-            check_int(h, f"hidden_dims[{i}]", 1)
-        self.input_dim = check_int(input_dim, "input_dim", 1)
-        check_int(num_classes, "num_classes", 1)
+            check_int(h, f"hidden_dims[{i}]", minimum=1)
+        self.input_dim = check_int(input_dim, "input_dim", minimum=1)
+        check_int(num_classes, "num_classes", minimum=1)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
             raise ValueError(f"dropout is the probability of dropping a unit and must lie in [0, 1], got {dropout!r}")
         self.reg = _check_reg(reg)

@@ -278,8 +278,8 @@ class RNN(nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int):
         super().__init__()
-        self.input_dim = check_int(input_dim, "input_dim", 1)
-        self.hidden_dim = check_int(hidden_dim, "hidden_dim", 1)
+        self.input_dim = check_int(input_dim, "input_dim", minimum=1)
+        self.hidden_dim = check_int(hidden_dim, "hidden_dim", minimum=1)
         self.Wx = nn.Parameter(torch.randn(input_dim, hidden_dim) / math.sqrt(input_dim))
         self.Wh = nn.Parameter(torch.randn(hidden_dim, hidden_dim) / math.sqrt(hidden_dim))
         self.b = nn.Parameter(torch.zeros(hidden_dim))
@@ -316,8 +316,8 @@ class WordEmbedding(nn.Module):
 
     def __init__(self, vocab_size: int, embed_size: int):
         super().__init__()
-        self.vocab_size = check_int(vocab_size, "vocab_size", 1)
-        self.embed_size = check_int(embed_size, "embed_size", 1)
+        self.vocab_size = check_int(vocab_size, "vocab_size", minimum=1)
+        self.embed_size = check_int(embed_size, "embed_size", minimum=1)
         self.W_embed = nn.Parameter(torch.randn(vocab_size, embed_size) / math.sqrt(vocab_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -567,8 +567,8 @@ class LSTM(nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int):
         super().__init__()
-        self.input_dim = check_int(input_dim, "input_dim", 1)
-        self.hidden_dim = check_int(hidden_dim, "hidden_dim", 1)
+        self.input_dim = check_int(input_dim, "input_dim", minimum=1)
+        self.hidden_dim = check_int(hidden_dim, "hidden_dim", minimum=1)
         self.Wx = nn.Parameter(torch.randn(input_dim, 4 * hidden_dim) / math.sqrt(input_dim))
         self.Wh = nn.Parameter(torch.randn(hidden_dim, 4 * hidden_dim) / math.sqrt(hidden_dim))
         self.b = nn.Parameter(torch.zeros(4 * hidden_dim))
@@ -667,8 +667,8 @@ class AttentionLSTM(nn.Module):
 
     def __init__(self, input_dim: int, hidden_dim: int):
         super().__init__()
-        self.input_dim = check_int(input_dim, "input_dim", 1)
-        self.hidden_dim = check_int(hidden_dim, "hidden_dim", 1)
+        self.input_dim = check_int(input_dim, "input_dim", minimum=1)
+        self.hidden_dim = check_int(hidden_dim, "hidden_dim", minimum=1)
         self.Wx = nn.Parameter(torch.randn(input_dim, 4 * hidden_dim) / math.sqrt(input_dim))
         self.Wh = nn.Parameter(torch.randn(hidden_dim, 4 * hidden_dim) / math.sqrt(hidden_dim))
         self.Wattn = nn.Parameter(torch.randn(hidden_dim, 4 * hidden_dim) / math.sqrt(hidden_dim))
@@ -741,11 +741,11 @@ class CaptioningRNN(nn.Module):
             raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}")
         self.ignore_index = ignore_index
         self.image_blind = bool(image_blind)
-        self.wordvec_dim = check_int(wordvec_dim, "wordvec_dim", 1)
-        self.hidden_dim = check_int(hidden_dim, "hidden_dim", 1)
+        self.wordvec_dim = check_int(wordvec_dim, "wordvec_dim", minimum=1)
+        self.hidden_dim = check_int(hidden_dim, "hidden_dim", minimum=1)
         self.image_encoder = ImageEncoder(pretrained=image_encoder_pretrained)
         channels = self.image_encoder.out_channels
-        if input_dim is not None and check_int(input_dim, "input_dim", 1) != channels:
+        if input_dim is not None and check_int(input_dim, "input_dim", minimum=1) != channels:
             raise ValueError(f"input_dim must equal the image encoder's out_channels = {channels} "
                              f"(pretrained={image_encoder_pretrained}), got {input_dim}; or pass None")
         self.input_dim = channels
@@ -863,7 +863,7 @@ class CaptioningRNN(nn.Module):
             a pair ``(captions, attn_weights)`` with ``attn_weights (N, T, Dh, Dw)``.
         """
         self._check_inputs(images)
-        check_int(max_length, "max_length", 1)
+        check_int(max_length, "max_length", minimum=1)
         n = images.shape[0]
         device = self.output_projection.weight.device
         captions = torch.full((n, max_length), self._null, dtype=torch.int64, device=device)
@@ -922,7 +922,7 @@ def caption_images(model: CaptioningRNN, images: torch.Tensor, max_length: int =
     if not isinstance(model, CaptioningRNN):
         raise TypeError(f"model must be a CaptioningRNN, got {type(model).__name__}")
     _float_images(images[:1] if isinstance(images, torch.Tensor) else images)
-    check_int(batch_size, "batch_size", 1)
+    check_int(batch_size, "batch_size", minimum=1)
     device = model.output_projection.weight.device
     mode = model.training
     model.eval()

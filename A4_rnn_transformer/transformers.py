@@ -159,8 +159,8 @@ def _check_sequence(x, name: str, emb_dim: int) -> None:
 
 
 def _check_heads(num_heads, emb_dim) -> None:
-    check_int(num_heads, "num_heads", 1)
-    check_int(emb_dim, "emb_dim", 1)
+    check_int(num_heads, "num_heads", minimum=1)
+    check_int(emb_dim, "emb_dim", minimum=1)
     if emb_dim % num_heads:
         raise ValueError(f"num_heads must divide emb_dim: each of the {num_heads} heads gets emb_dim / num_heads "
                          f"dimensions, and {emb_dim} / {num_heads} is not a whole number")
@@ -382,9 +382,9 @@ class SelfAttention(nn.Module):
 
     def __init__(self, dim_in: int, dim_q: int, dim_v: int):
         super().__init__()
-        self.dim_in = check_int(dim_in, "dim_in", 1)
-        check_int(dim_q, "dim_q", 1)
-        check_int(dim_v, "dim_v", 1)
+        self.dim_in = check_int(dim_in, "dim_in", minimum=1)
+        check_int(dim_q, "dim_q", minimum=1)
+        check_int(dim_v, "dim_v", minimum=1)
         self.q = self.k = self.v = None
         self.weights_softmax = None
         ### BEGIN SOLUTION
@@ -435,9 +435,9 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, num_heads: int, dim_in: int, dim_out: int):
         super().__init__()
-        self.num_heads = check_int(num_heads, "num_heads", 1)
-        self.dim_in = check_int(dim_in, "dim_in", 1)
-        self.dim_out = check_int(dim_out, "dim_out", 1)
+        self.num_heads = check_int(num_heads, "num_heads", minimum=1)
+        self.dim_in = check_int(dim_in, "dim_in", minimum=1)
+        self.dim_out = check_int(dim_out, "dim_out", minimum=1)
         self.heads = self.linear = None
         self.weights_softmax = None
         ### BEGIN SOLUTION
@@ -480,7 +480,7 @@ class LayerNormalization(nn.Module):
 
     def __init__(self, emb_dim: int, epsilon: float = 1e-10):
         super().__init__()
-        self.emb_dim = check_int(emb_dim, "emb_dim", 1)
+        self.emb_dim = check_int(emb_dim, "emb_dim", minimum=1)
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
             raise TypeError(f"epsilon must be a number >= 0, got {epsilon!r}")
         if epsilon < 0:
@@ -516,8 +516,8 @@ class FeedForwardBlock(nn.Module):
 
     def __init__(self, inp_dim: int, hidden_dim_feedforward: int):
         super().__init__()
-        check_int(inp_dim, "inp_dim", 1)
-        check_int(hidden_dim_feedforward, "hidden_dim_feedforward", 1)
+        check_int(inp_dim, "inp_dim", minimum=1)
+        check_int(hidden_dim_feedforward, "hidden_dim_feedforward", minimum=1)
         self.fc1 = self.relu = self.fc2 = None
         ### BEGIN SOLUTION
         self.fc1 = _uniform_init(nn.Linear(inp_dim, hidden_dim_feedforward))
@@ -550,7 +550,7 @@ class EncoderBlock(nn.Module):
     def __init__(self, num_heads: int, emb_dim: int, feedforward_dim: int, dropout: float):
         super().__init__()
         _check_heads(num_heads, emb_dim)
-        check_int(feedforward_dim, "feedforward_dim", 1)
+        check_int(feedforward_dim, "feedforward_dim", minimum=1)
         _check_probability("dropout", dropout)
         self.emb_dim = emb_dim
         self.MultiHeadBlock = self.norm1 = self.norm2 = self.feedForward = self.dropout = None
@@ -606,7 +606,7 @@ class DecoderBlock(nn.Module):
     def __init__(self, num_heads: int, emb_dim: int, feedforward_dim: int, dropout: float):
         super().__init__()
         _check_heads(num_heads, emb_dim)
-        check_int(feedforward_dim, "feedforward_dim", 1)
+        check_int(feedforward_dim, "feedforward_dim", minimum=1)
         _check_probability("dropout", dropout)
         self.emb_dim = emb_dim
         self.attention_self = self.attention_cross = self.feed_forward = None
@@ -650,7 +650,7 @@ class Encoder(nn.Module):
 
     def __init__(self, num_heads: int, emb_dim: int, feedforward_dim: int, num_layers: int, dropout: float):
         super().__init__()
-        check_int(num_layers, "num_layers", 1)
+        check_int(num_layers, "num_layers", minimum=1)
         self.layers = nn.ModuleList(
             [EncoderBlock(num_heads, emb_dim, feedforward_dim, dropout) for _ in range(num_layers)])
 
@@ -669,8 +669,8 @@ class Decoder(nn.Module):
     def __init__(self, num_heads: int, emb_dim: int, feedforward_dim: int, num_layers: int, dropout: float,
                  vocab_len: int):
         super().__init__()
-        check_int(num_layers, "num_layers", 1)
-        check_int(vocab_len, "vocab_len", 1)
+        check_int(num_layers, "num_layers", minimum=1)
+        check_int(vocab_len, "vocab_len", minimum=1)
         self.layers = nn.ModuleList(
             [DecoderBlock(num_heads, emb_dim, feedforward_dim, dropout) for _ in range(num_layers)])
         self.proj_to_vocab = _uniform_init(nn.Linear(emb_dim, vocab_len))
@@ -692,8 +692,8 @@ def position_encoding_simple(K: int, M: int) -> torch.Tensor:
     Returns:
         ``(1, K, M)`` float32, ``out[0, n, :] = n / K``.
     """
-    check_int(K, "K", 1)
-    check_int(M, "M", 1)
+    check_int(K, "K", minimum=1)
+    check_int(M, "M", minimum=1)
     y = None
     ### BEGIN SOLUTION
     y = (torch.arange(K, dtype=torch.float32) / K)[None, :, None].repeat(1, 1, M)
@@ -711,8 +711,8 @@ def position_encoding_sinusoid(K: int, M: int) -> torch.Tensor:
     Returns:
         ``(1, K, M)`` float32.
     """
-    check_int(K, "K", 1)
-    check_int(M, "M", 1)
+    check_int(K, "K", minimum=1)
+    check_int(M, "M", minimum=1)
     y = None
     ### BEGIN SOLUTION
     positions = torch.arange(K, dtype=torch.float64)[:, None]
@@ -733,8 +733,8 @@ class TokenEmbedding(nn.Module):
 
     def __init__(self, vocab_len: int, emb_dim: int):
         super().__init__()
-        self.vocab_len = check_int(vocab_len, "vocab_len", 1)
-        check_int(emb_dim, "emb_dim", 1)
+        self.vocab_len = check_int(vocab_len, "vocab_len", minimum=1)
+        check_int(emb_dim, "emb_dim", minimum=1)
         self.weight = nn.Parameter(torch.randn(vocab_len, emb_dim))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -758,7 +758,7 @@ class Transformer(nn.Module):
                  num_enc_layers: int, num_dec_layers: int, vocab_len: int):
         super().__init__()
         _check_heads(num_heads, emb_dim)
-        self.emb_dim, self.vocab_len = emb_dim, check_int(vocab_len, "vocab_len", 1)
+        self.emb_dim, self.vocab_len = emb_dim, check_int(vocab_len, "vocab_len", minimum=1)
         self.emb_layer = TokenEmbedding(vocab_len, emb_dim)
         self.encoder = Encoder(num_heads, emb_dim, feedforward_dim, num_enc_layers, dropout)
         self.decoder = Decoder(num_heads, emb_dim, feedforward_dim, num_dec_layers, dropout, vocab_len)
@@ -871,7 +871,7 @@ class AddSubDataset(Dataset):
             raise ValueError("AddSubDataset needs at least one question")
         self.input_seqs, self.target_seqs = list(input_seqs), list(target_seqs)
         self.convert_str_to_tokens, self.special_tokens = convert_str_to_tokens, list(special_tokens)
-        self.emb_dim, self.pos_encode = check_int(emb_dim, "emb_dim", 1), pos_encode
+        self.emb_dim, self.pos_encode = check_int(emb_dim, "emb_dim", minimum=1), pos_encode
         self.pad_index = convert_str_to_tokens["PAD"]
         questions = [self.preprocess(text) for text in self.input_seqs]
         answers = [self.preprocess(text) for text in self.target_seqs]
@@ -879,7 +879,7 @@ class AddSubDataset(Dataset):
         if len(lengths) > 1:
             raise ValueError(f"every question must have the same number of tokens, got lengths {lengths}")
         longest = max(len(a) for a in answers)
-        self.pad_to = longest if pad_to is None else check_int(pad_to, "pad_to", 2)
+        self.pad_to = longest if pad_to is None else check_int(pad_to, "pad_to", minimum=2)
         if longest > self.pad_to:
             raise ValueError(f"pad_to={self.pad_to} is shorter than the longest answer ({longest} tokens)")
         self.questions = torch.tensor(questions, dtype=torch.int64)
@@ -1021,7 +1021,7 @@ def greedy_decode(model: Transformer, ques_b: torch.Tensor, ques_pos: torch.Tens
     """
     if not isinstance(model, Transformer):
         raise TypeError(f"model must be a Transformer, got {type(model).__name__}")
-    check_int(max_len, "max_len", 2)
+    check_int(max_len, "max_len", minimum=2)
     missing = [token for token in ("BOS", "EOS", "PAD") if token not in token_dict]
     if missing:
         raise ValueError(f"token_dict must contain BOS, EOS and PAD, missing {missing}")
@@ -1077,7 +1077,7 @@ def attention_weights(model: Transformer, ques_b: torch.Tensor, ques_pos: torch.
 def _loader(dataset: AddSubDataset, batch_size: int) -> DataLoader:
     if not isinstance(dataset, AddSubDataset):
         raise TypeError(f"dataset must be an AddSubDataset, got {type(dataset).__name__}")
-    return DataLoader(dataset, batch_size=check_int(batch_size, "batch_size", 1), shuffle=False)
+    return DataLoader(dataset, batch_size=check_int(batch_size, "batch_size", minimum=1), shuffle=False)
 
 
 def predict_answers(model: Transformer, dataset: AddSubDataset, token_dict: dict, batch_size: int = 1024,
@@ -1160,11 +1160,11 @@ def warmup_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_
         ``torch.optim.lr_scheduler.LambdaLR`` (pass it to :func:`helpers.train.train` with
         ``scheduler_interval="step"``).
     """
-    check_int(warmup_steps, "warmup_steps", 1)
+    check_int(warmup_steps, "warmup_steps", minimum=1)
     if decay not in ("cosine", "inverse_sqrt", "constant"):
         raise ValueError(f"decay must be 'cosine', 'inverse_sqrt' or 'constant', got {decay!r}")
     if decay == "cosine":
-        if total_steps is None or check_int(total_steps, "total_steps", 1) <= warmup_steps:
+        if total_steps is None or check_int(total_steps, "total_steps", minimum=1) <= warmup_steps:
             raise ValueError(f"decay='cosine' needs total_steps > warmup_steps={warmup_steps}, got {total_steps}")
     final_factor = _check_probability("final_factor", final_factor)
     ### BEGIN SOLUTION
@@ -1226,10 +1226,10 @@ def train_transformer(model: Transformer, train_set: AddSubDataset, *, num_epoch
         raise TypeError(f"model must be a Transformer, got {type(model).__name__}")
     if not isinstance(train_set, AddSubDataset):
         raise TypeError(f"train_set must be an AddSubDataset, got {type(train_set).__name__}")
-    check_int(num_epochs, "num_epochs", 1)
+    check_int(num_epochs, "num_epochs", minimum=1)
     if device is not None:
         model.to(device)
-    loader = DataLoader(train_set, batch_size=check_int(batch_size, "batch_size", 1), shuffle=True,
+    loader = DataLoader(train_set, batch_size=check_int(batch_size, "batch_size", minimum=1), shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = warmup_scheduler(optimizer, warmup_steps, num_epochs * len(loader), decay=decay)

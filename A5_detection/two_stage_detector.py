@@ -127,10 +127,10 @@ def _conv_stem(in_channels: int, stem_channels) -> nn.Sequential:
 
 
 def _check_channels(in_channels, stem_channels) -> list[int]:
-    check_int(in_channels, "in_channels", 1)
+    check_int(in_channels, "in_channels", minimum=1)
     if not isinstance(stem_channels, (list, tuple)) or not stem_channels:
         raise ValueError(f"stem_channels must be a non-empty list of ints, got {stem_channels!r}")
-    return [check_int(c, "stem_channels[i]", 1) for c in stem_channels]
+    return [check_int(c, "stem_channels[i]", minimum=1) for c in stem_channels]
 
 
 class RPNPredictionNetwork(nn.Module):
@@ -149,7 +149,7 @@ class RPNPredictionNetwork(nn.Module):
     def __init__(self, in_channels: int, stem_channels: list[int], num_anchors: int = 3):
         super().__init__()
         stem_channels = _check_channels(in_channels, stem_channels)
-        self.num_anchors = check_int(num_anchors, "num_anchors", 1)
+        self.num_anchors = check_int(num_anchors, "num_anchors", minimum=1)
         ### BEGIN SOLUTION
         self.stem_rpn = _conv_stem(in_channels, stem_channels)
         self.pred_obj = nn.Conv2d(stem_channels[-1], num_anchors, kernel_size=1)
@@ -502,13 +502,13 @@ class RPN(nn.Module):
                  post_nms_topk: int = 100, fg_fraction: float = 0.5):
         super().__init__()
         self.pred_net = RPNPredictionNetwork(fpn_channels, stem_channels, num_anchors=len(anchor_aspect_ratios))
-        self.batch_size_per_image = check_int(batch_size_per_image, "batch_size_per_image", 1)
+        self.batch_size_per_image = check_int(batch_size_per_image, "batch_size_per_image", minimum=1)
         self.anchor_stride_scale = check_real(anchor_stride_scale, "anchor_stride_scale", low=0.0)
         self.anchor_aspect_ratios = list(anchor_aspect_ratios)
         self.anchor_iou_thresholds = _check_thresholds(anchor_iou_thresholds)
         self.nms_thresh = check_real(nms_thresh, "nms_thresh", 0.0, 1.0)
-        self.pre_nms_topk = check_int(pre_nms_topk, "pre_nms_topk", 1)
-        self.post_nms_topk = check_int(post_nms_topk, "post_nms_topk", 1)
+        self.pre_nms_topk = check_int(pre_nms_topk, "pre_nms_topk", minimum=1)
+        self.post_nms_topk = check_int(post_nms_topk, "post_nms_topk", minimum=1)
         self.fg_fraction = check_real(fg_fraction, "fg_fraction", 0.0, 1.0)
 
     def anchors(self, feats_per_fpn_level: dict, strides_per_fpn_level: dict) -> dict:
@@ -654,11 +654,13 @@ class FasterRCNN(nn.Module):
             raise TypeError("backbone must have an attribute fpn_strides: level name -> stride")
         self.backbone = backbone
         self.rpn = rpn
-        self.num_classes = check_int(num_classes, "num_classes", 1)
-        self.batch_size_per_image = check_int(batch_size_per_image, "batch_size_per_image", 1)
+        self.num_classes = check_int(num_classes, "num_classes", minimum=1)
+        self.batch_size_per_image = check_int(batch_size_per_image, "batch_size_per_image", minimum=1)
         if isinstance(roi_size, int):
             roi_size = (roi_size, roi_size)
-        self.roi_size = (check_int(roi_size[0], "roi_size[0]", 1), check_int(roi_size[1], "roi_size[1]", 1))
+        if not isinstance(roi_size, (tuple, list)) or len(roi_size) != 2:
+            raise ValueError(f"roi_size must be an int or a pair (height, width), got {roi_size!r}")
+        self.roi_size = tuple(check_int(side, f"roi_size[{k}]", minimum=1) for k, side in enumerate(roi_size))
         self.fg_fraction = check_real(fg_fraction, "fg_fraction", 0.0, 1.0)
         self.proposal_iou_threshold = check_real(proposal_iou_threshold, "proposal_iou_threshold", 0.0, 1.0)
         self.canonical_size = check_real(canonical_size, "canonical_size", low=1e-6)
@@ -764,7 +766,7 @@ class FasterRCNN(nn.Module):
         _check_images(images)
         score_thresh = check_real(score_thresh, "score_thresh", 0.0, 1.0)
         nms_thresh = check_real(nms_thresh, "nms_thresh", 0.0, 1.0)
-        max_detections = check_int(max_detections, "max_detections", 1)
+        max_detections = check_int(max_detections, "max_detections", minimum=1)
         was_training = self.training
         self.eval()
         try:

@@ -95,7 +95,7 @@ def _check_pair(name_a: str, a, name_b: str, b) -> None:
 
 
 def _check_noise_dim(noise_dim) -> None:
-    check_int(noise_dim, "noise_dim", 1)
+    check_int(noise_dim, "noise_dim", minimum=1)
 
 
 # --------------------------------------------------------------------------- noise and networks
@@ -113,7 +113,7 @@ def sample_noise(batch_size: int, noise_dim: int, dtype: torch.dtype = torch.flo
     Returns:
         noise: ``(batch_size, noise_dim)`` tensor of ``dtype`` on ``device``.
     """
-    check_int(batch_size, "batch_size", 1)
+    check_int(batch_size, "batch_size", minimum=1)
     _check_noise_dim(noise_dim)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
@@ -342,11 +342,11 @@ def generate_images(G: nn.Module, num_images: int, noise_dim: int = NOISE_DIM, *
     """
     if not isinstance(G, nn.Module):
         raise TypeError(f"G must be a torch.nn.Module, got {type(G).__name__}")
-    check_int(batch_size, "batch_size", 1)
+    check_int(batch_size, "batch_size", minimum=1)
     _check_noise_dim(noise_dim)
     device = next(G.parameters()).device
     if noise is None:
-        check_int(num_images, "num_images", 1)
+        check_int(num_images, "num_images", minimum=1)
         noise = sample_noise(num_images, noise_dim, generator=generator)  # on the CPU, like the generator
     elif not isinstance(noise, torch.Tensor) or noise.dim() != 2 or noise.shape[1] != noise_dim:
         raise ValueError(f"noise must be a tensor of shape (N, noise_dim={noise_dim}), got {_shape(noise)}")
@@ -395,14 +395,14 @@ def _check_gan_args(D, G, D_solver, G_solver, discriminator_loss, generator_loss
     for name, fn in (("discriminator_loss", discriminator_loss), ("generator_loss", generator_loss)):
         if not callable(fn):
             raise TypeError(f"{name} must be a function of the discriminator's outputs, got {type(fn).__name__}")
-    check_int(num_epochs, "num_epochs", 1)
-    check_int(noise_size, "noise_size", 1)
-    check_int(show_every, "show_every", 1)
+    check_int(num_epochs, "num_epochs", minimum=1)
+    check_int(noise_size, "noise_size", minimum=1)
+    check_int(show_every, "show_every", minimum=1)
     check_int(num_show, "num_show", minimum=0)
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a path (str or Path) or None, got {type(checkpoint).__name__}")
     if checkpoint_every is not None:
-        check_int(checkpoint_every, "checkpoint_every", 1)
+        check_int(checkpoint_every, "checkpoint_every", minimum=1)
         if checkpoint is None:
             raise ValueError("checkpoint_every needs a checkpoint path, e.g. checkpoint=checkpoint_path('gan')")
     if time_limit is not None and (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))

@@ -138,7 +138,7 @@ def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.f
     Returns:
         ``(N, C)`` tensor on the labels' device: ``out[i, labels[i]] = 1``, every other entry 0.
     """
-    check_int(num_classes, "num_classes", 1)
+    check_int(num_classes, "num_classes", minimum=1)
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"labels must be a torch.Tensor of shape (N,), got {type(labels).__name__}")
     if labels.dim() != 1:
@@ -263,9 +263,9 @@ class VAE(nn.Module):
     def __init__(self, input_size: int, latent_size: int = 15, hidden_size: int = HIDDEN_SIZE,
                  image_shape: tuple = IMAGE_SHAPE):
         super().__init__()
-        self.input_size = check_int(input_size, "input_size", 1)
-        self.latent_size = check_int(latent_size, "latent_size", 1)
-        self.hidden_dim = check_int(hidden_size, "hidden_size", 1)
+        self.input_size = check_int(input_size, "input_size", minimum=1)
+        self.latent_size = check_int(latent_size, "latent_size", minimum=1)
+        self.hidden_dim = check_int(hidden_size, "hidden_size", minimum=1)
         self.image_shape = tuple(image_shape)
         if math.prod(self.image_shape) != input_size:
             raise ValueError(f"image_shape {self.image_shape} holds {math.prod(self.image_shape)} values but "
@@ -346,7 +346,7 @@ class CVAE(VAE):
 
     def __init__(self, input_size: int, num_classes: int = 10, latent_size: int = 15,
                  hidden_size: int = HIDDEN_SIZE, image_shape: tuple = IMAGE_SHAPE):
-        self.num_classes = check_int(num_classes, "num_classes", 1)
+        self.num_classes = check_int(num_classes, "num_classes", minimum=1)
         super().__init__(input_size, latent_size, hidden_size, image_shape)
 
     def _build(self, encoder_inputs: int, decoder_inputs: int) -> None:
@@ -455,7 +455,7 @@ def evaluate_vae(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None, bat
         ``{"loss": ..., "reconstruction": ..., "kl": ...}`` as floats (nats per image).
     """
     _check_model(model)
-    check_int(batch_size, "batch_size", 1)
+    check_int(batch_size, "batch_size", minimum=1)
     _flat_images(x, model.input_size, model.image_shape)
     if isinstance(model, CVAE) and y is None:
         raise ValueError("a CVAE needs the labels y to be evaluated")

@@ -1119,7 +1119,7 @@ def load_detection(name: str, split: str, num: int | None = None, cfg: Config | 
     if name not in DETECTION_DATASETS:
         raise ValueError(f"unknown detection dataset {name!r}; known: {', '.join(DETECTION_DATASETS)}")
     cfg = get_config() if cfg is None else cfg
-    check_int(draws, "draws", 1)
+    check_int(draws, "draws", minimum=1)
     if name == "voc2007":
         if draws != 1:
             raise ValueError(f"draws applies to generated scenes only (VOC is one fixed set of images), got {draws}")

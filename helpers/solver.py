@@ -150,14 +150,14 @@ class Solver:
                             f"got {type(optim_config).__name__}")
         self.optim_config = dict(optim_config or {})
         self.lr_decay = _check_number("lr_decay", lr_decay)
-        self.batch_size = check_int(batch_size, "batch_size", 1)
-        self.num_epochs = check_int(num_epochs, "num_epochs", 1)
+        self.batch_size = check_int(batch_size, "batch_size", minimum=1)
+        self.num_epochs = check_int(num_epochs, "num_epochs", minimum=1)
         self.num_train_samples, self.num_val_samples = (
-            None if value is None else check_int(value, name, 1)
+            None if value is None else check_int(value, name, minimum=1)
             for name, value in (("num_train_samples", num_train_samples), ("num_val_samples", num_val_samples)))
         self.device = torch.device(device)
-        self.print_every = check_int(print_every, "print_every", 1)
-        self.print_acc_every = check_int(print_acc_every, "print_acc_every", 1)
+        self.print_every = check_int(print_every, "print_every", minimum=1)
+        self.print_acc_every = check_int(print_acc_every, "print_acc_every", minimum=1)
         self.verbose = bool(verbose)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
@@ -246,8 +246,8 @@ class Solver:
             accuracy in ``[0, 1]`` as a float.
         """
         X, y = _check_pair("X", X, "y", y)
-        num_samples = None if num_samples is None else check_int(num_samples, "num_samples", 1)
-        batch_size = check_int(batch_size, "batch_size", 1)
+        num_samples = None if num_samples is None else check_int(num_samples, "num_samples", minimum=1)
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
         N = X.shape[0]
         if num_samples is not None and N > num_samples:
             subset = torch.randperm(N, generator=torch.Generator().manual_seed(_ACCURACY_SUBSET_SEED))

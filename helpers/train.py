@@ -665,8 +665,8 @@ def _check_train_args(model, optimizer, loss_fn, num_epochs, scheduler, schedule
         raise TypeError("loss_fn must be a function loss_fn(model, batch) -> loss")
     if val_fn is not None and not callable(val_fn):
         raise TypeError("val_fn must be a function val_fn(model) -> dict of numbers, or None")
-    check_int(num_epochs, "num_epochs", 1)
-    check_int(log_every, "log_every", 1)
+    check_int(num_epochs, "num_epochs", minimum=1)
+    check_int(log_every, "log_every", minimum=1)
     if scheduler_interval not in SCHEDULER_INTERVALS:
         raise ValueError(f"scheduler_interval must be one of {SCHEDULER_INTERVALS}, "
                          f"got {scheduler_interval!r}")
@@ -679,7 +679,7 @@ def _check_train_args(model, optimizer, loss_fn, num_epochs, scheduler, schedule
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a path (str or Path) or None, got {type(checkpoint).__name__}")
     if checkpoint_every is not None:
-        check_int(checkpoint_every, "checkpoint_every", 1)
+        check_int(checkpoint_every, "checkpoint_every", minimum=1)
         if checkpoint is None:
             raise ValueError("checkpoint_every needs a checkpoint path: "
                              "pass checkpoint=checkpoint_path('name')")

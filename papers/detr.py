@@ -241,9 +241,9 @@ def position_encoding_2d(height: int, width: int, dim: int) -> torch.Tensor:
         ``(height * width, dim)`` float32, cells in row-major order (the order of
         ``features.flatten(2)``): ``out[y * width + x] = [PE(y), PE(x)]``.
     """
-    check_int(height, "height", 1)
-    check_int(width, "width", 1)
-    check_int(dim, "dim", 1)
+    check_int(height, "height", minimum=1)
+    check_int(width, "width", minimum=1)
+    check_int(dim, "dim", minimum=1)
     if dim % 2:
         raise ValueError(f"dim must be even (half for rows, half for columns), got {dim}")
     ### BEGIN SOLUTION
@@ -259,8 +259,8 @@ def position_encoding_2d(height: int, width: int, dim: int) -> torch.Tensor:
 
 
 def _check_layer_sizes(d_model, num_heads) -> None:
-    check_int(d_model, "d_model", 1)
-    check_int(num_heads, "num_heads", 1)
+    check_int(d_model, "d_model", minimum=1)
+    check_int(num_heads, "num_heads", minimum=1)
     if d_model % num_heads:
         raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
 
@@ -371,7 +371,7 @@ class DETR(nn.Module):
         for name, value in (("num_classes", num_classes), ("d_model", d_model), ("num_heads", num_heads),
                             ("num_encoder_layers", num_encoder_layers), ("num_decoder_layers", num_decoder_layers),
                             ("ffn_dim", ffn_dim), ("num_queries", num_queries), ("image_size", image_size)):
-            check_int(value, name, 1)
+            check_int(value, name, minimum=1)
         if feature_stride not in (8, 16, 32):
             raise ValueError(f"feature_stride must be 8, 16 or 32 (SmallTrunk's c3, c4, c5), got {feature_stride!r}")
         if d_model % 2:

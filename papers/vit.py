@@ -81,7 +81,7 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
         right, then top to bottom); each row holds the patch's pixels in ``(C, P, P)`` order.
     """
     _check_images(images)
-    P = check_int(patch_size, "patch_size", 1)
+    P = check_int(patch_size, "patch_size", minimum=1)
     N, C, H, W = images.shape
     if H % P or W % P:
         raise ValueError(f"image size {H} x {W} is not divisible by patch_size {P}: use a patch size that "
@@ -96,7 +96,7 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
 
 def unpatchify(patches: torch.Tensor, patch_size: int, height: int, width: int) -> torch.Tensor:
     """The inverse of :func:`patchify`: ``(N, L, C * P * P)`` rows -> images ``(N, C, height, width)``."""
-    P = check_int(patch_size, "patch_size", 1)
+    P = check_int(patch_size, "patch_size", minimum=1)
     if not isinstance(patches, torch.Tensor) or patches.dim() != 3:
         raise ValueError(f"patches must be a tensor (N, L, C*P*P), got "
                          f"{tuple(patches.shape) if isinstance(patches, torch.Tensor) else type(patches).__name__}")
@@ -124,9 +124,9 @@ class PatchEmbedding(nn.Module):
 
     def __init__(self, patch_size: int, in_channels: int, emb_dim: int):
         super().__init__()
-        self.patch_size = check_int(patch_size, "patch_size", 1)
-        self.in_channels = check_int(in_channels, "in_channels", 1)
-        check_int(emb_dim, "emb_dim", 1)
+        self.patch_size = check_int(patch_size, "patch_size", minimum=1)
+        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
+        check_int(emb_dim, "emb_dim", minimum=1)
         self.proj = nn.Linear(in_channels * patch_size * patch_size, emb_dim)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -157,9 +157,9 @@ class ViTBlock(nn.Module):
 
     def __init__(self, emb_dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.0):
         super().__init__()
-        check_int(emb_dim, "emb_dim", 1)
-        check_int(num_heads, "num_heads", 1)
-        check_int(mlp_dim, "mlp_dim", 1)
+        check_int(emb_dim, "emb_dim", minimum=1)
+        check_int(num_heads, "num_heads", minimum=1)
+        check_int(mlp_dim, "mlp_dim", minimum=1)
         if emb_dim % num_heads:
             raise ValueError(f"num_heads={num_heads} must divide emb_dim={emb_dim}")
         if not 0.0 <= dropout < 1.0:
@@ -208,11 +208,11 @@ class VisionTransformer(nn.Module):
                  emb_dim: int = 64, depth: int = 6, num_heads: int = 4, mlp_dim: int = 128, dropout: float = 0.0,
                  mean=FASHION_MNIST_STATS[0], std=FASHION_MNIST_STATS[1], class_names=None):
         super().__init__()
-        self.image_size = check_int(image_size, "image_size", 1)
-        self.patch_size = check_int(patch_size, "patch_size", 1)
-        self.in_channels = check_int(in_channels, "in_channels", 1)
-        check_int(num_classes, "num_classes", 1)
-        check_int(depth, "depth", 1)
+        self.image_size = check_int(image_size, "image_size", minimum=1)
+        self.patch_size = check_int(patch_size, "patch_size", minimum=1)
+        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
+        check_int(num_classes, "num_classes", minimum=1)
+        check_int(depth, "depth", minimum=1)
         if image_size % patch_size:
             raise ValueError(f"image_size {image_size} is not divisible by patch_size {patch_size}")
         if len(mean) != in_channels or len(std) != in_channels or min(std) <= 0:
