@@ -498,6 +498,13 @@ def test_detector_refuses_bad_input():
         model((images * 255).to(torch.uint8), gt)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         model(images[:, :1], gt)
+    bad_roi_sizes = [((4, 4, 4), ValueError, "an int or a pair"), (4.0, ValueError, "an int or a pair"),
+                     ((4, 0), ValueError, r"roi_size\[1\] must be >= 1"),
+                     ((4, 2.5), TypeError, r"roi_size\[1\] must be an int")]
+    for roi_size, error, words in bad_roi_sizes:
+        with pytest.raises(error, match=words):
+            FasterRCNN(TinyBackbone(16), tiny_rpn(), stem_channels=[16], num_classes=2, batch_size_per_image=16,
+                       roi_size=roi_size)
     with pytest.raises(ValueError, match="score_thresh"):
         model.inference(images, score_thresh=1.5)
 
