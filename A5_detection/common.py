@@ -3,6 +3,7 @@
 Names follow EECS 498/598 and torchvision so course material applies unchanged:
 
 * :func:`box_iou` -- intersection over union of two sets of boxes;
+* :func:`paired_iou` -- IoU of matched pairs of boxes, element by element (YOLOv1's responsible box);
 * :func:`generalized_box_iou` -- generalised IoU (Rezatofighi et al., 2019), IoU minus the share of the
   smallest enclosing box that the union leaves empty (DETR's box loss and matching cost);
 * :func:`nms` -- greedy non-maximum suppression, the same indices as ``torchvision.ops.nms``;
@@ -16,6 +17,7 @@ Names follow EECS 498/598 and torchvision so course material applies unchanged:
   set of images, :func:`confusion_counts` for which class was taken for which, :func:`ignore_classes`
   for class-agnostic AP);
 * :class:`DetectorBackboneWithFPN` -- a CNN trunk plus a Feature Pyramid Network (strides 8, 16, 32).
+* :func:`check_gt_boxes` and :func:`check_image_batch` -- the input checks every detector shares.
 
 Conventions, the same everywhere in this module:
 
