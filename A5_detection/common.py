@@ -17,7 +17,9 @@ Names follow EECS 498/598 and torchvision so course material applies unchanged:
   set of images, :func:`confusion_counts` for which class was taken for which, :func:`ignore_classes`
   for class-agnostic AP);
 * :class:`DetectorBackboneWithFPN` -- a CNN trunk plus a Feature Pyramid Network (strides 8, 16, 32).
-* :func:`check_gt_boxes` and :func:`check_image_batch` -- the input checks every detector shares.
+* :func:`check_image_batch` -- the image-batch check every detector shares.  The box checks
+  (``check_boxes``, ``check_gt_boxes``, imported here) live in ``helpers.checks`` beside the other
+  input checks, so the datasets of ``helpers.data`` use them too.
 
 Conventions, the same everywhere in this module:
 
@@ -43,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.checks import check_int, check_labels, check_real
+from helpers.checks import check_boxes, check_gt_boxes, check_int, check_labels, check_real
 
 __all__ = [
     "ERROR_KINDS",
@@ -70,28 +72,6 @@ __all__ = [
 # --------------------------------------------------------------------------- input checks
 
 
-def _check_boxes(boxes, name: str = "boxes", columns: int = 4) -> None:
-    """``boxes`` must be a floating ``(N, columns)`` tensor whose last four columns are well-formed boxes."""
-    hint = "(N, 4) as (x1, y1, x2, y2)" if columns == 4 else "(K, 5) as (batch_index, x1, y1, x2, y2)"
-    if not isinstance(boxes, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {hint}, got {type(boxes).__name__}")
-    if boxes.dim() != 2 or boxes.shape[1] != columns:
-        raise ValueError(f"{name} must have shape {hint}, got {tuple(boxes.shape)}")
-    if not boxes.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {boxes.dtype}; convert with .float()")
-    if boxes.numel() == 0:
-        return
-    coords = boxes.detach()[:, columns - 4:]
-    if not bool(torch.isfinite(coords).all()):
-        row = int((~torch.isfinite(coords)).any(dim=1).nonzero()[0])
-        raise ValueError(f"{name} must hold finite coordinates, row {row} is {coords[row].tolist()}")
-    bad = (coords[:, 2] < coords[:, 0]) | (coords[:, 3] < coords[:, 1])
-    if bool(bad.any()):
-        row = int(bad.nonzero()[0])
-        raise ValueError(f"{name} must be (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1: row {row} is "
-                         f"{coords[row].tolist()} ({int(bad.sum())} malformed box(es))")
-
-
 def _check_scores(scores, num: int, name: str = "scores") -> None:
     if not isinstance(scores, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape ({num},), got {type(scores).__name__}")
@@ -108,39 +88,6 @@ def _check_class_ids(class_ids, num: int, name: str = "class_ids") -> None:
         raise ValueError(f"{name} must have shape ({num},), one class per box, got {tuple(class_ids.shape)}")
     if class_ids.is_floating_point() or class_ids.is_complex() or class_ids.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer class indices, got {class_ids.dtype}")
-
-
-def check_gt_boxes(gt_boxes, num_classes: int | None = None, name: str = "gt_boxes", batched: bool = True) -> None:
-    """Raise unless ``gt_boxes`` is the course's padded ground truth: ``(B, N, 5)`` (or ``(N, 5)``).
-
-    Rows are ``(x1, y1, x2, y2, class)`` as floats; padding rows are all ``-1``.  Every other row
-    needs an integer class in ``[0, num_classes)`` (``>= 0`` when ``num_classes`` is None) and a
-    well-formed box (finite, ``x2 >= x1``, ``y2 >= y1``).  Shared by FCOS, Faster R-CNN, YOLOv1
-    and DETR.
-    """
-    shape = "(B, N, 5)" if batched else "(N, 5)"
-    layout = "rows (x1, y1, x2, y2, class), padding rows all -1"
-    if not isinstance(gt_boxes, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, {layout}; got {type(gt_boxes).__name__}")
-    if gt_boxes.dim() != (3 if batched else 2) or gt_boxes.shape[-1] != 5:
-        raise ValueError(f"{name} must have shape {shape}, {layout}; got {tuple(gt_boxes.shape)}")
-    if not gt_boxes.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor (class ids stored as floats), got {gt_boxes.dtype}; "
-                        "convert with .float()")
-    rows = gt_boxes.detach().reshape(-1, 5)
-    padding = rows[:, 4] < 0
-    if bool((padding & (rows != -1).any(dim=1)).any()):
-        row = rows[padding & (rows != -1).any(dim=1)][0].tolist()
-        raise ValueError(f"{name}[..., 4] must hold class ids >= 0, or -1 in padding rows that are all -1; "
-                         f"got the row {row}")
-    real = rows[~padding]
-    classes = real[:, 4]
-    if bool((classes != classes.round()).any()):
-        raise ValueError(f"{name}[..., 4] must hold integer class ids, got {classes[classes != classes.round()][0]}")
-    if num_classes is not None and real.numel() and int(classes.max()) >= num_classes:
-        raise ValueError(f"{name}: class ids must lie in [0, {num_classes}) (padding -1), got a class "
-                         f"{int(classes.max())}")
-    _check_boxes(real[:, :4], name)
 
 
 def check_image_batch(images, multiple: int, what: str) -> None:
@@ -187,8 +134,8 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
         ``(N, M)`` tensor: ``iou[i, j]`` between ``boxes1[i]`` and ``boxes2[j]``, in [0, 1]
         (``nan`` for two zero-area boxes).
     """
-    _check_boxes(boxes1, "boxes1")
-    _check_boxes(boxes2, "boxes2")
+    check_boxes(boxes1, "boxes1")
+    check_boxes(boxes2, "boxes2")
     ### BEGIN SOLUTION
     area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
     area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
@@ -243,7 +190,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5) -
     Returns:
         keep: ``(K,)`` int64 indices into ``boxes`` of the kept boxes, in decreasing order of score.
     """
-    _check_boxes(boxes)
+    check_boxes(boxes)
     _check_scores(scores, boxes.shape[0])
     iou_threshold = check_real(iou_threshold, "iou_threshold")
     ### BEGIN SOLUTION
@@ -314,7 +261,7 @@ def class_spec_nms(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.T
     Returns:
         keep: ``(K,)`` int64 indices of the kept boxes, in decreasing order of score.
     """
-    _check_boxes(boxes)
+    check_boxes(boxes)
     _check_scores(scores, boxes.shape[0])
     _check_class_ids(class_ids, boxes.shape[0])
     iou_threshold = check_real(iou_threshold, "iou_threshold")
@@ -334,11 +281,11 @@ def _roi_rows(features: torch.Tensor, boxes) -> torch.Tensor:
             raise ValueError(f"boxes given as a list must hold one (Ki, 4) tensor per image: "
                              f"{num_images} image(s) in features, got {len(boxes)} tensor(s)")
         for i, b in enumerate(boxes):
-            _check_boxes(b, f"boxes[{i}]")
+            check_boxes(b, f"boxes[{i}]")
         rows = [torch.cat([b.new_full((b.shape[0], 1), i), b], dim=1) for i, b in enumerate(boxes)]
         rois = torch.cat(rows) if rows else features.new_zeros(0, 5)
     else:
-        _check_boxes(boxes, "boxes", columns=5)
+        check_boxes(boxes, "boxes", columns=5)
         rois = boxes
         index = rois.detach()[:, 0]
         if rois.numel() and (bool((index != index.round()).any()) or float(index.min()) < 0
@@ -549,11 +496,11 @@ def _check_images(predictions, ground_truths, num_classes: int) -> tuple[list[di
             if not isinstance(entry, dict) or any(k not in entry for k in keys):
                 have = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
                 raise ValueError(f"{name}[{i}] must be a dict with keys {', '.join(keys)}, got {have}")
-        _check_boxes(pred["boxes"], f"predictions[{i}]['boxes']")
+        check_boxes(pred["boxes"], f"predictions[{i}]['boxes']")
         num = pred["boxes"].shape[0]
         _check_scores(pred["scores"], num, f"predictions[{i}]['scores']")
         check_labels(pred["labels"], num, num_classes, name=f"predictions[{i}]['labels']")
-        _check_boxes(gt["boxes"], f"ground_truths[{i}]['boxes']")
+        check_boxes(gt["boxes"], f"ground_truths[{i}]['boxes']")
         num_gt = gt["boxes"].shape[0]
         check_labels(gt["labels"], num_gt, num_classes, name=f"ground_truths[{i}]['labels']")
         difficult = gt.get("difficult")
@@ -997,8 +944,8 @@ def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Ten
         ``(N, M)`` tensor: ``giou[i, j]`` between ``boxes1[i]`` and ``boxes2[j]`` (``nan`` when the
         enclosing box has zero area, e.g. two identical zero-area boxes).
     """
-    _check_boxes(boxes1, "boxes1")
-    _check_boxes(boxes2, "boxes2")
+    check_boxes(boxes1, "boxes1")
+    check_boxes(boxes2, "boxes2")
     ### BEGIN SOLUTION
     area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
     area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])

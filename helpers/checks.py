@@ -11,7 +11,7 @@ from numbers import Real
 
 import torch
 
-__all__ = ["check_int", "check_labels", "check_real"]
+__all__ = ["check_boxes", "check_gt_boxes", "check_int", "check_labels", "check_real"]
 
 
 def check_int(value, name: str, minimum: int | None = None) -> int:
@@ -70,3 +70,62 @@ def check_labels(y, num: int, num_classes: int | None = None, name: str = "y") -
     elif low < 0 or high >= num_classes:
         raise ValueError(f"{name} must hold class indices in [0, {num_classes - 1}]: labels must lie in "
                          f"[0, C) = [0, {num_classes}), got values from {low} to {high}")
+
+
+def check_boxes(boxes, name: str = "boxes", columns: int = 4) -> None:
+    """Raise unless ``boxes`` is a floating ``(N, columns)`` tensor whose last four columns are boxes.
+
+    A box is ``(x1, y1, x2, y2)``, finite, with ``x2 >= x1`` and ``y2 >= y1``; ``columns=5`` is for
+    RoI rows ``(batch_index, x1, y1, x2, y2)``.  The message names the first malformed row.
+    """
+    hint = "(N, 4) as (x1, y1, x2, y2)" if columns == 4 else "(K, 5) as (batch_index, x1, y1, x2, y2)"
+    if not isinstance(boxes, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {hint}, got {type(boxes).__name__}")
+    if boxes.dim() != 2 or boxes.shape[1] != columns:
+        raise ValueError(f"{name} must have shape {hint}, got {tuple(boxes.shape)}")
+    if not boxes.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {boxes.dtype}; convert with .float()")
+    if boxes.numel() == 0:
+        return
+    coords = boxes.detach()[:, columns - 4:]
+    if not bool(torch.isfinite(coords).all()):
+        row = int((~torch.isfinite(coords)).any(dim=1).nonzero()[0])
+        raise ValueError(f"{name} must hold finite coordinates, row {row} is {coords[row].tolist()}")
+    bad = (coords[:, 2] < coords[:, 0]) | (coords[:, 3] < coords[:, 1])
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0])
+        raise ValueError(f"{name} must be (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1: row {row} is "
+                         f"{coords[row].tolist()} ({int(bad.sum())} malformed box(es))")
+
+
+def check_gt_boxes(gt_boxes, num_classes: int | None = None, name: str = "gt_boxes", batched: bool = True) -> None:
+    """Raise unless ``gt_boxes`` is the course's padded ground truth: ``(B, N, 5)`` (or ``(N, 5)``).
+
+    Rows are ``(x1, y1, x2, y2, class)`` as floats; padding rows are all ``-1``.  Every other row
+    needs an integer class in ``[0, num_classes)`` (``>= 0`` when ``num_classes`` is None) and a
+    well-formed box (finite, ``x2 >= x1``, ``y2 >= y1``).  Shared by the detection datasets
+    (``helpers.data``), FCOS, Faster R-CNN, YOLOv1 and DETR.
+    """
+    shape = "(B, N, 5)" if batched else "(N, 5)"
+    layout = "rows (x1, y1, x2, y2, class), padding rows all -1"
+    if not isinstance(gt_boxes, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, {layout}; got {type(gt_boxes).__name__}")
+    if gt_boxes.dim() != (3 if batched else 2) or gt_boxes.shape[-1] != 5:
+        raise ValueError(f"{name} must have shape {shape}, {layout}; got {tuple(gt_boxes.shape)}")
+    if not gt_boxes.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor (class ids stored as floats), got {gt_boxes.dtype}; "
+                        "convert with .float()")
+    rows = gt_boxes.detach().reshape(-1, 5)
+    padding = rows[:, 4] < 0
+    if bool((padding & (rows != -1).any(dim=1)).any()):
+        row = rows[padding & (rows != -1).any(dim=1)][0].tolist()
+        raise ValueError(f"{name}[..., 4] must hold class ids >= 0, or -1 in padding rows that are all -1; "
+                         f"got the row {row}")
+    real = rows[~padding]
+    classes = real[:, 4]
+    if bool((classes != classes.round()).any()):
+        raise ValueError(f"{name}[..., 4] must hold integer class ids, got {classes[classes != classes.round()][0]}")
+    if num_classes is not None and real.numel() and int(classes.max()) >= num_classes:
+        raise ValueError(f"{name}: class ids must lie in [0, {num_classes}) (padding -1), got a class "
+                         f"{int(classes.max())}")
+    check_boxes(real[:, :4], name)

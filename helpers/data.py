@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from helpers.checks import check_int
+from helpers.checks import check_gt_boxes, check_int
 from helpers.config import Config, get_config
 
 __all__ = [
@@ -1151,14 +1151,7 @@ def _concatenate_detection(parts: list[dict]) -> dict:
 
 def _check_gt_boxes(gt_boxes, difficult) -> torch.Tensor:
     """The ``difficult`` flags to use (all False when ``None``), after checking both tensors."""
-    if not isinstance(gt_boxes, torch.Tensor) or gt_boxes.dim() != 3 or gt_boxes.shape[2] != 5:
-        got = tuple(gt_boxes.shape) if isinstance(gt_boxes, torch.Tensor) else type(gt_boxes).__name__
-        raise ValueError(f"gt_boxes must be a tensor of shape (N, M, 5) = (x1, y1, x2, y2, class), got {got}")
-    if not gt_boxes.is_floating_point():
-        raise TypeError(f"gt_boxes must be a floating-point tensor, got {gt_boxes.dtype}")
-    classes = gt_boxes[..., 4]
-    if bool((classes != classes.round()).any()) or bool(((classes < 0) & (gt_boxes != -1).any(-1)).any()):
-        raise ValueError("gt_boxes[..., 4] must hold integer class ids >= 0, or -1 in padding rows that are all -1")
+    check_gt_boxes(gt_boxes)
     if difficult is None:
         return torch.zeros(gt_boxes.shape[:2], dtype=torch.bool, device=gt_boxes.device)
     if not isinstance(difficult, torch.Tensor) or difficult.dtype != torch.bool \

@@ -1,9 +1,11 @@
-"""Tests for helpers.checks: one clear error per kind of bad labels, counts and numbers."""
+"""Tests for helpers.checks: one clear error per kind of bad labels, counts, numbers and boxes."""
+
+import math
 
 import pytest
 import torch
 
-from helpers.checks import check_int, check_labels, check_real
+from helpers.checks import check_boxes, check_gt_boxes, check_int, check_labels, check_real
 
 
 def test_good_labels_pass():
@@ -69,3 +71,35 @@ def test_check_real_returns_floats():
 def test_check_real_errors(value, low, high, low_open, error, pattern):
     with pytest.raises(error, match=pattern):
         check_real(value, "x", low, high, low_open=low_open)
+
+
+def test_check_gt_boxes_accepts_the_course_format_and_names_each_mistake():
+    good = torch.tensor([[[1.0, 2.0, 5.0, 9.0, 2.0], [-1.0] * 5], [[-1.0] * 5, [-1.0] * 5]])
+    check_gt_boxes(good, num_classes=3)
+    check_gt_boxes(good[0], num_classes=3, batched=False)
+    check_gt_boxes(torch.zeros(2, 0, 5))  # no objects at all
+    cases = [
+        ([[1.0, 2.0, 5.0, 9.0]], ValueError, r"shape \(B, N, 5\)"),
+        ([[[1, 2, 5, 9, 0]]], TypeError, "floating-point"),
+        ([[[1.0, 2.0, 5.0, 9.0, -1.0]]], ValueError, "padding rows that are all -1"),
+        ([[[1.0, 2.0, 5.0, 9.0, 0.5]]], ValueError, "integer class ids"),
+        ([[[1.0, 2.0, 5.0, 9.0, 3.0]]], ValueError, r"class ids must lie in \[0, 3\)"),
+        ([[[5.0, 2.0, 1.0, 9.0, 0.0]]], ValueError, "x2 >= x1"),
+        ([[[1.0, 2.0, math.inf, 9.0, 0.0]]], ValueError, "finite"),
+    ]
+    for rows, error, pattern in cases:
+        with pytest.raises(error, match=pattern):
+            check_gt_boxes(torch.tensor(rows), num_classes=3)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        check_gt_boxes([[1.0, 2.0, 5.0, 9.0, 0.0]])
+
+
+def test_check_boxes_names_the_first_malformed_row():
+    check_boxes(torch.zeros(0, 4))
+    check_boxes(torch.tensor([[0, 1.0, 1.0, 3.0, 2.0]]), "rois", columns=5)  # (batch_index, x1, y1, x2, y2)
+    with pytest.raises(ValueError, match=r"rois must have shape \(K, 5\)"):
+        check_boxes(torch.zeros(2, 4), "rois", columns=5)
+    with pytest.raises(ValueError, match=r"row 1 is \[3.0, 0.0, 1.0, 1.0\] \(1 malformed box\(es\)\)"):
+        check_boxes(torch.tensor([[0.0, 0.0, 1.0, 1.0], [3.0, 0.0, 1.0, 1.0]]))
+    with pytest.raises(TypeError, match=r"convert with .float\(\)"):
+        check_boxes(torch.zeros(1, 4, dtype=torch.int64))

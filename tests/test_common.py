@@ -19,7 +19,6 @@ from A5_detection.common import (
     RegNetTrunk,
     average_precision,
     box_iou,
-    check_gt_boxes,
     class_spec_nms,
     confusion_counts,
     count_errors,
@@ -1014,25 +1013,3 @@ def test_generalized_box_iou_refuses_bad_boxes():
         generalized_box_iou(good, torch.zeros(3))
     with pytest.raises(TypeError, match="floating-point"):
         generalized_box_iou(good, torch.zeros(1, 4, dtype=torch.int64))
-
-
-@GIVEN
-def test_check_gt_boxes_accepts_the_course_format_and_names_each_mistake():
-    good = torch.tensor([[[1.0, 2.0, 5.0, 9.0, 2.0], [-1.0] * 5], [[-1.0] * 5, [-1.0] * 5]])
-    check_gt_boxes(good, num_classes=3)
-    check_gt_boxes(good[0], num_classes=3, batched=False)
-    check_gt_boxes(torch.zeros(2, 0, 5))  # no objects at all
-    cases = [
-        ([[1.0, 2.0, 5.0, 9.0]], ValueError, r"shape \(B, N, 5\)"),
-        ([[[1, 2, 5, 9, 0]]], TypeError, "floating-point"),
-        ([[[1.0, 2.0, 5.0, 9.0, -1.0]]], ValueError, "padding rows that are all -1"),
-        ([[[1.0, 2.0, 5.0, 9.0, 0.5]]], ValueError, "integer class ids"),
-        ([[[1.0, 2.0, 5.0, 9.0, 3.0]]], ValueError, r"class ids must lie in \[0, 3\)"),
-        ([[[5.0, 2.0, 1.0, 9.0, 0.0]]], ValueError, "x2 >= x1"),
-        ([[[1.0, 2.0, math.inf, 9.0, 0.0]]], ValueError, "finite"),
-    ]
-    for rows, error, pattern in cases:
-        with pytest.raises(error, match=pattern):
-            check_gt_boxes(torch.tensor(rows), num_classes=3)
-    with pytest.raises(TypeError, match="torch.Tensor"):
-        check_gt_boxes([[1.0, 2.0, 5.0, 9.0, 0.0]])

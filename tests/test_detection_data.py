@@ -245,11 +245,12 @@ def test_targets_feed_evaluate_detections(voc_root, cfg):
 
 
 @pytest.mark.parametrize("gt_boxes, difficult, message", [
-    (torch.zeros(2, 5), None, r"\(N, M, 5\)"),
-    (torch.zeros(2, 3, 4), None, r"\(N, M, 5\)"),
+    (torch.zeros(2, 5), None, r"\(B, N, 5\)"),
+    (torch.zeros(2, 3, 4), None, r"\(B, N, 5\)"),
     (torch.zeros(2, 3, 5, dtype=torch.int64), None, "floating-point"),
     (torch.full((1, 2, 5), 0.5), None, "integer class ids"),
     (torch.tensor([[[1.0, 1.0, 2.0, 2.0, -1.0]]]), None, "padding rows that are all -1"),
+    (torch.tensor([[[5.0, 1.0, 2.0, 2.0, 0.0]]]), None, "x2 >= x1"),
     (torch.zeros(2, 3, 5), torch.zeros(2, 3), "bool tensor of shape"),
     (torch.zeros(2, 3, 5), torch.zeros(2, 2, dtype=torch.bool), r"bool tensor of shape \(2, 3\)"),
 ])
