@@ -17,8 +17,9 @@ import torch.nn.functional as F
 import torchvision.ops as tvo
 from torchvision.models.detection._utils import BoxCoder
 
-from A5_detection.common import evaluate_detections, get_fpn_location_coords
+from A5_detection.common import class_spec_nms, evaluate_detections, get_fpn_location_coords
 from A5_detection.two_stage_detector import (
+    ROI_DELTA_STD,
     RPN,
     FasterRCNN,
     RPNPredictionNetwork,
@@ -424,10 +425,11 @@ def test_faster_rcnn_losses_decrease_on_four_scenes():
     model = tiny_detector()
     images, gt = painted_scenes()
     history = train_steps(model, images, gt, steps=80)
-    assert set(history[0]) == {"loss_rpn_obj", "loss_rpn_box", "loss_cls", "loss"}
+    assert set(history[0]) == {"loss_rpn_obj", "loss_rpn_box", "loss_cls", "loss_box", "loss"}
     assert all(math.isfinite(v) for h in history for v in h.values())
     first = {k: sum(h[k] for h in history[:5]) / 5 for k in history[0]}
     last = {k: sum(h[k] for h in history[-5:]) / 5 for k in history[0]}
+    # (loss_box may grow at first: the better the RPN, the more foreground proposals besides the gt boxes)
     for key in ("loss_rpn_obj", "loss_rpn_box", "loss_cls"):
         assert last[key] < 0.7 * first[key], (key, first[key], last[key])
     # it now finds the objects of its training scenes
@@ -435,6 +437,61 @@ def test_faster_rcnn_losses_decrease_on_four_scenes():
     predictions = predict_detections(model, images, score_thresh=0.05)
     targets = [{"boxes": g[g[:, 4] >= 0, :4], "labels": g[g[:, 4] >= 0, 4].long()} for g in gt]
     assert evaluate_detections(predictions, targets, num_classes=2)["mAP"] > 0.5
+
+
+@DETECTOR
+def test_second_stage_box_loss_is_l1_on_normalised_deltas_of_the_foreground():
+    torch.manual_seed(0)
+    model = tiny_detector()
+    images, gt = painted_scenes()
+    sampled = {}
+    original = model.roi_features
+
+    def remember(feats, proposals):  # keep the proposals the head saw
+        sampled["boxes"] = [p.detach().clone() for p in proposals]
+        return original(feats, proposals)
+
+    model.roi_features = remember
+    with torch.no_grad():
+        model.box_pred.weight.zero_()
+        model.box_pred.bias.copy_(torch.tensor([0.5, -0.25, 0.1, 0.3]))
+        losses = model(images, gt)
+    count, total = 0, 0.0
+    for boxes, g in zip(sampled["boxes"], gt, strict=True):
+        # the gt boxes are among the proposals, so foreground is exactly "IoU >= 0.5 with a gt box"
+        g = g[g[:, 4] >= 0]
+        best_iou, best = iou(boxes, g[:, :4]).max(dim=1)
+        fg = best_iou >= 0.5
+        target = rcnn_get_deltas_from_anchors(boxes[fg], g[best[fg]]) / torch.tensor(ROI_DELTA_STD)
+        total += float((torch.tensor([0.5, -0.25, 0.1, 0.3]) - target).abs().sum())
+        count += boxes.shape[0]
+    assert count > 0
+    assert abs(float(losses["loss_box"]) - total / count) < 1e-4
+
+
+@DETECTOR
+def test_inference_moves_each_proposal_by_its_predicted_deltas():
+    torch.manual_seed(0)
+    model = tiny_detector().eval()
+    images, _ = painted_scenes()
+    shift = torch.tensor([1.0, -0.5, 0.5, 0.0])  # x by 0.1 width, y by -0.05 height, width x e^0.1
+    with torch.no_grad():
+        model.cls_pred.weight.zero_()
+        model.cls_pred.bias.copy_(torch.tensor([0.0, 0.0, 5.0]))  # every proposal: class 1, same score
+        model.box_pred.weight.zero_()
+        model.box_pred.bias.copy_(shift)
+        proposals = model.rpn(model.backbone(images), model.fpn_strides, image_size=(64, 64))["proposals"]
+    boxes, scores, classes = model.inference(images, score_thresh=0.0, nms_thresh=0.5)
+    score = float(torch.softmax(torch.tensor([0.0, 0.0, 5.0]), 0)[2])
+    for i in range(images.shape[0]):
+        mine = torch.cat([proposals[level][i] for level in proposals])
+        moved = rcnn_apply_deltas_to_anchors((shift * torch.tensor(ROI_DELTA_STD)).expand(len(mine), 4), mine)
+        moved = torch.stack([moved[:, 0].clamp(0, 64), moved[:, 1].clamp(0, 64), moved[:, 2].clamp(0, 64),
+                             moved[:, 3].clamp(0, 64)], dim=1)
+        same_scores = torch.full((len(mine),), score)
+        keep = class_spec_nms(moved, same_scores, torch.ones(len(mine), dtype=torch.int64), 0.5)[:100]
+        torch.testing.assert_close(boxes[i], moved[keep])
+        assert (classes[i] == 1).all() and torch.allclose(scores[i], same_scores[keep])
 
 
 @DETECTOR
