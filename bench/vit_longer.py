@@ -1,10 +1,10 @@
-"""papers/vit: do longer runs or smaller patches get the ViT past 0.90?  Validation accuracy only.
+"""papers/vit: do longer runs, smaller patches or a wider model get the ViT past 0.90?  Val accuracy only.
 
     python bench/vit_longer.py              # the three runs below, ~25-40 min each
     python bench/vit_longer.py --run p4     # one of them
 
 The notebook's full run (patch 7, dim 128, depth 6, 4 heads, MLP 256; 10 epochs, flips only)
-reached val 0.895.  Each run here changes the budget or the tokens and keeps the recipe (AdamW 2e-3,
+reached val 0.895.  Each run here changes the budget, the tokens or the width and keeps the recipe (AdamW 2e-3,
 weight decay 0.05, warm-up over a tenth of the steps then cosine, label smoothing 0.1, batches of
 64), on the notebook's split: the 60,000 training images minus the last 5,000 (validation); the
 test split is not touched.  Augmentation: random flips, and shifts of up to the run's pixels.
