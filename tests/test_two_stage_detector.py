@@ -486,8 +486,7 @@ def test_inference_moves_each_proposal_by_its_predicted_deltas():
     for i in range(images.shape[0]):
         mine = torch.cat([proposals[level][i] for level in proposals])
         moved = rcnn_apply_deltas_to_anchors((shift * torch.tensor(ROI_DELTA_STD)).expand(len(mine), 4), mine)
-        moved = torch.stack([moved[:, 0].clamp(0, 64), moved[:, 1].clamp(0, 64), moved[:, 2].clamp(0, 64),
-                             moved[:, 3].clamp(0, 64)], dim=1)
+        moved = moved.clamp(0, 64)  # clipped to the 64 x 64 image
         same_scores = torch.full((len(mine),), score)
         keep = class_spec_nms(moved, same_scores, torch.ones(len(mine), dtype=torch.int64), 0.5)[:100]
         torch.testing.assert_close(boxes[i], moved[keep])
