@@ -3,7 +3,9 @@
 A CNN turns the image into a grid of features; a transformer **encoder** lets every cell of the
 grid look at every other; a transformer **decoder** turns ``num_queries`` learned *object
 queries* into ``num_queries`` predictions (a class among ``C`` classes plus "no object", and a
-box) at once.  No anchors, no NMS: training matches the predictions one-to-one to the ground
+box) at once.  By default each query is a learned box refined by every decoder layer (DAB-DETR,
+2022), which trains several times faster than the paper's free query vectors (also kept).  No
+hand-placed anchors, no NMS: training matches the predictions one-to-one to the ground
 truth with the **Hungarian algorithm**, so each object is claimed by exactly one query and the
 others learn to say "no object".
 
@@ -13,10 +15,13 @@ others learn to say "no object".
   normalised by the image size);
 * :func:`position_encoding_2d` -- the 2-D sinusoidal encoding of the grid (A4's 1-D sinusoid for
   the row, the same for the column, side by side);
+* :func:`sine_encoding` and :func:`box_position_code` -- the same sinusoids at real positions, and
+  the code of a box on the grid (its centre's cell code, then its size): an anchor query's position;
 * :class:`EncoderLayer`, :class:`DecoderLayer` -- DETR's transformer layers, built on A4's
   ``MultiHeadAttention``, ``LayerNormalization`` and ``FeedForwardBlock``: positional encodings
   are added to the queries and keys of every attention, never to the values;
-* :class:`DETR` -- backbone (A5's ``SmallTrunk``, from scratch), transformer, prediction heads;
+* :class:`DETR` -- backbone (A5's ``SmallTrunk``, from scratch), transformer, object queries
+  (``query_type="anchor"``: learned boxes refined layer by layer; ``"learned"``: the paper's), heads;
   ``model(images) -> (class_logits, boxes)``, the graph that :func:`helpers.export.export_model`
   exports;
 * :func:`matching_cost` and :func:`match_predictions` -- the cost of giving target ``j`` to query
@@ -47,6 +52,7 @@ import torch
 from torch import nn
 
 from A4_rnn_transformer.transformers import (
+    SINUSOID_BASE,
     FeedForwardBlock,
     LayerNormalization,
     MultiHeadAttention,
@@ -68,6 +74,7 @@ __all__ = [
     "DecoderLayer",
     "EncoderLayer",
     "box_cxcywh_to_xyxy",
+    "box_position_code",
     "box_xyxy_to_cxcywh",
     "decode_predictions",
     "gt_boxes_to_set_targets",
@@ -79,6 +86,7 @@ __all__ = [
     "position_encoding_2d",
     "predict_detections",
     "set_loss",
+    "sine_encoding",
     "weighted_cross_entropy",
 ]
 
@@ -86,6 +94,8 @@ __all__ = [
 DEFAULT_WEIGHTS = {"class": 1.0, "l1": 5.0, "giou": 2.0}
 #: Weight of the "no object" class in the cross-entropy (the paper's ``eos_coef``).
 NO_OBJECT_WEIGHT = 0.1
+#: Boxes are clamped to ``[BOX_EPS, 1 - BOX_EPS]`` before their logit is taken (anchor queries).
+BOX_EPS = 1e-4
 
 
 def _check_weight(value, name: str) -> float:
@@ -255,6 +265,45 @@ def position_encoding_2d(height: int, width: int, dim: int) -> torch.Tensor:
     ### END SOLUTION
 
 
+def sine_encoding(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """A4's sinusoid at real-valued positions: ``(...)`` -> ``(..., dim)``.
+
+    ``out[..., 2i] = sin(p / 10000^(2i / dim))``, ``out[..., 2i + 1] = cos(...)``: at the integers
+    ``0 .. K-1`` it equals ``position_encoding_sinusoid(K, dim)``; between them it moves smoothly,
+    so a box centre that lies between two grid cells gets a code between theirs.
+    """
+    if not isinstance(positions, torch.Tensor) or not positions.is_floating_point():
+        raise TypeError("positions must be a float tensor")
+    check_int(dim, "dim", minimum=1)
+    ### BEGIN SOLUTION
+    even = torch.arange(dim, device=positions.device) // 2 * 2
+    angles = positions[..., None] / SINUSOID_BASE ** (even.to(positions.dtype) / dim)
+    is_even = torch.arange(dim, device=positions.device) % 2 == 0
+    return torch.where(is_even, angles.sin(), angles.cos())
+    ### END SOLUTION
+
+
+def box_position_code(boxes: torch.Tensor, grid: tuple[int, int], dim: int) -> torch.Tensor:
+    """Sinusoid code of ``(cx, cy, w, h)`` boxes on an ``(h, w)`` feature grid: ``(..., 4)`` -> ``(..., 2 dim)``.
+
+    The centre is measured in grid cells as :func:`position_encoding_2d` numbers them (cell ``y``
+    has its centre at ``(y + 0.5) / h`` of the image), so a box centred on cell ``(y, x)`` gets the
+    cell's own code ``[PE(y), PE(x)]`` as its first ``dim`` features; the last ``dim`` encode the
+    box's height and width in cells the same way.  Each part has ``dim / 2`` features.
+    """
+    if not isinstance(boxes, torch.Tensor) or boxes.dim() == 0 or boxes.shape[-1] != 4:
+        raise ValueError("boxes must be a tensor of shape (..., 4) = (cx, cy, w, h)")
+    check_int(dim, "dim", minimum=2)
+    if dim % 2:
+        raise ValueError(f"dim must be even (half for rows, half for columns), got {dim}")
+    rows, cols = grid
+    ### BEGIN SOLUTION
+    cx, cy, w, h = boxes.unbind(-1)
+    parts = (cy * rows - 0.5, cx * cols - 0.5, h * rows, w * cols)
+    return torch.cat([sine_encoding(part, dim // 2) for part in parts], dim=-1)
+    ### END SOLUTION
+
+
 # --------------------------------------------------------------------------- transformer layers
 
 
@@ -324,7 +373,8 @@ class DecoderLayer(nn.Module):
 
     def forward(self, target: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor,
                 query_pos: torch.Tensor) -> torch.Tensor:
-        """``target (B, Q, d)``, ``memory (B, S, d)``, ``pos (S, d)``, ``query_pos (Q, d)`` -> ``(B, Q, d)``."""
+        """``target (B, Q, d)``, ``memory (B, S, d)``, ``pos (S, d)``, ``query_pos (Q, d)`` or ``(B, Q, d)``
+        -> ``(B, Q, d)``."""
         ### BEGIN SOLUTION
         queries = target + query_pos
         target = self.norm1(target + self.dropout(self.self_attention(queries, queries, target)))
@@ -346,6 +396,21 @@ class DETR(nn.Module):
     every decoder output into ``num_classes + 1`` logits (the last one is "no object") and a box
     ``(cx, cy, w, h)`` in [0, 1] (a 3-layer MLP and a sigmoid).
 
+    Two kinds of object queries (``query_type``):
+
+    * ``"learned"`` -- the 2020 paper: each query is a learned ``d``-vector added to the queries of
+      every attention; the decoder starts from zeros and every layer's output goes through the box
+      head on its own.  Nothing tells a query *where* to look: cross-attention has to learn that
+      from scratch, which is why the paper trains for 500 epochs.
+    * ``"anchor"`` (default) -- each query is a learned **box** (its ``(cx, cy, w, h)`` kept as
+      logits) plus a learned content vector, as in DAB-DETR (Liu et al., 2022).  Before each decoder
+      layer the current box is coded by :func:`box_position_code` -- in the same sinusoids as the
+      encoder's grid -- and a 2-layer MLP turns the code into the layer's query position, so a query
+      attends near its box from the first step; the layer's box head predicts a *correction*
+      ``box = sigmoid(logit(reference) + head(hidden))`` and the corrected box (no gradient through
+      it) is the next layer's reference (iterative refinement, Deformable DETR).  Matching, set loss
+      and inference are the paper's.
+
     Args:
         num_classes: ``C``, object classes (without "no object").
         d_model: width of the transformer.
@@ -354,6 +419,8 @@ class DETR(nn.Module):
         ffn_dim: hidden width of the feed-forward blocks.
         num_queries: ``Q``, predictions per image (at least the most objects an image holds).
         feature_stride: which backbone map feeds the transformer (8, 16 or 32).
+        query_type: ``"anchor"`` (learned boxes, refined layer by layer) or ``"learned"`` (the
+            paper's learned embeddings); see above.
         dropout: inside the transformer layers.
         image_size: the side of the (square) training images: the size the command line and the
             export use; any multiple of 32 works in ``forward``.
@@ -366,12 +433,14 @@ class DETR(nn.Module):
 
     def __init__(self, num_classes: int, d_model: int = 128, num_heads: int = 4, num_encoder_layers: int = 2,
                  num_decoder_layers: int = 3, ffn_dim: int = 256, num_queries: int = 12, feature_stride: int = 16,
-                 dropout: float = 0.0, image_size: int = 96, class_names=None):
+                 dropout: float = 0.0, image_size: int = 96, class_names=None, query_type: str = "anchor"):
         super().__init__()
         for name, value in (("num_classes", num_classes), ("d_model", d_model), ("num_heads", num_heads),
                             ("num_encoder_layers", num_encoder_layers), ("num_decoder_layers", num_decoder_layers),
                             ("ffn_dim", ffn_dim), ("num_queries", num_queries), ("image_size", image_size)):
             check_int(value, name, minimum=1)
+        if query_type not in ("anchor", "learned"):
+            raise ValueError(f"query_type must be 'anchor' or 'learned', got {query_type!r}")
         if feature_stride not in (8, 16, 32):
             raise ValueError(f"feature_stride must be 8, 16 or 32 (SmallTrunk's c3, c4, c5), got {feature_stride!r}")
         if d_model % 2:
@@ -381,7 +450,7 @@ class DETR(nn.Module):
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"class_names must name the {num_classes} classes, got {len(class_names)} names")
         self.num_classes, self.num_queries, self.d_model = num_classes, num_queries, d_model
-        self.feature_stride, self.image_size = feature_stride, image_size
+        self.feature_stride, self.image_size, self.query_type = feature_stride, image_size, query_type
         self.class_names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
         self.level = {8: "c3", 16: "c4", 32: "c5"}[feature_stride]
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -394,7 +463,15 @@ class DETR(nn.Module):
         self.decoder = nn.ModuleList([DecoderLayer(d_model, num_heads, ffn_dim, dropout)
                                       for _ in range(num_decoder_layers)])
         self.decoder_norm = LayerNormalization(d_model, epsilon=1e-5)
-        self.query_embed = nn.Parameter(torch.randn(num_queries, d_model))
+        if query_type == "learned":
+            self.query_embed = nn.Parameter(torch.randn(num_queries, d_model))
+        else:
+            # Start boxes: centres spread at random over the image, a quarter of its side.
+            start = torch.cat([torch.rand(num_queries, 2), torch.full((num_queries, 2), 0.25)], dim=1)
+            self.query_boxes = nn.Parameter(torch.logit(start))
+            self.query_content = nn.Parameter(torch.zeros(num_queries, d_model))
+            self.query_pos_mlp = nn.Sequential(nn.Linear(2 * d_model, d_model), nn.ReLU(),
+                                               nn.Linear(d_model, d_model))
         self.class_head = nn.Linear(d_model, num_classes + 1)
         self.box_head = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, d_model),
                                       nn.ReLU(), nn.Linear(d_model, 4))
@@ -415,7 +492,15 @@ class DETR(nn.Module):
 
     def forward_all_layers(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictions of every decoder layer: ``(L, B, Q, C + 1)`` logits and ``(L, B, Q, 4)`` boxes."""
-        memory, pos, _ = self.encode(images)
+        memory, pos, grid = self.encode(images)
+        if self.query_type == "learned":
+            hidden, boxes = self._decode_learned(memory, pos)
+        else:
+            hidden, boxes = self._decode_anchored(memory, pos, grid)
+        return self.class_head(hidden), boxes
+
+    def _decode_learned(self, memory: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The paper's decoder: ``(L, B, Q, d)`` normalised outputs and ``(L, B, Q, 4)`` boxes."""
         ### BEGIN SOLUTION
         target = torch.zeros(memory.shape[0], self.num_queries, self.d_model, dtype=memory.dtype,
                              device=memory.device)
@@ -424,7 +509,26 @@ class DETR(nn.Module):
             target = layer(target, memory, pos, self.query_embed)
             outputs.append(self.decoder_norm(target))
         hidden = torch.stack(outputs)  # (L, B, Q, d)
-        return self.class_head(hidden), self.box_head(hidden).sigmoid()
+        return hidden, self.box_head(hidden).sigmoid()
+        ### END SOLUTION
+
+    def _decode_anchored(self, memory: torch.Tensor, pos: torch.Tensor,
+                         grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Anchor-box queries refined layer by layer: ``(L, B, Q, d)`` outputs and ``(L, B, Q, 4)`` boxes."""
+        batch = memory.shape[0]
+        ### BEGIN SOLUTION
+        reference = self.query_boxes.sigmoid().expand(batch, -1, -1)  # (B, Q, 4)
+        target = self.query_content.expand(batch, -1, -1)
+        outputs, boxes = [], []
+        for layer in self.decoder:
+            query_pos = self.query_pos_mlp(box_position_code(reference, grid, self.d_model))
+            target = layer(target, memory, pos, query_pos)
+            hidden = self.decoder_norm(target)
+            box = (torch.logit(reference, eps=BOX_EPS) + self.box_head(hidden)).sigmoid()
+            outputs.append(hidden)
+            boxes.append(box)
+            reference = box.detach()  # the next layer refines this box; no gradient through it
+        return torch.stack(outputs), torch.stack(boxes)
         ### END SOLUTION
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,10 +19,12 @@ from A4_rnn_transformer.transformers import position_encoding_sinusoid
 from A5_detection.common import evaluate_detections
 from helpers.data import gt_boxes_to_targets, load_detection
 from helpers.export import export_model, load_exported, max_difference, save_model
+from helpers.gradcheck import compute_numeric_gradient, rel_error
 from papers import detr
 from papers.detr import (
     DETR,
     box_cxcywh_to_xyxy,
+    box_position_code,
     box_xyxy_to_cxcywh,
     decode_predictions,
     gt_boxes_to_set_targets,
@@ -32,6 +34,7 @@ from papers.detr import (
     position_encoding_2d,
     predict_detections,
     set_loss,
+    sine_encoding,
     weighted_cross_entropy,
 )
 
@@ -178,6 +181,37 @@ def test_position_encoding_2d_shape_and_values():
     assert len({tuple(r.tolist()) for r in pe}) == 15, "every cell gets its own code"
     with pytest.raises(ValueError, match="even"):
         position_encoding_2d(2, 2, 5)
+
+
+@POS
+def test_sine_encoding_extends_a4s_sinusoid_to_real_positions():
+    assert torch.allclose(sine_encoding(torch.arange(7.0), 6), position_encoding_sinusoid(7, 6)[0], atol=1e-6)
+    half = sine_encoding(torch.tensor([2.5]), 4)[0]
+    assert half.tolist() == pytest.approx([np.sin(2.5), np.cos(2.5), np.sin(0.025), np.cos(0.025)], abs=1e-6)
+    assert sine_encoding(torch.rand(2, 3), 8).shape == (2, 3, 8)
+    with pytest.raises(TypeError, match="float"):
+        sine_encoding(torch.arange(3), 4)
+
+
+@POS
+def test_box_position_code_puts_a_box_on_the_grid_of_position_encoding_2d():
+    grid = position_encoding_2d(3, 5, 8)
+    # A box centred on cell (y=1, x=3) of a 3 x 5 grid, 2 cells high and 1 wide.
+    box = torch.tensor([(3 + 0.5) / 5, (1 + 0.5) / 3, 1 / 5, 2 / 3])
+    code = box_position_code(box, (3, 5), 8)
+    assert code.shape == (16,)
+    assert torch.allclose(code[:8], grid[1 * 5 + 3], atol=1e-6), "the centre gets its cell's code"
+    size_code = torch.cat([sine_encoding(torch.tensor(2.0), 4), sine_encoding(torch.tensor(1.0), 4)])
+    assert torch.allclose(code[8:], size_code, atol=1e-6), "then the height and width in cells"
+    probe = torch.rand(3, 4, dtype=torch.float64)
+    numeric = compute_numeric_gradient(lambda b: box_position_code(b, (3, 5), 8), probe)
+    probe.requires_grad_()
+    box_position_code(probe, (3, 5), 8).sum().backward()
+    assert rel_error(probe.grad, numeric) < 1e-6
+    with pytest.raises(ValueError, match=r"\(\.\.\., 4\)"):
+        box_position_code(torch.rand(3, 5), (3, 5), 8)
+    with pytest.raises(ValueError, match="even"):
+        box_position_code(box, (3, 5), 7)
 
 
 # --------------------------------------------------------------------------- matching and set loss
@@ -351,6 +385,37 @@ def test_detr_refuses_bad_images_and_arguments():
         DETR(3, d_model=30, num_heads=4)
     with pytest.raises(ValueError, match="class_names"):
         DETR(3, class_names=["a"])
+    with pytest.raises(ValueError, match="query_type"):
+        DETR(3, query_type="grid")
+
+
+@MODEL
+def test_anchor_queries_refine_their_boxes_layer_by_layer():
+    model = small_model(num_decoder_layers=3)
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        model.box_head[-1].weight.zero_()
+        model.box_head[-1].bias.zero_()
+        _, boxes = model.forward_all_layers(images)
+        start = model.query_boxes.sigmoid()
+        assert torch.allclose(boxes, start.expand_as(boxes), atol=1e-6), "no correction: every layer keeps the anchor"
+        model.box_head[-1].bias.copy_(torch.tensor([0.5, 0.0, 0.0, 0.0]))
+        _, boxes = model.forward_all_layers(images)
+    # Each layer adds 0.5 to the logit of cx: layer l holds sigmoid(logit(anchor) + 0.5 (l + 1)).
+    for layer in range(3):
+        expected = torch.sigmoid(torch.logit(start[:, 0]) + 0.5 * (layer + 1))
+        assert torch.allclose(boxes[layer, :, :, 0], expected.expand(2, -1), atol=1e-5)
+    assert torch.allclose(boxes[..., 1:], start[:, 1:].expand(3, 2, -1, -1), atol=1e-6)
+
+
+@MODEL
+def test_learned_queries_of_the_paper_still_work():
+    model = small_model(query_type="learned")
+    assert not hasattr(model, "query_boxes") and model.query_embed.shape == (5, 32)
+    with torch.no_grad():
+        all_logits, all_boxes = model.forward_all_layers(torch.rand(2, 3, 64, 64))
+    assert all_logits.shape == (2, 2, 5, 4) and all_boxes.shape == (2, 2, 5, 4)
+    assert float(all_boxes.min()) >= 0 and float(all_boxes.max()) <= 1
 
 
 @MODEL
