@@ -4,8 +4,8 @@ A CNN turns the image into a grid of features; a transformer **encoder** lets ev
 grid look at every other; a transformer **decoder** turns ``num_queries`` learned *object
 queries* into ``num_queries`` predictions (a class among ``C`` classes plus "no object", and a
 box) at once.  By default each query is a learned box refined by every decoder layer (DAB-DETR,
-2022), which trains several times faster than the paper's free query vectors (also kept).  No
-hand-placed anchors, no NMS: training matches the predictions one-to-one to the ground
+2022), which learns far faster than the paper's free query vectors (also kept; compared in
+``bench/detr_queries.py``).  No hand-placed anchors, no NMS: training matches the predictions one-to-one to the ground
 truth with the **Hungarian algorithm**, so each object is claimed by exactly one query and the
 others learn to say "no object".
 
