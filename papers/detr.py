@@ -5,9 +5,9 @@ grid look at every other; a transformer **decoder** turns ``num_queries`` learne
 queries* into ``num_queries`` predictions (a class among ``C`` classes plus "no object", and a
 box) at once.  By default each query is a learned box refined by every decoder layer (DAB-DETR,
 2022), which learns far faster than the paper's free query vectors (also kept; compared in
-``bench/detr_queries.py``).  No hand-placed anchors, no NMS: training matches the predictions one-to-one to the ground
-truth with the **Hungarian algorithm**, so each object is claimed by exactly one query and the
-others learn to say "no object".
+``bench/detr_queries.py``).  No hand-placed anchors, no NMS: training matches the predictions
+one-to-one to the ground truth with the **Hungarian algorithm**, so each object is claimed by
+exactly one query and the others learn to say "no object".
 
 * :func:`hungarian` -- the optimal assignment of a rectangular cost matrix (shortest augmenting
   paths with potentials, O(n² m)), the same result as ``scipy.optimize.linear_sum_assignment``;
@@ -94,8 +94,6 @@ __all__ = [
 DEFAULT_WEIGHTS = {"class": 1.0, "l1": 5.0, "giou": 2.0}
 #: Weight of the "no object" class in the cross-entropy (the paper's ``eos_coef``).
 NO_OBJECT_WEIGHT = 0.1
-#: Boxes are clamped to ``[BOX_EPS, 1 - BOX_EPS]`` before their logit is taken (anchor queries).
-BOX_EPS = 1e-4
 
 
 def _check_weight(value, name: str) -> float:
@@ -517,18 +515,17 @@ class DETR(nn.Module):
         """Anchor-box queries refined layer by layer: ``(L, B, Q, d)`` outputs and ``(L, B, Q, 4)`` boxes."""
         batch = memory.shape[0]
         ### BEGIN SOLUTION
-        reference = self.query_boxes.sigmoid().expand(batch, -1, -1)  # (B, Q, 4)
+        reference = self.query_boxes.expand(batch, -1, -1)  # (B, Q, 4) box logits
         target = self.query_content.expand(batch, -1, -1)
-        outputs, boxes = [], []
+        outputs, logits = [], []
         for layer in self.decoder:
-            query_pos = self.query_pos_mlp(box_position_code(reference, grid, self.d_model))
+            query_pos = self.query_pos_mlp(box_position_code(reference.sigmoid(), grid, self.d_model))
             target = layer(target, memory, pos, query_pos)
             hidden = self.decoder_norm(target)
-            box = (torch.logit(reference, eps=BOX_EPS) + self.box_head(hidden)).sigmoid()
+            logits.append(reference + self.box_head(hidden))  # the layer's correction, in logit space
             outputs.append(hidden)
-            boxes.append(box)
-            reference = box.detach()  # the next layer refines this box; no gradient through it
-        return torch.stack(outputs), torch.stack(boxes)
+            reference = logits[-1].detach()  # the next layer refines this box; no gradient through it
+        return torch.stack(outputs), torch.stack(logits).sigmoid()
         ### END SOLUTION
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
