@@ -8,6 +8,9 @@ Names follow EECS 498/598 and torchvision so course material applies unchanged:
   smallest enclosing box that the union leaves empty (DETR's box loss and matching cost);
 * :func:`nms` -- greedy non-maximum suppression, the same indices as ``torchvision.ops.nms``;
 * :func:`class_spec_nms` -- NMS inside each class, the same as ``torchvision.ops.batched_nms``;
+* :func:`class_candidates` -- which (box, class) pairs of a class-probability table become detections:
+  every pair scoring at least a threshold (a box may enter several classes' rankings), or only each
+  box's best class;
 * :func:`roi_align` -- RoIAlign (Mask R-CNN) with bilinear sampling written by hand, the same
   values as ``torchvision.ops.roi_align``; gradients flow to the features through autograd;
 * :func:`get_fpn_location_coords` -- image-pixel centres of every location of every FPN level (FCOS);
@@ -54,6 +57,7 @@ __all__ = [
     "box_iou",
     "check_gt_boxes",
     "check_image_batch",
+    "class_candidates",
     "class_spec_nms",
     "confusion_counts",
     "count_errors",
@@ -267,6 +271,44 @@ def class_spec_nms(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.T
     iou_threshold = check_real(iou_threshold, "iou_threshold")
     ### BEGIN SOLUTION
     return _greedy_nms(boxes, scores, iou_threshold, class_ids=class_ids.to(boxes.device))
+    ### END SOLUTION
+
+
+def class_candidates(probs: torch.Tensor, score_thresh: float,
+                     best_class_only: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which (box, class) pairs of a score table become detections.
+
+    A detector scores every candidate box for every class.  By default every pair scoring at least
+    ``score_thresh`` is kept, so one box can enter the rankings of several classes -- a box that is
+    55 % shirt and 40 % pullover is a shirt detection *and* a lower-ranked pullover detection.
+    This is the rule of FCOS's and torchvision's Faster R-CNN post-processing and of YOLOv1's
+    class-specific scores; mAP, which ranks each class on its own, rewards it.  With
+    ``best_class_only`` each box keeps only its most probable class (the first of equal ones).
+
+    Args:
+        probs: ``(N, C)`` floating scores of ``N`` boxes for ``C`` classes.
+        score_thresh: lowest score kept.
+        best_class_only: keep at most one class per box.
+
+    Returns:
+        ``(rows, classes, scores)``, each ``(K,)``: the box index (int64) and class (int64) of each kept
+        pair and its score, ordered by box, then class.
+    """
+    if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or not probs.is_floating_point():
+        got = f"shape {tuple(probs.shape)}, {probs.dtype}" if isinstance(probs, torch.Tensor) else type(probs).__name__
+        raise ValueError(f"probs must be an (N, C) floating-point tensor of class scores, got {got}")
+    score_thresh = check_real(score_thresh, "score_thresh")
+    ### BEGIN SOLUTION
+    num_boxes, num_classes = probs.shape
+    if best_class_only:
+        scores, classes = probs.max(dim=1)
+        rows = torch.arange(num_boxes, device=probs.device)
+    else:
+        rows = torch.arange(num_boxes, device=probs.device).repeat_interleave(num_classes)
+        classes = torch.arange(num_classes, device=probs.device).repeat(num_boxes)
+        scores = probs.reshape(-1)
+    keep = scores >= score_thresh
+    return rows[keep], classes[keep], scores[keep]
     ### END SOLUTION
 
 

@@ -27,6 +27,7 @@ from torch import nn
 from A5_detection.common import (
     DetectorBackboneWithFPN,
     check_gt_boxes,
+    class_candidates,
     class_spec_nms,
     get_fpn_location_coords,
     predict_in_batches,
@@ -460,20 +461,24 @@ class FCOS(nn.Module):
 
     @torch.no_grad()
     def inference(self, images: torch.Tensor, score_thresh: float = 0.3, nms_thresh: float = 0.5,
-                  topk_per_level: int = 100) -> list:
+                  topk_per_level: int = 100, best_class_only: bool = False) -> list:
         """Detect objects: per-location scores, thresholding, box decoding, class-specific NMS.
 
-        The score of a location and class is ``sqrt(sigmoid(class logit) * sigmoid(centerness))``;
-        each location keeps its best class.  Per image and level, locations scoring above
-        ``score_thresh`` are kept (at most ``topk_per_level``, the best), their deltas decoded into
-        boxes clipped to the image, and :func:`common.class_spec_nms` removes duplicates across
-        levels.  Runs in eval mode (BatchNorm's running statistics) and restores the mode after.
+        The score of a location and class is ``sqrt(sigmoid(class logit) * sigmoid(centerness))``.
+        Per image and level, every (location, class) pair scoring at least ``score_thresh`` is a
+        candidate (:func:`common.class_candidates`; with ``best_class_only`` each location offers
+        only its best class) -- at most ``topk_per_level``, the best; their locations' deltas are
+        decoded into boxes clipped to the image, and :func:`common.class_spec_nms` removes
+        duplicates across levels.  Runs in eval mode (BatchNorm's running statistics) and restores
+        the mode after.
 
         Args:
             images: ``(B, 3, H, W)`` floats in [0, 1].
             score_thresh: minimum score in [0, 1].
             nms_thresh: IoU threshold of the NMS.
             topk_per_level: most candidates per level and image before NMS.
+            best_class_only: one class per location (EECS 498's rule) instead of every class above
+                ``score_thresh`` (FCOS's own post-processing).
 
         Returns:
             list of ``B`` tuples ``(boxes (K, 4), scores (K,), classes (K,) int64)``, by decreasing score.
@@ -497,17 +502,17 @@ class FCOS(nn.Module):
             for level, stride in self.backbone.fpn_strides.items():
                 ### BEGIN SOLUTION
                 probs = torch.sqrt(torch.sigmoid(class_logits[level][i]) * torch.sigmoid(centerness_logits[level][i]))
-                level_scores, level_classes = probs.max(dim=1)
-                keep = (level_scores > score_thresh).nonzero()[:, 0]
-                if keep.numel() > topk_per_level:
-                    keep = keep[level_scores[keep].topk(topk_per_level).indices]
-                level_boxes = fcos_apply_deltas_to_locations(boxreg_deltas[level][i][keep], locations[level][keep],
+                where, level_classes, level_scores = class_candidates(probs, score_thresh, best_class_only)
+                if level_scores.numel() > topk_per_level:
+                    best = level_scores.topk(topk_per_level).indices
+                    where, level_classes, level_scores = where[best], level_classes[best], level_scores[best]
+                level_boxes = fcos_apply_deltas_to_locations(boxreg_deltas[level][i][where], locations[level][where],
                                                              stride)
                 level_boxes[:, 0::2] = level_boxes[:, 0::2].clamp(0, width)
                 level_boxes[:, 1::2] = level_boxes[:, 1::2].clamp(0, height)
                 boxes.append(level_boxes)
-                scores.append(level_scores[keep])
-                classes.append(level_classes[keep])
+                scores.append(level_scores)
+                classes.append(level_classes)
                 ### END SOLUTION
             boxes, scores, classes = torch.cat(boxes), torch.cat(scores), torch.cat(classes)
             keep = class_spec_nms(boxes, scores, classes, nms_thresh)
@@ -535,11 +540,12 @@ def detections_to_predictions(detections: list) -> list:
 
 
 def predict_detections(model: FCOS, images: torch.Tensor, score_thresh: float = 0.05, nms_thresh: float = 0.5,
-                       batch_size: int = 100) -> list:
+                       batch_size: int = 100, best_class_only: bool = False) -> list:
     """Run :meth:`FCOS.inference` over a set of images (uint8 or floats in [0, 1]) in batches of
-    ``batch_size``, with ``score_thresh`` (low for mAP: the ranking decides precision) and the
-    class-specific NMS at ``nms_thresh``.  See ``common.predict_in_batches``; returns its ``N``
-    prediction dicts, the ``predictions`` of :func:`A5_detection.common.evaluate_detections`.
+    ``batch_size``, with ``score_thresh`` (low for mAP: the ranking decides precision), the
+    class-specific NMS at ``nms_thresh`` and ``best_class_only`` as there.  See
+    ``common.predict_in_batches``; returns its ``N`` prediction dicts, the ``predictions`` of
+    :func:`A5_detection.common.evaluate_detections`.
     """
     return predict_in_batches(model, images, lambda batch: detections_to_predictions(
-        model.inference(batch, score_thresh, nms_thresh)), batch_size)
+        model.inference(batch, score_thresh, nms_thresh, best_class_only=best_class_only)), batch_size)

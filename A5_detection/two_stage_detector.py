@@ -47,6 +47,7 @@ import torch.nn as nn
 from A5_detection.common import (
     box_iou,
     check_gt_boxes,
+    class_candidates,
     class_spec_nms,
     get_fpn_location_coords,
     nms,
@@ -780,20 +781,24 @@ class FasterRCNN(nn.Module):
 
     @torch.no_grad()
     def inference(self, images: torch.Tensor, score_thresh: float = 0.5, nms_thresh: float = 0.5,
-                  max_detections: int = 100) -> tuple[list, list, list]:
+                  max_detections: int = 100, best_class_only: bool = False) -> tuple[list, list, list]:
         """Detections of a batch of images.
 
-        Each proposal is moved by its predicted deltas (then clipped to the image) and gets its
-        most probable *object* class (softmax over ``C + 1``, background excluded from the choice)
-        and that probability as score; boxes scoring below
-        ``score_thresh`` are dropped, then class-specific NMS at ``nms_thresh``
-        (:func:`A5_detection.common.class_spec_nms`), then the best ``max_detections`` are kept.
+        Each proposal is moved by its predicted deltas (then clipped to the image); its class
+        probabilities are a softmax over ``C + 1`` scores, and every *object* class (background
+        excluded) whose probability is at least ``score_thresh`` makes one detection of that box,
+        scored by that probability (:func:`A5_detection.common.class_candidates`; with
+        ``best_class_only``, only the most probable object class).  Then class-specific NMS at
+        ``nms_thresh`` (:func:`A5_detection.common.class_spec_nms`), then the best
+        ``max_detections`` are kept.
 
         Args:
             images: ``(B, 3, H, W)`` in [0, 1].
             score_thresh: lowest score kept, in [0, 1].
             nms_thresh: IoU threshold of the NMS.
             max_detections: most detections per image.
+            best_class_only: one class per proposal (EECS 498's rule) instead of every class above
+                ``score_thresh`` (torchvision's post-processing).
 
         Returns:
             ``(boxes, scores, classes)``: three lists of ``B`` tensors -- ``(K_i, 4)`` boxes,
@@ -824,9 +829,8 @@ class FasterRCNN(nn.Module):
             probs = images.new_zeros(0, self.num_classes + 1)
             refined = proposals
         for boxes, image_probs in zip(refined, probs.split(counts), strict=True):
-            scores, classes = image_probs[:, 1:].max(dim=1)
-            keep = scores >= score_thresh
-            boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+            rows, classes, scores = class_candidates(image_probs[:, 1:], score_thresh, best_class_only)
+            boxes = boxes[rows]
             keep = class_spec_nms(boxes, scores, classes, nms_thresh)[:max_detections]
             all_boxes.append(boxes[keep])
             all_scores.append(scores[keep])
@@ -836,14 +840,15 @@ class FasterRCNN(nn.Module):
 
 
 def predict_detections(model: FasterRCNN, images: torch.Tensor, score_thresh: float = 0.05,
-                       nms_thresh: float = 0.5, batch_size: int = 32) -> list[dict]:
+                       nms_thresh: float = 0.5, batch_size: int = 32, best_class_only: bool = False) -> list[dict]:
     """Run :meth:`FasterRCNN.inference` over a set of images (uint8 or floats in [0, 1]) in batches of
-    ``batch_size``, with ``score_thresh`` (low for mAP: the ranking decides precision) and the
-    class-specific NMS at ``nms_thresh``.  See ``common.predict_in_batches``; returns its ``N``
-    prediction dicts, the ``predictions`` of :func:`A5_detection.common.evaluate_detections`.
+    ``batch_size``, with ``score_thresh`` (low for mAP: the ranking decides precision), the
+    class-specific NMS at ``nms_thresh`` and ``best_class_only`` as there.  See
+    ``common.predict_in_batches``; returns its ``N`` prediction dicts, the ``predictions`` of
+    :func:`A5_detection.common.evaluate_detections`.
     """
     def detect(batch):
-        boxes, scores, classes = model.inference(batch, score_thresh, nms_thresh)
+        boxes, scores, classes = model.inference(batch, score_thresh, nms_thresh, best_class_only=best_class_only)
         return [{"boxes": b, "scores": s, "labels": c} for b, s, c in zip(boxes, scores, classes, strict=True)]
 
     return predict_in_batches(model, images, detect, batch_size)

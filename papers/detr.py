@@ -64,6 +64,7 @@ from A5_detection.common import (
     SmallTrunk,
     check_gt_boxes,
     check_image_batch,
+    class_candidates,
     generalized_box_iou,
     predict_in_batches,
 )
@@ -722,16 +723,22 @@ def set_loss(logits: torch.Tensor, boxes: torch.Tensor, targets: list, weights: 
 # --------------------------------------------------------------------------- inference
 
 
-def decode_predictions(logits: torch.Tensor, boxes: torch.Tensor, image_size, score_thresh: float = 0.0) -> list:
+def decode_predictions(logits: torch.Tensor, boxes: torch.Tensor, image_size, score_thresh: float = 0.0,
+                       best_class_only: bool = False) -> list:
     """The network's raw outputs -> detections, outside the exported graph. No NMS.
 
-    Each query gives one detection: its most probable real class (the "no object" probability
-    is left out of the argmax), scored by that probability, its box scaled to pixels.
+    A query's class probabilities are the softmax over its ``C + 1`` logits with "no object" then
+    left out.  Every (query, class) pair whose probability is at least ``score_thresh`` is a
+    detection of the query's box (scaled to pixels) with that class and score
+    (``A5_detection.common.class_candidates``): a query unsure between two classes enters both
+    classes' rankings, as in Deformable and DAB-DETR's evaluation.  With ``best_class_only`` each
+    query gives only its most probable class (the 2020 paper's rule).
 
     Args:
         logits: ``(B, Q, C + 1)``; boxes: ``(B, Q, 4)`` ``(cx, cy, w, h)`` in [0, 1].
         image_size: ``(H, W)`` or an int.
-        score_thresh: keep the detections scoring at least this (0: all ``Q``, for mAP).
+        score_thresh: keep the detections scoring at least this (0: all ``Q * C`` pairs, for mAP).
+        best_class_only: one detection per query.
 
     Returns:
         ``B`` dicts ``{"boxes" (K, 4) x1 y1 x2 y2 pixels, "scores" (K,), "labels" (K,) int64}``,
@@ -743,21 +750,20 @@ def decode_predictions(logits: torch.Tensor, boxes: torch.Tensor, image_size, sc
     height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     ### BEGIN SOLUTION
     probs = logits.detach().softmax(-1)[..., :-1]
-    scores, labels = probs.max(-1)
     corners = box_cxcywh_to_xyxy(boxes.detach()) * boxes.new_tensor([width, height, width, height])
     corners = torch.stack([corners[..., 0].clamp(0, width), corners[..., 1].clamp(0, height),
                            corners[..., 2].clamp(0, width), corners[..., 3].clamp(0, height)], dim=-1)
     results = []
     for b in range(logits.shape[0]):
-        keep = (scores[b] >= score_thresh).nonzero()[:, 0]
-        keep = keep[torch.sort(scores[b, keep], descending=True, stable=True).indices]
-        results.append({"boxes": corners[b, keep], "scores": scores[b, keep], "labels": labels[b, keep]})
+        queries, labels, scores = class_candidates(probs[b], score_thresh, best_class_only)
+        order = torch.sort(scores, descending=True, stable=True).indices
+        results.append({"boxes": corners[b, queries[order]], "scores": scores[order], "labels": labels[order]})
     ### END SOLUTION
     return results
 
 
 def predict_detections(model: nn.Module, images: torch.Tensor, score_thresh: float = 0.0,
-                       batch_size: int = 100) -> list:
+                       batch_size: int = 100, best_class_only: bool = False) -> list:
     """Run ``model`` (a :class:`DETR`, or its export: ``images -> (logits, boxes)``) over ``images``
     (uint8 or floats in [0, 1]) in batches, then :func:`decode_predictions`.  Returns one prediction dict per
     image, the ``predictions`` of ``A5_detection.common.evaluate_detections``."""
@@ -765,8 +771,8 @@ def predict_detections(model: nn.Module, images: torch.Tensor, score_thresh: flo
         raise ValueError("images must be an (N, 3, H, W) tensor")
     size = tuple(images.shape[2:])
     with torch.no_grad():
-        return predict_in_batches(model, images, lambda batch: decode_predictions(*model(batch), size, score_thresh),
-                                  batch_size)
+        return predict_in_batches(model, images, lambda batch: decode_predictions(
+            *model(batch), size, score_thresh, best_class_only), batch_size)
 
 
 # --------------------------------------------------------------------------- command line

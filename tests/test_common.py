@@ -19,6 +19,7 @@ from A5_detection.common import (
     RegNetTrunk,
     average_precision,
     box_iou,
+    class_candidates,
     class_spec_nms,
     confusion_counts,
     count_errors,
@@ -242,6 +243,33 @@ def test_class_spec_nms_by_hand():
     assert class_spec_nms(boxes, scores, torch.tensor([0, 1, 2, 3]), 0.5).tolist() == [3, 0, 1, 2]
     empty = class_spec_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5)
     assert empty.shape == (0,) and empty.dtype == torch.int64
+
+
+@CLASS_NMS
+def test_class_candidates_by_hand():
+    probs = torch.tensor([[0.6, 0.3, 0.1],
+                          [0.2, 0.2, 0.05],
+                          [0.0, 0.1, 0.15]])
+    rows, classes, scores = class_candidates(probs, 0.2)
+    # every pair at least 0.2 (0.2 itself included), by box then class: box 0 is a class-0 and a class-1 candidate
+    assert rows.tolist() == [0, 0, 1, 1] and classes.tolist() == [0, 1, 0, 1]
+    assert torch.equal(scores, probs[rows, classes]) and rows.dtype == classes.dtype == torch.int64
+    rows, classes, scores = class_candidates(probs, 0.2, best_class_only=True)
+    # one class per box, the first of equal ones (box 1); box 2's best (0.15) is below the threshold
+    assert rows.tolist() == [0, 1] and classes.tolist() == [0, 0] and scores.tolist() == pytest.approx([0.6, 0.2])
+    assert class_candidates(probs, 0.0)[0].shape == (9,)  # threshold 0: every pair, zeros included
+    assert class_candidates(probs, 0.7)[0].shape == (0,)
+    rows, classes, scores = class_candidates(torch.zeros(0, 3), 0.1)
+    assert rows.shape == classes.shape == scores.shape == (0,)
+    # best_class_only keeps exactly the argmax pairs that pass the threshold
+    probs = torch.rand(50, 7, generator=torch.Generator().manual_seed(0))
+    rows, classes, _ = class_candidates(probs, 0.5, best_class_only=True)
+    best = probs.max(dim=1)
+    assert torch.equal(rows, (best.values >= 0.5).nonzero()[:, 0]) and torch.equal(classes, best.indices[rows])
+    with pytest.raises(ValueError, match=r"\(N, C\) floating-point"):
+        class_candidates(torch.ones(3), 0.5)
+    with pytest.raises(ValueError, match=r"\(N, C\) floating-point"):
+        class_candidates(torch.ones(3, 2, dtype=torch.int64), 0.5)
 
 
 # --------------------------------------------------------------------------- roi_align

@@ -422,12 +422,19 @@ def test_learned_queries_of_the_paper_still_work():
 def test_decode_predictions_without_nms():
     logits = torch.tensor([[[0.0, 4.0, 0.0], [3.0, 0.0, 6.0]]])  # Q = 2, C = 2
     boxes = torch.tensor([[[0.5, 0.5, 0.5, 0.25], [0.25, 0.25, 0.1, 0.1]]])
-    pred = decode_predictions(logits, boxes, (64, 128))[0]
+    pred = decode_predictions(logits, boxes, (64, 128), best_class_only=True)[0]
     p = logits[0].softmax(-1)
     assert pred["labels"].tolist() == [1, 0]
     assert pred["scores"].tolist() == pytest.approx([float(p[0, 1]), float(p[1, 0])])
     assert pred["boxes"][0].tolist() == pytest.approx([32.0, 24.0, 96.0, 40.0])
     assert len(decode_predictions(logits, boxes, 64, score_thresh=0.5)[0]["labels"]) == 1
+    # by default every (query, class) pair is a detection of the query's box, ranked by probability:
+    # query 0 class 1 (0.96), query 1 class 0 (0.05), query 0 class 0 (0.02), query 1 class 1 (0.002)
+    pred = decode_predictions(logits, boxes, (64, 128))[0]
+    assert pred["labels"].tolist() == [1, 0, 0, 1]
+    assert pred["scores"].tolist() == pytest.approx([float(p[0, 1]), float(p[1, 0]), float(p[0, 0]), float(p[1, 1])])
+    assert torch.equal(pred["boxes"][2], pred["boxes"][0]) and torch.equal(pred["boxes"][3], pred["boxes"][1])
+    assert len(decode_predictions(logits, boxes, 64, score_thresh=0.01)[0]["labels"]) == 3
 
 
 @MODEL
@@ -487,7 +494,8 @@ def test_command_line_predicts_and_exports(tmp_path):
     detr.main(["predict", *images, "--checkpoint", str(checkpoint), "--out", str(out), "--score-thresh", "0"])
     result = json.loads((out / "predictions.json").read_text())
     assert [r["image"] for r in result["images"]] == images
-    assert all(len(r["detections"]) == SMALL["num_queries"] for r in result["images"])
+    # threshold 0: every (query, class) pair is a detection
+    assert all(len(r["detections"]) == SMALL["num_queries"] * 3 for r in result["images"])
     assert {d["class"] for r in result["images"] for d in r["detections"]} <= {"a", "b", "c"}
     assert sorted(p.name for p in out.glob("*.png")) == ["scene0_detr.png", "scene1_detr.png"]
     # The export gives the same detections as the checkpoint.

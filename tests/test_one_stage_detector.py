@@ -357,9 +357,9 @@ def test_fcos_overfits_four_scenes(scenes):
 class FixedHead(torch.nn.Module):
     """Stands in for the prediction network: the same logits, deltas and centerness everywhere."""
 
-    def __init__(self, num_classes, best_class, deltas):
+    def __init__(self, num_classes, best_class, deltas, runner_up=None):
         super().__init__()
-        self.num_classes, self.best_class, self.deltas = num_classes, best_class, deltas
+        self.num_classes, self.best_class, self.deltas, self.runner_up = num_classes, best_class, deltas, runner_up
 
     def forward(self, feats):
         out = [{}, {}, {}]
@@ -368,6 +368,8 @@ class FixedHead(torch.nn.Module):
             logits = torch.full((b, n, self.num_classes), -6.0)
             # distinct scores inside a level, best at its end; p5's best is the best overall
             logits[..., self.best_class] = 4.0 + torch.linspace(0, 1, n) + (2.0 if level == "p5" else 0.0)
+            if self.runner_up is not None:  # a second class, one logit below the best everywhere
+                logits[..., self.runner_up] = logits[..., self.best_class] - 1.0
             out[0][level] = logits
             out[1][level] = torch.tensor(self.deltas).expand(b, n, 4).clone()
             out[2][level] = torch.full((b, n, 1), 4.0)
@@ -418,6 +420,28 @@ def test_inference_keeps_the_best_candidates_per_level():
     assert sorted(((p3[:, 0] + p3[:, 2]) / 2).tolist()) == [28.0, 36.0, 44.0, 52.0, 60.0]
     predictions = detections_to_predictions([(boxes, scores, classes)])
     assert predictions[0]["labels"].dtype == torch.int64 and predictions[0]["boxes"].shape == (14, 4)
+
+
+@INFER
+def test_inference_offers_every_class_above_the_threshold():
+    torch.manual_seed(0)
+    model = FCOS(num_classes=3, fpn_channels=8, stem_channels=[8])
+    model.pred_net = FixedHead(3, best_class=1, deltas=[0.1, 0.1, 0.1, 0.1], runner_up=2)  # tiny boxes
+    images = torch.rand(1, 3, 64, 64, generator=gen(8))
+    total_locations = sum((64 // s) ** 2 for s in STRIDES.values())
+    boxes, scores, classes = model.inference(images, score_thresh=0.5, topk_per_level=1000)[0]
+    # every location is a class-1 and a class-2 detection of the same box, class 2 scored lower
+    assert (classes == 1).sum() == (classes == 2).sum() == total_locations and not (classes == 0).any()
+    first, second = classes == 1, classes == 2
+    key = boxes[:, 0] * 1000 + boxes[:, 1]  # one number per box, to pair the two classes' lists
+    assert torch.equal(key[first].sort().values, key[second].sort().values)
+    assert float(scores[second].max()) < float(scores[first].max())
+    # one class per location (EECS 498's rule): only the class-1 half
+    one_boxes, one_scores, one_classes = model.inference(images, score_thresh=0.5, topk_per_level=1000,
+                                                         best_class_only=True)[0]
+    assert (one_classes == 1).all() and torch.equal(one_boxes, boxes[first]) and torch.equal(one_scores, scores[first])
+    # the cap per level counts (location, class) pairs: p3 and p4 give 5 each, p5's 4 locations 5 of 8 pairs
+    assert model.inference(images, score_thresh=0.5, topk_per_level=5)[0][0].shape[0] == 15
 
 
 # --------------------------------------------------------------------------- errors (given code)

@@ -481,7 +481,8 @@ def test_inference_moves_each_proposal_by_its_predicted_deltas():
         model.box_pred.weight.zero_()
         model.box_pred.bias.copy_(shift)
         proposals = model.rpn(model.backbone(images), model.fpn_strides, image_size=(64, 64))["proposals"]
-    boxes, scores, classes = model.inference(images, score_thresh=0.0, nms_thresh=0.5)
+    # class 0's probability (0.007) is under the threshold: only class-1 detections
+    boxes, scores, classes = model.inference(images, score_thresh=0.05, nms_thresh=0.5)
     score = float(torch.softmax(torch.tensor([0.0, 0.0, 5.0]), 0)[2])
     for i in range(images.shape[0]):
         mine = torch.cat([proposals[level][i] for level in proposals])
@@ -491,6 +492,30 @@ def test_inference_moves_each_proposal_by_its_predicted_deltas():
         keep = class_spec_nms(moved, same_scores, torch.ones(len(mine), dtype=torch.int64), 0.5)[:100]
         torch.testing.assert_close(boxes[i], moved[keep])
         assert (classes[i] == 1).all() and torch.allclose(scores[i], same_scores[keep])
+
+
+@DETECTOR
+def test_inference_offers_every_class_above_the_threshold():
+    torch.manual_seed(0)
+    model = tiny_detector().eval()
+    images, _ = painted_scenes()
+    with torch.no_grad():
+        model.cls_pred.weight.zero_()
+        model.cls_pred.bias.copy_(torch.tensor([0.0, 2.0, 2.5]))  # every proposal: class 0 0.36, class 1 0.59
+        model.box_pred.weight.zero_()
+        model.box_pred.bias.zero_()
+    probs = torch.softmax(torch.tensor([0.0, 2.0, 2.5]), 0)
+    boxes, scores, classes = model.inference(images, score_thresh=0.3, nms_thresh=0.5)
+    one_boxes, one_scores, one_classes = model.inference(images, score_thresh=0.3, nms_thresh=0.5,
+                                                         best_class_only=True)
+    for i in range(images.shape[0]):
+        # each class ranks the same proposals on its own: the same boxes come back once per class
+        first, second = classes[i] == 1, classes[i] == 0
+        assert first.any() and torch.equal(boxes[i][first], boxes[i][second])
+        assert torch.allclose(scores[i][first], probs[2]) and torch.allclose(scores[i][second], probs[1])
+        # one class per proposal: only the class-1 half
+        assert (one_classes[i] == 1).all() and torch.equal(one_boxes[i], boxes[i][first])
+        assert torch.equal(one_scores[i], scores[i][first])
 
 
 @DETECTOR
