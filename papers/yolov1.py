@@ -45,7 +45,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from A5_detection.common import check_gt_boxes, check_image_batch, class_spec_nms, paired_iou, predict_in_batches
+from A5_detection.common import (
+    check_gt_boxes,
+    check_image_batch,
+    class_candidates,
+    class_spec_nms,
+    paired_iou,
+    predict_in_batches,
+)
 from helpers.checks import check_int, check_real
 
 __all__ = [
@@ -550,10 +557,10 @@ def decode_predictions(raw: torch.Tensor, num_boxes: int, image_size: int, score
     """The raw grid -> detections, outside the network (so the same code runs after an export).
 
     Each box ``j`` of each cell gets a class-specific score per class, ``conf_j * p(class)`` (the
-    paper's ``Pr(class | object) * Pr(object) * IoU``).  Every (box, class) pair above
-    ``score_thresh`` is a candidate; boxes are clipped to the image; class-specific NMS
-    (``A5_detection.common.class_spec_nms``) at ``nms_thresh`` removes duplicates; the best
-    ``max_detections`` are kept.
+    paper's ``Pr(class | object) * Pr(object) * IoU``).  Every (box, class) pair scoring at least
+    ``score_thresh`` is a candidate (``A5_detection.common.class_candidates``); boxes are clipped
+    to the image; class-specific NMS (``A5_detection.common.class_spec_nms``) at ``nms_thresh``
+    removes duplicates; the best ``max_detections`` are kept.
 
     Args:
         raw: ``(N, S, S, B * 5 + C)`` network output.
@@ -579,10 +586,9 @@ def decode_predictions(raw: torch.Tensor, num_boxes: int, image_size: int, score
     scores = parts["conf"].unsqueeze(-1) * parts["class_probs"].unsqueeze(3)  # (N, S, S, B, C)
     for n in range(raw.shape[0]):
         flat_boxes = boxes[n].reshape(-1, 4).detach().float().cpu()
-        flat_scores = scores[n].reshape(-1).detach().float().cpu()
-        keep = (flat_scores > score_thresh).nonzero()[:, 0]
-        box_index, labels = keep // num_classes, keep % num_classes
-        candidate_boxes, candidate_scores = flat_boxes[box_index], flat_scores[keep]
+        flat_scores = scores[n].reshape(-1, num_classes).detach().float().cpu()
+        box_index, labels, candidate_scores = class_candidates(flat_scores, score_thresh)
+        candidate_boxes = flat_boxes[box_index]
         kept = class_spec_nms(candidate_boxes, candidate_scores, labels, nms_thresh)[:max_detections]
         predictions.append({"boxes": candidate_boxes[kept], "scores": candidate_scores[kept], "labels": labels[kept]})
     ### END SOLUTION
