@@ -270,7 +270,8 @@ class YOLOv1(nn.Module):
                          squash=self.squash)
 
     @torch.no_grad()
-    def detect(self, images: torch.Tensor, score_thresh: float = 0.05, nms_thresh: float = 0.5) -> list:
+    def detect(self, images: torch.Tensor, score_thresh: float = 0.05, nms_thresh: float = 0.5,
+               best_class_only: bool = False) -> list:
         """:func:`decode_predictions` of this model's grid for ``images`` (in eval mode, mode restored)."""
         was_training = self.training
         self.eval()
@@ -278,7 +279,8 @@ class YOLOv1(nn.Module):
             raw = self(images)
         finally:
             self.train(was_training)
-        return decode_predictions(raw, self.num_boxes, self.image_size, score_thresh, nms_thresh, squash=self.squash)
+        return decode_predictions(raw, self.num_boxes, self.image_size, score_thresh, nms_thresh, squash=self.squash,
+                                  best_class_only=best_class_only)
 
 
 # --------------------------------------------------------------------------- targets
@@ -553,14 +555,17 @@ def yolo_loss(raw: torch.Tensor, targets: torch.Tensor, num_boxes: int, lambda_c
 
 
 def decode_predictions(raw: torch.Tensor, num_boxes: int, image_size: int, score_thresh: float = 0.05,
-                       nms_thresh: float = 0.5, squash: bool = True, max_detections: int = 100) -> list[dict]:
+                       nms_thresh: float = 0.5, squash: bool = True, max_detections: int = 100,
+                       best_class_only: bool = False) -> list[dict]:
     """The raw grid -> detections, outside the network (so the same code runs after an export).
 
     Each box ``j`` of each cell gets a class-specific score per class, ``conf_j * p(class)`` (the
     paper's ``Pr(class | object) * Pr(object) * IoU``).  Every (box, class) pair scoring at least
     ``score_thresh`` is a candidate (``A5_detection.common.class_candidates``); boxes are clipped
     to the image; class-specific NMS (``A5_detection.common.class_spec_nms``) at ``nms_thresh``
-    removes duplicates; the best ``max_detections`` are kept.
+    removes duplicates; the best ``max_detections`` are kept.  With ``best_class_only`` each box
+    offers only its best-scoring class: one detection per box, which is what a class-agnostic score
+    needs (with every class, one box would count once per class).
 
     Args:
         raw: ``(N, S, S, B * 5 + C)`` network output.
@@ -569,6 +574,7 @@ def decode_predictions(raw: torch.Tensor, num_boxes: int, image_size: int, score
         score_thresh, nms_thresh: see above.
         squash: as for :func:`split_predictions`.
         max_detections: most detections per image.
+        best_class_only: at most one class per box.
 
     Returns:
         ``N`` dicts ``{"boxes" (K, 4) pixels, "scores" (K,), "labels" (K,) int64}``, by decreasing
@@ -587,7 +593,7 @@ def decode_predictions(raw: torch.Tensor, num_boxes: int, image_size: int, score
     for n in range(raw.shape[0]):
         flat_boxes = boxes[n].reshape(-1, 4).detach().float().cpu()
         flat_scores = scores[n].reshape(-1, num_classes).detach().float().cpu()
-        box_index, labels, candidate_scores = class_candidates(flat_scores, score_thresh)
+        box_index, labels, candidate_scores = class_candidates(flat_scores, score_thresh, best_class_only)
         candidate_boxes = flat_boxes[box_index]
         kept = class_spec_nms(candidate_boxes, candidate_scores, labels, nms_thresh)[:max_detections]
         predictions.append({"boxes": candidate_boxes[kept], "scores": candidate_scores[kept], "labels": labels[kept]})
@@ -596,11 +602,13 @@ def decode_predictions(raw: torch.Tensor, num_boxes: int, image_size: int, score
 
 
 def predict_detections(model: YOLOv1, images: torch.Tensor, score_thresh: float = 0.01, nms_thresh: float = 0.5,
-                       batch_size: int = 100) -> list[dict]:
+                       batch_size: int = 100, best_class_only: bool = False) -> list[dict]:
     """:meth:`YOLOv1.detect` over a set of images (uint8 or floats in [0, 1]) in batches: the ``N``
     prediction dicts of ``A5_detection.common.evaluate_detections`` (a low ``score_thresh`` for
-    mAP: the ranking decides precision).  See ``common.predict_in_batches``."""
-    return predict_in_batches(model, images, lambda batch: model.detect(batch, score_thresh, nms_thresh), batch_size)
+    mAP: the ranking decides precision; ``best_class_only`` as in :func:`decode_predictions`).
+    See ``common.predict_in_batches``."""
+    return predict_in_batches(model, images, lambda batch: model.detect(batch, score_thresh, nms_thresh,
+                                                                        best_class_only), batch_size)
 
 
 # --------------------------------------------------------------------------- augmentation

@@ -393,6 +393,23 @@ def test_decode_clips_boxes_and_scores_every_class():
 
 
 @DECODE
+def test_decode_best_class_only_keeps_one_class_per_box():
+    raw = torch.zeros(1, 2, 2, 1 * 5 + 3)
+    raw[..., 2:4] = 10.0
+    raw[0, 0, 0, 5:8] = torch.tensor([0.0, 2.0, 1.0])   # runner-up class 2 also above the threshold
+    raw[0, 1, 1, 5:8] = torch.tensor([3.0, 0.0, 0.0])
+    every = decode_predictions(raw, num_boxes=1, image_size=32, score_thresh=0.01, nms_thresh=1.0)[0]
+    one = decode_predictions(raw, num_boxes=1, image_size=32, score_thresh=0.01, nms_thresh=1.0,
+                             best_class_only=True)[0]
+    assert len(every["labels"]) == 4 * 3 and len(one["labels"]) == 4, "every class per box, or one"
+    best = split_predictions(raw, 1)["class_probs"].reshape(4, 3).argmax(1)
+    assert sorted(one["labels"].tolist()) == sorted(best.tolist())
+    for box, label, score in zip(one["boxes"], one["labels"], one["scores"], strict=True):
+        same = (every["labels"] == label) & (every["boxes"] == box).all(1)
+        assert int(same.sum()) == 1 and float(every["scores"][same][0]) == float(score), "same box, same score"
+
+
+@DECODE
 def test_split_predictions_and_cell_boxes():
     raw = torch.arange(2 * 2 * 2 * 12, dtype=F64).view(2, 2, 2, 12) / 100
     parts = split_predictions(raw, num_boxes=2, squash=False)
