@@ -1,6 +1,6 @@
-"""papers/vit: do longer runs, smaller patches or a wider model get the ViT past 0.90?  Val accuracy only.
+"""papers/vit: do longer runs, smaller patches, a wider model or a CNN stem get the ViT past 0.90?  Val accuracy only.
 
-    python bench/vit_longer.py              # the three runs below, ~25-40 min each
+    python bench/vit_longer.py              # every run below, ~10-40 min each
     python bench/vit_longer.py --run p4     # one of them
 
 The notebook's full run (patch 7, dim 128, depth 6, 4 heads, MLP 256; 10 epochs, flips only)
@@ -13,7 +13,10 @@ test split is not touched.  Augmentation: random flips, and shifts of up to the 
 * ``p4``: patch 4 (49 tokens instead of 16), dim 64, depth 6, 4 heads, MLP 128: 1.7 times the
   step time of ``p7-20``, so 12 epochs for about the same wall time; shifts of 1 pixel;
 * ``wide``: patch 7, dim 192, depth 6, 6 heads, MLP 384 (2.2 times the parameters), the
-  notebook's 10 epochs and augmentation (flips only).
+  notebook's 10 epochs and augmentation (flips only);
+* ``p7-8`` and ``hybrid-5``: the notebook's model for 8 epochs against the hybrid (the same model
+  behind a ``ConvStem`` of two 32-channel 3x3 convolutions) for 5, about the same wall time (a
+  hybrid step costs 1.5 times a plain one); flips only.
 
 Checkpoints go to ``checkpoints/full/bench_vit_<run>.pt`` (an interrupted run resumes).  Prints
 the validation accuracy after every epoch, the last epoch's accuracy on the (augmented) training
@@ -38,6 +41,8 @@ RUNS = {  # name: (model settings, epochs, largest shift in pixels)
     "p7-20": (dict(patch_size=7, emb_dim=128, depth=6, num_heads=4, mlp_dim=256), 20, 1),
     "p4": (dict(patch_size=4, emb_dim=64, depth=6, num_heads=4, mlp_dim=128), 12, 1),
     "wide": (dict(patch_size=7, emb_dim=192, depth=6, num_heads=6, mlp_dim=384), 10, 0),
+    "p7-8": (dict(patch_size=7, emb_dim=128, depth=6, num_heads=4, mlp_dim=256), 8, 0),
+    "hybrid-5": (dict(patch_size=7, emb_dim=128, depth=6, num_heads=4, mlp_dim=256, stem_channels=[32, 32]), 5, 0),
 }
 
 

@@ -8,6 +8,8 @@ classified by a linear head.
 * :func:`patchify` / :func:`unpatchify` -- images ``(N, C, H, W)`` <-> patch rows ``(N, L, C*P*P)``;
 * :class:`PatchEmbedding` -- patch rows -> tokens (a linear map: the same as a ``P x P`` convolution
   with stride ``P``);
+* :class:`ConvStem` -- the paper's *hybrid* variant (its section 3.1): a few convolutions in front
+  of the patch embedding, which then cuts its patches from their feature map instead of the pixels;
 * :class:`ViTBlock` -- ``x + MHA(LN(x))`` then ``x + MLP(LN(x))`` (pre-norm, GELU), with A4's
   :class:`~A4_rnn_transformer.transformers.MultiHeadAttention` and ``LayerNormalization``;
 * :class:`VisionTransformer` -- the whole classifier, pixels in ``[0, 1]`` in, class scores out
@@ -34,6 +36,7 @@ from helpers.data import random_flip_and_shift
 
 __all__ = [
     "FASHION_MNIST_STATS",
+    "ConvStem",
     "PatchEmbedding",
     "ViTBlock",
     "VisionTransformer",
@@ -138,6 +141,37 @@ class PatchEmbedding(nn.Module):
         return tokens
 
 
+class ConvStem(nn.Module):
+    """The hybrid ViT's CNN: ``3x3`` convolutions at stride 1, each followed by BatchNorm and ReLU.
+
+    The feature map keeps the image's height and width, so the patch embedding cuts the same
+    ``P x P`` patches from it as from the image -- but each patch is now ``channels[-1] * P * P``
+    local features (edges, corners) rather than raw pixels.  The paper's hybrid feeds ResNet
+    features to the Transformer the same way.
+
+    Args:
+        in_channels: ``C`` of the images; channels: output channels of each convolution, in order.
+
+    ``forward``: ``(N, C, H, W)`` -> ``(N, channels[-1], H, W)``.
+    """
+
+    def __init__(self, in_channels: int, channels):
+        super().__init__()
+        check_int(in_channels, "in_channels", minimum=1)
+        if not isinstance(channels, (list, tuple)) or not channels:
+            raise ValueError(f"channels must be a non-empty list of positive ints, got {channels!r}")
+        layers, previous = [], in_channels
+        for out in channels:
+            check_int(out, "stem channels", minimum=1)
+            layers += [nn.Conv2d(previous, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
+            previous = out
+        self.out_channels = previous
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layers(images)
+
+
 # --------------------------------------------------------------------------- the encoder
 
 
@@ -197,16 +231,18 @@ class VisionTransformer(nn.Module):
         mean, std: per-channel statistics of the training images; inputs are ``(x - mean) / std``
             inside the model, so it takes raw pixels in ``[0, 1]`` (and so does its export).
         class_names: names of the classes, kept for the command line (default ``"0"``, ``"1"``...).
+        stem_channels: empty (the default) for the plain ViT; else the channels of a
+            :class:`ConvStem` whose feature map the patches are cut from (the hybrid ViT).
 
-    Attributes: ``patch_embed``, ``cls_token (1, 1, D)``, ``pos_embedding (1, T, D)`` (learned,
-    initialised with std 0.02), ``blocks``, ``norm``, ``head``.
+    Attributes: ``stem`` (``nn.Identity`` for the plain ViT), ``patch_embed``, ``cls_token (1, 1, D)``,
+    ``pos_embedding (1, T, D)`` (learned, initialised with std 0.02), ``blocks``, ``norm``, ``head``.
 
     ``forward(images (N, C, S, S)) -> scores (N, num_classes)``.
     """
 
     def __init__(self, image_size: int = 28, patch_size: int = 4, in_channels: int = 1, num_classes: int = 10,
                  emb_dim: int = 64, depth: int = 6, num_heads: int = 4, mlp_dim: int = 128, dropout: float = 0.0,
-                 mean=FASHION_MNIST_STATS[0], std=FASHION_MNIST_STATS[1], class_names=None):
+                 mean=FASHION_MNIST_STATS[0], std=FASHION_MNIST_STATS[1], class_names=None, stem_channels=()):
         super().__init__()
         self.image_size = check_int(image_size, "image_size", minimum=1)
         self.patch_size = check_int(patch_size, "patch_size", minimum=1)
@@ -223,7 +259,12 @@ class VisionTransformer(nn.Module):
         self.num_patches = (image_size // patch_size) ** 2
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
-        self.patch_embed = PatchEmbedding(patch_size, in_channels, emb_dim)
+        if not isinstance(stem_channels, (list, tuple)):
+            raise ValueError(f"stem_channels must be a list of channel counts (empty for the plain ViT), "
+                             f"got {stem_channels!r}")
+        self.stem = ConvStem(in_channels, stem_channels) if len(stem_channels) else nn.Identity()
+        self.patch_embed = PatchEmbedding(patch_size, self.stem.out_channels if len(stem_channels) else in_channels,
+                                          emb_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, emb_dim))
         self.pos_embedding = nn.Parameter(torch.randn(1, self.num_patches + 1, emb_dim) * 0.02)
         self.dropout = nn.Dropout(dropout)
@@ -238,7 +279,7 @@ class VisionTransformer(nn.Module):
         _check_images(images, self.in_channels, self.image_size)
         x = None
         ### BEGIN SOLUTION
-        tokens = self.patch_embed((images - self.mean) / self.std)
+        tokens = self.patch_embed(self.stem((images - self.mean) / self.std))
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         x = self.dropout(torch.cat([cls, tokens], dim=1) + self.pos_embedding)
         for block in self.blocks:

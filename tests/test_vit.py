@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.export import export_model, load_exported, max_difference, save_model
+from helpers.export import export_model, load_exported, load_model, max_difference, save_model
 from helpers.gradcheck import compute_numeric_gradient, rel_error
 from papers import vit
 from papers.vit import (
+    ConvStem,
     PatchEmbedding,
     VisionTransformer,
     ViTBlock,
@@ -196,12 +197,13 @@ def test_model_normalises_inputs_with_its_buffers():
 
 
 @MODEL
-def test_whole_model_gradient_matches_numeric_gradient():
+@pytest.mark.parametrize("stem_channels", [(), (2,)], ids=["plain", "hybrid"])
+def test_whole_model_gradient_matches_numeric_gradient(stem_channels):
     torch.manual_seed(4)
-    model = tiny_vit().double()
+    model = tiny_vit(stem_channels=stem_channels).double()  # the hybrid's BatchNorm in training mode
     nn.init.normal_(model.head.weight)
-    images = torch.rand(2, 1, 8, 8, dtype=torch.float64, requires_grad=True)
-    dout = torch.randn(2, 3, dtype=torch.float64)
+    images = torch.rand(3, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    dout = torch.randn(3, 3, dtype=torch.float64)
     (model(images) * dout).sum().backward()
     numeric = compute_numeric_gradient(lambda t: model(t), images.detach().clone(), dout)
     assert rel_error(images.grad, numeric) < 1e-7
@@ -225,6 +227,69 @@ def test_model_learns_a_small_training_set():
         optimizer.step()
     assert loss.item() < first / 10
     assert accuracy(model, x, y) == 1.0
+
+
+# --------------------------------------------------------------------------- the hybrid (a CNN stem)
+
+
+def trained_like_stem(model: VisionTransformer) -> None:
+    """Give the stem's BatchNorms non-trivial running statistics and affine weights."""
+    torch.manual_seed(11)
+    for layer in model.stem.layers:
+        if isinstance(layer, nn.BatchNorm2d):
+            layer.running_mean.uniform_(-0.5, 0.5)
+            layer.running_var.uniform_(0.5, 2.0)
+            nn.init.uniform_(layer.weight, 0.5, 1.5)
+            nn.init.uniform_(layer.bias, -0.2, 0.2)
+
+
+@MODEL
+def test_hybrid_cuts_its_patches_from_the_stem_features():
+    torch.manual_seed(8)
+    model = tiny_vit(stem_channels=(3, 5)).eval()
+    trained_like_stem(model)
+    nn.init.normal_(model.head.weight)
+    images = torch.rand(2, 1, 8, 8)
+    features = (images - model.mean) / model.std
+    for conv, norm in zip(model.stem.layers[0::3], model.stem.layers[1::3], strict=True):
+        features = F.conv2d(features, conv.weight, padding=1)
+        features = F.relu(F.batch_norm(features, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                                       eps=norm.eps))
+    assert features.shape == (2, 5, 8, 8), "stride 1: the feature map keeps the image size"
+    assert model.patch_embed.proj.in_features == 5 * 4 * 4
+    tokens = model.patch_embed(features)
+    x = torch.cat([model.cls_token.expand(2, -1, -1), tokens], 1) + model.pos_embedding
+    for block in model.blocks:
+        x = block(x)
+    assert rel_error(model(images), model.head(model.norm(x)[:, 0])) < 1e-6
+    assert isinstance(tiny_vit().stem, nn.Identity), "no stem: the plain ViT"
+
+
+@MODEL
+def test_stem_refuses_bad_channels():
+    for bad in ((0,), (4, -1), (2.5,)):
+        with pytest.raises((ValueError, TypeError), match="stem channels"):
+            tiny_vit(stem_channels=bad)
+    with pytest.raises(ValueError, match="stem_channels must be a list"):
+        tiny_vit(stem_channels=4)
+    with pytest.raises(ValueError, match="non-empty"):
+        ConvStem(1, [])
+
+
+@GIVEN
+def test_hybrid_export_and_saved_model_equal_the_eager_model(tmp_path):
+    torch.manual_seed(10)
+    config = dict(image_size=8, patch_size=4, in_channels=1, num_classes=3, emb_dim=8, depth=2, num_heads=2,
+                  mlp_dim=16, stem_channels=[3, 4])
+    model = VisionTransformer(**config).eval()
+    trained_like_stem(model)
+    nn.init.normal_(model.head.weight)
+    exported = load_exported(export_model(model, torch.rand(2, 1, 8, 8), tmp_path / "hybrid.pt2"))
+    reloaded = load_model(save_model(model, config, tmp_path / "hybrid.pt"), VisionTransformer)
+    for batch in (1, 5):
+        images = torch.rand(batch, 1, 8, 8)
+        assert max_difference(model, exported, images) < 1e-5
+        assert torch.equal(model(images), reloaded(images))
 
 
 # --------------------------------------------------------------------------- looking inside
