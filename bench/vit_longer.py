@@ -37,12 +37,13 @@ from helpers.train import checkpoint_path, train
 from papers.vit import FASHION_MNIST_STATS, VisionTransformer, accuracy, vit_loss_fn
 
 NUM_VAL = 5000
+NOTEBOOK_MODEL = dict(patch_size=7, emb_dim=128, depth=6, num_heads=4, mlp_dim=256)
 RUNS = {  # name: (model settings, epochs, largest shift in pixels)
-    "p7-20": (dict(patch_size=7, emb_dim=128, depth=6, num_heads=4, mlp_dim=256), 20, 1),
+    "p7-20": (NOTEBOOK_MODEL, 20, 1),
     "p4": (dict(patch_size=4, emb_dim=64, depth=6, num_heads=4, mlp_dim=128), 12, 1),
     "wide": (dict(patch_size=7, emb_dim=192, depth=6, num_heads=6, mlp_dim=384), 10, 0),
-    "p7-8": (dict(patch_size=7, emb_dim=128, depth=6, num_heads=4, mlp_dim=256), 8, 0),
-    "hybrid-5": (dict(patch_size=7, emb_dim=128, depth=6, num_heads=4, mlp_dim=256, stem_channels=[32, 32]), 5, 0),
+    "p7-8": (NOTEBOOK_MODEL, 8, 0),
+    "hybrid-5": (dict(NOTEBOOK_MODEL, stem_channels=[32, 32]), 5, 0),
 }
 
 

@@ -262,9 +262,12 @@ class VisionTransformer(nn.Module):
         if not isinstance(stem_channels, (list, tuple)):
             raise ValueError(f"stem_channels must be a list of channel counts (empty for the plain ViT), "
                              f"got {stem_channels!r}")
-        self.stem = ConvStem(in_channels, stem_channels) if len(stem_channels) else nn.Identity()
-        self.patch_embed = PatchEmbedding(patch_size, self.stem.out_channels if len(stem_channels) else in_channels,
-                                          emb_dim)
+        if len(stem_channels):
+            self.stem = ConvStem(in_channels, stem_channels)
+            patch_channels = self.stem.out_channels
+        else:
+            self.stem, patch_channels = nn.Identity(), in_channels
+        self.patch_embed = PatchEmbedding(patch_size, patch_channels, emb_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, emb_dim))
         self.pos_embedding = nn.Parameter(torch.randn(1, self.num_patches + 1, emb_dim) * 0.02)
         self.dropout = nn.Dropout(dropout)
