@@ -617,14 +617,24 @@ def match_predictions(logits: torch.Tensor, boxes: torch.Tensor, targets: list, 
     if logits.dim() != 3 or not isinstance(targets, (list, tuple)) or len(targets) != logits.shape[0]:
         raise ValueError(f"logits must be (B, Q, C + 1) and targets a list of B = "
                          f"{logits.shape[0] if logits.dim() == 3 else '?'} dicts")
-    matches = []
     for b, target in enumerate(targets):
-        if target["labels"].numel() == 0:
-            empty = torch.zeros(0, dtype=torch.int64)
-            matches.append((empty, empty.clone()))
-            continue
-        rows, cols = hungarian(matching_cost(logits[b], boxes[b], target, weights))
+        _check_target(target, logits.shape[-1] - 1, f"targets[{b}]")
+    batch, num_queries = logits.shape[:2]
+    sizes = [int(target["labels"].numel()) for target in targets]
+    if sum(sizes) == 0:
+        return [(torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)) for _ in targets]
+    # One cost matrix for the whole batch, every query of every image against every target of the
+    # batch: one call instead of B small ones, whose overhead dominated; image b's own block then
+    # goes to the Hungarian algorithm.
+    every_target = {"labels": torch.cat([t["labels"] for t in targets]),
+                    "boxes": torch.cat([t["boxes"].to(boxes) for t in targets])}
+    cost = matching_cost(logits.flatten(0, 1), boxes.flatten(0, 1), every_target, weights)
+    cost = cost.view(batch, num_queries, -1).cpu().double().numpy()
+    matches, start = [], 0
+    for b, size in enumerate(sizes):
+        rows, cols = hungarian(cost[b, :, start:start + size])
         matches.append((torch.as_tensor(rows), torch.as_tensor(cols)))
+        start += size
     return matches
 
 

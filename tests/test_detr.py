@@ -319,6 +319,24 @@ def test_matching_cost_terms():
 
 
 @LOSS
+def test_match_predictions_equals_the_hungarian_algorithm_image_by_image():
+    # one cost matrix for the whole batch, then each image's block: the same as matching image by image
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(20):
+        logits, boxes = torch.randn(6, 8, 5, generator=gen), torch.rand(6, 8, 4, generator=gen) * 0.5 + 0.1
+        targets = []
+        for size in torch.randint(0, 5, (6,), generator=gen).tolist():
+            targets.append({"labels": torch.randint(0, 4, (size,), generator=gen),
+                            "boxes": torch.rand(size, 4, generator=gen) * 0.5 + 0.1})
+        for (queries, which), logit, box, target in zip(match_predictions(logits, boxes, targets), logits, boxes,
+                                                        targets, strict=True):
+            rows, cols = hungarian(matching_cost(logit, box, target)) if len(target["labels"]) else ([], [])
+            assert queries.tolist() == list(rows) and which.tolist() == list(cols)
+    empty = [{"labels": torch.zeros(0, dtype=torch.int64), "boxes": torch.zeros(0, 4)}] * 2
+    assert all(q.numel() == 0 and t.numel() == 0 for q, t in match_predictions(logits[:2], boxes[:2], empty))
+
+
+@LOSS
 def test_weighted_cross_entropy_matches_pytorch():
     torch.manual_seed(3)
     logits = torch.randn(20, 5, dtype=torch.float64, requires_grad=True)
