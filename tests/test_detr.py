@@ -321,11 +321,12 @@ def test_matching_cost_terms():
 @LOSS
 def test_match_predictions_equals_the_hungarian_algorithm_image_by_image():
     # one cost matrix for the whole batch, then each image's block: the same as matching image by image
+    # (images without targets, with fewer targets than the 8 queries, and with more)
     gen = torch.Generator().manual_seed(4)
     for _ in range(20):
         logits, boxes = torch.randn(6, 8, 5, generator=gen), torch.rand(6, 8, 4, generator=gen) * 0.5 + 0.1
         targets = []
-        for size in torch.randint(0, 5, (6,), generator=gen).tolist():
+        for size in torch.randint(0, 11, (6,), generator=gen).tolist():
             targets.append({"labels": torch.randint(0, 4, (size,), generator=gen),
                             "boxes": torch.rand(size, 4, generator=gen) * 0.5 + 0.1})
         for (queries, which), logit, box, target in zip(match_predictions(logits, boxes, targets), logits, boxes,
