@@ -30,7 +30,7 @@ import argparse
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from A4_rnn_transformer.transformers import warmup_scheduler
+from A4_rnn_transformer.transformer import warmup_scheduler
 from helpers.config import seed_everything
 from helpers.data import CLASS_NAMES, load_dataset
 from helpers.train import checkpoint_path, train

@@ -17,7 +17,7 @@ import time
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from A4_rnn_transformer.transformers import warmup_scheduler
+from A4_rnn_transformer.transformer import warmup_scheduler
 from helpers.config import seed_everything
 from helpers.data import load_fashion_mnist
 from papers.vit import VisionTransformer, accuracy, vit_loss_fn

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from A4_rnn_transformer.transformers import (
+from A4_rnn_transformer.transformer import (
     SINUSOID_BASE,
     FeedForwardBlock,
     LayerNormalization,

@@ -11,7 +11,7 @@ classified by a linear head.
 * :class:`ConvStem` -- the paper's *hybrid* variant (its section 3.1): a few convolutions in front
   of the patch embedding, which then cuts its patches from their feature map instead of the pixels;
 * :class:`ViTBlock` -- ``x + MHA(LN(x))`` then ``x + MLP(LN(x))`` (pre-norm, GELU), with A4's
-  :class:`~A4_rnn_transformer.transformers.MultiHeadAttention` and ``LayerNormalization``;
+  :class:`~A4_rnn_transformer.transformer.MultiHeadAttention` and ``LayerNormalization``;
 * :class:`VisionTransformer` -- the whole classifier, pixels in ``[0, 1]`` in, class scores out
   (the dataset's normalisation is a buffer of the model, so exports take raw images);
 * :func:`attention_rollout` -- how much the class token draws from each patch through all layers
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from A4_rnn_transformer.transformers import LabelSmoothingLoss, LayerNormalization, MultiHeadAttention
+from A4_rnn_transformer.transformer import LabelSmoothingLoss, LayerNormalization, MultiHeadAttention
 from helpers.checks import check_int
 from helpers.data import random_flip_and_shift
 

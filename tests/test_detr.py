@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from A4_rnn_transformer.transformers import position_encoding_sinusoid
+from A4_rnn_transformer.transformer import position_encoding_sinusoid
 from A5_detection.common import evaluate_detections
 from helpers.data import gt_boxes_to_targets, load_detection
 from helpers.export import export_model, load_exported, max_difference, save_model

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from A4_rnn_transformer.transformers import (
+from A4_rnn_transformer.transformer import (
     AddSubDataset,
     CrossEntropyLoss,
     Decoder,
