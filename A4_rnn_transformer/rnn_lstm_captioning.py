@@ -938,5 +938,5 @@ def caption_images(model: CaptioningRNN, images: torch.Tensor, max_length: int =
     finally:
         model.train(mode)
     if not captions:
-        return torch.zeros(0, max_length, dtype=torch.int64), None
+        return torch.zeros(0, max_length, dtype=torch.int64), None   # device: captions come back on the CPU
     return torch.cat(captions), (torch.cat(weights) if weights else None)

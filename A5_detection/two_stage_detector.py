@@ -384,8 +384,8 @@ def sample_rpn_training(gt_boxes: torch.Tensor, num_samples: int, fg_fraction: f
     num_fg = min(int(num_samples * fg_fraction), foreground.numel())
     num_bg = min(num_samples - num_fg, background.numel())
     device = gt_boxes.device
-    fg_pick = torch.randperm(foreground.numel(), generator=generator)[:num_fg].to(device)
-    bg_pick = torch.randperm(background.numel(), generator=generator)[:num_bg].to(device)
+    fg_pick = torch.randperm(foreground.numel(), generator=generator)[:num_fg].to(device)  # device: CPU generator, .to
+    bg_pick = torch.randperm(background.numel(), generator=generator)[:num_bg].to(device)  # device: CPU generator, .to
     return foreground[fg_pick], background[bg_pick]
     ### END SOLUTION
 

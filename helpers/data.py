@@ -535,10 +535,10 @@ def random_flip_and_shift(X: torch.Tensor, generator: torch.Generator | None = N
     N, _, H, W = X.shape
     out = X.clone()
     if flip:
-        mirrored = (torch.rand(N, generator=generator) < 0.5).to(X.device)
+        mirrored = (torch.rand(N, generator=generator) < 0.5).to(X.device)   # device: a CPU generator, .to
         out[mirrored] = out[mirrored].flip(-1)
     if max_shift:
-        shifts = torch.randint(-max_shift, max_shift + 1, (N, 2), generator=generator).tolist()
+        shifts = torch.randint(-max_shift, max_shift + 1, (N, 2), generator=generator).tolist()  # device: ints
         padded = torch.zeros(N, X.shape[1], H + 2 * max_shift, W + 2 * max_shift, dtype=X.dtype, device=X.device)
         padded[:, :, max_shift:max_shift + H, max_shift:max_shift + W] = out
         for i, (dy, dx) in enumerate(shifts):

@@ -76,8 +76,8 @@ def autograd_gradients(fn, *inputs: torch.Tensor, dout: torch.Tensor | None = No
 
 def rel_error(x, y, eps: float = 1e-10) -> float:
     """Largest-scale relative error ``max|x - y| / max(|x| + |y|, eps)`` as a float."""
-    x = torch.as_tensor(x, dtype=torch.float64)
-    y = torch.as_tensor(y, dtype=torch.float64)
+    x = torch.as_tensor(x, dtype=torch.float64)   # device: a tensor keeps its own
+    y = torch.as_tensor(y, dtype=torch.float64)   # device: a tensor keeps its own
     if x.shape != y.shape:
         raise ValueError(f"rel_error needs tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     top = (x - y).abs().max().item() if x.numel() else 0.0

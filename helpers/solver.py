@@ -250,7 +250,8 @@ class Solver:
         batch_size = check_int(batch_size, "batch_size", minimum=1)
         N = X.shape[0]
         if num_samples is not None and N > num_samples:
-            subset = torch.randperm(N, generator=torch.Generator().manual_seed(_ACCURACY_SUBSET_SEED))
+            generator = torch.Generator().manual_seed(_ACCURACY_SUBSET_SEED)
+            subset = torch.randperm(N, generator=generator)   # device: a CPU generator, .to below
             subset = subset[:num_samples].sort().values
             X, y = X[subset.to(X.device)], y[subset.to(y.device)]
             N = num_samples

@@ -225,7 +225,7 @@ def paste_items(canvas: torch.Tensor, items: torch.Tensor | list[torch.Tensor], 
     if image_index is None:
         if K != N:
             raise ValueError(f"without image_index there must be one item per canvas, got {K} items, {N} canvases")
-        image_index = torch.arange(N)
+        image_index = torch.arange(N, device=canvas.device)
     image_index = _check_tensor("image_index", image_index, 1, f"({K},)").long()
     if image_index.shape != (K,) or (K and (image_index.min() < 0 or image_index.max() >= N)):
         raise ValueError(f"image_index must be ({K},) with values in [0, {N - 1}]")
@@ -251,8 +251,9 @@ def paste_items(canvas: torch.Tensor, items: torch.Tensor | list[torch.Tensor], 
             alpha = patch.clamp(0, 1)[:, None]                                          # (G, 1, h, w)
             # flat positions of the (G, C, h, w) pixels the group covers
             corner = (image_index[group] * C * H + y0[group]) * W + x0[group]
-            offsets = (torch.arange(C)[:, None, None] * H * W + torch.arange(h)[None, :, None] * W
-                       + torch.arange(w)[None, None, :])
+            offsets = (torch.arange(C, device=canvas.device)[:, None, None] * H * W
+                       + torch.arange(h, device=canvas.device)[None, :, None] * W
+                       + torch.arange(w, device=canvas.device)[None, None, :])
             where = corner[:, None, None, None] + offsets[None]
             region = torch.take(target, where).to(work)                                 # (G, C, h, w)
             tint = tints[group].to(work)[:, :, None, None] * scale
@@ -496,7 +497,7 @@ def _paint(objects, pool_images, num: int, seed: int, split: str, image_size: in
 
 def _resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 ``(N, C, H, W)`` -> uint8 ``(N, C, size, size)`` (bilinear, antialiased)."""
-    out = torch.empty(images.shape[0], images.shape[1], size, size, dtype=torch.uint8)
+    out = torch.empty(images.shape[0], images.shape[1], size, size, dtype=torch.uint8, device=images.device)
     for start in range(0, images.shape[0], _SCENE_CHUNK):
         part = images[start:start + _SCENE_CHUNK].to(torch.float32)
         part = F.interpolate(part, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -673,8 +674,8 @@ def _item_masks(alpha: torch.Tensor, crops: torch.Tensor, sides: torch.Tensor, t
     scale = sides.to(torch.float32) / torch.maximum(crop_w, crop_h)
     out_w, out_h = (crop_w * scale).round().clamp_min(1), (crop_h * scale).round().clamp_min(1)
     # integer pixel indices (exact in float32) + 0.5: pixel centres in the scaled item's frame
-    rows = top[:, None].to(torch.float32) + torch.arange(height, dtype=torch.float32)[None, :] + 0.5
-    cols = left[:, None].to(torch.float32) + torch.arange(width, dtype=torch.float32)[None, :] + 0.5
+    rows = top[:, None].to(torch.float32) + torch.arange(height, dtype=torch.float32, device=top.device)[None, :] + 0.5
+    cols = left[:, None].to(torch.float32) + torch.arange(width, dtype=torch.float32, device=left.device)[None, :] + 0.5
     # where those centres fall in the 28x28 image (continuous pixel coordinates), normalised to [-1, 1]
     xs = (crops[:, 0, None] + cols * (crop_w / out_w)[:, None]) * (2.0 / _SOURCE_SIZE) - 1.0
     ys = (crops[:, 1, None] + rows * (crop_h / out_h)[:, None]) * (2.0 / _SOURCE_SIZE) - 1.0
@@ -683,9 +684,9 @@ def _item_masks(alpha: torch.Tensor, crops: torch.Tensor, sides: torch.Tensor, t
     masks = F.grid_sample(alpha[:, None].to(torch.float32), grid, mode="bilinear", padding_mode="zeros",
                           align_corners=False)[:, 0]
     inside = (rows[:, :, None] < out_h[:, None, None]) & (cols[:, None, :] < out_w[:, None, None])
-    masks = torch.where(inside, masks, torch.zeros(()))
+    masks = torch.where(inside, masks, masks.new_zeros(()))
     masks = masks / masks.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)        # the brightest pixel is opaque
-    return torch.where(masks >= DETECTION_MIN_ALPHA, masks, torch.zeros(()))
+    return torch.where(masks >= DETECTION_MIN_ALPHA, masks, masks.new_zeros(()))
 
 
 def _tight_boxes(masks: torch.Tensor) -> torch.Tensor:

@@ -131,7 +131,7 @@ def decode_captions(tokens, idx_to_word: Sequence[str]):
     Returns:
         ``M`` strings for ``(M, T)`` input, one string for ``(T,)``.
     """
-    tokens = torch.as_tensor(tokens)
+    tokens = torch.as_tensor(tokens)   # device: a tensor keeps its own
     if tokens.ndim not in (1, 2) or tokens.is_floating_point() or tokens.is_complex():
         raise ValueError(f"tokens must be integer ids of shape (M, T) or (T,), got {tokens.dtype} "
                          f"{tuple(tokens.shape)}")

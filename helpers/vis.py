@@ -127,11 +127,11 @@ def draw_boxes(ax, boxes: torch.Tensor, labels=None, scores=None, class_names=No
     coordinates: with ``ax.imshow`` (pixel centres at integers) a box ``[0, 0, 2, 2]`` is drawn
     from -0.5 to 1.5, around pixels 0 and 1.
     """
-    boxes = torch.as_tensor(boxes, dtype=torch.float32).detach().cpu()
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).detach().cpu()   # device: drawn on the CPU
     if boxes.dim() == 2 and boxes.shape[1] == 5:
         keep = boxes[:, 4] >= 0
-        labels = boxes[keep, 4].long() if labels is None else torch.as_tensor(labels)[keep]
-        scores = None if scores is None else torch.as_tensor(scores)[keep]
+        labels = boxes[keep, 4].long() if labels is None else torch.as_tensor(labels).cpu()[keep]  # device: CPU
+        scores = None if scores is None else torch.as_tensor(scores).cpu()[keep]   # device: CPU
         boxes = boxes[keep, :4]
     boxes = boxes.reshape(-1, 4)
     for i, (x1, y1, x2, y2) in enumerate((boxes - 0.5).tolist()):

@@ -622,7 +622,8 @@ def match_predictions(logits: torch.Tensor, boxes: torch.Tensor, targets: list, 
     batch, num_queries = logits.shape[:2]
     sizes = [int(target["labels"].numel()) for target in targets]
     if sum(sizes) == 0:
-        return [(torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)) for _ in targets]
+        none = torch.zeros(0, dtype=torch.int64, device=logits.device)
+        return [(none, none) for _ in targets]
     # One cost matrix for the whole batch, every query of every image against every target of the
     # batch: one call instead of B small ones, whose overhead dominated; image b's own block then
     # goes to the Hungarian algorithm.
@@ -633,7 +634,7 @@ def match_predictions(logits: torch.Tensor, boxes: torch.Tensor, targets: list, 
     matches, start = [], 0
     for b, size in enumerate(sizes):
         rows, cols = hungarian(cost[b, :, start:start + size])
-        matches.append((torch.as_tensor(rows), torch.as_tensor(cols)))
+        matches.append((torch.as_tensor(rows, device=logits.device), torch.as_tensor(cols, device=logits.device)))
         start += size
     return matches
 

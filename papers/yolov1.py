@@ -428,7 +428,7 @@ def shares_cell(gt_boxes: torch.Tensor, grid_size: int, image_size: int) -> torc
     """
     grid_size, image_size = _check_grid(grid_size, image_size)
     _check_targets_batch(gt_boxes, image_size, None)
-    shared = torch.zeros(gt_boxes.shape[:2], dtype=torch.bool)
+    shared = torch.zeros(gt_boxes.shape[:2], dtype=torch.bool, device=gt_boxes.device)
     for n, boxes in enumerate(gt_boxes):
         real = (boxes[:, 4] >= 0).nonzero()[:, 0]
         row, col = _centre_cells(boxes[real], grid_size, image_size)
@@ -641,8 +641,8 @@ def random_scale_translate(images: torch.Tensor, gt_boxes: torch.Tensor, max_sca
     max_shift = check_real(max_shift, "max_shift", low=0.0, high=1.0)
     n, _, height, width = images.shape
     device = images.device
-    scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * max_scale
-    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * max_shift  # fractions of the side
+    scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * max_scale   # device: a CPU generator; .to below
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * max_shift    # device: as scale; fractions of the side
     scale, shift = scale.to(device), shift.to(device)
     ### BEGIN SOLUTION
     # output pixel at normalised p (in [-1, 1]) reads input at (p - 2 * shift) / scale
