@@ -92,9 +92,11 @@ def export_model(model: nn.Module, example: torch.Tensor, path, metadata: dict |
         batch = torch.export.Dim("batch", min=1, max=65536)
         with warnings.catch_warnings():
             # Tensors a model keeps as plain attributes for plots (attention weights) are not part of
-            # the exported graph; torch.export warns about each of them.
+            # the exported graph; torch.export warns about each of them.  strict=False traces with
+            # Python itself (recent torch's default; torch 2.5 defaults to the strict tracer, which
+            # refuses those assignments outright).
             warnings.filterwarnings("ignore", message="The tensor attributes .* were assigned during export")
-            program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+            program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},), strict=False)
     finally:
         model.train(was_training)
     text = json.dumps({} if metadata is None else metadata)   # fails early on data JSON cannot hold

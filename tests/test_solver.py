@@ -182,7 +182,10 @@ def test_verbose_false_prints_nothing(capsys):
     assert captured.out == "" and captured.err == ""
 
 
-def test_verbose_shows_a_progress_bar(capsys):
+def test_verbose_shows_a_progress_bar(capsys, monkeypatch):
+    # A wide terminal: tqdm cuts the bar to the width it finds (older tqdm finds a narrow one
+    # under pytest-xdist), and the postfix is what is checked here.
+    monkeypatch.setenv("COLUMNS", "300")
     make_solver(num_epochs=2, verbose=True, print_every=2).train()
     err = capsys.readouterr().err
     assert "train" in err and "val_acc" in err and f"{2 * 6}/{2 * 6}" in err
