@@ -3,13 +3,15 @@
 # make course FAST=1 NB=A1   fast mode, only notebooks whose path contains A1
 # make course OFFLINE=1      no internet: each notebook uses its offline dataset
 # make check           environment report to paste into a bug report
+# make matrix          the tests in fresh virtual environments: the version floor and the newest versions
+# make gpu-check       unit tests + every notebook in fast mode on the GPU (DL4CV_DEVICE=cuda)
 PYTHON ?= python3
 FAST ?= 0
 NB ?=
 OFFLINE ?=
 STAMP := .deps-installed
 
-.PHONY: install test course check lint
+.PHONY: install test course check lint matrix gpu-check
 
 install: $(STAMP)
 
@@ -23,6 +25,13 @@ test: $(STAMP)
 
 course: $(STAMP)
 	$(if $(OFFLINE),DL4CV_OFFLINE=$(OFFLINE)) $(PYTHON) -m helpers.course $(if $(filter 1,$(FAST)),--fast) $(NB)
+
+matrix:
+	$(PYTHON) .ci/matrix.py $(if $(IMPORTS),--imports $(IMPORTS))
+
+gpu-check: $(STAMP)
+	$(PYTHON) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'make gpu-check: no CUDA device visible to torch')"
+	DL4CV_TEST_DEVICE=cuda $(PYTHON) -m pytest
 
 check: $(STAMP)
 	$(PYTHON) -m helpers.course --check

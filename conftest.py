@@ -1,7 +1,7 @@
 """pytest settings for the whole repository: unit tests and nbval notebook runs.
 
 Set at import, before any kernel starts, so every notebook kernel inherits them:
-fast mode, offline, CPU, seed 0, and results/checkpoints in a throw-away folder
+fast mode, offline, CPU (or ``DL4CV_TEST_DEVICE``), seed 0, and results/checkpoints in a throw-away folder
 (a test run never overwrites the repository's results/ or resumes a checkpoint).
 """
 
@@ -13,7 +13,9 @@ _SCRATCH = tempfile.mkdtemp(prefix="dl4cv-tests-")
 os.environ.update({
     "DL4CV_FAST": "1",
     "DL4CV_OFFLINE": "1",
-    "DL4CV_DEVICE": "cpu",
+    # CPU unless DL4CV_TEST_DEVICE says otherwise (`make gpu-check`: cuda); a DL4CV_DEVICE the
+    # user exported for their own notebooks does not leak into the tests.
+    "DL4CV_DEVICE": os.environ.get("DL4CV_TEST_DEVICE", "cpu"),
     "DL4CV_SEED": "0",
     "DL4CV_RESULTS_DIR": os.path.join(_SCRATCH, "results"),
     "DL4CV_CHECKPOINT_DIR": os.path.join(_SCRATCH, "checkpoints"),

@@ -34,6 +34,11 @@ import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+#: The oldest torch and torchvision the course is tested with: the floor of requirements.txt
+#: (tests/test_config.py keeps the two equal).
+TORCH_FLOOR = "2.5.1"
+TORCHVISION_FLOOR = "0.20.1"
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 DEVICES = ("auto", "cpu", "cuda")
@@ -160,4 +165,24 @@ def setup(default_dataset: str | None = None, offline_dataset: str | None = None
     seed_everything(cfg.seed)
     if verbose:
         print(cfg.describe())
+    warn_if_torch_is_too_old()
     return cfg
+
+
+def warn_if_torch_is_too_old() -> bool:
+    """Warn (and return True) when the installed torch is older than :data:`TORCH_FLOOR`.
+
+    Colab and Kaggle keep their own torch; an older one runs most of the course but not all
+    of it (exports, for one), so the notebook says so once, at its start, with the fix.
+    """
+    import warnings
+
+    import torch
+    from torch.torch_version import TorchVersion
+
+    if TorchVersion(torch.__version__) >= TORCH_FLOOR:
+        return False
+    warnings.warn(f"torch {torch.__version__} is older than {TORCH_FLOOR}, the oldest version this course is "
+                  f"tested with: some cells may fail. Upgrade with: pip install -U 'torch>={TORCH_FLOOR}' "
+                  f"'torchvision>={TORCHVISION_FLOOR}'", stacklevel=3)
+    return True

@@ -1,11 +1,20 @@
 """helpers.config: parsing of the DL4CV_* variables, overrides, dataset choice, seeding."""
 
+import re
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers.config import get_config, seed_everything, setup
+from helpers.config import (
+    TORCH_FLOOR,
+    TORCHVISION_FLOOR,
+    get_config,
+    seed_everything,
+    setup,
+    warn_if_torch_is_too_old,
+)
 
 
 def test_defaults_from_an_empty_environment():
@@ -69,3 +78,22 @@ def test_setup_seeds_everything():
     a = torch.rand(3)
     seed_everything(7)
     assert torch.equal(a, torch.rand(3))
+
+
+def test_an_older_torch_than_the_floor_is_named_with_the_fix(monkeypatch):
+    from torch.torch_version import TorchVersion
+
+    monkeypatch.setattr(torch, "__version__", TorchVersion("2.1.2+cu121"))
+    with pytest.warns(UserWarning, match=r"torch 2\.1\.2\+cu121 is older than 2\.5\.1.*pip install -U"):
+        assert warn_if_torch_is_too_old()
+    monkeypatch.setattr(torch, "__version__", TorchVersion(TORCH_FLOOR))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not warn_if_torch_is_too_old()
+        setup(verbose=False)
+
+
+def test_the_floor_named_in_code_is_the_floor_of_requirements_txt():
+    requirements = (Path(__file__).resolve().parent.parent / "requirements.txt").read_text()
+    assert re.search(rf"^torch>={re.escape(TORCH_FLOOR)}\s*$", requirements, re.M)
+    assert re.search(rf"^torchvision>={re.escape(TORCHVISION_FLOOR)}\s*$", requirements, re.M)
