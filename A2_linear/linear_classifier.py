@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import math
 import numbers
+from pathlib import Path
 
 import torch
 
 from helpers.checks import check_int, check_labels
+from helpers.train import atomic_save, load_verified
 
 __all__ = [
     "BEST_TRAINING",
@@ -391,16 +393,16 @@ class LinearClassifier:
         return self.loss(self.W, X_batch, y_batch, reg)
 
     def save(self, path, verbose=False):
-        """Save the weights as ``{"W": W}`` with ``torch.save``; ``verbose`` prints where."""
+        """Save the weights as ``{"W": W}`` (``torch.save`` format, with a checksum); ``verbose`` prints where."""
         if self.W is None:
             raise RuntimeError(f"{type(self).__name__} has no weights to save: call train() first")
-        torch.save({"W": self.W}, path)
+        atomic_save({"W": self.W}, Path(path))
         if verbose:
             print(f"Saved in {path}")
 
     def load(self, path, verbose=False):
-        """Load weights saved by :meth:`save` (``torch.load(..., weights_only=True)``), on the CPU."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        """Load weights saved by :meth:`save` (checksum checked, ``weights_only=True``), on the CPU."""
+        state = load_verified(path, f"saved {type(self).__name__}")
         if not isinstance(state, dict) or not isinstance(state.get("W"), torch.Tensor):
             raise ValueError(f"{path} does not hold a {{'W': tensor}} dict saved by LinearClassifier.save")
         _check_matrix(state["W"], "W", "(D, C)")

@@ -36,10 +36,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from helpers.checks import check_int, check_labels
+from helpers.train import atomic_save, load_verified
 
 PARAM_NAMES = ("W1", "b1", "W2", "b2")
 
@@ -341,8 +343,8 @@ class TwoLayerNet:
         return nn_predict(self.params, nn_forward_backward, X)
 
     def save(self, path) -> None:
-        """Write the parameters to ``path`` with ``torch.save`` (a dict of four tensors)."""
-        torch.save({name: self.params[name].detach().cpu() for name in PARAM_NAMES}, path)
+        """Write the parameters to ``path`` (``torch.save`` format, a dict of four tensors, with a checksum)."""
+        atomic_save({name: self.params[name].detach().cpu() for name in PARAM_NAMES}, Path(path))
 
     def load(self, path) -> None:
         """Replace the parameters by those saved at ``path`` (read with ``weights_only=True``).
@@ -350,7 +352,7 @@ class TwoLayerNet:
         They keep this net's dtype and device; their sizes become the net's sizes.
         """
         like = self.params["W1"]
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = load_verified(path, "saved two-layer net")
         if not isinstance(loaded, dict) or set(loaded) != set(PARAM_NAMES):
             found = sorted(loaded) if isinstance(loaded, dict) else type(loaded).__name__
             raise ValueError(f"{path} does not hold a two-layer net: expected a dict with keys "

@@ -37,7 +37,7 @@ import torch
 
 from helpers.checks import check_int, check_labels
 from helpers.solver import Solver
-from helpers.train import atomic_save, check_weights_only
+from helpers.train import atomic_save, check_weights_only, load_verified
 
 __all__ = [
     "Dropout",
@@ -404,9 +404,7 @@ def _save_model(path, payload: dict) -> None:
 
 def _load_model(path, kind: str) -> dict:
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no saved model at {path}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_verified(path, "saved model")
     if not isinstance(payload, dict) or payload.get("model") != kind or "params" not in payload:
         found = payload.get("model") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path} does not hold a {kind} saved with {kind}.save (found {found!r})")

@@ -50,6 +50,7 @@ from torch.utils.data import Dataset
 
 from helpers.checks import check_gt_boxes, check_int
 from helpers.config import Config, get_config
+from helpers.train import DamagedFileError, atomic_save, load_verified
 
 __all__ = [
     "CAPTION_DATASETS",
@@ -727,16 +728,14 @@ def _load_cache(path: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return torch.load(path, weights_only=True)
-    except Exception:  # a truncated or foreign file: rebuild it
+        return load_verified(path, "cache")
+    except DamagedFileError:  # damaged, truncated or foreign: rebuild it
         return None
 
 
 def _save_cache(path: Path, content: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(content, tmp)
-    tmp.replace(path)
+    atomic_save(content, path)
 
 
 def _coco_vocabulary(root: Path, cfg: Config, min_count: int) -> list[str]:

@@ -28,8 +28,11 @@ answers (JSON, and annotated PNGs for detectors).
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import re
 import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -38,6 +41,8 @@ from torch import nn
 
 __all__ = [
     "EXPORT_SUFFIX",
+    "UnsafeExportError",
+    "check_export_archive",
     "command_model",
     "export_metadata",
     "export_model",
@@ -105,22 +110,102 @@ def export_model(model: nn.Module, example: torch.Tensor, path, metadata: dict |
     return path
 
 
-def export_metadata(path) -> dict:
-    """The ``metadata`` dict :func:`export_model` stored in the export at ``path`` (``{}`` if none)."""
+class UnsafeExportError(ValueError):
+    """An export that could run code when loaded, or that is not an export at all."""
+
+
+# The entries a torch.export archive of one of the course's models holds, in torch 2.5's layout
+# (serialized_*) and in the later one (<archive>/models, /data/weights...).  Anything else -- an
+# AOTInductor library, say, which loading would run as native code -- is refused.
+_EXPORT_ENTRY = re.compile(r"""(?x) ^ (?: (?:[^/]+/)? (?: archive_format | archive_version | byteorder | version
+                                                      | \.data/version | \.data/serialization_id
+                                                      | models/[^/]+\.json | data/(?:weights|constants)/[^/]+
+                                                      | data/sample_inputs/[^/]+\.pt | extra/[^/]+ )
+                                         | serialized_(?:exported_program\.json | state_dict\.pt | constants\.pt
+                                                        | example_inputs\.pt)
+                                         | extra_files/[^/]+ ) $""")
+# torch.export keeps example inputs (and, in torch 2.5's layout, the weights and constants) as
+# torch.save archives; its payload configs may also ask for pickled weights or custom objects,
+# which the course's models never need.
+_PICKLED_ENTRY_SUFFIX = ".pt"
+_CODE_PAYLOAD_PREFIXES = ("custom_obj", "opaque_obj")
+
+
+def check_export_archive(path) -> None:
+    """Refuse an export whose loading could run code: check it before ``torch.export.load`` reads it.
+
+    ``torch.export.load`` unpickles some of a ``.pt2`` archive's entries with ``weights_only=False``,
+    and unpickling can call any function: a crafted file would run its code the moment it is
+    loaded.  So: the archive may hold only the entries an export of a plain network has; every
+    pickled entry (``*.pt``) must load with ``torch.load(weights_only=True)``, which reads tensors
+    and plain data and refuses anything else without running it; and the payload configs may not
+    ask for pickled weights or custom objects.  Exports written by :func:`export_model` pass.
+
+    Raises:
+        UnsafeExportError: naming the file and the entry.
+    """
+    path = Path(path)
+    advice = "Load only exports that you or the course wrote (python -m papers.<name> export)."
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise UnsafeExportError(f"{path} is not a torch.export archive ({error}). {advice}") from None
+    with archive:
+        for info in archive.infolist():
+            name = info.filename
+            if not _EXPORT_ENTRY.match(name):
+                raise UnsafeExportError(f"{path} holds {name!r}, which no export of a plain network has; "
+                                        f"refused. {advice}")
+            try:
+                data = archive.read(info)
+            except (zipfile.BadZipFile, OSError, ValueError) as error:   # a CRC mismatch: damaged
+                raise UnsafeExportError(f"{path} is damaged: its entry {name!r} cannot be read ({error}). "
+                                        f"{advice}") from None
+            if name.endswith(_PICKLED_ENTRY_SUFFIX):
+                try:
+                    torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+                except Exception:
+                    raise UnsafeExportError(f"{path} holds a pickled entry {name!r} with objects other than "
+                                            f"tensors and plain data, which loading would run; refused. "
+                                            f"{advice}") from None
+            elif name.endswith("_config.json"):
+                try:
+                    entries = dict(json.loads(data).get("config", {}))
+                except (ValueError, AttributeError, TypeError):
+                    raise UnsafeExportError(f"{path} is damaged: {name!r} is not a payload config. "
+                                            f"{advice}") from None
+                for key, meta in entries.items():
+                    meta = meta if isinstance(meta, dict) else {}
+                    if meta.get("use_pickle") or str(meta.get("path_name", "")).startswith(_CODE_PAYLOAD_PREFIXES):
+                        raise UnsafeExportError(f"{path} stores {key!r} as a pickled object ({name}), which "
+                                                f"loading would run; refused. {advice}")
+
+
+def _load_checked(path, **kwargs):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no export at {path}; write one with `python -m papers.<name> export`")
+    check_export_archive(path)
+    return torch.export.load(str(path), **kwargs)
+
+
+def export_metadata(path) -> dict:
+    """The ``metadata`` dict :func:`export_model` stored in the export at ``path`` (``{}`` if none).
+
+    The archive is checked first (:func:`check_export_archive`).
+    """
     extra = {METADATA_FILE: ""}
-    torch.export.load(str(path), extra_files=extra)
+    _load_checked(path, extra_files=extra)
     return json.loads(extra[METADATA_FILE]) if extra[METADATA_FILE] else {}
 
 
 def load_exported(path) -> nn.Module:
-    """Load an export written by :func:`export_model` as a callable module (no Python class needed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no export at {path}; write one with `python -m papers.<name> export`")
-    return torch.export.load(str(path)).module()
+    """Load an export written by :func:`export_model` as a callable module (no Python class needed).
+
+    The archive is checked first (:func:`check_export_archive`): an export that could run code
+    when loaded is refused.  Load exports that you or the course wrote.
+    """
+    return _load_checked(path).module()
 
 
 def model_path(name: str, cfg=None) -> Path:
@@ -133,7 +218,8 @@ def model_path(name: str, cfg=None) -> Path:
 def save_model(model: nn.Module, config: dict, path) -> Path:
     """Save ``model``'s weights with the keyword arguments that build it (``config``: plain values only).
 
-    The file loads with ``torch.load(..., weights_only=True)``; :func:`load_model` rebuilds the model.
+    The file loads with ``torch.load(..., weights_only=True)`` and ends with a checksum;
+    :func:`load_model` checks it and rebuilds the model.
     """
     from helpers.train import save_checkpoint
 
@@ -144,10 +230,12 @@ def save_model(model: nn.Module, config: dict, path) -> Path:
 
 def load_model(path, build) -> nn.Module:
     """Rebuild a model saved by :func:`save_model`: ``build(**config)``, weights loaded, eval mode."""
+    from helpers.train import load_verified
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no saved model at {path}; run the paper's notebook first (it saves one)")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = load_verified(path, "saved model")
     if not isinstance(saved, dict) or "config" not in saved or "model" not in saved:
         raise ValueError(f"{path} was not written by helpers.export.save_model (no 'config' / 'model' entries)")
     model = build(**saved["config"])

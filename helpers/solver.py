@@ -73,7 +73,7 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.checks import check_int
-from helpers.train import atomic_save, check_weights_only, checkpoint_path
+from helpers.train import atomic_save, check_weights_only, checkpoint_path, load_verified
 
 __all__ = ["CHECKPOINT_FORMAT", "Solver", "sgd"]
 
@@ -436,7 +436,7 @@ class Solver:
     def _resume(self) -> None:
         """Load the checkpoint written by an earlier run with this ``checkpoint_name``."""
         path = self.checkpoint_path
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_verified(path, "solver checkpoint")
         remedy = "delete it or choose another checkpoint_name"
         if not isinstance(state, dict) or state.get("writer") != _WRITER:
             raise ValueError(f"{path} was not written by helpers.solver.Solver; {remedy}")

@@ -23,7 +23,10 @@ What :func:`train` does for you:
 * a time limit: ``time_limit`` seconds after the call started it saves and returns
   with ``history["stopped"] == "time_limit"``;
 * checkpoints that load with ``torch.load(path, weights_only=True)``: they hold only
-  tensors, numbers, strings, None and lists / tuples / dicts of them.
+  tensors, numbers, strings, None and lists / tuples / dicts of them;
+* checkpoints that cannot be used damaged: every file ends with the SHA-256 of the bytes
+  before it (:func:`atomic_save`), checked before anything is read (:func:`load_verified`);
+  a damaged, truncated, empty or foreign file gives one :class:`DamagedFileError` naming it.
 
 A checkpoint written by :func:`train` is a plain dict::
 
@@ -36,6 +39,7 @@ A checkpoint written by :func:`train` is a plain dict::
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import os
@@ -174,8 +178,9 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, **ex
 def load_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None) -> dict:
     """Load a checkpoint written by :func:`save_checkpoint` into ``model`` (and optimizer, scheduler).
 
-    The file is read with ``torch.load(path, map_location="cpu", weights_only=True)``;
-    ``load_state_dict`` then copies the tensors onto the model's own device.
+    The file is checked and read by :func:`load_verified` (``torch.load(path,
+    map_location="cpu", weights_only=True)``); ``load_state_dict`` then copies the tensors onto
+    the model's own device.
 
     Args:
         path: the checkpoint file.
@@ -186,9 +191,7 @@ def load_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None) -> d
         the whole checkpoint dict (``"history"``, ``"progress"``... when :func:`train` wrote it).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_verified(path, "checkpoint")
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise ValueError(f"{path} is not a checkpoint written by helpers.train (no 'model' entry); "
                          "delete it or pass another path")
@@ -565,21 +568,87 @@ def check_weights_only(obj, where: str) -> None:
                         "lists/tuples/dicts of them (convert with float(), int() or .tolist())")
 
 
+# A course file ends with this line: the SHA-256 of every byte before it.  torch.load reads the
+# file as it is (the zip archive's directory is found before the trailer).
+_TRAILER_TAG = b"\n#dl4cv-sha256:"
+_TRAILER_SIZE = len(_TRAILER_TAG) + 64
+
+
+class DamagedFileError(ValueError):
+    """A checkpoint or saved model that cannot be used: damaged, truncated, empty or not the course's."""
+
+
 def atomic_save(payload: dict, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``.
 
-    A crash while writing leaves the previous file intact.  The parent folder must
-    exist.  Also used by :mod:`helpers.solver`.
+    The file ends with the SHA-256 of its contents, which :func:`load_verified` checks.  A crash
+    while writing leaves the previous file intact; temporary files that earlier crashed saves
+    left beside ``path`` are removed.  The parent folder must exist.  Used by every file the
+    course saves (checkpoints, solver checkpoints, saved models).
     """
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as file:
+        with open(tmp, "w+b") as file:
             torch.save(payload, file)
+            digest = _digest(file, file.tell())      # leaves the file at its end
+            file.write(_TRAILER_TAG + digest.hexdigest().encode())
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _digest(file, size: int):
+    """SHA-256 of the first ``size`` bytes of the open binary ``file`` (read from its start)."""
+    digest = hashlib.sha256()
+    file.seek(0)
+    while size > 0:
+        chunk = file.read(min(size, 1 << 20))
+        if not chunk:
+            break
+        digest.update(chunk)
+        size -= len(chunk)
+    return digest
+
+
+def load_verified(path, what: str = "checkpoint"):
+    """Check the SHA-256 that :func:`atomic_save` wrote at the end of ``path``, then load the file.
+
+    ``torch.load(path, map_location="cpu", weights_only=True)``: tensors and plain data only.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        DamagedFileError: the file is empty, truncated, changed since it was written (a flipped
+            bit), has no checksum (another program wrote it, or an older course version), or
+            cannot be read.  The message names the file, says what is wrong and what to do.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+    advice = "Delete it to start over, or pass another file."
+    size = path.stat().st_size
+    if size == 0:
+        raise DamagedFileError(f"{what} {path} is empty (0 bytes): a save or a copy was interrupted. {advice}")
+    with open(path, "rb") as file:
+        file.seek(max(0, size - _TRAILER_SIZE))
+        trailer = file.read()
+        if size < _TRAILER_SIZE or not trailer.startswith(_TRAILER_TAG):
+            raise DamagedFileError(f"{what} {path} has no checksum at its end: it is truncated, or it was not "
+                                   f"written by this course (or by a version older than its checksums). {advice}")
+        expected = trailer[len(_TRAILER_TAG):].decode("ascii", errors="replace")
+        if _digest(file, size - _TRAILER_SIZE).hexdigest() != expected:
+            raise DamagedFileError(f"{what} {path} is damaged: its contents no longer match the checksum "
+                                   f"written with them (changed on disk or in a copy). {advice}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # its checksum is right, yet torch cannot read it
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "weights_only" in str(error) or "Unpickl" in type(error).__name__:
+            reason = "it holds objects other than tensors and plain data"
+        raise DamagedFileError(f"{what} {path} cannot be read: {reason}. {advice}") from None
 
 
 def _load_state(obj, state, what: str, path: Path) -> None:

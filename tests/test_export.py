@@ -153,3 +153,100 @@ def test_predict_parser_commands():
         parser.parse_args(["predict", "a.png", "--export", "m.pt2", "--checkpoint", "c.pt"])
     with pytest.raises(SystemExit):
         parser.parse_args([])
+
+
+# --------------------------------------------------------------------------- crafted exports
+
+
+class _RunsCode:
+    """Unpickling this creates the folder ``marker``: a stand-in for any code a crafted file runs."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+def _rewrite(source, target, replace=None, add=None):
+    """Copy the zip ``source`` to ``target``, replacing entries (name -> bytes) and adding others."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for info in old.infolist():
+            data = (replace or {}).get(info.filename, old.read(info))
+            new.writestr(info.filename, data(old.read(info)) if callable(data) else data)
+        for name, data in (add or {}).items():
+            new.writestr(name, data)
+    return target
+
+
+def _pickled_entry(path):
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return next(n for n in archive.namelist() if n.endswith(".pt"))
+
+
+def _evil_bytes(marker):
+    import io
+
+    buffer = io.BytesIO()
+    torch.save((_RunsCode(marker),), buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def honest_export(tmp_path):
+    torch.manual_seed(3)
+    return export_model(TwoHeads(), torch.rand(2, 3, 8, 8), tmp_path / "honest.pt2", metadata={"a": 1})
+
+
+def test_a_crafted_export_is_refused_and_its_code_does_not_run(honest_export, tmp_path):
+    import subprocess
+    import sys
+
+    from helpers.export import UnsafeExportError
+
+    marker = tmp_path / "code-ran"
+    crafted = _rewrite(honest_export, tmp_path / "crafted.pt2",
+                       replace={_pickled_entry(honest_export): _evil_bytes(marker)})
+    # The file is a real threat: torch.export.load alone runs its code (in a child process).
+    subprocess.run([sys.executable, "-c", f"import torch; torch.export.load({str(crafted)!r})"],
+                   capture_output=True, timeout=120)
+    assert marker.is_dir(), "the crafted export should run code under a plain torch.export.load"
+    marker.rmdir()
+    for load in (load_exported, export_metadata):
+        with pytest.raises(UnsafeExportError, match="pickled entry .* refused"):
+            load(crafted)
+        assert not marker.exists()
+
+
+def test_exports_with_foreign_entries_or_pickled_payloads_are_refused(honest_export, tmp_path):
+    import zipfile
+
+    from helpers.export import UnsafeExportError, check_export_archive
+
+    check_export_archive(honest_export)
+    root = zipfile.ZipFile(honest_export).namelist()[0].split("/")[0] + "/"
+    library = _rewrite(honest_export, tmp_path / "library.pt2", add={f"{root}data/aotinductor/m/m.so": b"\x7fELF"})
+    with pytest.raises(UnsafeExportError, match="no export of a plain network has"):
+        load_exported(library)
+    configs = [n for n in zipfile.ZipFile(honest_export).namelist() if n.endswith("weights_config.json")]
+    if configs:   # the layout of torch >= 2.6: weights are raw bytes unless the config asks for pickle
+        def pickled(raw):
+            config = json.loads(raw)
+            next(iter(config["config"].values()))["use_pickle"] = True
+            return json.dumps(config).encode()
+
+        asks_pickle = _rewrite(honest_export, tmp_path / "pickle.pt2", replace={configs[0]: pickled})
+        with pytest.raises(UnsafeExportError, match="as a pickled object"):
+            load_exported(asks_pickle)
+    not_zip = tmp_path / "not.pt2"
+    not_zip.write_bytes(b"just bytes")
+    with pytest.raises(UnsafeExportError, match="not a torch.export archive"):
+        load_exported(not_zip)
+    with pytest.raises(FileNotFoundError):
+        load_exported(tmp_path / "missing.pt2")

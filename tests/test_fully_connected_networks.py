@@ -32,6 +32,7 @@ from helpers.data import DatasetNotFoundError, load_dataset, preprocess_dataset
 from helpers.gradcheck import autograd_gradients as autograd
 from helpers.gradcheck import compute_numeric_gradient, rel_error
 from helpers.solver import Solver
+from helpers.train import atomic_save
 
 TOL = 1e-7  # numeric vs analytic gradients, float64
 
@@ -463,7 +464,7 @@ def test_load_errors(tmp_path):
     FullyConnectedNet([3], input_dim=4, num_classes=2).save(tmp_path / "fc.pt")
     with pytest.raises(ValueError, match="does not hold a TwoLayerNet"):
         TwoLayerNet().load(tmp_path / "fc.pt")
-    torch.save({"model": "TwoLayerNet", "params": {}, "format": 99}, tmp_path / "future.pt")
+    atomic_save({"model": "TwoLayerNet", "params": {}, "format": 99}, tmp_path / "future.pt")
     with pytest.raises(ValueError, match="format"):
         TwoLayerNet().load(tmp_path / "future.pt")
 

@@ -39,6 +39,7 @@ from A6_generative.generative_adversarial_networks import (
     to_images,
 )
 from helpers.gradcheck import autograd_gradients
+from helpers.train import atomic_save
 
 EXACT = {"rtol": 1e-12, "atol": 1e-12}  # float64 results that differ only by rounding
 
@@ -639,7 +640,7 @@ def test_run_a_gan_rejects_bad_arguments(tmp_path):
         call(loader=[torch.rand(4, 100)])
     with pytest.raises(ValueError, match="no batches"):
         call(loader=[])
-    torch.save({"model": {}}, tmp_path / "other.pt")
+    atomic_save({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="does not fit|not written by run_a_gan"):
         call(checkpoint=tmp_path / "other.pt")
 

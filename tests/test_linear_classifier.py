@@ -23,6 +23,7 @@ from A2_linear.linear_classifier import (
     train_linear_classifier,
 )
 from helpers.gradcheck import compute_numeric_gradient, rel_error
+from helpers.train import atomic_save
 
 SVM_LOSSES = (svm_loss_naive, svm_loss_vectorized)
 SOFTMAX_LOSSES = (softmax_loss_naive, softmax_loss_vectorized)
@@ -443,7 +444,7 @@ def test_save_load_errors(tmp_path):
         LinearSVM().save(tmp_path / "w.pt")
     with pytest.raises(RuntimeError, match="train"):
         LinearSVM().predict(torch.zeros(2, 3))
-    torch.save({"weights": torch.zeros(3, 2)}, tmp_path / "other.pt")
+    atomic_save({"weights": torch.zeros(3, 2)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="'W'"):
         LinearSVM().load(tmp_path / "other.pt")
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from helpers.solver import Solver, sgd
-from helpers.train import checkpoint_path
+from helpers.train import DamagedFileError, atomic_save, checkpoint_path
 
 DIM, CLASSES = 6, 3
 
@@ -428,8 +428,11 @@ def test_mismatched_parameters_or_files_raise(name):
     as_float32.params = {k: v.float() for k, v in as_float32.params.items()}
     with pytest.raises(ValueError, match="dtypes"):
         make_solver(model=as_float32, checkpoint_name=name)
-    torch.save({"something": 1}, checkpoint_path(name))
+    atomic_save({"something": 1}, checkpoint_path(name))      # a course file, but not the Solver's
     with pytest.raises(ValueError, match="not written by helpers.solver.Solver"):
+        make_solver(checkpoint_name=name)
+    torch.save({"something": 1}, checkpoint_path(name))       # another program's file
+    with pytest.raises(DamagedFileError, match="no checksum"):
         make_solver(checkpoint_name=name)
 
 

@@ -18,6 +18,7 @@ from A2_linear.two_layer_net import (
 )
 from helpers.data import find_dataset_folder, load_dataset, preprocess_dataset
 from helpers.gradcheck import compute_numeric_gradient, rel_error
+from helpers.train import atomic_save
 
 NAMES = ("W1", "b1", "W2", "b2")
 
@@ -408,7 +409,7 @@ def test_save_load_round_trip(tmp_path):
 @GIVEN
 def test_load_rejects_other_files(tmp_path):
     path = tmp_path / "bad.pt"
-    torch.save({"W1": torch.zeros(2, 2)}, path)
+    atomic_save({"W1": torch.zeros(2, 2)}, path)
     with pytest.raises(ValueError, match="does not hold a two-layer net"):
         TwoLayerNet(2, 2, 2).load(path)
     torch.save({"W1": torch.zeros(2, 3), "b1": torch.zeros(4), "W2": torch.zeros(3, 2), "b2": torch.zeros(2)},
