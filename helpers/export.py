@@ -40,10 +40,13 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "BACKGROUND",
     "EXPORT_SUFFIX",
+    "ImageReadError",
     "UnsafeExportError",
     "check_export_archive",
     "command_model",
+    "default_model_path",
     "export_metadata",
     "export_model",
     "is_exported",
@@ -51,8 +54,13 @@ __all__ = [
     "load_model",
     "max_difference",
     "model_path",
+    "output_folder",
+    "output_names",
     "predict_parser",
+    "read_good_images",
+    "read_image",
     "read_images",
+    "run_command",
     "save_annotated",
     "save_model",
     "write_json",
@@ -273,35 +281,103 @@ def max_difference(model: nn.Module, exported: nn.Module, images: torch.Tensor) 
     return max(float((a - b).abs().max()) if a.numel() else 0.0 for a, b in zip(eager, other, strict=True))
 
 
-def read_images(paths, size: int, channels: int) -> torch.Tensor:
-    """Read PNG / JPEG files into a float batch ``(N, channels, size, size)`` in ``[0, 1]``.
+class ImageReadError(ValueError):
+    """An image file that cannot be used; the message names it."""
 
-    Each image is converted to grey (``channels=1``, the mean of RGB) or RGB (``channels=3``,
-    grey repeated) and squashed to ``size x size`` (bilinear, antialiased), as the models
-    were trained.
+
+#: What shows through transparent pixels: black, the background of the datasets the models learn.
+BACKGROUND = 0.0
+
+
+def read_image(path, size: int, channels: int) -> torch.Tensor:
+    """Read one PNG / JPEG file as a float image ``(channels, size, size)`` in ``[0, 1]``.
+
+    Every mode is read by its own range: 8-bit and 16-bit grey, palette, RGB; transparent pixels
+    (an alpha channel, or a palette's transparent colour) are composited on :data:`BACKGROUND`.
+    The image becomes grey (``channels=1``, the mean of RGB) or RGB (``channels=3``, grey
+    repeated) and is squashed to ``size x size`` (bilinear, antialiased), as the models were trained.
+
+    Raises:
+        ImageReadError: the file is missing, not a PNG / JPEG, truncated or unreadable (named).
     """
     import numpy as np
     from PIL import Image
 
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    batch = []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise FileNotFoundError(f"no image at {path}")
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(f"{path}: expected a {' / '.join(IMAGE_SUFFIXES)} image")
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such image file")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ImageReadError(f"{path}: expected a {' / '.join(IMAGE_SUFFIXES)} image")
+    try:
         with Image.open(path) as file:
-            pixels = np.asarray(file.convert("RGB"), dtype=np.float32) / 255.0
-        image = torch.from_numpy(pixels).permute(2, 0, 1)
-        if channels == 1:
-            image = image.mean(0, keepdim=True)
-        image = F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False,
-                              antialias=True)[0]
-        batch.append(image.clamp(0, 1))
+            file.load()
+            if file.mode == "P":
+                file = file.convert("RGBA")
+            if file.mode in ("I;16", "I;16B", "I;16L", "I"):
+                grey = np.asarray(file, dtype=np.float32)
+                peak = 65535.0 if file.mode.startswith("I;16") or grey.max() > 255 else 255.0
+                rgb, alpha = np.repeat((grey / peak)[..., None], 3, axis=2), None
+            else:
+                has_alpha = file.mode in ("RGBA", "LA", "PA") or "transparency" in file.info
+                rgba = np.asarray(file.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32) / 255.0
+                rgb, alpha = rgba[..., :3], (rgba[..., 3:] if has_alpha else None)
+    except (OSError, SyntaxError, ValueError) as error:   # PIL's errors for damaged or foreign files
+        raise ImageReadError(f"{path}: cannot read the image ({error})") from None
+    if alpha is not None:
+        rgb = rgb * alpha + BACKGROUND * (1 - alpha)
+    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+    if channels == 1:
+        image = image.mean(0, keepdim=True)
+    image = F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+    return image.clamp(0, 1)
+
+
+def read_images(paths, size: int, channels: int) -> torch.Tensor:
+    """:func:`read_image` for every path: a float batch ``(N, channels, size, size)`` in ``[0, 1]``."""
+    batch = [read_image(path, size, channels) for path in paths]
     if not batch:
         raise ValueError("give at least one image")
     return torch.stack(batch)
+
+
+def read_good_images(paths, size: int, channels: int, report=None) -> tuple[list[Path], torch.Tensor]:
+    """The command lines' reader: each image that cannot be read is reported and skipped.
+
+    Returns:
+        ``(paths read, batch (N, channels, size, size))``.
+
+    Raises:
+        ImageReadError: when no image at all could be read.
+    """
+    import sys
+
+    paths = [Path(path) for path in paths]
+    report = report or (lambda message: print(f"skipped {message}", file=sys.stderr))
+    good, batch = [], []
+    for path in paths:
+        try:
+            batch.append(read_image(path, size, channels))
+            good.append(path)
+        except ImageReadError as error:
+            report(str(error))
+    if not batch:
+        raise ImageReadError(f"none of the {len(paths)} image(s) could be read")
+    return good, torch.stack(batch)
+
+
+def output_names(paths) -> list[str]:
+    """A distinct file stem per input path: the stem, then ``stem_2``, ``stem_3``... for repeats."""
+    names, seen = [], set()
+    for path in map(Path, paths):
+        name, n = path.stem, 1
+        while name in seen:
+            n += 1
+            name = f"{path.stem}_{n}"
+        seen.add(name)
+        names.append(name)
+    return names
 
 
 def write_json(payload, path) -> Path:
@@ -343,17 +419,76 @@ def command_model(args, name: str, build, metadata, required=("image_size",)) ->
         args: parsed :func:`predict_parser` arguments.
         name: the paper (``"vit"``...); build: its model class; metadata: ``model -> dict``.
     """
-    from helpers.config import get_config
-
+    if args.command == "predict":
+        output_folder(args.out, create=False)      # the arguments first, before a model is loaded
     if getattr(args, "export", None):
-        meta = export_metadata(args.export)
+        export = Path(args.export)
+        if export.suffix != EXPORT_SUFFIX:
+            raise ValueError(f"--export takes a {EXPORT_SUFFIX} export, got {export}"
+                             + ("; a saved model (.pt) goes to --checkpoint" if export.suffix == ".pt" else ""))
+        if not export.is_file():
+            raise FileNotFoundError(f"no export at {export}; write one with `python -m papers.{name} export`")
+        meta = export_metadata(export)
         missing = [key for key in required if key not in meta]
         if missing:
-            raise ValueError(f"{args.export} lacks {', '.join(missing)}: write exports with "
-                             f"`python -m papers.{name} export` (or papers.{name}.save_export)")
-        return load_exported(args.export), meta
-    model = load_model(args.checkpoint or model_path(name, get_config(fast=False)), build)
+            raise ValueError(f"{export} lacks {', '.join(missing)}: it is not an export of papers.{name}; write "
+                             f"one with `python -m papers.{name} export` (or papers.{name}.save_export)")
+        return load_exported(export), meta
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_model_path(name)
+    if checkpoint.suffix == EXPORT_SUFFIX:
+        raise ValueError(f"--checkpoint takes a saved model (.pt), got the export {checkpoint}; use --export")
+    try:
+        model = load_model(checkpoint, build)
+    except TypeError as error:     # build(**config) refused the saved settings: another model's file
+        raise ValueError(f"{checkpoint} holds a model that papers.{name} cannot build ({error}): it was saved "
+                         f"by another model; pass a {name} checkpoint") from None
     return model, metadata(model)
+
+
+def default_model_path(name: str) -> Path:
+    """The saved model ``predict`` uses without ``--checkpoint``: the newer of the full- and fast-mode ones.
+
+    Raises:
+        FileNotFoundError: neither exists (nothing is created).
+    """
+    from helpers.config import get_config
+
+    folder = Path(get_config().checkpoint_dir)
+    found = [p for p in (folder / "full" / f"{name}_model.pt", folder / "fast" / f"{name}_model.pt") if p.is_file()]
+    if not found:
+        raise FileNotFoundError(f"no saved {name} model in {folder / 'full'} or {folder / 'fast'}: run "
+                                f"papers/{name}.ipynb (it saves one), or pass --checkpoint / --export")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def output_folder(path, create: bool = True) -> Path:
+    """``--out`` of ``predict``: a folder (created unless ``create=False``); a file already there is refused."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is a file; predict writes a folder there (give another name)")
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run_command(main, argv=None) -> int:
+    """Run a paper's ``main``; an error the user can fix prints one line (no traceback), exit code 2."""
+    import sys
+
+    from helpers.train import DamagedFileError
+
+    try:
+        return main(argv)
+    except (FileNotFoundError, ValueError, DamagedFileError, UnsafeExportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def predict_parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -365,12 +500,15 @@ def predict_parser(name: str, description: str) -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
     source = predict.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", metavar="PATH",
-                        help=f"a model saved by the notebook (default: checkpoints/full/{name}_model.pt)")
+                        help=f"a model saved by the notebook (default: the newer of checkpoints/full and "
+                             f"checkpoints/fast/{name}_model.pt)")
     source.add_argument("--export", metavar="PATH", help=f"an export written by the export command ({EXPORT_SUFFIX})")
     predict.add_argument("--out", default=f"predictions_{name}", metavar="DIR",
                          help="folder for predictions.json (and annotated PNGs for detectors)")
-    predict.add_argument("--score-thresh", type=float, default=0.3, help="detectors: keep detections above this")
+    predict.add_argument("--score-thresh", type=_probability, default=0.3,
+                         help="detectors: keep detections scoring at least this (0 to 1)")
     export = commands.add_parser("export", help=f"write a self-contained {EXPORT_SUFFIX} export of a checkpoint")
-    export.add_argument("--checkpoint", metavar="PATH", help=f"default: checkpoints/full/{name}_model.pt")
+    export.add_argument("--checkpoint", metavar="PATH",
+                        help=f"default: the newer of checkpoints/full and checkpoints/fast/{name}_model.pt")
     export.add_argument("--out", default=f"{name}{EXPORT_SUFFIX}", metavar="FILE")
     return parser

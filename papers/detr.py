@@ -805,7 +805,15 @@ def save_export(model: DETR, path) -> Path:
 
 def main(argv=None) -> int:
     """``python -m papers.detr predict IMAGE... [--checkpoint P | --export P] [--out DIR]`` or ``export``."""
-    from helpers.export import command_model, predict_parser, read_images, save_annotated, write_json
+    from helpers.export import (
+        command_model,
+        output_folder,
+        output_names,
+        predict_parser,
+        read_good_images,
+        save_annotated,
+        write_json,
+    )
 
     args = predict_parser("detr", "DETR detector (papers/detr.ipynb): predict on images, or export").parse_args(argv)
     net, meta = command_model(args, "detr", DETR, inference_metadata, required=("image_size", "class_names"))
@@ -813,13 +821,13 @@ def main(argv=None) -> int:
         print(f"wrote {save_export(net, args.out)}")
         return 0
     names, size = meta["class_names"], meta["image_size"]
-    images = read_images(args.images, size, 3)
+    out = output_folder(args.out)
+    paths, images = read_good_images(args.images, size, 3)
     with torch.no_grad():
         predictions = decode_predictions(*net(images), size, args.score_thresh)
-    out = Path(args.out)
     records = []
-    for path, image, pred in zip(args.images, images, predictions, strict=True):
-        png = save_annotated(image, pred, names, out / f"{Path(path).stem}_detr.png")
+    for path, stem, image, pred in zip(paths, output_names(paths), images, predictions, strict=True):
+        png = save_annotated(image, pred, names, out / f"{stem}_detr.png")
         records.append({"image": str(path), "annotated": str(png),
                         "detections": [{"box": [round(v, 2) for v in box], "score": round(score, 4),
                                         "label": int(label), "class": names[label]}
@@ -830,4 +838,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from helpers.export import run_command
+
+    sys.exit(run_command(main))

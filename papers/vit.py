@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     probabilities.  ``export`` turns a saved model (``helpers.export.save_model``, which the
     notebook writes) into a ``torch.export`` file (:func:`save_export`).
     """
-    from helpers.export import command_model, predict_parser, read_images, write_json
+    from helpers.export import command_model, output_folder, predict_parser, read_good_images, write_json
 
     args = predict_parser("vit", "ViT image classification: predict classes of image files, or export a model.") \
         .parse_args(argv)
@@ -440,17 +440,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "export":
         print(f"wrote {save_export(model, args.out)}")
         return 0
-    images = read_images(args.images, meta["image_size"], meta["in_channels"])
+    out = output_folder(args.out)
+    paths, images = read_good_images(args.images, meta["image_size"], meta["in_channels"])
     probs = predict(model, images)
     names = meta["class_names"]
     top = probs.topk(min(3, probs.shape[1]), dim=1)
     rows = [{"image": str(path), "top": [{"class": names[int(c)], "id": int(c), "probability": round(float(p), 6)}
                                          for p, c in zip(values, ids, strict=True)]}
-            for path, values, ids in zip(args.images, top.values, top.indices, strict=True)]
-    out = write_json({"model": "vit", "predictions": rows}, Path(args.out) / "predictions.json")
+            for path, values, ids in zip(paths, top.values, top.indices, strict=True)]
+    out = write_json({"model": "vit", "predictions": rows}, out / "predictions.json")
     print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from helpers.export import run_command
+
+    sys.exit(run_command(main))

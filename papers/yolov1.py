@@ -699,7 +699,15 @@ def main(argv=None) -> int:
     ``DIR/predictions.json`` and ``DIR/<image>_yolov1.png`` (detections drawn);
     ``python -m papers.yolov1 export [--checkpoint P] [--out FILE.pt2]`` writes the export (decoding
     settings inside)."""
-    from helpers.export import command_model, predict_parser, read_images, save_annotated, write_json
+    from helpers.export import (
+        command_model,
+        output_folder,
+        output_names,
+        predict_parser,
+        read_good_images,
+        save_annotated,
+        write_json,
+    )
 
     parser = predict_parser("yolov1", "YOLOv1 (Redmon et al., 2016): detect objects in images.")
     args = parser.parse_args(argv)
@@ -709,15 +717,15 @@ def main(argv=None) -> int:
         print(f"wrote {save_export(network, args.out)}")
         return 0
     size = config["image_size"]
-    images = read_images(args.images, size, channels=3)
+    out = output_folder(args.out)
+    paths, images = read_good_images(args.images, size, channels=3)
     with torch.no_grad():
         raw = network(images)
     predictions = decode_predictions(raw, config["num_boxes"], size, score_thresh=args.score_thresh,
                                      squash=config["squash"])
     names = config["class_names"]
-    out = Path(args.out)
     entries = []
-    for path, image, pred in zip(args.images, images, predictions, strict=True):
+    for path, stem, image, pred in zip(paths, output_names(paths), images, predictions, strict=True):
         width, height = _image_size(path)
         scale = torch.tensor([width / size, height / size, width / size, height / size])
         entries.append({
@@ -726,7 +734,7 @@ def main(argv=None) -> int:
                             "box": [round(v, 2) for v in (box * scale).tolist()]}
                            for box, score, label in zip(pred["boxes"], pred["scores"], pred["labels"], strict=True)],
         })
-        save_annotated(image, pred, names, out / f"{Path(path).stem}_yolov1.png")
+        save_annotated(image, pred, names, out / f"{stem}_yolov1.png")
     write_json({"model": "yolov1", "source": args.export or args.checkpoint or "default checkpoint",
                 "model_image_size": size, "score_thresh": args.score_thresh,
                 "box_format": "x1, y1, x2, y2 in the original image's pixels", "images": entries},
@@ -744,4 +752,6 @@ def _image_size(path) -> tuple[int, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from helpers.export import run_command
+
+    sys.exit(run_command(main))

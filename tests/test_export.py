@@ -1,6 +1,7 @@
 """helpers/export.py: torch.export round trip, saved models, image reading, the shared command line."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from PIL import Image
 from torch import nn
 
 from helpers.export import (
+    ImageReadError,
     export_metadata,
     export_model,
     is_exported,
@@ -123,7 +125,7 @@ def test_read_images_converts_channels_and_size(tmp_path):
 
 def test_read_images_errors(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(FileNotFoundError, match="no image at"):
+    with pytest.raises(ImageReadError, match="missing.png: no such image file"):
         read_images([tmp_path / "missing.png"], 8, 1)
     with pytest.raises(ValueError, match="expected a .png / .jpg / .jpeg image"):
         read_images([tmp_path / "notes.txt"], 8, 1)
@@ -250,3 +252,90 @@ def test_exports_with_foreign_entries_or_pickled_payloads_are_refused(honest_exp
         load_exported(not_zip)
     with pytest.raises(FileNotFoundError):
         load_exported(tmp_path / "missing.pt2")
+
+
+# --------------------------------------------------------------------------- image modes, the command lines
+
+
+def test_every_image_mode_is_read_by_its_own_range(tmp_path):
+    from helpers.export import BACKGROUND, read_image
+
+    sixteen = np.full((4, 4), 30000, dtype=np.uint16)            # 16-bit grey: 30000 / 65535, not saturated
+    Image.fromarray(sixteen).save(tmp_path / "grey16.png")
+    assert torch.allclose(read_image(tmp_path / "grey16.png", 4, 1), torch.full((1, 4, 4), 30000 / 65535))
+    rgba = np.zeros((4, 4, 4), dtype=np.uint8)
+    rgba[..., :3] = 255                                           # white stored under ...
+    rgba[:, :2, 3] = 255                                          # ... opaque left half, transparent right half
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    image = read_image(tmp_path / "rgba.png", 4, 3)
+    assert torch.allclose(image[:, :, 0], torch.ones(3, 4)) and torch.allclose(image[:, :, 3], torch.full((3, 4),
+                                                                                                     BACKGROUND))
+    palette = Image.fromarray(np.array([[0, 1], [1, 0]], dtype=np.uint8), "P")
+    palette.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.info["transparency"] = 1                              # colour 1 (blue) is transparent
+    palette.save(tmp_path / "palette.png", transparency=1)
+    image = read_image(tmp_path / "palette.png", 2, 3)
+    assert image[:, 0, 0].tolist() == [1.0, 0.0, 0.0] and image[:, 0, 1].tolist() == [BACKGROUND] * 3
+    Image.fromarray(np.full((4, 4), 128, dtype=np.uint8), "L").save(tmp_path / "grey.png")
+    assert torch.allclose(read_image(tmp_path / "grey.png", 4, 3), torch.full((3, 4, 4), 128 / 255))
+
+
+def test_a_truncated_image_is_named_and_skipped_and_the_others_are_read(tmp_path):
+    from helpers.export import read_good_images
+
+    good = tmp_path / "good.png"
+    Image.fromarray(np.full((16, 16, 3), 200, dtype=np.uint8)).save(good)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(good.read_bytes()[:60])
+    with pytest.raises(ImageReadError, match="broken.png: cannot read the image"):
+        read_images([good, broken], 8, 3)
+    skipped = []
+    paths, batch = read_good_images([broken, good, tmp_path / "gone.png"], 8, 3, report=skipped.append)
+    assert paths == [good] and batch.shape == (1, 3, 8, 8)
+    assert [m.split(":")[0] for m in skipped] == [str(broken), str(tmp_path / "gone.png")]
+    with pytest.raises(ImageReadError, match="none of the 1 image"):
+        read_good_images([broken], 8, 3, report=skipped.append)
+
+
+def test_output_names_stay_distinct_for_files_of_the_same_name():
+    from helpers.export import output_names
+
+    assert output_names(["a/x.png", "b/x.png", "x.jpg", "y.png"]) == ["x", "x_2", "x_3", "y"]
+
+
+def test_command_line_arguments_and_files_of_the_wrong_kind_are_refused_clearly(tmp_path, monkeypatch, capsys):
+    from helpers.export import run_command
+    from papers import vit
+
+    monkeypatch.setenv("DL4CV_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(image)
+    with pytest.raises(SystemExit):
+        vit.main(["predict", str(image), "--score-thresh", "2"])
+    assert "must be between 0 and 1" in capsys.readouterr().err
+    saved = save_model(nn.Linear(4, 3), {"in_features": 4, "out_features": 3}, tmp_path / "linear.pt")
+    cases = {
+        ("--export", str(saved)): "--export takes a .pt2 export.*goes to --checkpoint",
+        ("--checkpoint", str(tmp_path / "m.pt2")): "--checkpoint takes a saved model .*use --export",
+        ("--checkpoint", str(saved)): "cannot build .*saved by another model",
+        ("--out", str(image)): "is a file",
+        (): "no saved vit model in .*checkpoints/full or .*checkpoints/fast",
+    }
+    for extra, message in cases.items():
+        assert run_command(vit.main, ["predict", str(image), *extra]) == 2
+        assert re.search(message, capsys.readouterr().err), message
+    assert not (tmp_path / "checkpoints").exists(), "looking for the default checkpoint created a folder"
+
+
+def test_predict_uses_the_newer_saved_model_of_either_mode(tmp_path, monkeypatch):
+    import os
+
+    from helpers.export import default_model_path
+
+    monkeypatch.setenv("DL4CV_CHECKPOINT_DIR", str(tmp_path))
+    for mode, age in (("full", 100), ("fast", 10)):
+        path = tmp_path / mode / "vit_model.pt"
+        path.parent.mkdir()
+        path.write_bytes(b"x")
+        os.utime(path, (1e9 - age, 1e9 - age))
+    assert default_model_path("vit") == tmp_path / "fast" / "vit_model.pt"
