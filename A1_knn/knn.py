@@ -35,14 +35,29 @@ DEFAULT_CHUNK_BYTES = 256 * 2**20
 
 
 def _as_matrix(x: torch.Tensor, name: str) -> torch.Tensor:
-    """Flatten ``x (N, D1, ..., Dn)`` to ``(N, D)``, checking it is a floating tensor."""
+    """Flatten ``x (N, D1, ..., Dn)`` to ``(N, D)``, checking it is a floating tensor of finite values."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (N, ...), got {type(x).__name__}")
     if x.dim() < 2:
         raise ValueError(f"{name} must have shape (N, D1, ..., Dn) with at least 2 dims, got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}; convert with .float()")
-    return x.reshape(x.shape[0], -1)
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite value(s), the first at index {first}: "
+                         "distances to it would be NaN and its votes meaningless")
+    return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+def _compact_labels(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(classes, codes)``: the distinct labels, sorted, and each label's index among them.
+
+    Votes count codes, so their memory grows with the number of classes present, never with the
+    largest label value (one label of 10**9 must not size a vote table); ``classes[codes] == y``.
+    """
+    classes, codes = torch.unique(y, sorted=True, return_inverse=True)
+    return classes, codes
 
 
 def _check_pair(x_train: torch.Tensor, x_test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,10 +208,13 @@ def predict_labels(dists: torch.Tensor, y_train: torch.Tensor, k: int = 1) -> to
                          f"{tuple(dists.shape) if isinstance(dists, torch.Tensor) else type(dists).__name__}")
     y = _check_labels(y_train, dists.shape[0])
     k = _check_k(k, dists.shape[0])
+    classes, y = _compact_labels(y)            # votes over 0..C-1; classes[...] maps back
+    y_pred = None
     ### BEGIN SOLUTION
     idx = nearest_indices(dists.T, k)
-    return vote(y[idx], int(y.max()) + 1)
+    y_pred = vote(y[idx], len(classes))
     ### END SOLUTION
+    return classes[y_pred]
 
 
 # --------------------------------------------------------------------------- classifier
@@ -216,7 +234,8 @@ class KnnClassifier:
         if self.x_train.shape[0] == 0:
             raise ValueError("x_train must hold at least one training point")
         self.input_shape = tuple(x_train.shape[1:])
-        self.num_classes = int(self.y_train.max()) + 1
+        self.classes, self._codes = _compact_labels(self.y_train)
+        self.num_classes = len(self.classes)
         self._train_sq = (self.x_train * self.x_train).sum(dim=1)
 
     def _check_test(self, x_test: torch.Tensor) -> torch.Tensor:
@@ -247,12 +266,12 @@ class KnnClassifier:
         for start in range(0, b.shape[0], step):
             d2 = squared_distances(b[start:start + step], self.x_train, self._train_sq)
             out.append(nearest_indices(d2, k))
-        return torch.cat(out) if out else torch.zeros(0, k, dtype=torch.long)
+        return torch.cat(out) if out else torch.zeros(0, k, dtype=torch.long, device=self.x_train.device)
 
     def predict(self, x_test: torch.Tensor, k: int = 1, chunk_size: int | None = None) -> torch.Tensor:
         """Predicted labels ``(num_test,)`` by majority vote of the ``k`` nearest neighbours."""
         idx = self.kneighbors(x_test, k, chunk_size)
-        return vote(self.y_train[idx], self.num_classes)
+        return self.classes[vote(self._codes[idx], self.num_classes)]
 
     def check_accuracy(self, x_test: torch.Tensor, y_test: torch.Tensor, k: int = 1, quiet: bool = False,
                        chunk_size: int | None = None) -> float:
@@ -288,12 +307,16 @@ def knn_cross_validate(x_train: torch.Tensor, y_train: torch.Tensor, num_folds: 
     if isinstance(num_folds, bool) or not isinstance(num_folds, int) or not 2 <= num_folds <= a.shape[0]:
         raise ValueError(f"num_folds must be an int in [2, num_train={a.shape[0]}], got {num_folds}")
     largest_fold = -(-a.shape[0] // num_folds)
+    k_choices = list(k_choices)
+    if not k_choices:
+        raise ValueError("k_choices is empty: give the values of k to try, e.g. [1, 3, 5]")
     for k in k_choices:
         _check_k(k, a.shape[0] - largest_fold)
+    classes, y = _compact_labels(y)            # votes over 0..C-1 (accuracy compares codes)
     ### BEGIN SOLUTION
     x_folds = torch.tensor_split(a, num_folds)
     y_folds = torch.tensor_split(y, num_folds)
-    num_classes = int(y.max()) + 1
+    num_classes = len(classes)
     k_to_accuracies = {k: [] for k in k_choices}
     for i in range(num_folds):
         x_tr = torch.cat(x_folds[:i] + x_folds[i + 1:])
@@ -310,6 +333,9 @@ def knn_get_best_k(k_to_accuracies: dict) -> int:
     """The ``k`` with the highest mean cross-validation accuracy; ties go to the smallest ``k``."""
     if not k_to_accuracies:
         raise ValueError("k_to_accuracies is empty: expected {k: [accuracy per fold]}")
+    empty = [k for k, accuracies in k_to_accuracies.items() if not len(accuracies)]
+    if empty:
+        raise ValueError(f"k_to_accuracies has no fold accuracies for k = {empty}: expected a non-empty list each")
     ### BEGIN SOLUTION
     def mean(values):
         return sum(values) / len(values)

@@ -223,3 +223,50 @@ def test_clear_errors_on_bad_input():
         predict_labels(dists, y_train, k=9)
     with pytest.raises(ValueError, match="num_folds"):
         knn_cross_validate(x_train, y_train, num_folds=1)
+
+
+@pytest.mark.grade("input checks (given code)", points=0)
+def test_empty_and_non_finite_inputs_get_the_modules_own_errors():
+    x_train = torch.rand(5, 2, 2)
+    y_train = torch.tensor([0, 1, 0, 1, 1])
+    with pytest.raises(ValueError, match="at least one training point"):
+        KnnClassifier(torch.rand(0, 2, 2), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="k_choices is empty"):
+        knn_cross_validate(x_train, y_train, num_folds=2, k_choices=[])
+    with pytest.raises(ValueError, match=r"no fold accuracies for k = \[1\]"):
+        knn_get_best_k({1: [], 3: [50.0]})
+    bad = x_train.clone()
+    bad[3, 1, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"x_train holds 1 NaN or infinite value\(s\), the first at index \(3, 1, 0\)"):
+        KnnClassifier(bad, y_train)
+    with pytest.raises(ValueError, match="x_test holds"):
+        compute_distances_no_loops(x_train, torch.full((2, 2, 2), float("inf")))
+
+
+@CLASSIFIER
+def test_an_empty_test_batch_predicts_nothing():
+    clf = KnnClassifier(torch.rand(5, 2, 2), torch.tensor([0, 1, 0, 1, 1]))
+    assert clf.predict(torch.rand(0, 2, 2), k=3).shape == (0,)
+
+
+@VOTING
+def test_votes_are_sized_by_the_classes_present_not_by_the_largest_label(monkeypatch):
+    """One label of 10**9 used to size a (num_test, 10**9) vote table (16 GB for two test points)."""
+    import A1_knn.knn as knn
+
+    sizes = []
+
+    def counting_vote(neighbor_labels, num_classes=None):
+        sizes.append(num_classes)
+        return vote(neighbor_labels, num_classes)
+
+    monkeypatch.setattr(knn, "vote", counting_vote)
+    x_train = torch.arange(8.0).reshape(8, 1)
+    y_train = torch.tensor([7, 7, 7, 10**9, 10**9, 10**9, 10**9, 3])
+    x_test = torch.tensor([[0.4], [5.2]])
+    by_classifier = KnnClassifier(x_train, y_train).predict(x_test, k=3)
+    by_dists = predict_labels(compute_distances_no_loops(x_train, x_test), y_train, k=3)
+    folds = knn_cross_validate(x_train, y_train, num_folds=2, k_choices=[1, 3])
+    assert by_classifier.tolist() == by_dists.tolist() == [7, 10**9]
+    assert set(folds) == {1, 3}
+    assert sizes and max(sizes) == 3, f"vote tables sized {sizes}: by the 3 classes present"
