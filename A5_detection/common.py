@@ -83,6 +83,10 @@ def _check_scores(scores, num: int, name: str = "scores") -> None:
         raise ValueError(f"{name} must have shape ({num},), one score per box, got {tuple(scores.shape)}")
     if not scores.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got {scores.dtype}")
+    nan = torch.isnan(scores)
+    if nan.any():
+        raise ValueError(f"{name} hold {int(nan.sum())} NaN value(s), the first at index {int(nan.nonzero()[0])}: "
+                         "NaN cannot be ranked (look for a NaN in the model's outputs)")
 
 
 def _check_class_ids(class_ids, num: int, name: str = "class_ids") -> None:
@@ -92,6 +96,8 @@ def _check_class_ids(class_ids, num: int, name: str = "class_ids") -> None:
         raise ValueError(f"{name} must have shape ({num},), one class per box, got {tuple(class_ids.shape)}")
     if class_ids.is_floating_point() or class_ids.is_complex() or class_ids.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer class indices, got {class_ids.dtype}")
+    if class_ids.numel() and int(class_ids.min()) < 0:
+        raise ValueError(f"{name} must hold class indices >= 0, got {int(class_ids.min())}")
 
 
 def check_image_batch(images, multiple: int, what: str) -> None:
@@ -196,7 +202,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5) -
     """
     check_boxes(boxes)
     _check_scores(scores, boxes.shape[0])
-    iou_threshold = check_real(iou_threshold, "iou_threshold")
+    iou_threshold = check_real(iou_threshold, "iou_threshold", 0.0, 1.0)
     ### BEGIN SOLUTION
     return _greedy_nms(boxes, scores, iou_threshold, class_ids=None)
     ### END SOLUTION
@@ -268,7 +274,7 @@ def class_spec_nms(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.T
     check_boxes(boxes)
     _check_scores(scores, boxes.shape[0])
     _check_class_ids(class_ids, boxes.shape[0])
-    iou_threshold = check_real(iou_threshold, "iou_threshold")
+    iou_threshold = check_real(iou_threshold, "iou_threshold", 0.0, 1.0)
     ### BEGIN SOLUTION
     return _greedy_nms(boxes, scores, iou_threshold, class_ids=class_ids.to(boxes.device))
     ### END SOLUTION
@@ -512,6 +518,9 @@ def average_precision(precision: torch.Tensor, recall: torch.Tensor) -> float:
     if recall.numel() and (bool((recall[1:] < recall[:-1]).any()) or float(recall.min()) < 0
                            or float(recall.max()) > 1):
         raise ValueError("recall must be non-decreasing and lie in [0, 1] (ranked detections)")
+    if precision.numel() and not bool(((precision >= 0) & (precision <= 1)).all()):
+        raise ValueError("precision must lie in [0, 1] (a fraction of the detections so far), got values "
+                         f"from {float(precision.min())} to {float(precision.max())}")
     ### BEGIN SOLUTION
     envelope = torch.flip(torch.cummax(torch.flip(precision, [0]), dim=0).values, [0])
     steps = torch.diff(recall, prepend=recall.new_zeros(1))

@@ -1041,3 +1041,26 @@ def test_generalized_box_iou_refuses_bad_boxes():
         generalized_box_iou(good, torch.zeros(3))
     with pytest.raises(TypeError, match="floating-point"):
         generalized_box_iou(good, torch.zeros(1, 4, dtype=torch.int64))
+
+
+@GIVEN
+def test_values_outside_their_range_are_refused():
+    boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 3.0]])
+    scores = torch.tensor([0.9, 0.8])
+    for threshold in (1.5, -1.0, float("nan")):
+        with pytest.raises(ValueError, match=r"iou_threshold must lie in \[0.0, 1.0\]"):
+            nms(boxes, scores, threshold)
+        with pytest.raises(ValueError, match=r"iou_threshold must lie in \[0.0, 1.0\]"):
+            class_spec_nms(boxes, scores, torch.tensor([0, 1]), threshold)
+    with pytest.raises(ValueError, match="class indices >= 0, got -1"):
+        class_spec_nms(boxes, scores, torch.tensor([0, -1]))
+    with pytest.raises(ValueError, match="1 NaN value.*index 1"):
+        nms(boxes, torch.tensor([0.9, float("nan")]))
+    with pytest.raises(ValueError, match=r"precision must lie in \[0, 1\]"):
+        average_precision(torch.tensor([1.0, 3.0]), torch.tensor([0.5, 1.0]))
+    with pytest.raises(ValueError, match=r"precision must lie in \[0, 1\]"):
+        average_precision(torch.tensor([float("nan")]), torch.tensor([1.0]))
+    prediction = {"boxes": boxes, "scores": torch.tensor([float("nan"), 0.5]), "labels": torch.tensor([0, 0])}
+    truth = {"boxes": boxes[:1], "labels": torch.tensor([0])}
+    with pytest.raises(ValueError, match=r"predictions\[0\]\['scores'\] hold 1 NaN"):
+        evaluate_detections([prediction], [truth], num_classes=1)
