@@ -539,8 +539,9 @@ class FullyConnectedNet:
             check_int(h, f"hidden_dims[{i}]", minimum=1)
         self.input_dim = check_int(input_dim, "input_dim", minimum=1)
         check_int(num_classes, "num_classes", minimum=1)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
-            raise ValueError(f"dropout is the probability of dropping a unit and must lie in [0, 1], got {dropout!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout is the probability of dropping a unit and must lie in [0, 1) (1 would drop "
+                             f"every unit: the network could not learn), got {dropout!r}")
         self.reg = _check_reg(reg)
         _check_init(weight_scale, dtype)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -630,15 +631,35 @@ class FullyConnectedNet:
 # --------------------------------------------------------------------------- update rules
 
 
+# The range of each hyper-parameter an update rule reads: (low, high, low open, high open).
+_HYPER_RANGES = {"learning_rate": (0.0, math.inf, True, True), "momentum": (0.0, 1.0, False, True),
+                 "decay_rate": (0.0, 1.0, False, True), "beta1": (0.0, 1.0, False, True),
+                 "beta2": (0.0, 1.0, False, True), "epsilon": (0.0, math.inf, False, True)}
+
+
 def _check_update(w, dw, config) -> dict:
     if not isinstance(w, torch.Tensor) or not isinstance(dw, torch.Tensor):
         raise TypeError(f"w and dw must be tensors, got {type(w).__name__} and {type(dw).__name__}")
     if w.shape != dw.shape:
         raise ValueError(f"dw must have the shape of w, {tuple(w.shape)}, got {tuple(dw.shape)}")
+    bad = ~torch.isfinite(dw)
+    if bad.any():
+        raise FloatingPointError(f"dw holds {int(bad.sum())} NaN or infinite value(s), the first at index "
+                                 f"{tuple(int(i) for i in bad.nonzero()[0])}: the update would spread them to "
+                                 "every weight. Lower the learning rate, or look for a NaN in the loss")
     if config is None:
         return {}
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict of hyper-parameters or None, got {type(config).__name__}")
+    for key, (low, high, low_open, high_open) in _HYPER_RANGES.items():
+        value = config.get(key)
+        if value is None:
+            continue
+        inside = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+            (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
+        if not inside:
+            interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+            raise ValueError(f"config[{key!r}] must be a number in {interval}, got {value!r}")
     return config
 
 

@@ -599,3 +599,28 @@ def test_create_solver_instance_learns(fashion):
     assert solver.best_val_acc > 0.75
     with pytest.raises(ValueError, match="X_train, y_train"):
         create_solver_instance({"X_train": fashion["X_train"]})
+
+
+@GIVEN
+def test_update_rules_refuse_bad_hyper_parameters_and_non_finite_gradients():
+    from A3_fc_cnn.fully_connected_networks import adam, rmsprop, sgd, sgd_momentum
+
+    w, dw = torch.ones(3, 2), torch.full((3, 2), 0.1)
+    for rule, key, value in ((sgd, "learning_rate", -0.1), (sgd_momentum, "momentum", 1.5),
+                             (rmsprop, "decay_rate", 1.0), (adam, "beta2", -0.2), (adam, "epsilon", -1e-8),
+                             (sgd, "learning_rate", float("nan"))):
+        with pytest.raises(ValueError, match=rf"config\['{key}'\] must be a number in"):
+            rule(w, dw, {key: value})
+    nan = dw.clone()
+    nan[2, 1] = float("nan")
+    for rule in (sgd, sgd_momentum, rmsprop, adam):
+        with pytest.raises(FloatingPointError, match=r"dw holds 1 NaN .*the first at index \(2, 1\)"):
+            rule(w, nan, {})
+
+
+@GIVEN
+def test_a_network_that_would_drop_every_unit_is_refused():
+    from A3_fc_cnn.fully_connected_networks import FullyConnectedNet
+
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\) \(1 would drop every unit"):
+        FullyConnectedNet([4], input_dim=3, num_classes=2, dropout=1.0)
