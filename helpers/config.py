@@ -97,6 +97,13 @@ def _parse_int(name: str, value: str) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
 
 
+def _parse_seed(value: str) -> int:
+    seed = _parse_int("DL4CV_SEED", value)
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"DL4CV_SEED must be an integer in [0, 2**63), got {value!r}")
+    return seed
+
+
 def resolve_device(device: str) -> str:
     """Map ``auto`` to ``cuda`` when a GPU is visible, else ``cpu``."""
     if device not in DEVICES:
@@ -126,7 +133,7 @@ def get_config(environ=None, **overrides) -> Config:
         offline=_parse_bool("DL4CV_OFFLINE", env.get("DL4CV_OFFLINE", "0")),
         device=env.get("DL4CV_DEVICE", "auto").strip().lower() or "auto",
         data_dir=Path(env.get("DL4CV_DATA_DIR") or "~/.cache/dl4cv").expanduser(),
-        seed=_parse_int("DL4CV_SEED", env.get("DL4CV_SEED", "0")),
+        seed=_parse_seed(env.get("DL4CV_SEED", "0")),
         results_dir=Path(env.get("DL4CV_RESULTS_DIR") or root / "results").expanduser(),
         checkpoint_dir=Path(env.get("DL4CV_CHECKPOINT_DIR") or root / "checkpoints").expanduser(),
         headless=_parse_bool("DL4CV_HEADLESS", env.get("DL4CV_HEADLESS", "0")),

@@ -388,6 +388,14 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> to
     """
     from helpers.export import is_exported
 
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        raise ValueError("images must be a float tensor (N, C, S, S)")
+    if images.shape[0] == 0:
+        raise ValueError("images is empty: give at least one image")
+    low, high = float(images.min()), float(images.max())
+    if not (0.0 <= low and high <= 1.0):       # also False for NaN
+        raise ValueError(f"images must lie in [0, 1] (the model normalises them itself), got values from {low} "
+                         f"to {high}; divide 0..255 pixels by 255")
     switch = not is_exported(model)          # an export was made in eval mode and has no modes
     was_training = model.training
     if switch:

@@ -97,3 +97,10 @@ def test_the_floor_named_in_code_is_the_floor_of_requirements_txt():
     requirements = (Path(__file__).resolve().parent.parent / "requirements.txt").read_text()
     assert re.search(rf"^torch>={re.escape(TORCH_FLOOR)}\s*$", requirements, re.M)
     assert re.search(rf"^torchvision>={re.escape(TORCHVISION_FLOOR)}\s*$", requirements, re.M)
+
+
+def test_a_seed_torch_cannot_take_is_refused_naming_the_variable():
+    for value in ("99999999999999999999999", "-1"):
+        with pytest.raises(ValueError, match=r"DL4CV_SEED must be an integer in \[0, 2\*\*63\)"):
+            get_config(environ={"DL4CV_SEED": value})
+    assert get_config(environ={"DL4CV_SEED": str(2**63 - 1)}).seed == 2**63 - 1

@@ -411,3 +411,13 @@ def test_command_line_errors_are_clear(tmp_path):
         vit.main(["predict", str(image), "--export", str(bare)])
     with pytest.raises(ValueError, match="class_names must name the 3 classes"):
         tiny_vit(class_names=["a", "b"])
+
+
+@GIVEN
+def test_predict_refuses_an_empty_batch_and_pixels_outside_0_1():
+    model = tiny_vit()
+    with pytest.raises(ValueError, match="images is empty"):
+        vit.predict(model, torch.rand(0, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\].*divide 0..255 pixels by 255"):
+        vit.predict(model, torch.rand(2, 1, 8, 8) * 255)
+    assert vit.predict(model, torch.rand(2, 1, 8, 8)).shape == (2, 3)
