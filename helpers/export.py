@@ -247,7 +247,11 @@ def load_model(path, build) -> nn.Module:
     if not isinstance(saved, dict) or "config" not in saved or "model" not in saved:
         raise ValueError(f"{path} was not written by helpers.export.save_model (no 'config' / 'model' entries)")
     model = build(**saved["config"])
-    model.load_state_dict(saved["model"])
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError as error:     # sizes or names that the saved config does not build
+        raise ValueError(f"{path}: the saved weights do not fit the model its settings build ({error}); "
+                         "pass a model saved by save_model") from None
     return model.eval()
 
 
