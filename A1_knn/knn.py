@@ -206,6 +206,8 @@ def predict_labels(dists: torch.Tensor, y_train: torch.Tensor, k: int = 1) -> to
     if not isinstance(dists, torch.Tensor) or dists.dim() != 2:
         raise ValueError(f"dists must be a (num_train, num_test) tensor, got "
                          f"{tuple(dists.shape) if isinstance(dists, torch.Tensor) else type(dists).__name__}")
+    if not bool(torch.isfinite(dists).all()):
+        raise ValueError("dists holds NaN or infinite values: check the inputs of the distance computation")
     y = _check_labels(y_train, dists.shape[0])
     k = _check_k(k, dists.shape[0])
     classes, y = _compact_labels(y)            # votes over 0..C-1; classes[...] maps back
@@ -277,10 +279,12 @@ class KnnClassifier:
                        chunk_size: int | None = None) -> float:
         """Accuracy in percent on ``(x_test, y_test)``; prints ``Got c / n correct; accuracy is a%``."""
         y_test = _check_labels(y_test, x_test.shape[0], "y_test")
+        if y_test.shape[0] == 0:
+            raise ValueError("x_test is empty: the accuracy on no test points is undefined")
         y_pred = self.predict(x_test, k=k, chunk_size=chunk_size)
         num_correct = int((y_pred == y_test).sum())
         num = int(y_test.shape[0])
-        accuracy = 100.0 * num_correct / num if num else math.nan
+        accuracy = 100.0 * num_correct / num
         if not quiet:
             print(f"Got {num_correct} / {num} correct; accuracy is {accuracy:.2f}%")
         return accuracy

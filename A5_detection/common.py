@@ -303,7 +303,7 @@ def class_candidates(probs: torch.Tensor, score_thresh: float,
     if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or not probs.is_floating_point():
         got = f"shape {tuple(probs.shape)}, {probs.dtype}" if isinstance(probs, torch.Tensor) else type(probs).__name__
         raise ValueError(f"probs must be an (N, C) floating-point tensor of class scores, got {got}")
-    score_thresh = check_real(score_thresh, "score_thresh")
+    score_thresh = check_real(score_thresh, "score_thresh", 0.0, 1.0)
     ### BEGIN SOLUTION
     num_boxes, num_classes = probs.shape
     if best_class_only:
@@ -748,7 +748,7 @@ def detection_errors(prediction: dict, ground_truth: dict, score_thresh: float =
     """
     preds, gts = _check_images([prediction], [ground_truth], num_classes=_num_classes_of(prediction, ground_truth))
     pred, gt = preds[0], gts[0]
-    score_thresh = check_real(score_thresh, "score_thresh")
+    score_thresh = check_real(score_thresh, "score_thresh", 0.0, 1.0)
     iou_threshold = check_real(iou_threshold, "iou_threshold", low=0.0, high=1.0, low_open=True)
     touch_iou = check_real(touch_iou, "touch_iou", low=0.0, high=iou_threshold)
     kinds = {kind: [] for kind in ERROR_KINDS}

@@ -367,7 +367,7 @@ def read_good_images(paths, size: int, channels: int, report=None) -> tuple[list
         except ImageReadError as error:
             report(str(error))
     if not batch:
-        raise ImageReadError(f"none of the {len(paths)} image(s) could be read")
+        raise ImageReadError(f"none of the images could be read: {', '.join(map(str, paths))}")
     return good, torch.stack(batch)
 
 

@@ -1060,6 +1060,9 @@ def test_values_outside_their_range_are_refused():
         average_precision(torch.tensor([1.0, 3.0]), torch.tensor([0.5, 1.0]))
     with pytest.raises(ValueError, match=r"precision must lie in \[0, 1\]"):
         average_precision(torch.tensor([float("nan")]), torch.tensor([1.0]))
+    for threshold in (2.0, -0.5):
+        with pytest.raises(ValueError, match=r"score_thresh must lie in \[0.0, 1.0\]"):
+            class_candidates(torch.rand(3, 4), threshold)
     prediction = {"boxes": boxes, "scores": torch.tensor([float("nan"), 0.5]), "labels": torch.tensor([0, 0])}
     truth = {"boxes": boxes[:1], "labels": torch.tensor([0])}
     with pytest.raises(ValueError, match=r"predictions\[0\]\['scores'\] hold 1 NaN"):

@@ -270,3 +270,14 @@ def test_votes_are_sized_by_the_classes_present_not_by_the_largest_label(monkeyp
     assert by_classifier.tolist() == by_dists.tolist() == [7, 10**9]
     assert set(folds) == {1, 3}
     assert sizes and max(sizes) == 3, f"vote tables sized {sizes}: by the 3 classes present"
+
+
+@pytest.mark.grade("input checks (given code)", points=0)
+def test_no_accuracy_of_no_test_points_and_no_vote_over_nan_distances():
+    clf = KnnClassifier(torch.rand(5, 2, 2), torch.tensor([0, 1, 0, 1, 1]))
+    with pytest.raises(ValueError, match="x_test is empty"):
+        clf.check_accuracy(torch.rand(0, 2, 2), torch.zeros(0, dtype=torch.long), quiet=True)
+    dists = torch.rand(5, 2)
+    dists[1, 0] = float("nan")
+    with pytest.raises(ValueError, match="dists holds NaN"):
+        predict_labels(dists, torch.tensor([0, 1, 0, 1, 1]), k=1)
