@@ -319,6 +319,7 @@ def test_command_line_arguments_and_files_of_the_wrong_kind_are_refused_clearly(
         ("--checkpoint", str(tmp_path / "m.pt2")): "--checkpoint takes a saved model .*use --export",
         ("--checkpoint", str(saved)): "cannot build .*saved by another model",
         ("--out", str(image)): "is a file",
+        ("--export", str(tmp_path / "none.pt2")): r"no export at .*none.pt2; write one with `python -m papers.vit",
         (): "no saved vit model in .*checkpoints/full or .*checkpoints/fast",
     }
     for extra, message in cases.items():
