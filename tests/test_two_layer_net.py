@@ -412,8 +412,8 @@ def test_load_rejects_other_files(tmp_path):
     atomic_save({"W1": torch.zeros(2, 2)}, path)
     with pytest.raises(ValueError, match="does not hold a two-layer net"):
         TwoLayerNet(2, 2, 2).load(path)
-    torch.save({"W1": torch.zeros(2, 3), "b1": torch.zeros(4), "W2": torch.zeros(3, 2), "b2": torch.zeros(2)},
-               path)
+    atomic_save({"W1": torch.zeros(2, 3), "b1": torch.zeros(4), "W2": torch.zeros(3, 2), "b2": torch.zeros(2)},
+                path)
     with pytest.raises(ValueError, match=r"params\['b1'\] must have shape \(3,\)"):
         TwoLayerNet(2, 2, 2).load(path)
 
