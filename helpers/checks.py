@@ -129,3 +129,22 @@ def check_gt_boxes(gt_boxes, num_classes: int | None = None, name: str = "gt_box
         raise ValueError(f"{name}: class ids must lie in [0, {num_classes}) (padding -1), got a class "
                          f"{int(classes.max())}")
     check_boxes(real[:, :4], name)
+
+
+# --------------------------------------------------------------------------- images and feature maps
+# (checks shared by several assignments; each section below collects the ones first needed there)
+
+
+# --------------------------------------------------------------------------- shared with A1 and A2
+
+
+# --------------------------------------------------------------------------- shared with A3
+
+
+# --------------------------------------------------------------------------- shared with A4
+
+
+# --------------------------------------------------------------------------- shared with A5 and the papers
+
+
+# --------------------------------------------------------------------------- shared with A6
