@@ -5,120 +5,36 @@ The network is ``input -> fully connected -> ReLU -> fully connected -> scores``
     hidden = max(0, X @ W1 + b1)        # (N, H)
     scores = hidden @ W2 + b2           # (N, C)
 
-trained with the softmax (cross-entropy) loss plus L2 regularisation of both
-weight matrices, ``reg * (sum(W1 ** 2) + sum(W2 ** 2))``, by minibatch
-stochastic gradient descent.
+trained with the softmax (cross-entropy) loss plus ``reg * (sum(W1 ** 2) + sum(W2 ** 2))``
+by minibatch SGD.  You write, in this order (names and signatures as in EECS 498/598):
+``nn_forward_pass``, ``nn_forward_backward``, the update step of ``nn_train``,
+``nn_predict``, ``nn_get_search_params`` and ``find_best_net``.  ``params`` is a dict with
+``W1 (D, H)``, ``b1 (H,)``, ``W2 (H, C)``, ``b2 (C,)``; ``X (N, D)`` holds one example per
+row with the weights' dtype and device; labels ``y`` are integer class indices in ``[0, C)``.
 
-Names follow EECS 498/598 so course material applies unchanged:
-
-* ``params``: a dict with ``W1 (D, H)``, ``b1 (H,)``, ``W2 (H, C)``, ``b2 (C,)``;
-* ``nn_forward_pass(params, X) -> (scores, hidden)``;
-* ``nn_forward_backward(params, X, y=None, reg=0.0)`` -> scores, or ``(loss, grads)``;
-* ``nn_train(params, loss_func, pred_func, X, y, X_val, y_val, ...)`` -> stats dict;
-* ``nn_predict(params, loss_func, X)`` -> labels;
-* ``TwoLayerNet`` wraps the four; ``nn_get_search_params`` and ``find_best_net``
-  choose the hyper-parameters on the validation set.
-
-``X`` holds one example per row, ``(N, D)``; labels ``y`` are integer class
-indices in ``[0, C)``.  ``X`` must have the weights' dtype and device.
-
-Additions to the course's API (keyword-only, defaulting to the course's behaviour):
-``nn_train(..., momentum=0.0)`` adds classical (heavy-ball) momentum to SGD;
-``find_best_net(..., num_iters=, batch_size=, momentum=, std=)`` sets how each
-candidate is trained; ``TwoLayerNet.train_settings`` keeps the arguments of the
-net's last training, so the winner of a search says how it was trained.
-:data:`BEST_TRAINING` holds the settings measured to give the best Fashion-MNIST
-accuracy within a few CPU minutes.
+Given code (``TwoLayerNet``, ``BEST_TRAINING``) follows the solutions; input checks live in
+``A2_linear/checks.py``.  Additions to EECS 498 (keyword-only, defaulting to its behaviour):
+``nn_train(..., momentum=0.0)`` adds classical (heavy-ball) momentum; ``find_best_net(...,
+num_iters=, batch_size=, momentum=, std=)`` sets how each candidate is trained;
+``TwoLayerNet.train_settings`` keeps the arguments of the net's last training.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from helpers.checks import check_int, check_labels
+from A2_linear import checks
+from A2_linear.checks import PARAM_NAMES
+from helpers.checks import check_int
 from helpers.train import atomic_save, load_verified
-
-PARAM_NAMES = ("W1", "b1", "W2", "b2")
-
-#: How ``find_best_net`` trains each candidate by default (full-size data).  With
-#: 48k Fashion-MNIST training images, 9000 iterations of 200 examples are 37.5 epochs,
-#: about 90 s for a net of 512 hidden units on one CPU core.
-BEST_TRAINING = {"num_iters": 9000, "batch_size": 200, "momentum": 0.9, "std": 1e-2}
-
-
-# --------------------------------------------------------------------------- input checks
-
-
-def _check_number(name: str, value, minimum: float = 0.0, strict: bool = False,
-                  maximum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    too_small = value <= minimum if strict else value < minimum
-    if math.isnan(value) or too_small or (maximum is not None and value >= maximum):
-        bound = f"{'>' if strict else '>='} {minimum:g}"
-        if maximum is not None:
-            bound += f" and < {maximum:g}"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return value
-
-
-def _check_params(params) -> tuple[int, int, int]:
-    """Check ``params`` holds W1 (D, H), b1 (H,), W2 (H, C), b2 (C,) of one float dtype and device.
-
-    Returns ``(D, H, C)``.
-    """
-    if not isinstance(params, dict):
-        raise TypeError(f"params must be a dict with keys {PARAM_NAMES}, got {type(params).__name__}")
-    missing = [name for name in PARAM_NAMES if name not in params]
-    if missing:
-        raise ValueError(f"params is missing {missing}; expected keys {PARAM_NAMES}")
-    for name in PARAM_NAMES:
-        if not isinstance(params[name], torch.Tensor):
-            raise TypeError(f"params[{name!r}] must be a torch.Tensor, got {type(params[name]).__name__}")
-        if not params[name].is_floating_point():
-            raise TypeError(f"params[{name!r}] must be a floating-point tensor, got {params[name].dtype}")
-    W1, b1, W2, b2 = (params[name] for name in PARAM_NAMES)
-    if W1.dim() != 2 or W2.dim() != 2:
-        raise ValueError(f"W1 must be (D, H) and W2 (H, C), got {tuple(W1.shape)} and {tuple(W2.shape)}")
-    D, H = W1.shape
-    C = W2.shape[1]
-    expected = {"W1": (D, H), "b1": (H,), "W2": (H, C), "b2": (C,)}
-    for name, shape in expected.items():
-        if tuple(params[name].shape) != shape:
-            raise ValueError(f"params[{name!r}] must have shape {shape} to match W1 {tuple(W1.shape)} "
-                             f"and W2 {tuple(W2.shape)}, got {tuple(params[name].shape)}")
-    for name in PARAM_NAMES[1:]:
-        if params[name].dtype != W1.dtype or params[name].device != W1.device:
-            raise TypeError(f"params[{name!r}] is {params[name].dtype} on {params[name].device} but W1 is "
-                            f"{W1.dtype} on {W1.device}; all parameters must share dtype and device")
-    return D, H, C
-
-
-def _check_X(X, D: int, like: torch.Tensor, name: str = "X") -> None:
-    """Check ``X`` is ``(N, D)`` with the dtype and device of the weights ``like``."""
-    if not isinstance(X, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (N, {D}), got {type(X).__name__}")
-    if X.dim() != 2 or X.shape[1] != D:
-        raise ValueError(f"{name} must have shape (N, {D}) (one flattened example per row), "
-                         f"got {tuple(X.shape)}")
-    if X.dtype != like.dtype:
-        raise TypeError(f"{name} must have the weights' dtype {like.dtype}, got {X.dtype}; "
-                        f"convert with .to({like.dtype})")
-    if X.device != like.device:
-        raise ValueError(f"{name} is on {X.device} but the weights are on {like.device}")
-
-
-# --------------------------------------------------------------------------- forward and backward
 
 
 def nn_forward_pass(params: dict, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores of the two-layer net.
+    """Scores of the two-layer net (the forward pass).
 
     Args:
         params: ``W1 (D, H)``, ``b1 (H,)``, ``W2 (H, C)``, ``b2 (C,)``.
@@ -127,10 +43,13 @@ def nn_forward_pass(params: dict, X: torch.Tensor) -> tuple[torch.Tensor, torch.
     Returns:
         scores: ``(N, C)``, ``scores[i, c]`` the score of class ``c`` for ``X[i]``;
         hidden: ``(N, H)``, the ReLU activations (kept for the backward pass).
+
+    Rule: no ``torch.relu`` and nothing from ``torch.nn``: write the ReLU yourself
+    (``clamp_min`` or a comparison).
     """
-    D, _, _ = _check_params(params)
-    _check_X(X, D, params["W1"])
+    checks.net_inputs(params, X)
     W1, b1, W2, b2 = (params[name] for name in PARAM_NAMES)
+    hidden, scores = None, None
     ### BEGIN SOLUTION
     hidden = (X @ W1 + b1).clamp_min(0)
     scores = hidden @ W2 + b2
@@ -154,15 +73,14 @@ def nn_forward_backward(params: dict, X: torch.Tensor, y: torch.Tensor | None = 
         ``scores (N, C)`` when ``y`` is ``None``; otherwise ``(loss, grads)`` with
         ``loss`` a 0-dim tensor and ``grads`` a dict holding, for each key of
         ``params``, the gradient of the loss (same shape as the parameter).
+
+    Rule: the backward pass by hand (no autograd); the loss is numerically stable (shift
+    the scores by their row maximum), and averages over the ``N`` examples.
+    Hint: ``d loss / d scores = (softmax - one_hot(y)) / N``; the ReLU passes the
+    gradient only where it was active.
     """
-    D, _, C = _check_params(params)
-    _check_X(X, D, params["W1"])
-    reg = _check_number("reg", reg)
+    reg = checks.net_inputs(params, X, y, reg)
     N = X.shape[0]
-    if y is not None:
-        check_labels(y, N, C)
-        if N == 0:
-            raise ValueError("X must hold at least one example to compute a loss")
     scores, hidden = nn_forward_pass(params, X)
     if y is None:
         return scores
@@ -188,20 +106,6 @@ def nn_forward_backward(params: dict, X: torch.Tensor, y: torch.Tensor | None = 
     grads["b1"] = dhidden.sum(dim=0)
     ### END SOLUTION
     return loss, grads
-
-
-# --------------------------------------------------------------------------- training and prediction
-
-
-def nn_predict(params: dict, loss_func: Callable, X: torch.Tensor) -> torch.Tensor:
-    """Predicted labels ``(N,)`` (int64): the class of highest score for each row of ``X (N, D)``.
-
-    ``loss_func(params, X)`` (with no labels) must return the scores ``(N, C)``,
-    as :func:`nn_forward_backward` does.
-    """
-    ### BEGIN SOLUTION
-    return loss_func(params, X).argmax(dim=1)
-    ### END SOLUTION
 
 
 def nn_train(params: dict, loss_func: Callable, pred_func: Callable, X: torch.Tensor, y: torch.Tensor,
@@ -234,31 +138,22 @@ def nn_train(params: dict, loss_func: Callable, pred_func: Callable, X: torch.Te
         stats: ``{"loss_history": [loss per iteration], "train_acc_history": [...],
         "val_acc_history": [...]}`` with the accuracies as fractions, one per epoch
         (``ceil(num_iters / iterations_per_epoch)`` of them).
-    """
-    D, _, C = _check_params(params)
-    _check_X(X, D, params["W1"])
-    check_labels(y, X.shape[0], C)
-    _check_X(X_val, D, params["W1"], "X_val")
-    check_labels(y_val, X_val.shape[0], C, "y_val")
-    if X.shape[0] == 0 or X_val.shape[0] == 0:
-        raise ValueError(f"X and X_val must each hold at least one example, got {X.shape[0]} and {X_val.shape[0]}")
-    learning_rate = _check_number("learning_rate", learning_rate, strict=True)
-    learning_rate_decay = _check_number("learning_rate_decay", learning_rate_decay, strict=True)
-    momentum = _check_number("momentum", momentum, maximum=1.0)
-    _check_number("reg", reg)
-    num_iters = check_int(num_iters, "num_iters", minimum=1)
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
 
+    Rule: you write only the update of every parameter from ``grads`` (plain SGD, or with
+    momentum when ``momentum > 0``); update ``params`` in place.
+    """
+    checks.net_training(params, X, y, X_val, y_val, learning_rate, learning_rate_decay, reg, num_iters, batch_size,
+                        momentum)
     num_train = X.shape[0]
     iterations_per_epoch = max(num_train // batch_size, 1)
     velocity = {name: torch.zeros_like(value) for name, value in params.items()}
     loss_history, train_acc_history, val_acc_history = [], [], []
 
     for it in range(num_iters):
-        ### BEGIN SOLUTION
-        idx = torch.randint(num_train, (batch_size,), device=X.device)
+        idx = torch.randint(num_train, (batch_size,), device=X.device)  # a minibatch, with replacement
         X_batch, y_batch = X[idx], y[idx]
         loss, grads = loss_func(params, X_batch, y=y_batch, reg=reg)
+        ### BEGIN SOLUTION
         for name, grad in grads.items():
             if momentum:
                 velocity[name].mul_(momentum).sub_(learning_rate * grad)
@@ -281,87 +176,17 @@ def nn_train(params: dict, loss_func: Callable, pred_func: Callable, X: torch.Te
             "val_acc_history": val_acc_history}
 
 
-# --------------------------------------------------------------------------- the model
+def nn_predict(params: dict, loss_func: Callable, X: torch.Tensor) -> torch.Tensor:
+    """Predicted labels ``(N,)`` (int64): the class of highest score for each row of ``X (N, D)``.
 
-
-class TwoLayerNet:
-    """Two-layer fully connected net: ``input (D) -> hidden (H), ReLU -> scores (C)``.
-
-    Weights start as ``std * randn`` drawn from torch's global generator (seed it
-    with ``torch.manual_seed`` or ``helpers.config.setup`` for a reproducible
-    net); biases start at zero.
-
-    Args:
-        input_size: ``D``; hidden_size: ``H``; output_size: ``C`` (number of classes).
-        dtype, device: of the parameters (inputs must match).
-        std: scale of the initial weights.
+    ``loss_func(params, X)`` (with no labels) must return the scores ``(N, C)``,
+    as :func:`nn_forward_backward` does.  Hint: ``torch.argmax``.
     """
-
-    def __init__(self, input_size: int, hidden_size: int, output_size: int,
-                 dtype: torch.dtype = torch.float32, device="cpu", std: float = 1e-4):
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                            ("output_size", output_size)):
-            check_int(value, name, minimum=1)
-        std = _check_number("std", std)
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")
-        self.params = {
-            "W1": std * torch.randn(input_size, hidden_size, dtype=dtype, device=device),
-            "b1": torch.zeros(hidden_size, dtype=dtype, device=device),
-            "W2": std * torch.randn(hidden_size, output_size, dtype=dtype, device=device),
-            "b2": torch.zeros(output_size, dtype=dtype, device=device),
-        }
-        #: The keyword arguments of the last :meth:`train` call (``None`` before any), so a net
-        #: returned by :func:`find_best_net` says how it was trained.
-        self.train_settings: dict | None = None
-
-    @property
-    def sizes(self) -> tuple[int, int, int]:
-        """``(input_size, hidden_size, output_size)`` of the current parameters."""
-        return _check_params(self.params)
-
-    def loss(self, X: torch.Tensor, y: torch.Tensor | None = None, reg: float = 0.0):
-        """Scores ``(N, C)`` without labels, else ``(loss, grads)``; see :func:`nn_forward_backward`."""
-        return nn_forward_backward(self.params, X, y, reg)
-
-    def train(self, X: torch.Tensor, y: torch.Tensor, X_val: torch.Tensor, y_val: torch.Tensor,
-              learning_rate: float = 1e-3, learning_rate_decay: float = 0.95, reg: float = 5e-6,
-              num_iters: int = 100, batch_size: int = 200, verbose: bool = False, *,
-              momentum: float = 0.0) -> dict:
-        """Train in place; returns the stats dict of :func:`nn_train`.
-
-        The settings are kept in :attr:`train_settings`.
-        """
-        self.train_settings = {"learning_rate": learning_rate, "learning_rate_decay": learning_rate_decay,
-                               "reg": reg, "num_iters": num_iters, "batch_size": batch_size, "momentum": momentum}
-        return nn_train(self.params, nn_forward_backward, nn_predict, X, y, X_val, y_val,
-                        learning_rate, learning_rate_decay, reg, num_iters, batch_size, verbose,
-                        momentum=momentum)
-
-    def predict(self, X: torch.Tensor) -> torch.Tensor:
-        """Predicted labels ``(N,)`` for ``X (N, D)``."""
-        return nn_predict(self.params, nn_forward_backward, X)
-
-    def save(self, path) -> None:
-        """Write the parameters to ``path`` (``torch.save`` format, a dict of four tensors, with a checksum)."""
-        atomic_save({name: self.params[name].detach().cpu() for name in PARAM_NAMES}, Path(path))
-
-    def load(self, path) -> None:
-        """Replace the parameters by those saved at ``path`` (read with ``weights_only=True``).
-
-        They keep this net's dtype and device; their sizes become the net's sizes.
-        """
-        like = self.params["W1"]
-        loaded = load_verified(path, "saved two-layer net")
-        if not isinstance(loaded, dict) or set(loaded) != set(PARAM_NAMES):
-            found = sorted(loaded) if isinstance(loaded, dict) else type(loaded).__name__
-            raise ValueError(f"{path} does not hold a two-layer net: expected a dict with keys "
-                             f"{PARAM_NAMES}, found {found}")
-        _check_params(loaded)
-        self.params = {name: loaded[name].to(dtype=like.dtype, device=like.device) for name in PARAM_NAMES}
-
-
-# --------------------------------------------------------------------------- hyper-parameter search
+    y_pred = None
+    ### BEGIN SOLUTION
+    y_pred = loss_func(params, X).argmax(dim=1)
+    ### END SOLUTION
+    return y_pred
 
 
 def nn_get_search_params():
@@ -373,7 +198,9 @@ def nn_get_search_params():
     The values suit inputs scaled like :func:`helpers.data.preprocess_dataset`
     makes them (pixels in [0, 1] minus the mean image) trained with
     :data:`BEST_TRAINING` (momentum 0.9, initial weights ``1e-2 * randn``).
+    Rule: at least one value of each; keep the grid small (every point trains a net).
     """
+    learning_rates, hidden_sizes, regularization_strengths, learning_rate_decays = [], [], [], []
     ### BEGIN SOLUTION
     learning_rates = [1e-1, 2e-1]
     hidden_sizes = [512]
@@ -402,18 +229,13 @@ def find_best_net(data_dict: dict, get_param_set_fn: Callable, *, num_iters: int
         ``(best_net, best_stat, best_val_acc)``: the net with the highest validation
         accuracy (ties: the first tried), the stats dict of its training, and that
         accuracy as a fraction.
+
+    Rule: one :class:`TwoLayerNet` per point of the grid, trained on the training split
+    and scored on the validation split.
     """
-    if not isinstance(data_dict, dict):
-        raise TypeError(f"data_dict must be a dict, got {type(data_dict).__name__}")
-    missing = [key for key in ("X_train", "y_train", "X_val", "y_val") if key not in data_dict]
-    if missing:
-        raise ValueError(f"data_dict is missing {missing}; build it with helpers.data.preprocess_dataset")
+    checks.search_data(data_dict)
     X_train, y_train = data_dict["X_train"], data_dict["y_train"]
     X_val, y_val = data_dict["X_val"], data_dict["y_val"]
-    if not isinstance(X_train, torch.Tensor) or X_train.dim() != 2:
-        raise ValueError("data_dict['X_train'] must be a (N, D) tensor: use preprocess_dataset(..., flatten=True)")
-    if not isinstance(y_train, torch.Tensor) or y_train.numel() == 0:
-        raise ValueError("data_dict['y_train'] must be a non-empty tensor of labels")
     settings = dict(BEST_TRAINING)
     for name, value in (("num_iters", num_iters), ("batch_size", batch_size), ("momentum", momentum),
                         ("std", std)):
@@ -439,3 +261,89 @@ def find_best_net(data_dict: dict, get_param_set_fn: Callable, *, num_iters: int
             best_net, best_stat, best_val_acc = net, stats, val_acc
     ### END SOLUTION
     return best_net, best_stat, best_val_acc
+
+
+# --------------------------------------------------------------------------- given code
+
+#: How ``find_best_net`` trains each candidate by default (full-size data).  With
+#: 48k Fashion-MNIST training images, 9000 iterations of 200 examples are 37.5 epochs,
+#: about 90 s for a net of 512 hidden units on one CPU core.
+BEST_TRAINING = {"num_iters": 9000, "batch_size": 200, "momentum": 0.9, "std": 1e-2}
+
+
+class TwoLayerNet:
+    """Two-layer fully connected net: ``input (D) -> hidden (H), ReLU -> scores (C)``.
+
+    Weights start as ``std * randn`` drawn from torch's global generator (seed it
+    with ``torch.manual_seed`` or ``helpers.config.setup`` for a reproducible
+    net); biases start at zero.
+
+    Args:
+        input_size: ``D``; hidden_size: ``H``; output_size: ``C`` (number of classes).
+        dtype, device: of the parameters (inputs must match).
+        std: scale of the initial weights.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int,
+                 dtype: torch.dtype = torch.float32, device="cpu", std: float = 1e-4):
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                            ("output_size", output_size)):
+            check_int(value, name, minimum=1)
+        std = checks.number("std", std)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype}")
+        self.params = {
+            "W1": std * torch.randn(input_size, hidden_size, dtype=dtype, device=device),
+            "b1": torch.zeros(hidden_size, dtype=dtype, device=device),
+            "W2": std * torch.randn(hidden_size, output_size, dtype=dtype, device=device),
+            "b2": torch.zeros(output_size, dtype=dtype, device=device),
+        }
+        #: The keyword arguments of the last :meth:`train` call (``None`` before any), so a net
+        #: returned by :func:`find_best_net` says how it was trained.
+        self.train_settings: dict | None = None
+
+    @property
+    def sizes(self) -> tuple[int, int, int]:
+        """``(input_size, hidden_size, output_size)`` of the current parameters."""
+        return checks.params(self.params)
+
+    def loss(self, X: torch.Tensor, y: torch.Tensor | None = None, reg: float = 0.0):
+        """Scores ``(N, C)`` without labels, else ``(loss, grads)``; see :func:`nn_forward_backward`."""
+        return nn_forward_backward(self.params, X, y, reg)
+
+    def train(self, X: torch.Tensor, y: torch.Tensor, X_val: torch.Tensor, y_val: torch.Tensor,
+              learning_rate: float = 1e-3, learning_rate_decay: float = 0.95, reg: float = 5e-6,
+              num_iters: int = 100, batch_size: int = 200, verbose: bool = False, *,
+              momentum: float = 0.0) -> dict:
+        """Train in place; returns the stats dict of :func:`nn_train`.
+
+        The settings are kept in :attr:`train_settings`.  ``nn_train`` is called with EECS 498's
+        signature; ``momentum`` is passed on only when it is not 0.
+        """
+        self.train_settings = {"learning_rate": learning_rate, "learning_rate_decay": learning_rate_decay,
+                               "reg": reg, "num_iters": num_iters, "batch_size": batch_size, "momentum": momentum}
+        extra = {"momentum": momentum} if momentum else {}
+        return nn_train(self.params, nn_forward_backward, nn_predict, X, y, X_val, y_val,
+                        learning_rate, learning_rate_decay, reg, num_iters, batch_size, verbose, **extra)
+
+    def predict(self, X: torch.Tensor) -> torch.Tensor:
+        """Predicted labels ``(N,)`` for ``X (N, D)``."""
+        return nn_predict(self.params, nn_forward_backward, X)
+
+    def save(self, path) -> None:
+        """Write the parameters to ``path`` (``torch.save`` format, a dict of four tensors, with a checksum)."""
+        atomic_save({name: self.params[name].detach().cpu() for name in PARAM_NAMES}, Path(path))
+
+    def load(self, path) -> None:
+        """Replace the parameters by those saved at ``path`` (read with ``weights_only=True``).
+
+        They keep this net's dtype and device; their sizes become the net's sizes.
+        """
+        like = self.params["W1"]
+        loaded = load_verified(path, "saved two-layer net")
+        if not isinstance(loaded, dict) or set(loaded) != set(PARAM_NAMES):
+            found = sorted(loaded) if isinstance(loaded, dict) else type(loaded).__name__
+            raise ValueError(f"{path} does not hold a two-layer net: expected a dict with keys "
+                             f"{PARAM_NAMES}, found {found}")
+        checks.params(loaded)
+        self.params = {name: loaded[name].to(dtype=like.dtype, device=like.device) for name in PARAM_NAMES}

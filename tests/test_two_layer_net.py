@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import A2_linear.two_layer_net as tln
 from A2_linear.two_layer_net import (
-    BEST_TRAINING,
     TwoLayerNet,
     find_best_net,
     nn_forward_backward,
@@ -429,7 +429,7 @@ def test_search_params_are_four_non_empty_lists():
     learning_rates, hidden_sizes, regs, decays = grid
     assert all(lr > 0 for lr in learning_rates) and all(isinstance(h, int) and h > 0 for h in hidden_sizes)
     assert all(r >= 0 for r in regs) and all(0 < d <= 1 for d in decays)
-    assert set(BEST_TRAINING) == {"num_iters", "batch_size", "momentum", "std"}
+    assert set(tln.BEST_TRAINING) == {"num_iters", "batch_size", "momentum", "std"}
 
 
 @SEARCH
@@ -456,15 +456,15 @@ def test_find_best_net_returns_the_best_of_the_grid(capsys):
 
 @SEARCH
 def test_find_best_net_trains_with_best_training_by_default(monkeypatch):
-    monkeypatch.setitem(BEST_TRAINING, "num_iters", 7)
-    monkeypatch.setitem(BEST_TRAINING, "batch_size", 20)
+    monkeypatch.setitem(tln.BEST_TRAINING, "num_iters", 7)
+    monkeypatch.setitem(tln.BEST_TRAINING, "batch_size", 20)
     X, y = blobs(dim=4)
     data = {"X_train": X[:200], "y_train": y[:200], "X_val": X[200:], "y_val": y[200:]}
     torch.manual_seed(0)
     net, stats, _ = find_best_net(data, lambda: ([0.1], [3], [0.0], [1.0]))
     assert len(stats["loss_history"]) == 7
     assert net.train_settings == {"learning_rate": 0.1, "learning_rate_decay": 1.0, "reg": 0.0, "num_iters": 7,
-                                  "batch_size": 20, "momentum": BEST_TRAINING["momentum"]}
+                                  "batch_size": 20, "momentum": tln.BEST_TRAINING["momentum"]}
     assert len(stats["val_acc_history"]) == 1  # 200 // 20 = 10 iterations per epoch
     assert net.sizes == (4, 3, 3) and net.params["W1"].dtype == torch.float32
 
