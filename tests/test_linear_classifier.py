@@ -25,7 +25,6 @@ from A2_linear.linear_classifier import (
     svm_get_search_params,
     svm_loss_naive,
     svm_loss_vectorized,
-    test_one_param_set,
     train_linear_classifier,
 )
 from helpers.gradcheck import compute_numeric_gradient, rel_error
@@ -315,7 +314,17 @@ def test_training_lowers_the_loss_and_separates_blobs(loss_fn):
 
 
 @TRAINING
-def test_training_starts_from_w_without_changing_it():
+def test_training_starts_from_w():
+    X, y = blobs(seed=1)
+    W0 = torch.zeros(X.shape[1], 3)
+    torch.manual_seed(0)
+    W, _ = train_linear_classifier(svm_loss_vectorized, W0.clone(), X, y, 1e-2, 0.0, num_iters=5, batch_size=10)
+    assert W.shape == W0.shape and not torch.equal(W, W0)
+
+
+@GIVEN
+def test_training_leaves_the_w_passed_in_unchanged():
+    """The course's given code copies W first (EECS 498's updates the tensor passed in)."""
     X, y = blobs(seed=1)
     W0 = torch.zeros(X.shape[1], 3)
     torch.manual_seed(0)
@@ -423,7 +432,14 @@ def test_predict_takes_the_highest_score():
 
 
 @PREDICTION
-def test_predict_matches_argmax_of_scores_in_another_dtype():
+def test_predict_matches_argmax_of_scores():
+    W, X, _ = random_problem(25, 6, 4, seed=10)
+    assert torch.equal(predict_linear_classifier(W, X), (X @ W).argmax(dim=1))
+
+
+@GIVEN
+def test_predict_converts_x_to_the_weights_dtype():
+    """The course's predict_linear_classifier takes X of another dtype (weights loaded on the CPU)."""
     W, X, _ = random_problem(25, 6, 4, seed=10)
     assert torch.equal(predict_linear_classifier(W, X.float()), (X @ W).argmax(dim=1))
 
@@ -467,20 +483,32 @@ def test_classifier_trains_predicts_and_continues_training(cls):
     assert more[0] < 0.5 * history[0]
 
 
-@PREDICTION
-def test_save_load_round_trip(tmp_path, capsys):
+def trained_softmax(path):
+    """A small Softmax classifier, trained and saved at ``path``, and its data."""
     X, y = blobs(seed=3)
     model = Softmax()
     torch.manual_seed(0)
     model.train(X, y, learning_rate=1e-1, num_iters=50, batch_size=30)
-    path = tmp_path / "softmax.pt"
     model.save(path)
+    return model, X
+
+
+@PREDICTION
+def test_save_load_round_trip(tmp_path):
+    model, X = trained_softmax(tmp_path / "softmax.pt")
     loaded = Softmax()
-    loaded.load(path)
-    assert capsys.readouterr().out == ""  # library code is quiet unless verbose
+    loaded.load(tmp_path / "softmax.pt")
     assert torch.equal(loaded.W, model.W)
     assert torch.equal(loaded.predict(X), model.predict(X))
-    loaded.load(path, verbose=True)
+
+
+@GIVEN
+def test_save_and_load_are_quiet_unless_verbose(tmp_path, capsys):
+    trained_softmax(tmp_path / "softmax.pt")
+    loaded = Softmax()
+    loaded.load(tmp_path / "softmax.pt")
+    assert capsys.readouterr().out == ""  # library code is quiet unless verbose
+    loaded.load(tmp_path / "softmax.pt", verbose=True)
     assert "softmax.pt" in capsys.readouterr().out
 
 
@@ -526,7 +554,7 @@ def test_best_training_settings_are_accepted_by_the_search():
     assert best["batch_size"] == 200  # the batch size test_one_param_set trains with
     data = blob_data()
     torch.manual_seed(0)
-    _, train_acc, _ = test_one_param_set(with_decay(Softmax, best["lr_decay"]), data, 1e-1, 1e-4, num_iters=3)
+    _, train_acc, _ = lc.test_one_param_set(with_decay(Softmax, best["lr_decay"]), data, 1e-1, 1e-4, num_iters=3)
     assert 0 <= train_acc <= 100
     assert 0 < best["lr_decay"] <= 1 and best["num_iters"] >= 1000
 
@@ -536,7 +564,7 @@ def test_best_training_settings_are_accepted_by_the_search():
 def test_one_param_set_returns_accuracies_in_percent(cls):
     data = blob_data()
     torch.manual_seed(0)
-    model, train_acc, val_acc = test_one_param_set(cls(), data, 1e-1, 1e-4, num_iters=150)
+    model, train_acc, val_acc = lc.test_one_param_set(cls(), data, 1e-1, 1e-4, num_iters=150)
     assert isinstance(model, cls)
     assert isinstance(train_acc, float) and isinstance(val_acc, float)
     assert train_acc >= 95.0
@@ -551,7 +579,7 @@ def test_one_param_set_trains_a_given_instance_in_place():
     data = blob_data()
     model = LinearSVM()
     torch.manual_seed(0)
-    returned, _, _ = test_one_param_set(model, data, 1e-2, 0.0, num_iters=5)
+    returned, _, _ = lc.test_one_param_set(model, data, 1e-2, 0.0, num_iters=5)
     assert returned is model and model.W is not None
 
 
@@ -559,11 +587,11 @@ def test_one_param_set_trains_a_given_instance_in_place():
 def test_one_param_set_errors():
     data = blob_data()
     with pytest.raises(ValueError, match="X_val"):
-        test_one_param_set(LinearSVM(), {k: v for k, v in data.items() if k != "X_val"}, 1e-2, 0.0, num_iters=1)
+        lc.test_one_param_set(LinearSVM(), {k: v for k, v in data.items() if k != "X_val"}, 1e-2, 0.0, num_iters=1)
     with pytest.raises(TypeError, match=r"pass LinearSVM\(\), not the class"):
-        test_one_param_set(LinearSVM, data, 1e-2, 0.0, num_iters=1)
+        lc.test_one_param_set(LinearSVM, data, 1e-2, 0.0, num_iters=1)
     with pytest.raises(TypeError, match="LinearClassifier"):
-        test_one_param_set({}, data, 1e-2, 0.0, num_iters=1)
+        lc.test_one_param_set({}, data, 1e-2, 0.0, num_iters=1)
 
 
 # --------------------------------------------------------------------------- clear errors
