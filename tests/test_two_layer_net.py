@@ -155,7 +155,7 @@ def test_loss_is_stable_for_huge_scores():
 def test_initial_loss_of_a_small_random_net_is_log_num_classes():
     """Tiny weights give near-uniform scores: the loss starts at about -log(1/C)."""
     torch.manual_seed(0)
-    net = TwoLayerNet(20, 30, 10, dtype=torch.float64, std=1e-4)
+    net = TwoLayerNet(20, 30, 10, dtype=torch.float64, std=1e-4, device="cpu")
     X, y = torch.randn(50, 20, dtype=torch.float64), torch.randint(0, 10, (50,))
     loss, _ = net.loss(X, y, reg=0.0)
     assert abs(loss.item() - math.log(10)) < 1e-4
@@ -247,7 +247,7 @@ def test_training_on_blobs_lowers_loss_and_raises_accuracy():
     X, y = blobs()
     X_train, y_train, X_val, y_val = X[:240], y[:240], X[240:], y[240:]
     torch.manual_seed(0)
-    net = TwoLayerNet(6, 20, 3, std=0.1)
+    net = TwoLayerNet(6, 20, 3, std=0.1, device="cpu")
     before = (net.predict(X_val) == y_val).float().mean().item()
     stats = net.train(X_train, y_train, X_val, y_val, learning_rate=0.1, learning_rate_decay=0.95,
                       reg=1e-4, num_iters=200, batch_size=40)
@@ -266,7 +266,7 @@ def test_training_on_fashion_mnist_subset_beats_chance_by_far():
     x_train, y_train, x_test, y_test = load_dataset("fashion_mnist", num_train=3000, num_test=500)
     data = preprocess_dataset(x_train, y_train, x_test, y_test, validation_ratio=0.1)
     torch.manual_seed(0)
-    net = TwoLayerNet(784, 64, 10, std=1e-2)
+    net = TwoLayerNet(784, 64, 10, std=1e-2, device="cpu")
     stats = net.train(data["X_train"], data["y_train"], data["X_val"], data["y_val"], learning_rate=5e-2,
                       learning_rate_decay=0.9, reg=1e-4, num_iters=300, batch_size=100, momentum=0.9)
     test_acc = (net.predict(data["X_test"]) == data["y_test"]).float().mean().item()
@@ -281,7 +281,7 @@ def test_momentum_reaches_a_lower_loss_with_the_same_steps():
     losses = {}
     for momentum in (0.0, 0.9):
         torch.manual_seed(0)
-        net = TwoLayerNet(6, 20, 3, std=0.01)
+        net = TwoLayerNet(6, 20, 3, std=0.01, device="cpu")
         stats = net.train(X, y, X, y, learning_rate=0.01, num_iters=100, batch_size=50, momentum=momentum)
         losses[momentum] = sum(stats["loss_history"][-10:]) / 10
     assert losses[0.9] < 0.5 * losses[0.0]
@@ -293,7 +293,7 @@ def test_training_is_reproducible_from_the_global_seed():
     runs = []
     for _ in range(2):
         torch.manual_seed(3)
-        net = TwoLayerNet(6, 8, 3, std=0.1)
+        net = TwoLayerNet(6, 8, 3, std=0.1, device="cpu")
         stats = net.train(X, y, X, y, learning_rate=0.05, num_iters=30, batch_size=16)
         runs.append((stats["loss_history"], net.params["W1"].clone()))
     assert runs[0][0] == runs[1][0]
@@ -349,7 +349,7 @@ def test_nn_train_momentum_steps_follow_the_velocity():
 def test_stats_keys_and_lengths(num_iters, batch_size, epochs):
     X, y = blobs()  # 300 examples: 300 // batch_size iterations per epoch
     torch.manual_seed(0)
-    net = TwoLayerNet(6, 5, 3, std=0.1)
+    net = TwoLayerNet(6, 5, 3, std=0.1, device="cpu")
     stats = net.train(X, y, X[:50], y[:50], num_iters=num_iters, batch_size=batch_size)
     assert set(stats) == {"loss_history", "train_acc_history", "val_acc_history"}
     assert len(stats["loss_history"]) == num_iters
@@ -387,11 +387,11 @@ def test_learning_rate_decays_once_per_epoch():
 def test_verbose_prints_every_100_iterations(capsys):
     X, y = blobs()
     torch.manual_seed(0)
-    TwoLayerNet(6, 5, 3, std=0.1).train(X, y, X, y, num_iters=201, batch_size=20, verbose=True)
+    TwoLayerNet(6, 5, 3, std=0.1, device="cpu").train(X, y, X, y, num_iters=201, batch_size=20, verbose=True)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines] == ["iteration 0 / 201", "iteration 100 / 201",
                                                       "iteration 200 / 201"]
-    TwoLayerNet(6, 5, 3, std=0.1).train(X, y, X, y, num_iters=20, batch_size=20)
+    TwoLayerNet(6, 5, 3, std=0.1, device="cpu").train(X, y, X, y, num_iters=20, batch_size=20)
     assert capsys.readouterr().out == ""
 
 
@@ -401,14 +401,14 @@ def test_verbose_prints_every_100_iterations(capsys):
 @GIVEN
 def test_init_shapes_dtype_and_seed():
     torch.manual_seed(0)
-    net = TwoLayerNet(7, 4, 3, dtype=torch.float64, std=0.5)
+    net = TwoLayerNet(7, 4, 3, dtype=torch.float64, std=0.5, device="cpu")
     assert {name: tuple(v.shape) for name, v in net.params.items()} == {
         "W1": (7, 4), "b1": (4,), "W2": (4, 3), "b2": (3,)}
     assert all(v.dtype == torch.float64 for v in net.params.values())
     assert torch.equal(net.params["b1"], torch.zeros(4, dtype=torch.float64))
     assert 0.2 < net.params["W1"].std().item() < 0.8
     torch.manual_seed(0)
-    assert torch.equal(TwoLayerNet(7, 4, 3, dtype=torch.float64, std=0.5).params["W1"], net.params["W1"])
+    assert torch.equal(TwoLayerNet(7, 4, 3, dtype=torch.float64, std=0.5, device="cpu").params["W1"], net.params["W1"])
     assert net.sizes == (7, 4, 3)
     assert net.train_settings is None
 
@@ -416,7 +416,7 @@ def test_init_shapes_dtype_and_seed():
 @TRAINING
 def test_predict_shape_and_values():
     params, X, _ = toy_problem(dtype=torch.float32)
-    net = TwoLayerNet(4, 10, 3)
+    net = TwoLayerNet(4, 10, 3, device="cpu")
     net.params = params
     pred = net.predict(X)
     assert pred.shape == (5,) and pred.dtype == torch.int64
@@ -438,17 +438,17 @@ def test_nn_predict_takes_the_argmax_of_the_loss_funcs_scores():
 @TRAINING
 def test_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
-    net = TwoLayerNet(6, 5, 3, std=0.1)
+    net = TwoLayerNet(6, 5, 3, std=0.1, device="cpu")
     path = tmp_path / "net.pt"
     net.save(path)
-    other = TwoLayerNet(6, 5, 3, std=0.1)
-    assert not torch.equal(other.params["W1"], net.params["W1"])
+    other = TwoLayerNet(6, 5, 3, std=0.1, device="cpu")
+    other.params = {name: value + 1 for name, value in other.params.items()}
     other.load(path)
     for name in NAMES:
         assert torch.equal(other.params[name], net.params[name])
     X = torch.randn(4, 6)
     assert torch.equal(other.predict(X), net.predict(X))
-    as64 = TwoLayerNet(6, 5, 3, dtype=torch.float64)
+    as64 = TwoLayerNet(6, 5, 3, dtype=torch.float64, device="cpu")
     as64.load(path)
     assert as64.params["W1"].dtype == torch.float64
 
@@ -458,11 +458,11 @@ def test_load_rejects_other_files(tmp_path):
     path = tmp_path / "bad.pt"
     atomic_save({"W1": torch.zeros(2, 2)}, path)
     with pytest.raises(ValueError, match="does not hold a two-layer net"):
-        TwoLayerNet(2, 2, 2).load(path)
+        TwoLayerNet(2, 2, 2, device="cpu").load(path)
     atomic_save({"W1": torch.zeros(2, 3), "b1": torch.zeros(4), "W2": torch.zeros(3, 2), "b2": torch.zeros(2)},
                 path)
     with pytest.raises(ValueError, match=r"params\['b1'\] must have shape \(3,\)"):
-        TwoLayerNet(2, 2, 2).load(path)
+        TwoLayerNet(2, 2, 2, device="cpu").load(path)
 
 
 # --------------------------------------------------------------------------- search
@@ -592,7 +592,7 @@ def test_clear_errors_on_bad_input():
 @GIVEN
 def test_clear_errors_in_training_and_construction():
     X, y = blobs()
-    net = TwoLayerNet(6, 5, 3)
+    net = TwoLayerNet(6, 5, 3, device="cpu")
     with pytest.raises(ValueError, match=r"X_val must have shape \(N, 6\)"):
         net.train(X, y, X[:, :5], y)
     with pytest.raises(ValueError, match=r"y_val must have shape \(300,\)"):
@@ -612,6 +612,6 @@ def test_clear_errors_in_training_and_construction():
     with pytest.raises(ValueError, match="at least one example"):
         net.train(X[:0], y[:0], X, y)
     with pytest.raises(ValueError, match="hidden_size must be >= 1"):
-        TwoLayerNet(6, 0, 3)
+        TwoLayerNet(6, 0, 3, device="cpu")
     with pytest.raises(TypeError, match="floating-point torch.dtype"):
-        TwoLayerNet(6, 5, 3, dtype=torch.int64)
+        TwoLayerNet(6, 5, 3, dtype=torch.int64, device="cpu")
