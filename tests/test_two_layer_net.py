@@ -448,8 +448,14 @@ def test_save_load_round_trip(tmp_path):
         assert torch.equal(other.params[name], net.params[name])
     X = torch.randn(4, 6)
     assert torch.equal(other.predict(X), net.predict(X))
+
+
+@GIVEN
+def test_load_keeps_the_nets_dtype(tmp_path):
+    torch.manual_seed(0)
+    TwoLayerNet(6, 5, 3, std=0.1, device="cpu").save(tmp_path / "net.pt")
     as64 = TwoLayerNet(6, 5, 3, dtype=torch.float64, device="cpu")
-    as64.load(path)
+    as64.load(tmp_path / "net.pt")
     assert as64.params["W1"].dtype == torch.float64
 
 
