@@ -153,7 +153,9 @@ def _files(folder: Path) -> list[Path]:
 
 
 def _modules(folder: Path) -> tuple[str, ...]:
-    return tuple(sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__"))
+    """Module stems of ``folder``; an assignment folder's ``checks.py`` (its input checks) is none of them."""
+    skip = {"__init__"} if folder.name == HELPERS else {"__init__", "checks"}
+    return tuple(sorted(p.stem for p in folder.glob("*.py") if p.stem not in skip))
 
 
 def _assignment_sort_key(folder: str):
