@@ -5,9 +5,9 @@ You write, in this order (names and signatures as in EECS 498/598):
 * ``compute_distances_two_loops / _one_loop / _no_loops(x_train, x_test)``: the
   ``(num_train, num_test)`` matrix of Euclidean distances;
 * ``predict_labels(dists, y_train, k)``: the majority vote of the ``k`` nearest labels;
-* ``KnnClassifier``: stores the training set and predicts with the two above;
 * ``knn_cross_validate`` / ``knn_get_best_k``: choose ``k``.
 
+The given ``KnnClassifier`` stores the training set and predicts with the first two.
 ``squared_distances``, ``nearest_indices`` and ``vote`` are optional helpers: the
 course's solution uses them, nothing given calls them.  Inputs may have any trailing
 shape (``x_train (num_train, D1, ..., Dn)`` is flattened to ``(num_train, D)``);
@@ -174,20 +174,16 @@ class KnnClassifier:
     def predict(self, x_test: torch.Tensor, k: int = 1, chunk_size: int | None = None) -> torch.Tensor:
         """Predicted labels ``(num_test,)`` by majority vote of the ``k`` nearest training points.
 
-        Rule: use your :func:`compute_distances_no_loops` and :func:`predict_labels`.
-        The given loop hands you the test set ``chunk_size`` points at a time (by default
-        as many as 256 MiB of distances hold), so memory stays bounded.
+        Given code: your :func:`compute_distances_no_loops` and :func:`predict_labels` on the
+        test set, ``chunk_size`` points at a time (by default as many as 256 MiB of distances
+        hold), so memory stays bounded.
         """
         x_test = checks.query(x_test, self.x_train.shape[1:], self.x_train.dtype)
         step = checks.chunk_size(chunk_size, self.x_train.shape[0] * self.x_train.element_size(), CHUNK_BYTES)
         predictions = [self.y_train.new_zeros(0)]
         for x_chunk in x_test.split(step) if x_test.shape[0] else []:
-            y_test_pred = None
-            ### BEGIN SOLUTION
             dists = compute_distances_no_loops(self.x_train, x_chunk)
-            y_test_pred = predict_labels(dists, self.y_train, k=k)
-            ### END SOLUTION
-            predictions.append(y_test_pred)
+            predictions.append(predict_labels(dists, self.y_train, k=k))
         return torch.cat(predictions)
 
     def check_accuracy(self, x_test: torch.Tensor, y_test: torch.Tensor, k: int = 1, quiet: bool = False,
