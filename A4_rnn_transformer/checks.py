@@ -12,6 +12,8 @@ first learns its size from that argument, every later argument must agree with i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from helpers.checks import check_int
@@ -261,3 +263,231 @@ def is_instance(value, kind: type, name: str) -> None:
     if not isinstance(value, kind):
         raise TypeError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
 
+
+
+# --------------------------------------------------------------------------- transformer
+
+
+def probability(name: str, value) -> float:
+    """A number in ``[0, 1)`` (a dropout rate, a smoothing), returned as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number in [0, 1), got {value!r}")
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must lie in [0, 1), got {value}")
+    return float(value)
+
+
+def float_tensor(x, name: str, dims: int, hint: str) -> None:
+    """``x`` must be a floating tensor with ``dims`` dimensions (``hint`` names the expected shape)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {hint}, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor of shape {hint}, got {x.dtype}")
+    if x.dim() != dims:
+        raise ValueError(f"{name} must have shape {hint}, got {tuple(x.shape)}")
+
+
+def token_tensor(x, name: str, hint: str = "(N, K)", vocab_len: int | None = None) -> None:
+    """``x`` must be an integer tensor of token ids of shape ``hint``, ids in ``[0, vocab_len)``."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids, shape {hint}, got {type(x).__name__}")
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer token ids (int64), got {x.dtype}")
+    if x.dim() != hint.count(",") + 1:
+        raise ValueError(f"{name} must have shape {hint}, got {tuple(x.shape)}")
+    if vocab_len is not None and x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab_len):
+        raise ValueError(f"{name} must hold token ids in [0, {vocab_len}) (vocab_len={vocab_len}), "
+                         f"got values from {int(x.min())} to {int(x.max())}")
+
+
+def vocab_list(vocab) -> None:
+    """A list of unique non-empty token strings."""
+    if isinstance(vocab, str) or not isinstance(vocab, Sequence):
+        raise TypeError(f"vocab must be a list of token strings, got {type(vocab).__name__}")
+    if not all(isinstance(token, str) and token for token in vocab):
+        raise TypeError("vocab must hold non-empty strings")
+    repeated = sorted({token for token in vocab if list(vocab).count(token) > 1})
+    if repeated:
+        raise ValueError(f"vocab must not repeat a token, got {repeated} more than once")
+
+
+def text_to_tokens(input_str, token_dict: dict, spc_tokens: Sequence[str]) -> None:
+    """Every word of ``input_str`` is a special token or a number whose digits ``token_dict`` knows."""
+    if not isinstance(input_str, str):
+        raise TypeError(f"input_str must be a string of space-separated tokens, got {type(input_str).__name__}")
+    special = set(spc_tokens)
+    for word in input_str.split():
+        if word not in special and not (word.isascii() and word.isdigit()):
+            raise ValueError(f"unknown token {word!r} in {input_str!r}: it is neither a special token "
+                             f"({', '.join(spc_tokens)}) nor a number")
+        pieces = [word] if word in special else list(word)
+        missing = [piece for piece in pieces if piece not in token_dict]
+        if missing:
+            raise ValueError(f"unknown token {missing[0]!r} in {input_str!r}: it is not in token_dict")
+
+
+def qkv(query, key, value, batched: bool) -> None:
+    """Shapes of attention inputs: query ``(N, K, M)``, key ``(N, K', M)``, value ``(N, K', M_v)``."""
+    lead, n = ("N, ", 1) if batched else ("", 0)
+    float_tensor(query, "query", 2 + n, f"({lead}K, M)")
+    float_tensor(key, "key", 2 + n, f"({lead}K', M)")
+    float_tensor(value, "value", 2 + n, f"({lead}K', M_v)")
+    q, k, v = tuple(query.shape), tuple(key.shape), tuple(value.shape)
+    if batched and not q[0] == k[0] == v[0]:
+        raise ValueError(f"query, key and value must share the batch size N, got {q}, {k} and {v}")
+    if k[-1] != q[-1]:
+        raise ValueError(f"key must have the query's last dimension M={q[-1]}: query {q}, key {k}")
+    if v[-2] != k[-2]:
+        raise ValueError(f"value must have one row per key (K'={k[-2]}): key {k}, value {v}")
+
+
+def attention_mask(mask, shape: tuple) -> None:
+    """``mask`` must be None or a bool tensor broadcastable to ``shape`` = ``(N, K, K')``; True = hidden."""
+    if mask is None:
+        return
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        kind = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise TypeError(f"mask must be a bool tensor of shape {shape} (True = hidden position), got {kind}")
+    try:
+        fits = mask.dim() == len(shape) and torch.broadcast_shapes(tuple(mask.shape), shape) == shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(f"mask must have shape {shape} (N, K, K'), got {tuple(mask.shape)}")
+
+
+def masked_qkv(query, key, value, mask) -> None:
+    """:func:`qkv` (batched) and :func:`attention_mask` of the shape ``(N, K, K')`` they give."""
+    qkv(query, key, value, batched=True)
+    attention_mask(mask, (query.shape[0], query.shape[1], key.shape[1]))
+
+
+def sequence(x, name: str, emb_dim: int) -> None:
+    """``x``: a float ``(N, K, emb_dim)`` tensor."""
+    float_tensor(x, name, 3, f"(N, K, {emb_dim})")
+    if x.shape[-1] != emb_dim:
+        raise ValueError(f"{name} must have shape (N, K, {emb_dim}) (emb_dim={emb_dim}), got {tuple(x.shape)}")
+
+
+def projected_qkv(query, key, value, dim_in: int) -> None:
+    """Inputs of ``SelfAttention.forward``: query ``(N, K, dim_in)``, key and value ``(N, K', dim_in)``."""
+    for name, x in (("query", query), ("key", key), ("value", value)):
+        sequence(x, name, dim_in)
+    if key.shape[:2] != value.shape[:2] or query.shape[0] != key.shape[0]:
+        raise ValueError(f"query (N, K, M), key and value (N, K', M) must share N, and key and value K': "
+                         f"got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
+
+
+def sizes(**values) -> None:
+    """Every keyword is a size: an int >= 1."""
+    for name, value in values.items():
+        check_int(value, name, minimum=1)
+
+
+def heads(num_heads, emb_dim) -> None:
+    """Two ints >= 1, ``num_heads`` dividing ``emb_dim``."""
+    check_int(num_heads, "num_heads", minimum=1)
+    check_int(emb_dim, "emb_dim", minimum=1)
+    if emb_dim % num_heads:
+        raise ValueError(f"num_heads must divide emb_dim: each of the {num_heads} heads gets emb_dim / num_heads "
+                         f"dimensions, and {emb_dim} / {num_heads} is not a whole number")
+
+
+def block_args(num_heads, emb_dim, feedforward_dim, dropout) -> None:
+    """The arguments of an encoder or decoder block."""
+    heads(num_heads, emb_dim)
+    check_int(feedforward_dim, "feedforward_dim", minimum=1)
+    probability("dropout", dropout)
+
+
+def epsilon(value) -> float:
+    """A number >= 0, returned as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"epsilon must be a number >= 0, got {value!r}")
+    if value < 0:
+        raise ValueError(f"epsilon must be >= 0, got {value}")
+    return float(value)
+
+
+def features(x, emb_dim: int) -> None:
+    """``x``: a float tensor ``(..., emb_dim)``."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor of shape (..., {emb_dim})")
+    if x.dim() == 0 or x.shape[-1] != emb_dim:
+        raise ValueError(f"x must have shape (..., {emb_dim}) (emb_dim={emb_dim}), got {tuple(x.shape)}")
+
+
+def token_batch(seq) -> None:
+    """``seq``: a tensor of shape ``(N, K)`` (only its shape matters)."""
+    if not isinstance(seq, torch.Tensor) or seq.dim() != 2:
+        raise ValueError(f"seq must be a tensor of shape (N, K), got {shape_of(seq)}")
+
+
+def decoder_inputs(dec_inp, enc_inp, emb_dim: int) -> None:
+    """``dec_inp (N, K_out, M)`` and ``enc_inp (N, K_in, M)`` with one ``N``."""
+    sequence(dec_inp, "dec_inp", emb_dim)
+    sequence(enc_inp, "enc_inp", emb_dim)
+    if dec_inp.shape[0] != enc_inp.shape[0]:
+        raise ValueError(f"dec_inp and enc_inp must share the batch size N, got {tuple(dec_inp.shape)} "
+                         f"and {tuple(enc_inp.shape)}")
+
+
+def tokens_with_positions(tokens, positions, name: str, emb_dim: int, vocab_len: int, min_length: int = 0) -> None:
+    """``tokens (N, K)`` ids and their position codes ``(N, K, M)`` or ``(1, K, M)``; ``K >= min_length``."""
+    token_tensor(tokens, name, "(N, K)", vocab_len)
+    pos_name = name.split("_")[0] + "_pos"
+    sequence(positions, pos_name, emb_dim)
+    num, length = tokens.shape
+    if positions.shape[0] not in (1, num) or positions.shape[1] != length:
+        raise ValueError(f"{pos_name} must have shape ({num}, {length}, {emb_dim}) or (1, {length}, "
+                         f"{emb_dim}) to match {name} {tuple(tokens.shape)}, got {tuple(positions.shape)}")
+    if length < min_length:
+        raise ValueError(f"{name} must hold at least {min_length} tokens (BOS and one to predict), "
+                         f"got {tuple(tokens.shape)}")
+
+
+def prediction(pred, ground, ignore_index, reduction) -> torch.Tensor:
+    """Check ``pred (T, V)`` and ``ground`` (``T`` ids, any shape); return ground as ``(T,)``."""
+    float_tensor(pred, "pred", 2, "(T, V)")
+    if not isinstance(ground, torch.Tensor) or ground.is_floating_point() or ground.dtype == torch.bool:
+        raise TypeError("ground must be an integer tensor of token ids, shape (N, K) or (T,)")
+    if ground.numel() != pred.shape[0]:
+        raise ValueError(f"ground must hold one id per row of pred: pred {tuple(pred.shape)} has {pred.shape[0]} "
+                         f"rows, ground {tuple(ground.shape)} {ground.numel()} ids")
+    flat = ground.reshape(-1)
+    kept = flat if ignore_index is None else flat[flat != ignore_index]
+    if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= pred.shape[1]):
+        raise ValueError(f"ground must hold ids in [0, {pred.shape[1]}) (V={pred.shape[1]}), got values from "
+                         f"{int(kept.min())} to {int(kept.max())}")
+    if reduction not in ("sum", "mean", "none"):
+        raise ValueError(f"reduction must be 'sum', 'mean' or 'none', got {reduction!r}")
+    return flat
+
+
+def smoothed_prediction(pred, ground, smoothing, ignore_index, reduction) -> torch.Tensor:
+    """:func:`prediction`, plus ``smoothing`` in ``[0, 1)`` and at least two tokens; returns ground ``(T,)``."""
+    flat = prediction(pred, ground, ignore_index, reduction)
+    probability("smoothing", smoothing)
+    if pred.shape[1] < 2:
+        raise ValueError(f"label smoothing needs at least 2 tokens (V >= 2), got pred {tuple(pred.shape)}")
+    return flat
+
+
+def decoding_args(model, kind: type, token_dict, max_len) -> None:
+    """A ``kind`` model, ``max_len >= 2`` and a ``token_dict`` holding BOS, EOS and PAD."""
+    is_instance(model, kind, "model")
+    check_int(max_len, "max_len", minimum=2)
+    missing = [token for token in ("BOS", "EOS", "PAD") if token not in token_dict]
+    if missing:
+        raise ValueError(f"token_dict must contain BOS, EOS and PAD, missing {missing}")
+
+
+def warmup_args(warmup_steps, total_steps, decay, final_factor) -> float:
+    """The arguments of ``warmup_scheduler``; returns ``final_factor`` as a float."""
+    check_int(warmup_steps, "warmup_steps", minimum=1)
+    if decay not in ("cosine", "inverse_sqrt", "constant"):
+        raise ValueError(f"decay must be 'cosine', 'inverse_sqrt' or 'constant', got {decay!r}")
+    if decay == "cosine":
+        if total_steps is None or check_int(total_steps, "total_steps", minimum=1) <= warmup_steps:
+            raise ValueError(f"decay='cosine' needs total_steps > warmup_steps={warmup_steps}, got {total_steps}")
+    return probability("final_factor", final_factor)

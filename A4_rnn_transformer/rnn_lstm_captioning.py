@@ -448,6 +448,10 @@ class CaptioningRNN(nn.Module):
     before it -- a pure language model with exactly the same decoder.  Whatever it scores is
     what the grammar and word statistics of the captions give away without looking.
 
+    What you write: ``__init__`` (the four layers, under the names the given code declares:
+    the tests and the given :meth:`image_features` read them), :meth:`initial_state`,
+    :meth:`scores`, :meth:`forward` and :meth:`sample`.
+
     Args:
         word_to_idx: vocabulary ``word -> id`` with ids ``0 .. V-1``; must hold ``<NULL>``,
             ``<START>`` and ``<END>``.
@@ -502,7 +506,10 @@ class CaptioningRNN(nn.Module):
         return self.image_encoder(images)
 
     def initial_state(self, features: torch.Tensor) -> torch.Tensor:
-        """Encoder features ``(N, C, Dh, Dw)`` -> ``h0 (N, H)`` (rnn, lstm) or ``A (N, H, Dh, Dw)`` (attn)."""
+        """Encoder features ``(N, C, Dh, Dw)`` -> ``h0 (N, H)`` (rnn, lstm) or ``A (N, H, Dh, Dw)`` (attn).
+
+        Hint: ``features.mean(dim=(2, 3))`` averages over the grid.
+        """
         out = None
         ### BEGIN SOLUTION
         if self.cell_type == "attn":
@@ -514,6 +521,8 @@ class CaptioningRNN(nn.Module):
 
     def scores(self, images: torch.Tensor, captions_in: torch.Tensor) -> torch.Tensor:
         """Scores of the next word under teacher forcing.
+
+        Rule: no loop over time here -- the cell's ``forward`` runs the whole sequence.
 
         Args:
             images: ``(N, 3, H, W)``.
@@ -534,6 +543,8 @@ class CaptioningRNN(nn.Module):
     def forward(self, images: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
         """Training loss of a batch.
 
+        Hint: :meth:`scores` of the words read, then :func:`temporal_softmax_loss`.
+
         Args:
             images: ``(N, 3, H, W)`` floats in [0, 1] (or uint8).
             captions: ``(N, T + 1)`` integer ids ``<START> w1 ... <END> <NULL> ...``.
@@ -550,12 +561,16 @@ class CaptioningRNN(nn.Module):
         ### END SOLUTION
         return loss
 
-    def sample(self, images: torch.Tensor, max_length: int = 16):
+    def sample(self, images: torch.Tensor, max_length: int = 15):
         """Greedy decoding: start from ``<START>``, feed back the most likely word each step.
 
         Once a caption has produced ``<END>``, its remaining places are ``<NULL>`` (and, for
         ``"attn"``, their attention weights 0).  Runs in the model's current mode: call
         ``model.eval()`` first (or use :func:`caption_images`).
+
+        Rule: one loop over the ``max_length`` steps, each calling the cell's ``step_forward``
+        once.  The cell state starts at zero for ``"lstm"``; for ``"attn"``, ``h0 = c0 =`` the
+        mean of ``A`` over the grid, as in :meth:`AttentionLSTM.forward`.
 
         Args:
             images: ``(N, 3, H, W)``.
@@ -719,7 +734,7 @@ def caption_loss_fn(model: CaptioningRNN, batch) -> torch.Tensor:
     return model(images, captions)
 
 
-def caption_images(model: CaptioningRNN, images: torch.Tensor, max_length: int = 16, batch_size: int = 256):
+def caption_images(model: CaptioningRNN, images: torch.Tensor, max_length: int = 15, batch_size: int = 256):
     """Greedy captions of many images, in batches, in eval mode without gradients.
 
     Args:
