@@ -6,22 +6,27 @@ question such as ``"BOS NEGATIVE 30 subtract NEGATIVE 34 EOS"`` and write the an
 :func:`helpers.synthetic.arithmetic_problems`).
 
 * tokens: :func:`generate_token_dict`, :func:`preprocess_input_sequence` (every digit is
-  a token of its own), :func:`decode_tokens` (the way back);
+  a token of its own);
 * attention: ``scaled_dot_product_two_loop_single`` ``(K, M)``,
   ``scaled_dot_product_two_loop_batch`` ``(N, K, M)`` and
   ``scaled_dot_product_no_loop_batch(query, key, value, mask=None) -> (y, weights)``;
   ``SelfAttention(dim_in, dim_q, dim_v)`` and ``MultiHeadAttention(num_heads, dim_in, dim_out)``;
 * the blocks: ``LayerNormalization``, ``FeedForwardBlock``, ``EncoderBlock``,
-  ``DecoderBlock``, ``get_subsequent_mask``, ``Encoder``, ``Decoder``, ``TokenEmbedding``;
+  ``DecoderBlock``, ``get_subsequent_mask``, ``Encoder``, ``Decoder``;
 * ``position_encoding_simple(K, M)`` and ``position_encoding_sinusoid(K, M)``, each ``(1, K, M)``;
 * ``Transformer(num_heads, emb_dim, feedforward_dim, dropout, num_enc_layers, num_dec_layers,
   vocab_len)`` with ``forward(ques_b, ques_pos, ans_b, ans_pos)`` (teacher forcing);
 * data and losses: ``AddSubDataset``, ``CrossEntropyLoss``, ``LabelSmoothingLoss``;
-* using a model: :func:`greedy_decode` (whole answers, token by token), :func:`attention_weights`
-  (every layer's attention, for plots), the two accuracies
-  :func:`token_accuracy` (teacher forced, the course's metric) and :func:`answer_accuracy`
-  (whole answers, exact match), :func:`warmup_scheduler` and :func:`train_transformer`
-  (built on :func:`helpers.train.train`: checkpoints, resume).
+* using a model: :func:`greedy_decode` (whole answers, token by token) and
+  :func:`warmup_scheduler`.
+
+Given code, below the assignment: the helpers the solutions may use (``_uniform_init``,
+``_softmax``, ``_log_softmax``, ``_reduce``), :class:`TokenEmbedding`, :func:`decode_tokens`,
+``AddSubDataset``, :func:`attention_weights` (every layer's attention, for plots), the two
+accuracies :func:`token_accuracy` (teacher forced, the course's metric) and
+:func:`answer_accuracy` (whole answers, exact match), and :func:`train_transformer` (built on
+:func:`helpers.train.train`: checkpoints, resume).  Input checks live in
+``A4_rnn_transformer/checks.py``.
 
 Conventions:
 
@@ -45,42 +50,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from A4_rnn_transformer import checks
 from helpers.checks import check_int
 from helpers.train import train
-
-__all__ = [
-    "AddSubDataset",
-    "CrossEntropyLoss",
-    "Decoder",
-    "DecoderBlock",
-    "Encoder",
-    "EncoderBlock",
-    "FeedForwardBlock",
-    "LabelSmoothingLoss",
-    "LayerNormalization",
-    "MultiHeadAttention",
-    "SelfAttention",
-    "TokenEmbedding",
-    "Transformer",
-    "answer_accuracy",
-    "attention_weights",
-    "decode_tokens",
-    "generate_token_dict",
-    "get_subsequent_mask",
-    "greedy_decode",
-    "position_encoding_simple",
-    "position_encoding_sinusoid",
-    "predict_answers",
-    "preprocess_input_sequence",
-    "prepocess_input_sequence",
-    "scaled_dot_product_no_loop_batch",
-    "scaled_dot_product_two_loop_batch",
-    "scaled_dot_product_two_loop_single",
-    "token_accuracy",
-    "train_transformer",
-    "transformer_loss_fn",
-    "warmup_scheduler",
-]
 
 #: Smoothing of :func:`LabelSmoothingLoss` when none is given (the course's 0.1).
 DEFAULT_SMOOTHING = 0.1
@@ -88,92 +60,9 @@ DEFAULT_SMOOTHING = 0.1
 SINUSOID_BASE = 10000.0
 
 
-# --------------------------------------------------------------------------- input checks
-
-
-def _check_probability(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number in [0, 1), got {value!r}")
-    if not 0 <= value < 1:
-        raise ValueError(f"{name} must lie in [0, 1), got {value}")
-    return float(value)
-
-
-def _check_float(x, name: str, dims: int, hint: str) -> None:
-    """``x`` must be a floating tensor with ``dims`` dimensions (``hint`` names the expected shape)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {hint}, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor of shape {hint}, got {x.dtype}")
-    if x.dim() != dims:
-        raise ValueError(f"{name} must have shape {hint}, got {tuple(x.shape)}")
-
-
-def _check_tokens(x, name: str, hint: str = "(N, K)", vocab_len: int | None = None) -> None:
-    """``x`` must be an integer tensor of token ids of shape ``hint`` (2 dimensions)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids, shape {hint}, got {type(x).__name__}")
-    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer token ids (int64), got {x.dtype}")
-    if x.dim() != hint.count(",") + 1:
-        raise ValueError(f"{name} must have shape {hint}, got {tuple(x.shape)}")
-    if vocab_len is not None and x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab_len):
-        raise ValueError(f"{name} must hold token ids in [0, {vocab_len}) (vocab_len={vocab_len}), "
-                         f"got values from {int(x.min())} to {int(x.max())}")
-
-
-def _check_qkv(query, key, value, batched: bool) -> None:
-    """Shapes of attention inputs: query ``(N, K, M)``, key ``(N, K', M)``, value ``(N, K', M_v)``."""
-    lead, n = ("N, ", 1) if batched else ("", 0)
-    _check_float(query, "query", 2 + n, f"({lead}K, M)")
-    _check_float(key, "key", 2 + n, f"({lead}K', M)")
-    _check_float(value, "value", 2 + n, f"({lead}K', M_v)")
-    q, k, v = tuple(query.shape), tuple(key.shape), tuple(value.shape)
-    if batched and not q[0] == k[0] == v[0]:
-        raise ValueError(f"query, key and value must share the batch size N, got {q}, {k} and {v}")
-    if k[-1] != q[-1]:
-        raise ValueError(f"key must have the query's last dimension M={q[-1]}: query {q}, key {k}")
-    if v[-2] != k[-2]:
-        raise ValueError(f"value must have one row per key (K'={k[-2]}): key {k}, value {v}")
-
-
-def _check_mask(mask, shape: tuple) -> None:
-    """``mask`` must be a bool tensor broadcastable to ``shape`` = ``(N, K, K')``; True = hidden."""
-    if mask is None:
-        return
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-        kind = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise TypeError(f"mask must be a bool tensor of shape {shape} (True = hidden position), got {kind}")
-    try:
-        fits = mask.dim() == len(shape) and torch.broadcast_shapes(tuple(mask.shape), shape) == shape
-    except RuntimeError:
-        fits = False
-    if not fits:
-        raise ValueError(f"mask must have shape {shape} (N, K, K'), got {tuple(mask.shape)}")
-
-
-def _check_sequence(x, name: str, emb_dim: int) -> None:
-    _check_float(x, name, 3, f"(N, K, {emb_dim})")
-    if x.shape[-1] != emb_dim:
-        raise ValueError(f"{name} must have shape (N, K, {emb_dim}) (emb_dim={emb_dim}), got {tuple(x.shape)}")
-
-
-def _check_heads(num_heads, emb_dim) -> None:
-    check_int(num_heads, "num_heads", minimum=1)
-    check_int(emb_dim, "emb_dim", minimum=1)
-    if emb_dim % num_heads:
-        raise ValueError(f"num_heads must divide emb_dim: each of the {num_heads} heads gets emb_dim / num_heads "
-                         f"dimensions, and {emb_dim} / {num_heads} is not a whole number")
-
-
-def _uniform_init(linear: nn.Linear) -> nn.Linear:
-    """Glorot-uniform weights ``U(-c, c)``, ``c = sqrt(6 / (D_in + D_out))``, zero bias (the course's init)."""
-    bound = math.sqrt(6.0 / (linear.in_features + linear.out_features))
-    with torch.no_grad():
-        linear.weight.uniform_(-bound, bound)
-        if linear.bias is not None:
-            linear.bias.zero_()
-    return linear
+def hello_transformers():
+    """Print a greeting: the notebook's check that this file is the one imported."""
+    print("Hello from transformer.py!")
 
 
 # --------------------------------------------------------------------------- tokens
@@ -182,19 +71,15 @@ def _uniform_init(linear: nn.Linear) -> nn.Linear:
 def generate_token_dict(vocab: Sequence[str]) -> dict[str, int]:
     """Number the tokens of a vocabulary in their order.
 
+    Rule: the i-th token gets the id ``i``; one line is enough (a dict comprehension).
+
     Args:
         vocab: the tokens, unique strings (``ARITHMETIC_VOCAB``: digits, then special tokens).
 
     Returns:
         ``{token: index}``, ``vocab[i] -> i``.
     """
-    if isinstance(vocab, str) or not isinstance(vocab, Sequence):
-        raise TypeError(f"vocab must be a list of token strings, got {type(vocab).__name__}")
-    if not all(isinstance(token, str) and token for token in vocab):
-        raise TypeError("vocab must hold non-empty strings")
-    repeated = sorted({token for token in vocab if list(vocab).count(token) > 1})
-    if repeated:
-        raise ValueError(f"vocab must not repeat a token, got {repeated} more than once")
+    checks.vocab_list(vocab)
     token_dict = {}
     ### BEGIN SOLUTION
     token_dict = {token: index for index, token in enumerate(vocab)}
@@ -209,6 +94,8 @@ def preprocess_input_sequence(input_str: str, token_dict: dict[str, int], spc_to
     becomes its id; a number becomes one id *per digit*: ``"BOS POSITIVE 04 EOS"`` ->
     ``[BOS, POSITIVE, 0, 4, EOS]`` (five ids), so the model writes its answers digit by digit.
 
+    Hint: ``str.split()`` gives the words; a string is a sequence of its characters.
+
     Args:
         input_str: the text, e.g. ``"BOS NEGATIVE 30 subtract NEGATIVE 34 EOS"``.
         token_dict: ``{token: id}`` from :func:`generate_token_dict`.
@@ -217,23 +104,14 @@ def preprocess_input_sequence(input_str: str, token_dict: dict[str, int], spc_to
     Returns:
         the ids, a list of ints.
 
-    Raises:
+    Raises (given check):
         ValueError: a word that is neither a special token nor made of digits, or a digit
             missing from ``token_dict``; the message names it.
     """
-    if not isinstance(input_str, str):
-        raise TypeError(f"input_str must be a string of space-separated tokens, got {type(input_str).__name__}")
-    special = set(spc_tokens)
-    for word in input_str.split():
-        if word not in special and not (word.isascii() and word.isdigit()):
-            raise ValueError(f"unknown token {word!r} in {input_str!r}: it is neither a special token "
-                             f"({', '.join(spc_tokens)}) nor a number")
-        pieces = [word] if word in special else list(word)
-        missing = [piece for piece in pieces if piece not in token_dict]
-        if missing:
-            raise ValueError(f"unknown token {missing[0]!r} in {input_str!r}: it is not in token_dict")
+    checks.text_to_tokens(input_str, token_dict, spc_tokens)
     out = []
     ### BEGIN SOLUTION
+    special = set(spc_tokens)
     for word in input_str.split():
         if word in special:
             out.append(token_dict[word])
@@ -247,47 +125,7 @@ def preprocess_input_sequence(input_str: str, token_dict: dict[str, int], spc_to
 prepocess_input_sequence = preprocess_input_sequence
 
 
-def decode_tokens(tokens, token_dict: dict[str, int], skip: Sequence[str] = ("PAD",)) -> str:
-    """The way back from ids to text: consecutive digits join into one number.
-
-    ``[BOS, POSITIVE, 0, 4, EOS, PAD] -> "BOS POSITIVE 04 EOS"``.  Whatever the ids say is
-    written, also a malformed answer of a model (``"BOS 4 POSITIVE EOS"``).
-
-    Args:
-        tokens: ``(K,)`` ids (a tensor or a list of ints).
-        token_dict: ``{token: id}``.
-        skip: tokens left out of the text (the padding).
-
-    Returns:
-        the space-separated text.
-    """
-    names = {index: token for token, index in token_dict.items()}
-    ids = tokens.tolist() if isinstance(tokens, torch.Tensor) else list(tokens)
-    words: list[str] = []
-    previous_digit = False
-    for index in ids:
-        if index not in names:
-            raise ValueError(f"token id {index} is not in token_dict (ids 0..{len(names) - 1})")
-        token = names[index]
-        if token in skip:
-            continue
-        digit = token.isdigit()
-        if digit and previous_digit:
-            words[-1] += token
-        else:
-            words.append(token)
-        previous_digit = digit
-    return " ".join(words)
-
-
 # --------------------------------------------------------------------------- attention
-
-
-def _softmax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Numerically stable softmax along ``dim``: subtract the maximum before exponentiating."""
-    shifted = scores - scores.amax(dim=dim, keepdim=True)
-    exp = shifted.exp()
-    return exp / exp.sum(dim=dim, keepdim=True)
 
 
 def scaled_dot_product_two_loop_single(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
@@ -295,13 +133,16 @@ def scaled_dot_product_two_loop_single(query: torch.Tensor, key: torch.Tensor, v
 
     ``y_i = sum_j softmax_j(q_i . k_j / sqrt(M)) v_j``.
 
+    Rule: exactly two loops, over the queries and over the keys, each step one dot product
+    scaled by ``sqrt(M)``; then a softmax over the keys and a weighted sum of the values.
+
     Args:
         query: ``(K, M)``; key: ``(K', M)``; value: ``(K', M_v)`` (the course has K' = K, M_v = M).
 
     Returns:
         y: ``(K, M_v)``.
     """
-    _check_qkv(query, key, value, batched=False)
+    checks.qkv(query, key, value, batched=False)
     out = None
     ### BEGIN SOLUTION
     num_queries, dim = query.shape
@@ -319,13 +160,16 @@ def scaled_dot_product_two_loop_batch(query: torch.Tensor, key: torch.Tensor, va
 
     Each loop step handles the whole batch at once: ``scores[:, i, j] = q_i . k_j / sqrt(M)``.
 
+    Rule: exactly two loops (over query and key positions), no loop over the batch.  Hint:
+    ``torch.bmm`` multiplies the ``N`` weight matrices with the ``N`` value matrices at once.
+
     Args:
         query: ``(N, K, M)``; key: ``(N, K', M)``; value: ``(N, K', M_v)``.
 
     Returns:
         y: ``(N, K, M_v)``.
     """
-    _check_qkv(query, key, value, batched=True)
+    checks.qkv(query, key, value, batched=True)
     out = None
     ### BEGIN SOLUTION
     num, num_queries, dim = query.shape
@@ -346,6 +190,9 @@ def scaled_dot_product_no_loop_batch(query: torch.Tensor, key: torch.Tensor, val
     lowest float before the softmax (so they get weight 0; a query whose keys are *all*
     hidden spreads its weight evenly); ``y = weights V``.
 
+    Rule: no loops.  Hint: ``torch.bmm`` with the keys transposed gives all scores at once, and
+    ``Tensor.masked_fill`` hides the masked ones.
+
     Args:
         query: ``(N, K, M)``; key: ``(N, K', M)``; value: ``(N, K', M_v)``.
         mask: ``None`` or a bool tensor ``(N, K, K')`` (or broadcastable to it), ``True`` where a
@@ -354,8 +201,7 @@ def scaled_dot_product_no_loop_batch(query: torch.Tensor, key: torch.Tensor, val
     Returns:
         y: ``(N, K, M_v)``; weights: ``(N, K, K')``, every row sums to 1.
     """
-    _check_qkv(query, key, value, batched=True)
-    _check_mask(mask, (query.shape[0], query.shape[1], key.shape[1]))
+    checks.masked_qkv(query, key, value, mask)
     y, weights_softmax = None, None
     ### BEGIN SOLUTION
     scores = torch.bmm(query, key.transpose(1, 2)) / math.sqrt(query.shape[-1])
@@ -374,6 +220,10 @@ class SelfAttention(nn.Module):
     initialised Glorot-uniform with zero biases; ``weights_softmax``, the ``(N, K, K')``
     attention weights of the last forward pass (for plots).
 
+    Rule for ``__init__``: three ``nn.Linear`` layers named ``q``, ``k``, ``v``, each initialised
+    Glorot-uniform: weights ``U(-c, c)`` with ``c = sqrt(6 / (D_in + D_out))`` (the given
+    :func:`_uniform_init` does it).
+
     Args:
         dim_in: ``M``, features of each input position.
         dim_q: dimension of queries and keys.
@@ -382,9 +232,8 @@ class SelfAttention(nn.Module):
 
     def __init__(self, dim_in: int, dim_q: int, dim_v: int):
         super().__init__()
-        self.dim_in = check_int(dim_in, "dim_in", minimum=1)
-        check_int(dim_q, "dim_q", minimum=1)
-        check_int(dim_v, "dim_v", minimum=1)
+        checks.sizes(dim_in=dim_in, dim_q=dim_q, dim_v=dim_v)
+        self.dim_in = dim_in
         self.q = self.k = self.v = None
         self.weights_softmax = None
         ### BEGIN SOLUTION
@@ -404,11 +253,7 @@ class SelfAttention(nn.Module):
         Returns:
             y: ``(N, K, dim_v)``.
         """
-        for name, x in (("query", query), ("key", key), ("value", value)):
-            _check_sequence(x, name, self.dim_in)
-        if key.shape[:2] != value.shape[:2] or query.shape[0] != key.shape[0]:
-            raise ValueError(f"query (N, K, M), key and value (N, K', M) must share N, and key and value K': "
-                             f"got {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
+        checks.projected_qkv(query, key, value, self.dim_in)
         y = None
         ### BEGIN SOLUTION
         y, self.weights_softmax = scaled_dot_product_no_loop_batch(self.q(query), self.k(key), self.v(value), mask)
@@ -427,6 +272,8 @@ class MultiHeadAttention(nn.Module):
     Attributes: ``heads`` (``nn.ModuleList``), ``linear``; ``weights_softmax``, the
     ``(N, num_heads, K, K')`` attention weights of the last forward pass.
 
+    Rule: the heads in an ``nn.ModuleList``; ``linear`` initialised like the heads' layers.
+
     Args:
         num_heads: number of heads.
         dim_in: ``M``, features of each position (in and out).
@@ -435,9 +282,8 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, num_heads: int, dim_in: int, dim_out: int):
         super().__init__()
-        self.num_heads = check_int(num_heads, "num_heads", minimum=1)
-        self.dim_in = check_int(dim_in, "dim_in", minimum=1)
-        self.dim_out = check_int(dim_out, "dim_out", minimum=1)
+        checks.sizes(num_heads=num_heads, dim_in=dim_in, dim_out=dim_out)
+        self.num_heads, self.dim_in, self.dim_out = num_heads, dim_in, dim_out
         self.heads = self.linear = None
         self.weights_softmax = None
         ### BEGIN SOLUTION
@@ -471,6 +317,9 @@ class LayerNormalization(nn.Module):
     ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta`` with the mean and the (biased,
     divide-by-M) variance taken over the last dimension -- ``F.layer_norm``'s definition.
 
+    Rule: no ``nn.LayerNorm`` / ``F.layer_norm``, no loops.  Hint: ``mean`` with
+    ``keepdim=True`` keeps the shapes broadcastable.
+
     Args:
         emb_dim: ``M``, the size of the last dimension.
         epsilon: added to the variance (the course's 1e-10).
@@ -480,12 +329,7 @@ class LayerNormalization(nn.Module):
 
     def __init__(self, emb_dim: int, epsilon: float = 1e-10):
         super().__init__()
-        self.emb_dim = check_int(emb_dim, "emb_dim", minimum=1)
-        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
-            raise TypeError(f"epsilon must be a number >= 0, got {epsilon!r}")
-        if epsilon < 0:
-            raise ValueError(f"epsilon must be >= 0, got {epsilon}")
-        self.epsilon = float(epsilon)
+        self.emb_dim, self.epsilon = check_int(emb_dim, "emb_dim", minimum=1), checks.epsilon(epsilon)
         self.gamma = self.beta = None
         ### BEGIN SOLUTION
         self.gamma = nn.Parameter(torch.ones(emb_dim))
@@ -494,10 +338,7 @@ class LayerNormalization(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (..., M)`` -> ``y (..., M)``."""
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor of shape (..., {self.emb_dim})")
-        if x.dim() == 0 or x.shape[-1] != self.emb_dim:
-            raise ValueError(f"x must have shape (..., {self.emb_dim}) (emb_dim={self.emb_dim}), got {tuple(x.shape)}")
+        checks.features(x, self.emb_dim)
         y = None
         ### BEGIN SOLUTION
         mean = x.mean(dim=-1, keepdim=True)
@@ -516,8 +357,7 @@ class FeedForwardBlock(nn.Module):
 
     def __init__(self, inp_dim: int, hidden_dim_feedforward: int):
         super().__init__()
-        check_int(inp_dim, "inp_dim", minimum=1)
-        check_int(hidden_dim_feedforward, "hidden_dim_feedforward", minimum=1)
+        checks.sizes(inp_dim=inp_dim, hidden_dim_feedforward=hidden_dim_feedforward)
         self.fc1 = self.relu = self.fc2 = None
         ### BEGIN SOLUTION
         self.fc1 = _uniform_init(nn.Linear(inp_dim, hidden_dim_feedforward))
@@ -549,9 +389,7 @@ class EncoderBlock(nn.Module):
 
     def __init__(self, num_heads: int, emb_dim: int, feedforward_dim: int, dropout: float):
         super().__init__()
-        _check_heads(num_heads, emb_dim)
-        check_int(feedforward_dim, "feedforward_dim", minimum=1)
-        _check_probability("dropout", dropout)
+        checks.block_args(num_heads, emb_dim, feedforward_dim, dropout)
         self.emb_dim = emb_dim
         self.MultiHeadBlock = self.norm1 = self.norm2 = self.feedForward = self.dropout = None
         ### BEGIN SOLUTION
@@ -564,7 +402,7 @@ class EncoderBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x (N, K, M)`` -> ``(N, K, M)``."""
-        _check_sequence(x, "x", self.emb_dim)
+        checks.sequence(x, "x", self.emb_dim)
         y = None
         ### BEGIN SOLUTION
         hidden = self.norm1(x + self.dropout(self.MultiHeadBlock(x, x, x)))
@@ -576,15 +414,15 @@ class EncoderBlock(nn.Module):
 def get_subsequent_mask(seq: torch.Tensor) -> torch.Tensor:
     """The causal mask of a decoder: position ``i`` may look at positions ``j <= i`` only.
 
+    Rule: no loops.  Hint: compare ``torch.arange(K)`` with itself as a row and as a column.
+
     Args:
         seq: ``(N, K)`` token ids (only the shape is used).
 
     Returns:
         mask: ``(N, K, K)`` bool, ``mask[n, i, j] = j > i`` (True = hidden, the course's convention).
     """
-    if not isinstance(seq, torch.Tensor) or seq.dim() != 2:
-        shape = tuple(seq.shape) if isinstance(seq, torch.Tensor) else type(seq).__name__
-        raise ValueError(f"seq must be a tensor of shape (N, K), got {shape}")
+    checks.token_batch(seq)
     mask = None
     ### BEGIN SOLUTION
     num, length = seq.shape
@@ -605,9 +443,7 @@ class DecoderBlock(nn.Module):
 
     def __init__(self, num_heads: int, emb_dim: int, feedforward_dim: int, dropout: float):
         super().__init__()
-        _check_heads(num_heads, emb_dim)
-        check_int(feedforward_dim, "feedforward_dim", minimum=1)
-        _check_probability("dropout", dropout)
+        checks.block_args(num_heads, emb_dim, feedforward_dim, dropout)
         self.emb_dim = emb_dim
         self.attention_self = self.attention_cross = self.feed_forward = None
         self.norm1 = self.norm2 = self.norm3 = self.dropout = None
@@ -631,11 +467,7 @@ class DecoderBlock(nn.Module):
         Returns:
             y: ``(N, K_out, M)``.
         """
-        _check_sequence(dec_inp, "dec_inp", self.emb_dim)
-        _check_sequence(enc_inp, "enc_inp", self.emb_dim)
-        if dec_inp.shape[0] != enc_inp.shape[0]:
-            raise ValueError(f"dec_inp and enc_inp must share the batch size N, got {tuple(dec_inp.shape)} "
-                             f"and {tuple(enc_inp.shape)}")
+        checks.decoder_inputs(dec_inp, enc_inp, self.emb_dim)
         y = None
         ### BEGIN SOLUTION
         hidden = self.norm1(dec_inp + self.dropout(self.attention_self(dec_inp, dec_inp, dec_inp, mask)))
@@ -683,17 +515,18 @@ class Decoder(nn.Module):
         return self.proj_to_vocab(out)
 
 
-# --------------------------------------------------------------------------- positions and tokens
+# --------------------------------------------------------------------------- positions
 
 
 def position_encoding_simple(K: int, M: int) -> torch.Tensor:
     """Position ``n`` of ``K`` encoded as the number ``n / K`` in every one of the ``M`` features.
 
+    Rule: no loops.
+
     Returns:
         ``(1, K, M)`` float32, ``out[0, n, :] = n / K``.
     """
-    check_int(K, "K", minimum=1)
-    check_int(M, "M", minimum=1)
+    checks.sizes(K=K, M=M)
     y = None
     ### BEGIN SOLUTION
     y = (torch.arange(K, dtype=torch.float32) / K)[None, :, None].repeat(1, 1, M)
@@ -708,11 +541,13 @@ def position_encoding_sinusoid(K: int, M: int) -> torch.Tensor:
     each pair of features turns at its own rate, from one radian per position (i = 0) to
     nearly none, so nearby positions get similar codes and every shift is a rotation.
 
+    Rule: no loops.  Hint: build the angles ``(K, M)`` by broadcasting a column of positions
+    against a row of rates, then pick sine or cosine by the feature's parity.
+
     Returns:
         ``(1, K, M)`` float32.
     """
-    check_int(K, "K", minimum=1)
-    check_int(M, "M", minimum=1)
+    checks.sizes(K=K, M=M)
     y = None
     ### BEGIN SOLUTION
     positions = torch.arange(K, dtype=torch.float64)[:, None]
@@ -724,22 +559,7 @@ def position_encoding_sinusoid(K: int, M: int) -> torch.Tensor:
     return y
 
 
-class TokenEmbedding(nn.Module):
-    """A learned vector per token: ``forward(tokens (N, K)) -> weight[tokens] (N, K, emb_dim)``.
-
-    The same as ``nn.Embedding(vocab_len, emb_dim)`` (and initialised like it, ``N(0, 1)``):
-    indexing a table is all an embedding does.  Attribute: ``weight`` ``(vocab_len, emb_dim)``.
-    """
-
-    def __init__(self, vocab_len: int, emb_dim: int):
-        super().__init__()
-        self.vocab_len = check_int(vocab_len, "vocab_len", minimum=1)
-        check_int(emb_dim, "emb_dim", minimum=1)
-        self.weight = nn.Parameter(torch.randn(vocab_len, emb_dim))
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        _check_tokens(tokens, "tokens", "(N, K)", self.vocab_len)
-        return self.weight[tokens]
+# --------------------------------------------------------------------------- the model
 
 
 class Transformer(nn.Module):
@@ -757,21 +577,11 @@ class Transformer(nn.Module):
     def __init__(self, num_heads: int, emb_dim: int, feedforward_dim: int, dropout: float,
                  num_enc_layers: int, num_dec_layers: int, vocab_len: int):
         super().__init__()
-        _check_heads(num_heads, emb_dim)
+        checks.heads(num_heads, emb_dim)
         self.emb_dim, self.vocab_len = emb_dim, check_int(vocab_len, "vocab_len", minimum=1)
         self.emb_layer = TokenEmbedding(vocab_len, emb_dim)
         self.encoder = Encoder(num_heads, emb_dim, feedforward_dim, num_enc_layers, dropout)
         self.decoder = Decoder(num_heads, emb_dim, feedforward_dim, num_dec_layers, dropout, vocab_len)
-
-    def _check_inputs(self, tokens, positions, name: str) -> None:
-        """``tokens (N, K)`` ids and their position codes ``(N, K, M)`` or ``(1, K, M)``."""
-        _check_tokens(tokens, name, "(N, K)", self.vocab_len)
-        pos_name = name.split("_")[0] + "_pos"
-        _check_sequence(positions, pos_name, self.emb_dim)
-        num, length = tokens.shape
-        if positions.shape[0] not in (1, num) or positions.shape[1] != length:
-            raise ValueError(f"{pos_name} must have shape ({num}, {length}, {self.emb_dim}) or (1, {length}, "
-                             f"{self.emb_dim}) to match {name} {tuple(tokens.shape)}, got {tuple(positions.shape)}")
 
     def encode(self, ques_b: torch.Tensor, ques_pos: torch.Tensor) -> torch.Tensor:
         """Embed the question, add its position code, run the encoder.
@@ -782,7 +592,7 @@ class Transformer(nn.Module):
         Returns:
             enc_out: ``(N, K_in, M)``.
         """
-        self._check_inputs(ques_b, ques_pos, "ques_b")
+        checks.tokens_with_positions(ques_b, ques_pos, "ques_b", self.emb_dim, self.vocab_len)
         enc_out = None
         ### BEGIN SOLUTION
         enc_out = self.encoder(self.emb_layer(ques_b) + ques_pos)
@@ -801,7 +611,7 @@ class Transformer(nn.Module):
             ``(N, T, V)``: at position ``t`` the scores of token ``t + 1``; position ``t`` sees
             tokens ``0..t`` only (:func:`get_subsequent_mask`).
         """
-        self._check_inputs(ans_in, ans_pos, "ans_in")
+        checks.tokens_with_positions(ans_in, ans_pos, "ans_in", self.emb_dim, self.vocab_len)
         scores = None
         ### BEGIN SOLUTION
         mask = get_subsequent_mask(ans_in)
@@ -822,9 +632,7 @@ class Transformer(nn.Module):
             ``n * (K_out - 1) + t`` scores the token ``ans_b[n, t + 1]`` (compare with
             ``ans_b[:, 1:].reshape(-1)``).
         """
-        self._check_inputs(ans_b, ans_pos, "ans_b")
-        if ans_b.shape[1] < 2:
-            raise ValueError(f"ans_b must hold at least 2 tokens (BOS and one to predict), got {tuple(ans_b.shape)}")
+        checks.tokens_with_positions(ans_b, ans_pos, "ans_b", self.emb_dim, self.vocab_len, min_length=2)
         dec_out = None
         ### BEGIN SOLUTION
         enc_out = self.encode(ques_b, ques_pos)
@@ -832,6 +640,243 @@ class Transformer(nn.Module):
         dec_out = scores.reshape(-1, self.vocab_len)
         ### END SOLUTION
         return dec_out
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def CrossEntropyLoss(pred: torch.Tensor, ground: torch.Tensor, ignore_index: int | None = None,
+                     reduction: str = "sum") -> torch.Tensor:
+    """Softmax cross-entropy of every token: ``-log softmax(pred_t)[ground_t]``.
+
+    Rule: no ``F.cross_entropy`` / ``F.log_softmax`` (they are the test's reference).  Hint: the
+    given ``_log_softmax`` and ``_reduce`` below do the stable part and the reduction.
+
+    Args:
+        pred: ``(T, V)`` scores (``T = N * K`` tokens, from :class:`Transformer`).
+        ground: ``(N, K)`` or ``(T,)`` the right ids.
+        ignore_index: id whose positions cost nothing (the PAD id); None: none.
+        reduction: ``"sum"`` over tokens (the course's), ``"mean"`` over the non-ignored tokens
+            (NaN when there are none, as ``F.cross_entropy``), or ``"none"``: ``(T,)`` per token.
+
+    Returns:
+        scalar loss (or ``(T,)``); equals ``F.cross_entropy(pred, ground, ignore_index=..., reduction=...)``.
+    """
+    flat = checks.prediction(pred, ground, ignore_index, reduction)
+    loss = None
+    ### BEGIN SOLUTION
+    keep = torch.ones_like(flat, dtype=torch.bool) if ignore_index is None else flat != ignore_index
+    safe = torch.where(keep, flat, torch.zeros_like(flat))
+    picked = _log_softmax(pred).gather(1, safe[:, None])[:, 0]
+    loss = _reduce(-picked, keep, reduction)
+    ### END SOLUTION
+    return loss
+
+
+def LabelSmoothingLoss(pred: torch.Tensor, ground: torch.Tensor, smoothing: float = DEFAULT_SMOOTHING,
+                       ignore_index: int | None = None, reduction: str = "sum") -> torch.Tensor:
+    """Cross-entropy against a smoothed target: the right token gets ``1 - smoothing``, every other
+    token ``smoothing / (V - 1)`` (the course's form).
+
+    A model is then never pushed to infinitely confident scores.  The same loss as
+    ``F.cross_entropy(..., label_smoothing=smoothing * V / (V - 1))`` (PyTorch spreads its
+    ``label_smoothing`` over all ``V`` tokens, the right one included).
+
+    Rule: as :func:`CrossEntropyLoss`.  Hint: ``Tensor.scatter_`` writes ``1 - smoothing`` at the
+    right tokens of a target filled with ``smoothing / (V - 1)``.
+
+    Args:
+        pred: ``(T, V)`` scores; ground: ``(N, K)`` or ``(T,)`` ids.
+        smoothing: in [0, 1); 0 gives :func:`CrossEntropyLoss`.
+        ignore_index, reduction: as :func:`CrossEntropyLoss`.
+
+    Returns:
+        scalar loss (or ``(T,)`` with ``reduction="none"``).
+    """
+    flat = checks.smoothed_prediction(pred, ground, smoothing, ignore_index, reduction)
+    loss = None
+    ### BEGIN SOLUTION
+    keep = torch.ones_like(flat, dtype=torch.bool) if ignore_index is None else flat != ignore_index
+    safe = torch.where(keep, flat, torch.zeros_like(flat))
+    num_tokens = pred.shape[1]
+    target = torch.full_like(pred, smoothing / (num_tokens - 1))
+    target.scatter_(1, safe[:, None], 1.0 - smoothing)
+    loss = _reduce(-(target * _log_softmax(pred)).sum(dim=1), keep, reduction)
+    ### END SOLUTION
+    return loss
+
+
+# --------------------------------------------------------------------------- decoding and training
+
+
+def greedy_decode(model: Transformer, ques_b: torch.Tensor, ques_pos: torch.Tensor, token_dict: dict,
+                  max_len: int, pos_encode: Callable) -> torch.Tensor:
+    """Write whole answers token by token, each time taking the most likely next token.
+
+    The answer starts as ``[BOS]``; at step ``t`` the decoder reads the ``t`` tokens so far
+    (with the position codes ``pos_encode(max_len, M)[:, :t]``, as in training) and the token
+    with the highest score at the last position is appended.  After an ``EOS`` a row is
+    filled with ``PAD``.  The encoder runs once.  Dropout is off (eval mode) during decoding.
+
+    Args:
+        model: a :class:`Transformer`.
+        ques_b: ``(N, K_in)`` question ids; ques_pos: ``(N, K_in, M)`` or ``(1, K_in, M)``.
+        token_dict: ``{token: id}`` with ``"BOS"``, ``"EOS"`` and ``"PAD"``.
+        max_len: length of the answers written, BOS and EOS included (the training ``pad_to``).
+        pos_encode: the position encoding used in training.
+
+    Returns:
+        ``(N, max_len)`` int64 ids, BOS first.
+    """
+    checks.decoding_args(model, Transformer, token_dict, max_len)
+    bos, eos, pad = (token_dict[token] for token in ("BOS", "EOS", "PAD"))
+    answers = None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            ### BEGIN SOLUTION
+            enc_out = model.encode(ques_b, ques_pos)
+            positions = pos_encode(max_len, model.emb_dim).to(enc_out)
+            answers = torch.full((ques_b.shape[0], 1), bos, dtype=torch.int64, device=ques_b.device)
+            finished = torch.zeros(ques_b.shape[0], dtype=torch.bool, device=ques_b.device)
+            for step in range(1, max_len):
+                scores = model.decode(enc_out, answers, positions[:, :step])
+                following = scores[:, -1].argmax(dim=-1)
+                following = torch.where(finished, torch.full_like(following, pad), following)
+                finished = finished | (following == eos)
+                answers = torch.cat([answers, following[:, None]], dim=1)
+            ### END SOLUTION
+    finally:
+        model.train(was_training)
+    return answers
+
+
+def warmup_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int | None = None,
+                     decay: str = "cosine", final_factor: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+    """A learning-rate schedule with a linear warm-up, as a ``LambdaLR`` stepped once per optimizer step.
+
+    The factor multiplying the optimizer's learning rate at step ``s`` (counted from 0):
+
+    * warm-up, ``s < warmup_steps``: ``(s + 1) / warmup_steps``, rising linearly to 1;
+    * then ``decay="cosine"``: from 1 down to ``final_factor`` along half a cosine, reached at
+      ``total_steps`` and kept after; ``"inverse_sqrt"``: ``sqrt(warmup_steps / (s + 1))``
+      (the paper's schedule); ``"constant"``: 1.
+
+    A post-norm Transformer trained with Adam at full rate from the first step often diverges
+    or stalls; the warm-up lets Adam's moment estimates settle first.
+
+    Args:
+        optimizer: the optimizer whose rate is scaled.
+        warmup_steps: steps of the warm-up (>= 1).
+        total_steps: steps of the whole run (needed by ``"cosine"``; > ``warmup_steps``).
+        decay: ``"cosine"``, ``"inverse_sqrt"`` or ``"constant"``.
+        final_factor: the cosine's end, in [0, 1).
+
+    Returns:
+        ``torch.optim.lr_scheduler.LambdaLR`` (pass it to :func:`helpers.train.train` with
+        ``scheduler_interval="step"``).
+    """
+    final_factor = checks.warmup_args(warmup_steps, total_steps, decay, final_factor)
+    ### BEGIN SOLUTION
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if decay == "inverse_sqrt":
+            return math.sqrt(warmup_steps / (step + 1))
+        if decay == "constant":
+            return 1.0
+        done = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+        return final_factor + (1 - final_factor) * 0.5 * (1 + math.cos(math.pi * done))
+    ### END SOLUTION
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# =========================================================================== given code below this line
+# --------------------------------------------------------------------------- helpers of the solutions
+
+
+def _uniform_init(linear: nn.Linear) -> nn.Linear:
+    """Glorot-uniform weights ``U(-c, c)``, ``c = sqrt(6 / (D_in + D_out))``, zero bias (the course's init)."""
+    bound = math.sqrt(6.0 / (linear.in_features + linear.out_features))
+    with torch.no_grad():
+        linear.weight.uniform_(-bound, bound)
+        if linear.bias is not None:
+            linear.bias.zero_()
+    return linear
+
+
+def _softmax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Numerically stable softmax along ``dim``: subtract the maximum before exponentiating."""
+    shifted = scores - scores.amax(dim=dim, keepdim=True)
+    exp = shifted.exp()
+    return exp / exp.sum(dim=dim, keepdim=True)
+
+
+def _log_softmax(scores: torch.Tensor) -> torch.Tensor:
+    """``log softmax`` along the last dimension, stable: ``s - max - log sum exp(s - max)``."""
+    shifted = scores - scores.amax(dim=-1, keepdim=True)
+    return shifted - shifted.exp().sum(dim=-1, keepdim=True).log()
+
+
+def _reduce(losses: torch.Tensor, keep: torch.Tensor, reduction: str) -> torch.Tensor:
+    """``losses (T,)`` with ignored rows set to 0; sum, mean over kept rows, or per row."""
+    losses = torch.where(keep, losses, torch.zeros_like(losses))
+    if reduction == "none":
+        return losses
+    total = losses.sum()
+    return total if reduction == "sum" else total / keep.sum()
+
+
+class TokenEmbedding(nn.Module):
+    """A learned vector per token: ``forward(tokens (N, K)) -> weight[tokens] (N, K, emb_dim)``.
+
+    The same as ``nn.Embedding(vocab_len, emb_dim)`` (and initialised like it, ``N(0, 1)``):
+    indexing a table is all an embedding does.  Attribute: ``weight`` ``(vocab_len, emb_dim)``.
+    """
+
+    def __init__(self, vocab_len: int, emb_dim: int):
+        super().__init__()
+        self.vocab_len = check_int(vocab_len, "vocab_len", minimum=1)
+        check_int(emb_dim, "emb_dim", minimum=1)
+        self.weight = nn.Parameter(torch.randn(vocab_len, emb_dim))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        checks.token_tensor(tokens, "tokens", "(N, K)", self.vocab_len)
+        return self.weight[tokens]
+
+
+def decode_tokens(tokens, token_dict: dict[str, int], skip: Sequence[str] = ("PAD",)) -> str:
+    """The way back from ids to text: consecutive digits join into one number.
+
+    ``[BOS, POSITIVE, 0, 4, EOS, PAD] -> "BOS POSITIVE 04 EOS"``.  Whatever the ids say is
+    written, also a malformed answer of a model (``"BOS 4 POSITIVE EOS"``).
+
+    Args:
+        tokens: ``(K,)`` ids (a tensor or a list of ints).
+        token_dict: ``{token: id}``.
+        skip: tokens left out of the text (the padding).
+
+    Returns:
+        the space-separated text.
+    """
+    names = {index: token for token, index in token_dict.items()}
+    ids = tokens.tolist() if isinstance(tokens, torch.Tensor) else list(tokens)
+    words: list[str] = []
+    previous_digit = False
+    for index in ids:
+        if index not in names:
+            raise ValueError(f"token id {index} is not in token_dict (ids 0..{len(names) - 1})")
+        token = names[index]
+        if token in skip:
+            continue
+        digit = token.isdigit()
+        if digit and previous_digit:
+            words[-1] += token
+        else:
+            words.append(token)
+        previous_digit = digit
+    return " ".join(words)
 
 
 # --------------------------------------------------------------------------- data
@@ -899,153 +944,11 @@ class AddSubDataset(Dataset):
         return self.questions[idx], self.ques_pos, self.answers[idx], self.ans_pos
 
 
-# --------------------------------------------------------------------------- losses
-
-
-def _check_prediction(pred, ground, ignore_index, reduction) -> torch.Tensor:
-    """Check ``pred (T, V)`` and ``ground`` (``T`` ids, any shape); return ground as ``(T,)``."""
-    _check_float(pred, "pred", 2, "(T, V)")
-    if not isinstance(ground, torch.Tensor) or ground.is_floating_point() or ground.dtype == torch.bool:
-        raise TypeError("ground must be an integer tensor of token ids, shape (N, K) or (T,)")
-    if ground.numel() != pred.shape[0]:
-        raise ValueError(f"ground must hold one id per row of pred: pred {tuple(pred.shape)} has {pred.shape[0]} "
-                         f"rows, ground {tuple(ground.shape)} {ground.numel()} ids")
-    flat = ground.reshape(-1)
-    kept = flat if ignore_index is None else flat[flat != ignore_index]
-    if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= pred.shape[1]):
-        raise ValueError(f"ground must hold ids in [0, {pred.shape[1]}) (V={pred.shape[1]}), got values from "
-                         f"{int(kept.min())} to {int(kept.max())}")
-    if reduction not in ("sum", "mean", "none"):
-        raise ValueError(f"reduction must be 'sum', 'mean' or 'none', got {reduction!r}")
-    return flat
-
-
-def _log_softmax(scores: torch.Tensor) -> torch.Tensor:
-    """``log softmax`` along the last dimension, stable: ``s - max - log sum exp(s - max)``."""
-    shifted = scores - scores.amax(dim=-1, keepdim=True)
-    return shifted - shifted.exp().sum(dim=-1, keepdim=True).log()
-
-
-def _reduce(losses: torch.Tensor, keep: torch.Tensor, reduction: str) -> torch.Tensor:
-    """``losses (T,)`` with ignored rows set to 0; sum, mean over kept rows, or per row."""
-    losses = torch.where(keep, losses, torch.zeros_like(losses))
-    if reduction == "none":
-        return losses
-    total = losses.sum()
-    return total if reduction == "sum" else total / keep.sum()
-
-
-def CrossEntropyLoss(pred: torch.Tensor, ground: torch.Tensor, ignore_index: int | None = None,
-                     reduction: str = "sum") -> torch.Tensor:
-    """Softmax cross-entropy of every token: ``-log softmax(pred_t)[ground_t]``.
-
-    Args:
-        pred: ``(T, V)`` scores (``T = N * K`` tokens, from :class:`Transformer`).
-        ground: ``(N, K)`` or ``(T,)`` the right ids.
-        ignore_index: id whose positions cost nothing (the PAD id); None: none.
-        reduction: ``"sum"`` over tokens (the course's), ``"mean"`` over the non-ignored tokens
-            (NaN when there are none, as ``F.cross_entropy``), or ``"none"``: ``(T,)`` per token.
-
-    Returns:
-        scalar loss (or ``(T,)``); equals ``F.cross_entropy(pred, ground, ignore_index=..., reduction=...)``.
-    """
-    flat = _check_prediction(pred, ground, ignore_index, reduction)
-    loss = None
-    ### BEGIN SOLUTION
-    keep = torch.ones_like(flat, dtype=torch.bool) if ignore_index is None else flat != ignore_index
-    safe = torch.where(keep, flat, torch.zeros_like(flat))
-    picked = _log_softmax(pred).gather(1, safe[:, None])[:, 0]
-    loss = _reduce(-picked, keep, reduction)
-    ### END SOLUTION
-    return loss
-
-
-def LabelSmoothingLoss(pred: torch.Tensor, ground: torch.Tensor, smoothing: float = DEFAULT_SMOOTHING,
-                       ignore_index: int | None = None, reduction: str = "sum") -> torch.Tensor:
-    """Cross-entropy against a smoothed target: the right token gets ``1 - smoothing``, every other
-    token ``smoothing / (V - 1)`` (the course's form).
-
-    A model is then never pushed to infinitely confident scores.  The same loss as
-    ``F.cross_entropy(..., label_smoothing=smoothing * V / (V - 1))`` (PyTorch spreads its
-    ``label_smoothing`` over all ``V`` tokens, the right one included).
-
-    Args:
-        pred: ``(T, V)`` scores; ground: ``(N, K)`` or ``(T,)`` ids.
-        smoothing: in [0, 1); 0 gives :func:`CrossEntropyLoss`.
-        ignore_index, reduction: as :func:`CrossEntropyLoss`.
-
-    Returns:
-        scalar loss (or ``(T,)`` with ``reduction="none"``).
-    """
-    flat = _check_prediction(pred, ground, ignore_index, reduction)
-    _check_probability("smoothing", smoothing)
-    if pred.shape[1] < 2:
-        raise ValueError(f"label smoothing needs at least 2 tokens (V >= 2), got pred {tuple(pred.shape)}")
-    loss = None
-    ### BEGIN SOLUTION
-    keep = torch.ones_like(flat, dtype=torch.bool) if ignore_index is None else flat != ignore_index
-    safe = torch.where(keep, flat, torch.zeros_like(flat))
-    num_tokens = pred.shape[1]
-    target = torch.full_like(pred, smoothing / (num_tokens - 1))
-    target.scatter_(1, safe[:, None], 1.0 - smoothing)
-    loss = _reduce(-(target * _log_softmax(pred)).sum(dim=1), keep, reduction)
-    ### END SOLUTION
-    return loss
-
-
-# --------------------------------------------------------------------------- decoding and accuracy
+# --------------------------------------------------------------------------- using a model
 
 
 def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-def greedy_decode(model: Transformer, ques_b: torch.Tensor, ques_pos: torch.Tensor, token_dict: dict,
-                  max_len: int, pos_encode: Callable) -> torch.Tensor:
-    """Write whole answers token by token, each time taking the most likely next token.
-
-    The answer starts as ``[BOS]``; at step ``t`` the decoder reads the ``t`` tokens so far
-    (with the position codes ``pos_encode(max_len, M)[:, :t]``, as in training) and the token
-    with the highest score at the last position is appended.  After an ``EOS`` a row is
-    filled with ``PAD``.  The encoder runs once.  Dropout is off (eval mode) during decoding.
-
-    Args:
-        model: a :class:`Transformer`.
-        ques_b: ``(N, K_in)`` question ids; ques_pos: ``(N, K_in, M)`` or ``(1, K_in, M)``.
-        token_dict: ``{token: id}`` with ``"BOS"``, ``"EOS"`` and ``"PAD"``.
-        max_len: length of the answers written, BOS and EOS included (the training ``pad_to``).
-        pos_encode: the position encoding used in training.
-
-    Returns:
-        ``(N, max_len)`` int64 ids, BOS first.
-    """
-    if not isinstance(model, Transformer):
-        raise TypeError(f"model must be a Transformer, got {type(model).__name__}")
-    check_int(max_len, "max_len", minimum=2)
-    missing = [token for token in ("BOS", "EOS", "PAD") if token not in token_dict]
-    if missing:
-        raise ValueError(f"token_dict must contain BOS, EOS and PAD, missing {missing}")
-    bos, eos, pad = (token_dict[token] for token in ("BOS", "EOS", "PAD"))
-    answers = None
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            ### BEGIN SOLUTION
-            enc_out = model.encode(ques_b, ques_pos)
-            positions = pos_encode(max_len, model.emb_dim).to(enc_out)
-            answers = torch.full((ques_b.shape[0], 1), bos, dtype=torch.int64, device=ques_b.device)
-            finished = torch.zeros(ques_b.shape[0], dtype=torch.bool, device=ques_b.device)
-            for step in range(1, max_len):
-                scores = model.decode(enc_out, answers, positions[:, :step])
-                following = scores[:, -1].argmax(dim=-1)
-                following = torch.where(finished, torch.full_like(following, pad), following)
-                finished = finished | (following == eos)
-                answers = torch.cat([answers, following[:, None]], dim=1)
-            ### END SOLUTION
-    finally:
-        model.train(was_training)
-    return answers
 
 
 def attention_weights(model: Transformer, ques_b: torch.Tensor, ques_pos: torch.Tensor, ans_b: torch.Tensor,
@@ -1059,8 +962,7 @@ def attention_weights(model: Transformer, ques_b: torch.Tensor, ques_pos: torch.
         ``(N, H, K_in, K_in)``, ``(N, H, K_out - 1, K_out - 1)`` and ``(N, H, K_out - 1, K_in)``
         (row: the attending position, column: the position looked at), on the CPU.
     """
-    if not isinstance(model, Transformer):
-        raise TypeError(f"model must be a Transformer, got {type(model).__name__}")
+    checks.is_instance(model, Transformer, "model")
     was_training = model.training
     model.eval()
     try:
@@ -1075,8 +977,7 @@ def attention_weights(model: Transformer, ques_b: torch.Tensor, ques_pos: torch.
 
 
 def _loader(dataset: AddSubDataset, batch_size: int) -> DataLoader:
-    if not isinstance(dataset, AddSubDataset):
-        raise TypeError(f"dataset must be an AddSubDataset, got {type(dataset).__name__}")
+    checks.is_instance(dataset, AddSubDataset, "dataset")
     return DataLoader(dataset, batch_size=check_int(batch_size, "batch_size", minimum=1), shuffle=False)
 
 
@@ -1135,59 +1036,13 @@ def token_accuracy(model: Transformer, dataset: AddSubDataset, batch_size: int =
 # --------------------------------------------------------------------------- training
 
 
-def warmup_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int | None = None,
-                     decay: str = "cosine", final_factor: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
-    """A learning-rate schedule with a linear warm-up, as a ``LambdaLR`` stepped once per optimizer step.
-
-    The factor multiplying the optimizer's learning rate at step ``s`` (counted from 0):
-
-    * warm-up, ``s < warmup_steps``: ``(s + 1) / warmup_steps``, rising linearly to 1;
-    * then ``decay="cosine"``: from 1 down to ``final_factor`` along half a cosine, reached at
-      ``total_steps`` and kept after; ``"inverse_sqrt"``: ``sqrt(warmup_steps / (s + 1))``
-      (the paper's schedule); ``"constant"``: 1.
-
-    A post-norm Transformer trained with Adam at full rate from the first step often diverges
-    or stalls; the warm-up lets Adam's moment estimates settle first.
-
-    Args:
-        optimizer: the optimizer whose rate is scaled.
-        warmup_steps: steps of the warm-up (>= 1).
-        total_steps: steps of the whole run (needed by ``"cosine"``; > ``warmup_steps``).
-        decay: ``"cosine"``, ``"inverse_sqrt"`` or ``"constant"``.
-        final_factor: the cosine's end, in [0, 1).
-
-    Returns:
-        ``torch.optim.lr_scheduler.LambdaLR`` (pass it to :func:`helpers.train.train` with
-        ``scheduler_interval="step"``).
-    """
-    check_int(warmup_steps, "warmup_steps", minimum=1)
-    if decay not in ("cosine", "inverse_sqrt", "constant"):
-        raise ValueError(f"decay must be 'cosine', 'inverse_sqrt' or 'constant', got {decay!r}")
-    if decay == "cosine":
-        if total_steps is None or check_int(total_steps, "total_steps", minimum=1) <= warmup_steps:
-            raise ValueError(f"decay='cosine' needs total_steps > warmup_steps={warmup_steps}, got {total_steps}")
-    final_factor = _check_probability("final_factor", final_factor)
-    ### BEGIN SOLUTION
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        if decay == "inverse_sqrt":
-            return math.sqrt(warmup_steps / (step + 1))
-        if decay == "constant":
-            return 1.0
-        done = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
-        return final_factor + (1 - final_factor) * 0.5 * (1 + math.cos(math.pi * done))
-    ### END SOLUTION
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def transformer_loss_fn(pad_index: int, smoothing: float = DEFAULT_SMOOTHING) -> Callable:
     """A ``loss_fn(model, batch)`` for :func:`helpers.train.train`.
 
     The loss is :func:`LabelSmoothingLoss` averaged over the non-PAD answer tokens (``smoothing=0``:
     plain cross-entropy); the metric ``"token acc"`` is the batch's teacher-forced token accuracy.
     """
-    _check_probability("smoothing", smoothing)
+    checks.probability("smoothing", smoothing)
 
     def loss_fn(model, batch):
         ques, ques_pos, ans, ans_pos = batch
@@ -1222,10 +1077,8 @@ def train_transformer(model: Transformer, train_set: AddSubDataset, *, num_epoch
     Returns:
         the history of :func:`helpers.train.train`.
     """
-    if not isinstance(model, Transformer):
-        raise TypeError(f"model must be a Transformer, got {type(model).__name__}")
-    if not isinstance(train_set, AddSubDataset):
-        raise TypeError(f"train_set must be an AddSubDataset, got {type(train_set).__name__}")
+    checks.is_instance(model, Transformer, "model")
+    checks.is_instance(train_set, AddSubDataset, "train_set")
     check_int(num_epochs, "num_epochs", minimum=1)
     if device is not None:
         model.to(device)
@@ -1236,3 +1089,39 @@ def train_transformer(model: Transformer, train_set: AddSubDataset, *, num_epoch
     return train(model, optimizer, loader, transformer_loss_fn(train_set.pad_index, smoothing),
                  num_epochs=num_epochs, scheduler=scheduler, scheduler_interval="step", checkpoint=checkpoint,
                  grad_clip=grad_clip, val_fn=val_fn, device=device, progress=progress, time_limit=time_limit)
+
+
+__all__ = [
+    "AddSubDataset",
+    "CrossEntropyLoss",
+    "Decoder",
+    "DecoderBlock",
+    "Encoder",
+    "EncoderBlock",
+    "FeedForwardBlock",
+    "LabelSmoothingLoss",
+    "LayerNormalization",
+    "MultiHeadAttention",
+    "SelfAttention",
+    "TokenEmbedding",
+    "Transformer",
+    "answer_accuracy",
+    "attention_weights",
+    "decode_tokens",
+    "generate_token_dict",
+    "get_subsequent_mask",
+    "greedy_decode",
+    "hello_transformers",
+    "position_encoding_simple",
+    "position_encoding_sinusoid",
+    "predict_answers",
+    "preprocess_input_sequence",
+    "prepocess_input_sequence",
+    "scaled_dot_product_no_loop_batch",
+    "scaled_dot_product_two_loop_batch",
+    "scaled_dot_product_two_loop_single",
+    "token_accuracy",
+    "train_transformer",
+    "transformer_loss_fn",
+    "warmup_scheduler",
+]

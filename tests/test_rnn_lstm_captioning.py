@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 from torch.utils.data import DataLoader, TensorDataset
 
 from A4_rnn_transformer.rnn_lstm_captioning import (
@@ -26,12 +27,9 @@ from A4_rnn_transformer.rnn_lstm_captioning import (
     ImageEncoder,
     WordEmbedding,
     _regnet_trunk,
-    attention_forward,
     caption_images,
     caption_loss_fn,
     dot_product_attention,
-    lstm_forward,
-    lstm_step_forward,
     rnn_backward,
     rnn_forward,
     rnn_step_backward,
@@ -81,6 +79,32 @@ def lstm_params(D, H, seed=0, dtype=torch.float64, attention=False):
     if attention:
         params.append(randn(H, 4 * H, seed=seed + 3, dtype=dtype) / math.sqrt(H))
     return params
+
+
+def lstm_shell(cls, Wx, Wh):
+    """An empty ``cls`` (LSTM or AttentionLSTM) of the weights' sizes; the global random numbers stay put."""
+    with torch.random.fork_rng(devices=[]):
+        return cls(Wx.shape[0], Wh.shape[0])
+
+
+def lstm_step_fn(x, prev_h, prev_c, Wx, Wh, b, attn=None, Wattn=None):
+    """``LSTM.step_forward`` (``AttentionLSTM.step_forward`` when ``attn`` is given) with these weights."""
+    layer = lstm_shell(LSTM if attn is None else AttentionLSTM, Wx, Wh)
+    weights = {"Wx": Wx, "Wh": Wh, "b": b} | ({} if attn is None else {"Wattn": Wattn})
+    for name, w in weights.items():
+        setattr(layer, name, nn.Parameter(w, requires_grad=False))
+    return layer.step_forward(x, prev_h, prev_c) if attn is None else layer.step_forward(x, prev_h, prev_c, attn)
+
+
+def lstm_fn(x, h0, Wx, Wh, b):
+    """``LSTM.forward`` as a function of its weights too (autograd reaches them)."""
+    return functional_call(lstm_shell(LSTM, Wx, Wh), {"Wx": Wx, "Wh": Wh, "b": b}, (x, h0))
+
+
+def attention_lstm_fn(x, A, Wx, Wh, Wattn, b):
+    """``AttentionLSTM.forward`` as a function of its weights too."""
+    weights = {"Wx": Wx, "Wh": Wh, "Wattn": Wattn, "b": b}
+    return functional_call(lstm_shell(AttentionLSTM, Wx, Wh), weights, (x, A))
 
 
 def swap_g_o(w):
@@ -338,7 +362,7 @@ def test_lstm_step_forward_matches_lstm_cell_with_reordered_gates():
     N, D, H = 3, 5, 4
     x, prev_h, prev_c = randn(N, D, seed=52), randn(N, H, seed=53), randn(N, H, seed=54)
     Wx, Wh, b = lstm_params(D, H, seed=55)
-    next_h, next_c = lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b)
+    next_h, next_c = lstm_step_fn(x, prev_h, prev_c, Wx, Wh, b)
     h_ref, c_ref = torch_lstm(Wx, Wh, b, cell=True)(x, (prev_h, prev_c))
     assert next_h.shape == next_c.shape == (N, H)
     assert rel_error(next_h, h_ref) < 1e-12 and rel_error(next_c, c_ref) < 1e-12
@@ -351,7 +375,7 @@ def test_lstm_forward_matches_nn_lstm_values_and_gradients():
     Wx, Wh, b = lstm_params(D, H, seed=60)
     dh = randn(N, T, H, seed=63)
     leaves = [t.clone().requires_grad_() for t in (x, h0, Wx, Wh, b)]
-    h = lstm_forward(*leaves)
+    h = lstm_fn(*leaves)
     h.backward(dh)
     ref = torch_lstm(Wx, Wh, b)
     xr, h0r = x.clone().requires_grad_(), h0.clone().requires_grad_()
@@ -371,12 +395,12 @@ def test_lstm_forward_gradient_matches_numeric():
     Wx, Wh, b = lstm_params(D, H, seed=66)
     dh = randn(N, T, H, seed=69)
     inputs = [x, h0, Wx, Wh, b]
-    analytic = autograd_gradients(lstm_forward, *inputs, dout=dh)
+    analytic = autograd_gradients(lstm_fn, *inputs, dout=dh)
     for k in range(5):
         def f(v, k=k):
             args = list(inputs)
             args[k] = v
-            return lstm_forward(*args)
+            return lstm_fn(*args)
         assert rel_error(analytic[k], compute_numeric_gradient(f, inputs[k].clone(), dh)) < TOL
 
 
@@ -388,7 +412,7 @@ def test_lstm_module():
     x, h0 = randn(2, 4, 5, seed=70), randn(2, 3, seed=71)
     h = layer(x, h0)
     params = [layer.Wx.detach(), layer.Wh.detach(), layer.b.detach()]
-    assert torch.equal(h.detach(), lstm_forward(x, h0, *params))
+    assert torch.equal(h.detach(), lstm_fn(x, h0, *params))
     next_h, next_c = layer.step_forward(x[:, 0], h0, torch.zeros_like(h0))
     assert torch.allclose(next_h, h[:, 0])
     h.sum().backward()
@@ -455,16 +479,16 @@ def reference_attention_lstm(x, A, Wx, Wh, Wattn, b):
 
 
 @ATTENTION_LSTM
-def test_attention_forward_matches_lstm_cell_with_sdpa():
+def test_attention_lstm_forward_matches_lstm_cell_with_sdpa():
     N, T, D, H = 2, 4, 3, 5
     x, A = randn(N, T, D, seed=76), randn(N, H, 3, 3, seed=77)
     Wx, Wh, b, Wattn = lstm_params(D, H, seed=78, attention=True)
-    h = attention_forward(x, A, Wx, Wh, Wattn, b)
+    h = attention_lstm_fn(x, A, Wx, Wh, Wattn, b)
     assert h.shape == (N, T, H)
     assert rel_error(h, reference_attention_lstm(x, A, Wx, Wh, Wattn, b)) < 1e-12
     # gradients with respect to the inputs and the grid
     dh = randn(N, T, H, seed=82)
-    ours = autograd_gradients(lambda x_, a_: attention_forward(x_, a_, Wx, Wh, Wattn, b), x, A, dout=dh)
+    ours = autograd_gradients(lambda x_, a_: attention_lstm_fn(x_, a_, Wx, Wh, Wattn, b), x, A, dout=dh)
     theirs = autograd_gradients(lambda x_, a_: reference_attention_lstm(x_, a_, Wx, Wh, Wattn, b), x, A, dout=dh)
     assert all(rel_error(o, t) < 1e-12 for o, t in zip(ours, theirs, strict=True))
 
@@ -475,11 +499,11 @@ def test_lstm_step_with_attention_is_an_lstm_cell_reading_x_and_attn():
     x, prev_h, prev_c, attn = (randn(N, D, seed=83), randn(N, H, seed=84), randn(N, H, seed=85),
                                randn(N, H, seed=86))
     Wx, Wh, b, Wattn = lstm_params(D, H, seed=87, attention=True)
-    next_h, next_c = lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b, attn=attn, Wattn=Wattn)
+    next_h, next_c = lstm_step_fn(x, prev_h, prev_c, Wx, Wh, b, attn=attn, Wattn=Wattn)
     # x Wx + attn Wattn = [x, attn] [Wx; Wattn]
     h_ref, c_ref = torch_lstm(torch.cat([Wx, Wattn]), Wh, b, cell=True)(torch.cat([x, attn], dim=1), (prev_h, prev_c))
     assert rel_error(next_h, h_ref) < 1e-12 and rel_error(next_c, c_ref) < 1e-12
-    plain_h, _ = lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b)
+    plain_h, _ = lstm_step_fn(x, prev_h, prev_c, Wx, Wh, b)
     assert not torch.allclose(next_h, plain_h), "the attention changes the step"
 
 
@@ -491,7 +515,7 @@ def test_attention_lstm_module():
     x, A = randn(2, 5, 3, seed=88), randn(2, 4, 2, 2, seed=89)
     h = layer(x, A)
     params = [p.detach() for p in (layer.Wx, layer.Wh, layer.Wattn, layer.b)]
-    assert torch.equal(h.detach(), attention_forward(x, A, *params))
+    assert torch.equal(h.detach(), attention_lstm_fn(x, A, *params))
     h0 = A.mean(dim=(2, 3))
     attn, _ = dot_product_attention(h0, A)
     next_h, _ = layer.step_forward(x[:, 0], h0, h0, attn)
@@ -707,9 +731,9 @@ def test_rnn_and_lstm_functions_refuse_bad_inputs():
         rnn_backward(randn(2, 4, 4), cache)
     Wx4, Wh4, b4 = lstm_params(3, 4)
     with pytest.raises(ValueError, match=r"Wh must have shape \(H, 4H\) with H=4, 4H=16"):
-        lstm_step_forward(x, h, h, Wx4, Wh, b4)
-    with pytest.raises(ValueError, match="attn and Wattn"):
-        lstm_step_forward(x, h, h, Wx4, Wh4, b4, attn=h)
+        lstm_step_fn(x, h, h, Wx4, Wh, b4)
+    with pytest.raises(ValueError, match=r"attn must have shape \(N, H\) with N=2, H=4"):
+        lstm_step_fn(x, h, h, Wx4, Wh4, b4, attn=randn(2, 3), Wattn=randn(4, 16))
     with pytest.raises(ValueError, match=r"A must have shape \(N, H, Dh, Dw\) with N=2, H=4"):
         dot_product_attention(h, randn(2, 5, 3, 3))
     with pytest.raises(ValueError, match="input_dim must be >= 1"):
