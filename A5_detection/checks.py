@@ -230,14 +230,6 @@ def check_fcos_training(images, gt_boxes, num_classes) -> None:
     _check_batch_of_gt(images, gt_boxes, num_classes)
 
 
-def check_rcnn_training(images, gt_boxes, num_classes) -> None:
-    """``FasterRCNN.forward`` in training mode: as :func:`check_fcos_training`, ``gt_boxes`` required."""
-    check_images(images)
-    if gt_boxes is None:
-        raise ValueError("FasterRCNN in training mode needs gt_boxes (B, N, 5)")
-    _check_batch_of_gt(images, gt_boxes, num_classes)
-
-
 # --------------------------------------------------------------------------- FCOS
 
 
@@ -517,3 +509,90 @@ def check_count_errors(predictions, ground_truths) -> None:
     if not isinstance(predictions, (list, tuple)) or not isinstance(ground_truths, (list, tuple)) \
             or len(predictions) != len(ground_truths):
         raise ValueError("predictions and ground_truths must be lists with one dict per image, of the same length")
+
+
+# --------------------------------------------------------------------------- Faster R-CNN: modules
+
+
+def check_anchors(locations_per_fpn_level, strides_per_fpn_level, stride_scale, aspect_ratios):
+    """``generate_fpn_anchors``: every level's ``(H * W, 2)`` centres and stride; return
+    ``(stride_scale, ratios)``, the ratios positive floats."""
+    stride_scale, ratios = check_anchor_args(stride_scale, aspect_ratios)
+    for level, locations in locations_per_fpn_level.items():
+        check_anchor_level(locations, level, strides_per_fpn_level)
+    return stride_scale, ratios
+
+
+def check_rpn_head(in_channels, stem_channels, num_anchors) -> tuple[list[int], int]:
+    """``RPNPredictionNetwork``: return ``(stem_channels, num_anchors)``."""
+    return check_stem(in_channels, stem_channels), check_int(num_anchors, "num_anchors", minimum=1)
+
+
+def check_rpn(batch_size_per_image, anchor_stride_scale, anchor_iou_thresholds, nms_thresh, pre_nms_topk,
+              post_nms_topk, fg_fraction) -> tuple:
+    """``RPN``: return the arguments checked, in this order (the thresholds as a pair of floats)."""
+    return (check_int(batch_size_per_image, "batch_size_per_image", minimum=1),
+            check_real(anchor_stride_scale, "anchor_stride_scale", low=0.0),
+            check_iou_thresholds(anchor_iou_thresholds),
+            check_real(nms_thresh, "nms_thresh", 0.0, 1.0),
+            check_int(pre_nms_topk, "pre_nms_topk", minimum=1),
+            check_int(post_nms_topk, "post_nms_topk", minimum=1),
+            check_real(fg_fraction, "fg_fraction", 0.0, 1.0))
+
+
+def check_rpn_training(gt_boxes, batch: int) -> None:
+    """``RPN.forward`` in training mode: padded gt rows ``(batch, N, 5)``."""
+    if gt_boxes is None:
+        raise ValueError("RPN in training mode needs gt_boxes (B, N, 5)")
+    check_gt_boxes(gt_boxes)
+    if gt_boxes.shape[0] != batch:
+        raise ValueError(f"gt_boxes must have one entry per image: {batch} image(s), got {gt_boxes.shape[0]}")
+
+
+def check_faster_rcnn(backbone, rpn, stem_channels, num_classes, batch_size_per_image, roi_size, fg_fraction,
+                      proposal_iou_threshold, canonical_size, canonical_level) -> tuple:
+    """``FasterRCNN``: return ``(fpn_channels, stem_channels, num_classes, batch_size_per_image,
+    roi_size, fg_fraction, proposal_iou_threshold, canonical_size, canonical_level)`` checked;
+    ``fpn_channels`` is ``backbone.out_channels`` (else the RPN head's input channels)."""
+    if not hasattr(backbone, "fpn_strides"):
+        raise TypeError("backbone must have an attribute fpn_strides: level name -> stride")
+    num_classes = check_int(num_classes, "num_classes", minimum=1)
+    batch_size_per_image = check_int(batch_size_per_image, "batch_size_per_image", minimum=1)
+    if isinstance(roi_size, int):
+        roi_size = (roi_size, roi_size)
+    if not isinstance(roi_size, (tuple, list)) or len(roi_size) != 2:
+        raise ValueError(f"roi_size must be an int or a pair (height, width), got {roi_size!r}")
+    roi_size = tuple(check_int(side, f"roi_size[{k}]", minimum=1) for k, side in enumerate(roi_size))
+    fg_fraction = check_real(fg_fraction, "fg_fraction", 0.0, 1.0)
+    proposal_iou_threshold = check_real(proposal_iou_threshold, "proposal_iou_threshold", 0.0, 1.0)
+    canonical_size = check_real(canonical_size, "canonical_size", low=1e-6)
+    canonical_level = check_int(canonical_level, "canonical_level", minimum=0)
+    fpn_channels = getattr(backbone, "out_channels", rpn.pred_net.pred_obj.in_channels)
+    stem_channels = check_stem(fpn_channels, stem_channels)
+    return (fpn_channels, stem_channels, num_classes, batch_size_per_image, roi_size, fg_fraction,
+            proposal_iou_threshold, canonical_size, canonical_level)
+
+
+def check_rcnn_batch(images, gt_boxes, num_classes) -> None:
+    """``FasterRCNN.forward`` in training mode: images and one padded ``(N, 5)`` block per image."""
+    check_images(images)
+    if gt_boxes is None:
+        raise ValueError("FasterRCNN in training mode needs gt_boxes (B, N, 5)")
+    check_gt_boxes(gt_boxes, num_classes)
+    if gt_boxes.shape[0] != images.shape[0]:
+        raise ValueError(f"gt_boxes must have one entry per image: {images.shape[0]} image(s), "
+                         f"got {gt_boxes.shape[0]}")
+
+
+def check_reassign(proposals_per_image, gt_boxes) -> None:
+    """``reassign_proposals_to_fpn_levels``: a list of ``(K_i, 4)`` tensors and, if given, gt rows ``(B, N, 5)``."""
+    if not isinstance(proposals_per_image, (list, tuple)):
+        raise TypeError("proposals_per_image must be a list of (K_i, 4) tensors, got "
+                        f"{type(proposals_per_image).__name__}")
+    for i, proposals in enumerate(proposals_per_image):
+        check_box_tensor(proposals, f"proposals_per_image[{i}]")
+    if gt_boxes is not None:
+        check_gt_boxes(gt_boxes)
+        if gt_boxes.shape[0] != len(proposals_per_image):
+            raise ValueError(f"gt_boxes must have one entry per image: {len(proposals_per_image)} image(s), "
+                             f"got {gt_boxes.shape[0]}")
