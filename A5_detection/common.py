@@ -60,16 +60,10 @@ class DetectorBackboneWithFPN(nn.Module):
 
     Hint: ``F.interpolate(x, size=..., mode="nearest")`` upsamples.
 
-    Trunks: ``pretrained=True``: torchvision's RegNetX-400MF with ImageNet weights, as in EECS 498
-    (online only); ``pretrained=False``: :class:`SmallTrunk`, a small plain CNN trained from
-    scratch -- the offline choice, small enough to train a detector on a 2-core CPU in minutes.
-
-    Args:
-        out_channels: channels of every FPN map.
-        pretrained: which trunk (see above).
-
-    Attributes:
-        fpn_strides: ``{"p3": 8, "p4": 16, "p5": 32}``.
+    Args: ``out_channels``, channels of every FPN map; ``pretrained``: torchvision's RegNetX-400MF
+    with ImageNet weights as in EECS 498 (online only), else :class:`SmallTrunk`, a small CNN
+    trained from scratch (offline; a detector trains on a 2-core CPU in minutes).
+    Attribute ``fpn_strides``: ``{"p3": 8, "p4": 16, "p5": 32}``.
 
     ``forward(images)``: ``images (B, 3, H, W)`` floats in [0, 1] (normalised inside with the
     ImageNet mean and std), ``H`` and ``W`` multiples of 32.  Returns
