@@ -107,15 +107,15 @@ class RPNPredictionNetwork(nn.Module):
             nn.init.zeros_(conv.bias)
         ### END SOLUTION
 
-    def forward(self, feats_per_fpn_level: dict) -> tuple[dict, dict]:
+    def forward(self, feats_per_fpn_level: dict) -> list:
         """Objectness and box deltas of every anchor.
 
         Args:
             feats_per_fpn_level: level name -> ``(B, in_channels, H, W)`` features.
 
         Returns:
-            ``(object_logits, boxreg_deltas)``: dicts level name -> ``(B, H * W * A)`` logits and
-            ``(B, H * W * A, 4)`` deltas ``(dx, dy, dw, dh)``.
+            ``[object_logits, boxreg_deltas]`` (a list, as in EECS 498): dicts level name ->
+            ``(B, H * W * A)`` logits and ``(B, H * W * A, 4)`` deltas ``(dx, dy, dw, dh)``.
         """
         checks.check_fpn_features(feats_per_fpn_level)
         object_logits, boxreg_deltas = {}, {}
@@ -128,7 +128,7 @@ class RPNPredictionNetwork(nn.Module):
             object_logits[level] = logits.permute(0, 2, 3, 1).reshape(batch, -1)
             boxreg_deltas[level] = deltas.permute(0, 3, 4, 1, 2).reshape(batch, -1, 4)
             ### END SOLUTION
-        return object_logits, boxreg_deltas
+        return [object_logits, boxreg_deltas]
 
 
 def generate_fpn_anchors(locations_per_fpn_level: dict, strides_per_fpn_level: dict, stride_scale: float,
