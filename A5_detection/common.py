@@ -1,42 +1,30 @@
-"""A5: box operations shared by the two detectors (and later by ``papers/``).
+"""A5: the parts both detectors share -- backbone with FPN, FPN locations, NMS, IoU -- and evaluation.
 
-Names follow EECS 498/598 and torchvision so course material applies unchanged:
+Names and signatures follow EECS 498/598 WI2022 ``common.py`` (and torchvision where it has the
+same function), so course material applies unchanged.  In the order you write them:
 
-* :func:`box_iou` -- intersection over union of two sets of boxes;
-* :func:`paired_iou` -- IoU of matched pairs of boxes, element by element (YOLOv1's responsible box);
-* :func:`generalized_box_iou` -- generalised IoU (Rezatofighi et al., 2019), IoU minus the share of the
-  smallest enclosing box that the union leaves empty (DETR's box loss and matching cost);
-* :func:`nms` -- greedy non-maximum suppression, the same indices as ``torchvision.ops.nms``;
-* :func:`class_spec_nms` -- NMS inside each class, the same as ``torchvision.ops.batched_nms``;
-* :func:`class_candidates` -- which (box, class) pairs of a class-probability table become detections:
-  every pair scoring at least a threshold (a box may enter several classes' rankings), or only each
-  box's best class;
-* :func:`roi_align` -- RoIAlign (Mask R-CNN) with bilinear sampling written by hand, the same
-  values as ``torchvision.ops.roi_align``; gradients flow to the features through autograd;
-* :func:`get_fpn_location_coords` -- image-pixel centres of every location of every FPN level (FCOS);
-* :func:`average_precision` and :func:`evaluate_detections` -- PASCAL VOC average precision and mAP;
-* :func:`detection_errors` -- each detection of an image correct, a duplicate, mislabelled, mislocated or
-  on background, and the boxes missed: the failure cases behind the mAP (:func:`count_errors` over a
-  set of images, :func:`confusion_counts` for which class was taken for which, :func:`ignore_classes`
-  for class-agnostic AP);
-* :class:`DetectorBackboneWithFPN` -- a CNN trunk plus a Feature Pyramid Network (strides 8, 16, 32).
-* :func:`check_image_batch` -- the image-batch check every detector shares.  The box checks
-  (``check_boxes``, ``check_gt_boxes``, imported here) live in ``helpers.checks`` beside the other
-  input checks, so the datasets of ``helpers.data`` use them too.
+* :class:`DetectorBackboneWithFPN` -- a CNN trunk (given) plus the Feature Pyramid Network you add;
+* :func:`get_fpn_location_coords` -- image-pixel centres of every location of every FPN level;
+* :func:`nms` -- greedy non-maximum suppression (the same indices as ``torchvision.ops.nms``);
+  :func:`class_spec_nms` (given) runs it inside each class;
+* :func:`box_iou`, :func:`generalized_box_iou`, :func:`paired_iou` -- IoU of every pair, GIoU
+  (DETR), IoU of matched pairs (YOLOv1);
+* :func:`class_candidates` -- which (box, class) pairs of a score table become detections;
+* :func:`roi_align` -- RoIAlign by hand (the values of ``torchvision.ops.roi_align``);
+* :func:`average_precision`, :func:`evaluate_detections` -- PASCAL VOC AP and mAP;
+  :func:`detection_errors` -- each detection correct, a duplicate, mislabelled, mislocated or on
+  background, and the boxes missed.
 
-Conventions, the same everywhere in this module:
+Given code below the assignment: the trunks, :func:`predict_in_batches`, :func:`count_errors`,
+:func:`confusion_counts`, :func:`ignore_classes`.  Input checks live in ``A5_detection/checks.py``.
 
-* Boxes are ``(N, 4)`` floating tensors ``(x1, y1, x2, y2)`` in *continuous* pixel coordinates
-  (no "+1" of the old VOC devkit): the box ``[0, 0, 2, 1]`` is 2 wide, 1 high, area 2.  A box
-  with ``x2 < x1`` or ``y2 < y1``, a non-finite coordinate or a wrong shape is refused with a
-  ``ValueError``; a box of zero width or height is allowed.  Two zero-area boxes have IoU
-  ``0 / 0 = nan``, as in torchvision; NMS never suppresses on a nan IoU.
-* NMS ranks boxes by a *stable* descending sort of the scores: boxes of equal score keep their
-  input order (lower index first).  That is what ``torchvision.ops.nms`` does on the CPU
-  (checked by the tests on up to thousands of tied boxes; its CUDA kernel makes no such promise).
-  A box is suppressed when its IoU with a kept box is *strictly greater* than ``iou_threshold``.
-* Evaluation: a detection is a match when its IoU with a ground-truth box is *at least*
-  ``iou_threshold`` (``>=``, as in the official VOC devkit), see :func:`evaluate_detections`.
+Conventions: boxes are ``(N, 4)`` floating tensors ``(x1, y1, x2, y2)`` in *continuous* pixel
+coordinates (the box ``[0, 0, 2, 1]`` has area 2; no "+1"); a box with ``x2 < x1`` or ``y2 < y1``
+is refused, a zero-area box allowed (two zero-area boxes have IoU ``nan``, as in torchvision; NMS
+never suppresses on a nan IoU).  NMS ranks by a *stable* descending sort of the scores (equal
+scores: lower index first, as ``torchvision.ops.nms`` on the CPU) and suppresses a box whose IoU
+with a kept box is *strictly greater* than the threshold.  Evaluation matches with IoU *at least*
+the threshold (``>=``, as the VOC devkit).
 """
 
 from __future__ import annotations
@@ -48,149 +36,120 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.checks import check_boxes, check_gt_boxes, check_int, check_labels, check_real
+from A5_detection import checks
+from helpers.checks import check_boxes, check_gt_boxes, check_image_batch
 
 __all__ = [
-    "ERROR_KINDS",
-    "DetectorBackboneWithFPN",
-    "average_precision",
-    "box_iou",
-    "check_gt_boxes",
-    "check_image_batch",
-    "class_candidates",
-    "class_spec_nms",
-    "confusion_counts",
-    "count_errors",
-    "detection_errors",
-    "evaluate_detections",
-    "generalized_box_iou",
-    "get_fpn_location_coords",
-    "ignore_classes",
-    "nms",
-    "paired_iou",
-    "predict_in_batches",
-    "roi_align",
+    "ERROR_KINDS", "DetectorBackboneWithFPN", "average_precision", "box_iou", "check_boxes",
+    "check_gt_boxes", "check_image_batch", "class_candidates", "class_spec_nms", "confusion_counts",
+    "count_errors", "detection_errors", "evaluate_detections", "generalized_box_iou",
+    "get_fpn_location_coords", "ignore_classes", "nms", "paired_iou", "predict_in_batches", "roi_align",
 ]
 
 
-# --------------------------------------------------------------------------- input checks
+class DetectorBackboneWithFPN(nn.Module):
+    """A CNN trunk plus a Feature Pyramid Network: three maps of ``out_channels`` channels.
 
+    The trunk (given: ``self.backbone``) maps normalised images to ``{"c3", "c4", "c5"}`` at
+    strides 8, 16, 32, with ``self.backbone.out_channels[name]`` channels.  You add the FPN (Lin
+    et al., 2017) in ``self.fpn_params``: a 1x1 *lateral* convolution per level to ``out_channels``
+    channels, and a 3x3 *output* convolution (padding 1) per level.  ``forward`` adds to each
+    level's lateral map the 2x-upsampled merged level above it (the *top-down* path, which brings
+    the coarse levels' semantics to the fine ones) and smooths every sum with its output
+    convolution: ``p5 = out5(lat5(c5))``, ``m4 = lat4(c4) + up(m5)``, ``p4 = out4(m4)``, ...
 
-def _check_scores(scores, num: int, name: str = "scores") -> None:
-    if not isinstance(scores, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape ({num},), got {type(scores).__name__}")
-    if tuple(scores.shape) != (num,):
-        raise ValueError(f"{name} must have shape ({num},), one score per box, got {tuple(scores.shape)}")
-    if not scores.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {scores.dtype}")
-    nan = torch.isnan(scores)
-    if nan.any():
-        raise ValueError(f"{name} hold {int(nan.sum())} NaN value(s), the first at index {int(nan.nonzero()[0])}: "
-                         "NaN cannot be ranked (look for a NaN in the model's outputs)")
+    Hint: ``F.interpolate(x, size=..., mode="nearest")`` upsamples.
 
+    Args: ``out_channels``, channels of every FPN map; ``pretrained``: torchvision's RegNetX-400MF
+    with ImageNet weights as in EECS 498 (online only), else :class:`SmallTrunk`, a small CNN
+    trained from scratch (offline; a detector trains on a 2-core CPU in minutes).
+    Attribute ``fpn_strides``: ``{"p3": 8, "p4": 16, "p5": 32}``.
 
-def _check_class_ids(class_ids, num: int, name: str = "class_ids") -> None:
-    if not isinstance(class_ids, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape ({num},), got {type(class_ids).__name__}")
-    if tuple(class_ids.shape) != (num,):
-        raise ValueError(f"{name} must have shape ({num},), one class per box, got {tuple(class_ids.shape)}")
-    if class_ids.is_floating_point() or class_ids.is_complex() or class_ids.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class indices, got {class_ids.dtype}")
-    if class_ids.numel() and int(class_ids.min()) < 0:
-        raise ValueError(f"{name} must hold class indices >= 0, got {int(class_ids.min())}")
-
-
-def check_image_batch(images, multiple: int, what: str) -> None:
-    """Raise unless ``images`` is a float batch ``(B, 3, H, W)`` with ``H`` and ``W`` multiples of ``multiple``.
-
-    ``what`` names the multiple in the message (``"32 (the coarsest stride)"``...).  Shared by the
-    detectors of A5 and ``papers/``.
+    ``forward(images)``: ``images (B, 3, H, W)`` floats in [0, 1] (normalised inside with the
+    ImageNet mean and std), ``H`` and ``W`` multiples of 32.  Returns
+    ``{"p3": (B, out_channels, H/8, W/8), "p4": (..., H/16, W/16), "p5": (..., H/32, W/32)}``.
     """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a tensor of shape (B, 3, H, W), got {got}")
-    if not images.is_floating_point():
-        raise TypeError(f"images must be floats in [0, 1], got {images.dtype}; use images.float() / 255")
-    if images.shape[2] % multiple or images.shape[3] % multiple:
-        raise ValueError(f"images' height and width must be multiples of {what}, got {tuple(images.shape[2:])}")
+
+    def __init__(self, out_channels: int, pretrained: bool = False):
+        super().__init__()
+        checks.check_backbone(out_channels, pretrained)
+        self.out_channels = out_channels
+        self.fpn_strides = {"p3": 8, "p4": 16, "p5": 32}
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.backbone = _make_trunk(pretrained)
+        trunk_channels = self.backbone.out_channels  # {"c3": ..., "c4": ..., "c5": ...}
+        self.fpn_params = nn.ModuleDict()
+        ### BEGIN SOLUTION
+        for level in ("3", "4", "5"):
+            self.fpn_params[f"lateral{level}"] = nn.Conv2d(trunk_channels[f"c{level}"], self.out_channels, 1)
+            self.fpn_params[f"output{level}"] = nn.Conv2d(self.out_channels, self.out_channels, 3, padding=1)
+        ### END SOLUTION
+
+    def forward(self, images: torch.Tensor) -> dict:
+        check_image_batch(images, 32, "32 (the coarsest stride)")
+        feats = self.backbone((images - self.mean) / self.std)
+        fpn_feats = {"p3": None, "p4": None, "p5": None}
+        ### BEGIN SOLUTION
+        merged = None
+        for level in ("5", "4", "3"):  # top-down: coarse to fine
+            lateral = self.fpn_params[f"lateral{level}"](feats[f"c{level}"])
+            if merged is not None:
+                lateral = lateral + F.interpolate(merged, size=lateral.shape[-2:], mode="nearest")
+            merged = lateral
+            fpn_feats[f"p{level}"] = self.fpn_params[f"output{level}"](merged)
+        ### END SOLUTION
+        return fpn_feats
 
 
-def _pair(output_size) -> tuple[int, int]:
-    """``output_size`` as ``(oh, ow)``: an int ``s`` means ``(s, s)``."""
-    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
-        oh, ow = output_size
-    else:
-        oh = ow = output_size
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (oh, ow)):
-        raise ValueError(f"output_size must be a positive int or a pair (height, width) of positive ints, "
-                         f"got {output_size!r}")
-    return oh, ow
+def get_fpn_location_coords(shape_per_fpn_level: dict, strides_per_fpn_level: dict,
+                            dtype: torch.dtype = torch.float32, device="cpu") -> dict:
+    """Image-pixel centres of every location of every FPN level (FCOS).
 
+    Location ``(i, j)`` (row ``i``, column ``j``) of a level with stride ``s`` looks at the
+    image around ``x = (j + 0.5) * s``, ``y = (i + 0.5) * s``.
 
-# --------------------------------------------------------------------------- IoU and NMS
-
-
-def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """Intersection over union of every pair of boxes.
-
-    ``IoU(a, b) = area(a ∩ b) / (area(a) + area(b) - area(a ∩ b))`` in continuous coordinates
-    (area of ``[x1, y1, x2, y2]`` = ``(x2 - x1) * (y2 - y1)``).
+    No loops over locations.  Hint: ``torch.arange`` and ``torch.meshgrid(..., indexing="ij")``.
 
     Args:
-        boxes1: ``(N, 4)`` boxes ``(x1, y1, x2, y2)``.
-        boxes2: ``(M, 4)`` boxes.
+        shape_per_fpn_level: level name -> shape of its feature map, ``(B, C, H, W)`` (the
+            course's form) or ``(H, W)``; only the last two numbers are used.
+        strides_per_fpn_level: level name -> its stride in pixels (int); every level of
+            ``shape_per_fpn_level`` needs one.
+        dtype, device: of the result.
 
     Returns:
-        ``(N, M)`` tensor: ``iou[i, j]`` between ``boxes1[i]`` and ``boxes2[j]``, in [0, 1]
-        (``nan`` for two zero-area boxes).
+        dict level name -> ``(H * W, 2)`` tensor of ``(x, y)`` centres, locations in row-major
+        order (``index = i * W + j``), the levels in the order of ``shape_per_fpn_level``.
     """
-    check_boxes(boxes1, "boxes1")
-    check_boxes(boxes2, "boxes2")
-    ### BEGIN SOLUTION
-    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
-    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
-    top_left = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2)
-    bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])  # (N, M, 2)
-    size = (bottom_right - top_left).clamp(min=0)
-    intersection = size[..., 0] * size[..., 1]
-    union = area1[:, None] + area2[None, :] - intersection
-    return intersection / union
-    ### END SOLUTION
+    sizes = checks.check_fpn_levels(shape_per_fpn_level, strides_per_fpn_level)
+    coords = {}
+    for level, (height, width, stride) in sizes.items():
+        ### BEGIN SOLUTION
+        ys = (torch.arange(height, dtype=dtype, device=device) + 0.5) * stride
+        xs = (torch.arange(width, dtype=dtype, device=device) + 0.5) * stride
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        coords[level] = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=1)
+        ### END SOLUTION
+    return coords
 
 
-def paired_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """IoU of each box with the box at the same position: ``boxes1[..., k, :]`` with ``boxes2[..., k, :]``.
-
-    :func:`box_iou` compares *every* pair of two lists; YOLOv1's responsible-box rule needs only
-    matching pairs, for every cell of a batch at once.  Boxes ``(x1, y1, x2, y2)`` of
-    the same shape ``(..., 4)`` (broadcastable); a zero-area union gives 0, not ``nan``.
-
-    Returns:
-        ``(...)`` IoUs in [0, 1].
-    """
-    if not isinstance(boxes1, torch.Tensor) or not isinstance(boxes2, torch.Tensor) \
-            or boxes1.shape[-1] != 4 or boxes2.shape[-1] != 4:
-        raise ValueError(f"boxes1 and boxes2 must be tensors (..., 4) of (x1, y1, x2, y2), got "
-                         f"{getattr(boxes1, 'shape', type(boxes1).__name__)} and "
-                         f"{getattr(boxes2, 'shape', type(boxes2).__name__)}")
-    ### BEGIN SOLUTION
-    size1 = (boxes1[..., 2:] - boxes1[..., :2]).clamp(min=0)
-    size2 = (boxes2[..., 2:] - boxes2[..., :2]).clamp(min=0)
-    overlap = (torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
-               - torch.maximum(boxes1[..., :2], boxes2[..., :2])).clamp(min=0)
-    intersection = overlap[..., 0] * overlap[..., 1]
-    union = size1[..., 0] * size1[..., 1] + size2[..., 0] * size2[..., 1] - intersection
-    return torch.where(union > 0, intersection / union.clamp(min=1e-12), torch.zeros_like(union))
-    ### END SOLUTION
+#: rows of the pairwise suppression table :func:`nms` computes at once (bounds its memory).
+NMS_ROW_CHUNK = 1024
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5) -> torch.Tensor:
     """Greedy non-maximum suppression.
 
     Walk the boxes from the highest score down; keep a box unless a box kept before it overlaps
-    it with IoU *strictly greater* than ``iou_threshold``.  Equal scores are ranked by a stable
-    sort, lower index first (``torchvision.ops.nms`` on the CPU does the same, so the result is
-    identical to it, ties included).
+    it with IoU *strictly greater* than ``iou_threshold``.  Rank equal scores by a stable sort,
+    lower index first (``torchvision.ops.nms`` on the CPU does the same, so the tests ask for
+    identical indices, ties included).
+
+    You may not use ``torchvision.ops.nms``.  Hint: torchvision's CPU kernel (``nms_kernel.cpp``)
+    computes the IoU in the boxes' dtype and compares it with the threshold in float64; a table
+    "box i would suppress box j" for all pairs (at most ``NMS_ROW_CHUNK`` rows at a time) leaves
+    only one cheap pass down the sorted boxes.
 
     Args:
         boxes: ``(N, 4)`` boxes ``(x1, y1, x2, y2)``.
@@ -200,47 +159,21 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5) -
     Returns:
         keep: ``(K,)`` int64 indices into ``boxes`` of the kept boxes, in decreasing order of score.
     """
-    check_boxes(boxes)
-    _check_scores(scores, boxes.shape[0])
-    iou_threshold = check_real(iou_threshold, "iou_threshold", 0.0, 1.0)
-    ### BEGIN SOLUTION
-    return _greedy_nms(boxes, scores, iou_threshold, class_ids=None)
-    ### END SOLUTION
-
-
-#: rows of the pairwise suppression table computed at once in :func:`_greedy_nms` (memory bound).
-_ROW_CHUNK = 1024
-
-
-def _greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
-                class_ids: torch.Tensor | None) -> torch.Tensor:
-    """NMS of :func:`nms`; with ``class_ids (N,)`` a box can only suppress boxes of its own class.
-
-    First the table ``over[i, j]`` = "box ``i`` would suppress box ``j``" for all pairs (in score
-    order, ``_ROW_CHUNK`` rows at a time to bound memory); then one cheap pass down the sorted
-    boxes: a box not yet suppressed is kept and suppresses its row.  The IoU is computed exactly
-    as ``torchvision.ops.nms`` does (same operations in the boxes' dtype) and compared with the
-    threshold in float64, as its C++ does, so a box lying exactly on the threshold is decided the
-    same way.
-    """
+    iou_threshold = checks.check_nms(boxes, scores, iou_threshold)
     ### BEGIN SOLUTION
     boxes, scores = boxes.detach(), scores.detach()
     order = torch.sort(scores, descending=True, stable=True).indices
     x1, y1, x2, y2 = boxes[order].unbind(dim=1)
     areas = (x2 - x1) * (y2 - y1)
-    classes = class_ids[order] if class_ids is not None else None
     n = order.numel()
     over = torch.zeros(n, n, dtype=torch.bool)
-    for lo in range(0, n, _ROW_CHUNK):
-        rows = slice(lo, min(lo + _ROW_CHUNK, n))
+    for lo in range(0, n, NMS_ROW_CHUNK):
+        rows = slice(lo, min(lo + NMS_ROW_CHUNK, n))
         width = (torch.minimum(x2[rows, None], x2[None]) - torch.maximum(x1[rows, None], x1[None])).clamp(min=0)
         height = (torch.minimum(y2[rows, None], y2[None]) - torch.maximum(y1[rows, None], y1[None])).clamp(min=0)
         intersection = width * height
         iou = intersection / (areas[rows, None] + areas[None] - intersection)
-        block = iou.double() > iou_threshold  # nan (two empty boxes) never suppresses
-        if classes is not None:
-            block &= classes[rows, None] == classes[None]
-        over[rows] = block.cpu()
+        over[rows] = (iou.double() > iou_threshold).cpu()  # nan (two empty boxes) never suppresses
     over = over.numpy()
     suppressed = np.zeros(n, dtype=bool)
     keep = []
@@ -254,13 +187,12 @@ def _greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
 
 def class_spec_nms(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.Tensor,
                    iou_threshold: float = 0.5) -> torch.Tensor:
-    """Class-specific NMS: :func:`nms` run separately inside each class, results merged by score.
+    """Class-specific NMS (given; it calls your :func:`nms`): NMS inside each class, merged by score.
 
     A box is only ever suppressed by a box of its own class.  The kept indices are sorted by
     decreasing score, equal scores lower index first -- the same as ``torchvision.ops.batched_nms``
-    (which for small inputs shifts each class's boxes far apart and runs one NMS; here the IoU of
-    boxes of different classes is simply never looked at, which needs no coordinate shift and
-    loses no float precision).
+    (EECS 498 shifts each class's boxes far apart and runs one NMS; running it per class needs no
+    coordinate shift and loses no float precision).
 
     Args:
         boxes: ``(N, 4)`` boxes ``(x1, y1, x2, y2)``.
@@ -271,12 +203,101 @@ def class_spec_nms(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch.T
     Returns:
         keep: ``(K,)`` int64 indices of the kept boxes, in decreasing order of score.
     """
-    check_boxes(boxes)
-    _check_scores(scores, boxes.shape[0])
-    _check_class_ids(class_ids, boxes.shape[0])
-    iou_threshold = check_real(iou_threshold, "iou_threshold", 0.0, 1.0)
+    iou_threshold = checks.check_class_nms(boxes, scores, class_ids, iou_threshold)
+    class_ids = class_ids.to(boxes.device)
+    kept = [torch.zeros(0, dtype=torch.int64, device=boxes.device)]
+    for cls in torch.unique(class_ids).tolist():
+        members = (class_ids == cls).nonzero()[:, 0]
+        kept.append(members[nms(boxes[members], scores[members], iou_threshold)])
+    keep = torch.sort(torch.cat(kept)).values  # index order, so that the stable sort puts ties lower index first
+    return keep[torch.sort(scores.detach()[keep], descending=True, stable=True).indices]
+
+
+def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """Intersection over union of every pair of boxes (EECS 498's ``iou``).
+
+    ``IoU(a, b) = area(a ∩ b) / (area(a) + area(b) - area(a ∩ b))`` in continuous coordinates
+    (area of ``[x1, y1, x2, y2]`` = ``(x2 - x1) * (y2 - y1)``).
+
+    No loops; you may not use ``torchvision.ops.box_iou``.  Hint: broadcast ``boxes1[:, None, :2]``
+    against ``boxes2[None, :, :2]`` for the corners of the intersections.
+
+    Args:
+        boxes1: ``(N, 4)`` boxes ``(x1, y1, x2, y2)``.
+        boxes2: ``(M, 4)`` boxes.
+
+    Returns:
+        ``(N, M)`` tensor: ``iou[i, j]`` between ``boxes1[i]`` and ``boxes2[j]``, in [0, 1]
+        (``nan`` for two zero-area boxes).
+    """
+    checks.check_box_pair(boxes1, boxes2)
     ### BEGIN SOLUTION
-    return _greedy_nms(boxes, scores, iou_threshold, class_ids=class_ids.to(boxes.device))
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    top_left = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2)
+    bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])  # (N, M, 2)
+    size = (bottom_right - top_left).clamp(min=0)
+    intersection = size[..., 0] * size[..., 1]
+    union = area1[:, None] + area2[None, :] - intersection
+    return intersection / union
+    ### END SOLUTION
+
+
+def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """Generalised intersection over union (GIoU, Rezatofighi et al., 2019) of every pair of boxes.
+
+    ``GIoU(a, b) = IoU(a, b) - (area(C) - area(a ∪ b)) / area(C)`` with ``C`` the smallest box
+    enclosing both ``a`` and ``b``.  It lies in ``(-1, 1]``: 1 for identical boxes, and unlike the
+    IoU it keeps decreasing as two disjoint boxes move apart, so ``1 - GIoU`` is a loss with a
+    gradient even when the boxes do not overlap (DETR's box loss).  Differentiable by autograd.
+
+    No loops; you may not use ``torchvision.ops.generalized_box_iou``.  Hint: the enclosing box's
+    corners are the elementwise min of the top-left and max of the bottom-right corners.
+
+    Args:
+        boxes1: ``(N, 4)`` boxes ``(x1, y1, x2, y2)``.
+        boxes2: ``(M, 4)`` boxes.
+
+    Returns:
+        ``(N, M)`` tensor: ``giou[i, j]`` between ``boxes1[i]`` and ``boxes2[j]`` (``nan`` when the
+        enclosing box has zero area, e.g. two identical zero-area boxes).
+    """
+    checks.check_box_pair(boxes1, boxes2)
+    ### BEGIN SOLUTION
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    inner = (torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+             - torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])).clamp(min=0)  # (N, M, 2)
+    intersection = inner[..., 0] * inner[..., 1]
+    union = area1[:, None] + area2[None, :] - intersection
+    outer = (torch.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+             - torch.minimum(boxes1[:, None, :2], boxes2[None, :, :2]))  # (N, M, 2), never negative
+    enclosing = outer[..., 0] * outer[..., 1]
+    return intersection / union - (enclosing - union) / enclosing
+    ### END SOLUTION
+
+
+def paired_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """IoU of each box with the box at the same position: ``boxes1[..., k, :]`` with ``boxes2[..., k, :]``.
+
+    :func:`box_iou` compares *every* pair of two lists; YOLOv1's responsible-box rule needs only
+    matching pairs, for every cell of a batch at once.  Boxes ``(x1, y1, x2, y2)`` of
+    the same shape ``(..., 4)`` (broadcastable); a zero-area union gives 0, not ``nan``.
+
+    No loops: work on the last dimension, whatever the leading ones.
+
+    Returns:
+        ``(...)`` IoUs in [0, 1].
+    """
+    checks.check_paired_boxes(boxes1, boxes2)
+    ### BEGIN SOLUTION
+    size1 = (boxes1[..., 2:] - boxes1[..., :2]).clamp(min=0)
+    size2 = (boxes2[..., 2:] - boxes2[..., :2]).clamp(min=0)
+    overlap = (torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
+               - torch.maximum(boxes1[..., :2], boxes2[..., :2])).clamp(min=0)
+    intersection = overlap[..., 0] * overlap[..., 1]
+    union = size1[..., 0] * size1[..., 1] + size2[..., 0] * size2[..., 1] - intersection
+    return torch.where(union > 0, intersection / union.clamp(min=1e-12), torch.zeros_like(union))
     ### END SOLUTION
 
 
@@ -291,6 +312,9 @@ def class_candidates(probs: torch.Tensor, score_thresh: float,
     class-specific scores; mAP, which ranks each class on its own, rewards it.  With
     ``best_class_only`` each box keeps only its most probable class (the first of equal ones).
 
+    No loops.  Hint: ``repeat_interleave`` and ``repeat`` build the (box, class) index of every
+    entry of the flattened table.
+
     Args:
         probs: ``(N, C)`` floating scores of ``N`` boxes for ``C`` classes.
         score_thresh: lowest score kept.
@@ -300,10 +324,7 @@ def class_candidates(probs: torch.Tensor, score_thresh: float,
         ``(rows, classes, scores)``, each ``(K,)``: the box index (int64) and class (int64) of each kept
         pair and its score, ordered by box, then class.
     """
-    if not isinstance(probs, torch.Tensor) or probs.dim() != 2 or not probs.is_floating_point():
-        got = f"shape {tuple(probs.shape)}, {probs.dtype}" if isinstance(probs, torch.Tensor) else type(probs).__name__
-        raise ValueError(f"probs must be an (N, C) floating-point tensor of class scores, got {got}")
-    score_thresh = check_real(score_thresh, "score_thresh", 0.0, 1.0)
+    score_thresh = checks.check_class_candidates(probs, score_thresh)
     ### BEGIN SOLUTION
     num_boxes, num_classes = probs.shape
     if best_class_only:
@@ -319,29 +340,6 @@ def class_candidates(probs: torch.Tensor, score_thresh: float,
 
 
 # --------------------------------------------------------------------------- RoIAlign
-
-
-def _roi_rows(features: torch.Tensor, boxes) -> torch.Tensor:
-    """Boxes of :func:`roi_align` as one ``(K, 5)`` tensor in the features' dtype and device."""
-    num_images = features.shape[0]
-    if isinstance(boxes, (list, tuple)):
-        if len(boxes) != num_images:
-            raise ValueError(f"boxes given as a list must hold one (Ki, 4) tensor per image: "
-                             f"{num_images} image(s) in features, got {len(boxes)} tensor(s)")
-        for i, b in enumerate(boxes):
-            check_boxes(b, f"boxes[{i}]")
-        rows = [torch.cat([b.new_full((b.shape[0], 1), i), b], dim=1) for i, b in enumerate(boxes)]
-        rois = torch.cat(rows) if rows else features.new_zeros(0, 5)
-    else:
-        check_boxes(boxes, "boxes", columns=5)
-        rois = boxes
-        index = rois.detach()[:, 0]
-        if rois.numel() and (bool((index != index.round()).any()) or float(index.min()) < 0
-                             or float(index.max()) >= num_images):
-            raise ValueError(f"boxes[:, 0] must hold batch indices, integers in [0, {num_images}) for "
-                             f"{num_images} image(s), got values from {float(index.min())} to "
-                             f"{float(index.max())}")
-    return rois.to(dtype=features.dtype, device=features.device)
 
 
 def _bilinear_weights(start: torch.Tensor, end: torch.Tensor, size: int, bins: int, spatial_scale: float,
@@ -409,6 +407,10 @@ def roi_align(features: torch.Tensor, boxes, output_size, spatial_scale: float =
     between ``H - 1`` and ``H``) read the edge row.  The values equal ``torchvision.ops.roi_align``.
     Gradients flow to ``features`` (through autograd), not to the boxes -- as in torchvision.
 
+    You may not use ``torchvision.ops.roi_align`` (the tests compare with it), and no loop over
+    boxes.  Hint: bilinear sampling factorises into one weight matrix per axis
+    (:func:`_bilinear_weights`), so a crop is two ``torch.einsum`` products.
+
     Args:
         features: ``(N, C, H, W)`` feature maps.
         boxes: ``(K, 5)`` rows ``(batch_index, x1, y1, x2, y2)``, or a list of ``N`` tensors
@@ -421,17 +423,8 @@ def roi_align(features: torch.Tensor, boxes, output_size, spatial_scale: float =
     Returns:
         ``(K, C, oh, ow)`` pooled features, the rows in the order of ``boxes``.
     """
-    if not isinstance(features, torch.Tensor) or features.dim() != 4:
-        got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
-        raise ValueError(f"features must be a tensor of shape (N, C, H, W), got {got}")
-    if not features.is_floating_point():
-        raise TypeError(f"features must be a floating-point tensor, got {features.dtype}")
-    oh, ow = _pair(output_size)
-    spatial_scale = check_real(spatial_scale, "spatial_scale", low=0.0, low_open=True)
-    sampling_ratio = check_int(sampling_ratio, "sampling_ratio")
-    if not isinstance(aligned, bool):
-        raise TypeError(f"aligned must be a bool, got {aligned!r}")
-    rois = _roi_rows(features, boxes).detach()
+    rois, (oh, ow), spatial_scale, sampling_ratio = checks.check_roi_align(features, boxes, output_size,
+                                                                           spatial_scale, sampling_ratio, aligned)
     _, channels, height, width = features.shape
     out = features.new_zeros(rois.shape[0], channels, oh, ow)
     ### BEGIN SOLUTION
@@ -447,50 +440,7 @@ def roi_align(features: torch.Tensor, boxes, output_size, spatial_scale: float =
     return out
 
 
-# --------------------------------------------------------------------------- FCOS locations
-
-
-def get_fpn_location_coords(shape_per_fpn_level: dict, strides_per_fpn_level: dict,
-                            dtype: torch.dtype = torch.float32, device="cpu") -> dict:
-    """Image-pixel centres of every location of every FPN level (FCOS).
-
-    Location ``(i, j)`` (row ``i``, column ``j``) of a level with stride ``s`` looks at the
-    image around ``x = (j + 0.5) * s``, ``y = (i + 0.5) * s``.
-
-    Args:
-        shape_per_fpn_level: level name -> shape of its feature map, ``(B, C, H, W)`` (the
-            course's form) or ``(H, W)``; only the last two numbers are used.
-        strides_per_fpn_level: level name -> its stride in pixels (int); every level of
-            ``shape_per_fpn_level`` needs one.
-        dtype, device: of the result.
-
-    Returns:
-        dict level name -> ``(H * W, 2)`` tensor of ``(x, y)`` centres, locations in row-major
-        order (``index = i * W + j``), the levels in the order of ``shape_per_fpn_level``.
-    """
-    if not isinstance(shape_per_fpn_level, dict) or not isinstance(strides_per_fpn_level, dict):
-        raise TypeError("shape_per_fpn_level and strides_per_fpn_level must be dicts level name -> shape / stride")
-    coords = {}
-    for level, shape in shape_per_fpn_level.items():
-        if level not in strides_per_fpn_level:
-            raise ValueError(f"strides_per_fpn_level has no stride for level {level!r}; it has "
-                             f"{sorted(strides_per_fpn_level)}")
-        stride = check_int(strides_per_fpn_level[level], f"strides_per_fpn_level[{level!r}]", minimum=1)
-        sequence = isinstance(shape, (tuple, list, torch.Size)) and len(shape) >= 2
-        if not sequence or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in shape[-2:]):
-            raise ValueError(f"shape_per_fpn_level[{level!r}] must be (B, C, H, W) or (H, W) with integer "
-                             f"H, W >= 0, got {tuple(shape)}")
-        height, width = int(shape[-2]), int(shape[-1])
-        ### BEGIN SOLUTION
-        ys = (torch.arange(height, dtype=dtype, device=device) + 0.5) * stride
-        xs = (torch.arange(width, dtype=dtype, device=device) + 0.5) * stride
-        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-        coords[level] = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=1)
-        ### END SOLUTION
-    return coords
-
-
-# --------------------------------------------------------------------------- VOC mAP
+# --------------------------------------------------------------------------- VOC mAP and error kinds
 
 
 def average_precision(precision: torch.Tensor, recall: torch.Tensor) -> float:
@@ -500,6 +450,8 @@ def average_precision(precision: torch.Tensor, recall: torch.Tensor) -> float:
     or any later rank (any higher recall) -- then the area under that step curve is summed over
     the recall increments: ``AP = sum_i (r_i - r_{i-1}) * max_{j >= i} p_j`` with ``r_0 = 0``.
 
+    No loops.  Hint: ``torch.cummax`` of the flipped precision gives the envelope.
+
     Args:
         precision: ``(D,)`` precision after each of the ``D`` ranked detections.
         recall: ``(D,)`` recall after each, non-decreasing, in [0, 1].
@@ -507,69 +459,12 @@ def average_precision(precision: torch.Tensor, recall: torch.Tensor) -> float:
     Returns:
         AP in [0, 1] as a float (0.0 for no detections).
     """
-    for name, value in (("precision", precision), ("recall", recall)):
-        if not isinstance(value, torch.Tensor) or value.dim() != 1:
-            raise ValueError(f"{name} must be a 1-D tensor (D,), got "
-                             f"{tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__}")
-    if precision.shape != recall.shape:
-        raise ValueError(f"precision and recall must have the same shape (D,), got {tuple(precision.shape)} "
-                         f"and {tuple(recall.shape)}")
-    precision, recall = precision.detach().double().cpu(), recall.detach().double().cpu()
-    if recall.numel() and (bool((recall[1:] < recall[:-1]).any()) or float(recall.min()) < 0
-                           or float(recall.max()) > 1):
-        raise ValueError("recall must be non-decreasing and lie in [0, 1] (ranked detections)")
-    if precision.numel() and not bool(((precision >= 0) & (precision <= 1)).all()):
-        raise ValueError("precision must lie in [0, 1] (a fraction of the detections so far), got values "
-                         f"from {float(precision.min())} to {float(precision.max())}")
+    precision, recall = checks.check_precision_recall(precision, recall)
     ### BEGIN SOLUTION
     envelope = torch.flip(torch.cummax(torch.flip(precision, [0]), dim=0).values, [0])
     steps = torch.diff(recall, prepend=recall.new_zeros(1))
     return float((steps * envelope).sum())
     ### END SOLUTION
-
-
-def _as_cpu(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return value.detach().to(device="cpu", dtype=dtype)
-
-
-def _check_images(predictions, ground_truths, num_classes: int) -> tuple[list[dict], list[dict]]:
-    """Check :func:`evaluate_detections`' inputs; return them as CPU float64 / int64 / bool tensors."""
-    for name, value in (("predictions", predictions), ("ground_truths", ground_truths)):
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"{name} must be a list with one dict per image, got {type(value).__name__}")
-    if len(predictions) != len(ground_truths):
-        raise ValueError(f"predictions and ground_truths must have one entry per image, got {len(predictions)} "
-                         f"and {len(ground_truths)}")
-    preds, gts = [], []
-    for i, (pred, gt) in enumerate(zip(predictions, ground_truths, strict=True)):
-        for name, entry, keys in (("predictions", pred, ("boxes", "scores", "labels")),
-                                  ("ground_truths", gt, ("boxes", "labels"))):
-            if not isinstance(entry, dict) or any(k not in entry for k in keys):
-                have = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
-                raise ValueError(f"{name}[{i}] must be a dict with keys {', '.join(keys)}, got {have}")
-        check_boxes(pred["boxes"], f"predictions[{i}]['boxes']")
-        num = pred["boxes"].shape[0]
-        _check_scores(pred["scores"], num, f"predictions[{i}]['scores']")
-        check_labels(pred["labels"], num, num_classes, name=f"predictions[{i}]['labels']")
-        check_boxes(gt["boxes"], f"ground_truths[{i}]['boxes']")
-        num_gt = gt["boxes"].shape[0]
-        check_labels(gt["labels"], num_gt, num_classes, name=f"ground_truths[{i}]['labels']")
-        difficult = gt.get("difficult")
-        if difficult is None:
-            difficult = torch.zeros(num_gt, dtype=torch.bool)
-        elif not isinstance(difficult, torch.Tensor) or difficult.dtype != torch.bool:
-            raise TypeError(f"ground_truths[{i}]['difficult'] must be a bool tensor ({num_gt},), got "
-                            f"{difficult.dtype if isinstance(difficult, torch.Tensor) else type(difficult).__name__}")
-        elif tuple(difficult.shape) != (num_gt,):
-            raise ValueError(f"ground_truths[{i}]['difficult'] must have shape ({num_gt},), one flag per box, "
-                             f"got {tuple(difficult.shape)}")
-        preds.append({"boxes": _as_cpu(pred["boxes"], torch.float64),
-                      "scores": _as_cpu(pred["scores"], torch.float64),
-                      "labels": _as_cpu(pred["labels"], torch.int64)})
-        gts.append({"boxes": _as_cpu(gt["boxes"], torch.float64),
-                    "labels": _as_cpu(gt["labels"], torch.int64),
-                    "difficult": _as_cpu(difficult, torch.bool)})
-    return preds, gts
 
 
 def _match_class(preds: list[dict], gts: list[dict], cls: int, iou_threshold: float):
@@ -634,6 +529,9 @@ def evaluate_detections(predictions: list[dict], ground_truths: list[dict], num_
     (continuous coordinates, no "+1" pixel).  Precision and recall after each rank give the
     all-point interpolated AP (:func:`average_precision`).
 
+    You write :func:`_match_class` and the precision and recall after each rank (no loops; hint:
+    ``torch.cumsum``).
+
     Args:
         predictions: one dict per image: ``boxes (N, 4)`` xyxy, ``scores (N,)``, ``labels (N,)``
             integer classes in ``[0, num_classes)``.
@@ -650,9 +548,8 @@ def evaluate_detections(predictions: list[dict], ground_truths: list[dict], num_
             tensors, one point per ranked (non-ignored) detection of the class; both empty for a
             class without non-difficult boxes.
     """
-    num_classes = check_int(num_classes, "num_classes", minimum=1)
-    iou_threshold = check_real(iou_threshold, "iou_threshold", low=0.0, high=1.0, low_open=True)
-    preds, gts = _check_images(predictions, ground_truths, num_classes)
+    preds, gts, num_classes, iou_threshold = checks.check_evaluation(predictions, ground_truths, num_classes,
+                                                                     iou_threshold)
     ap_per_class, curves = [], []
     empty = torch.zeros(0, dtype=torch.float64)
     for cls in range(num_classes):
@@ -671,44 +568,6 @@ def evaluate_detections(predictions: list[dict], ground_truths: list[dict], num_
     valid = [ap for ap in ap_per_class if not math.isnan(ap)]
     mean_ap = sum(valid) / len(valid) if valid else float("nan")
     return {"mAP": mean_ap, "ap_per_class": ap_per_class, "precision_recall": curves}
-
-
-@torch.no_grad()
-def predict_in_batches(model: nn.Module, images: torch.Tensor, detect, batch_size: int = 100) -> list[dict]:
-    """Run a detector over a set of images, in batches, in eval mode (its mode restored after).
-
-    Args:
-        model: the detector (its parameters say the device), or its export
-            (``helpers.export.load_exported``: fixed in eval mode, it has no mode to switch).
-        images: ``(N, 3, H, W)`` uint8 (divided by 255) or floating in [0, 1], any device (moved to
-            the model's).
-        detect: ``detect(batch) -> list`` of one prediction dict per image of a float batch.
-        batch_size: images per forward pass.
-
-    Returns:
-        ``N`` dicts ``{"boxes": (K, 4), "scores": (K,), "labels": (K,) int64}`` on the CPU -- the
-        ``predictions`` of :func:`evaluate_detections`.
-    """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ValueError("images must be an (N, 3, H, W) tensor")
-    batch_size = check_int(batch_size, "batch_size", minimum=1)
-    from helpers.export import is_exported
-
-    device = next(model.parameters()).device
-    switch = not is_exported(model)
-    was_training = model.training
-    if switch:
-        model.eval()
-    predictions = []
-    try:
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start:start + batch_size].to(device)
-            batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
-            predictions += [{key: value.detach().cpu() for key, value in pred.items()} for pred in detect(batch)]
-    finally:
-        if switch:
-            model.train(was_training)
-    return predictions
 
 
 #: The kinds of :func:`detection_errors`, detections first, then ground truth.
@@ -746,11 +605,8 @@ def detection_errors(prediction: dict, ground_truth: dict, score_thresh: float =
         dict kind -> int64 index tensor: indices into ``prediction`` for the first five kinds (by
         decreasing score), into ``ground_truth`` for ``"missed"``.
     """
-    preds, gts = _check_images([prediction], [ground_truth], num_classes=_num_classes_of(prediction, ground_truth))
-    pred, gt = preds[0], gts[0]
-    score_thresh = check_real(score_thresh, "score_thresh", 0.0, 1.0)
-    iou_threshold = check_real(iou_threshold, "iou_threshold", low=0.0, high=1.0, low_open=True)
-    touch_iou = check_real(touch_iou, "touch_iou", low=0.0, high=iou_threshold)
+    pred, gt, score_thresh, iou_threshold, touch_iou = checks.check_detection_errors(
+        prediction, ground_truth, score_thresh, iou_threshold, touch_iou)
     kinds = {kind: [] for kind in ERROR_KINDS}
     confident = (pred["scores"] >= score_thresh).nonzero()[:, 0]
     order = confident[torch.sort(pred["scores"][confident], descending=True, stable=True).indices]
@@ -779,6 +635,47 @@ def detection_errors(prediction: dict, ground_truth: dict, score_thresh: float =
     return {kind: torch.tensor(indices, dtype=torch.int64) for kind, indices in kinds.items()}
 
 
+# =========================================================================== given code
+# Below: code you do not write -- the trunks of the backbone, running a detector over an image
+# set, and summaries of detection_errors.
+
+
+@torch.no_grad()
+def predict_in_batches(model: nn.Module, images: torch.Tensor, detect, batch_size: int = 100) -> list[dict]:
+    """Run a detector over a set of images, in batches, in eval mode (its mode restored after).
+
+    Args:
+        model: the detector (its parameters say the device), or its export
+            (``helpers.export.load_exported``: fixed in eval mode, it has no mode to switch).
+        images: ``(N, 3, H, W)`` uint8 (divided by 255) or floating in [0, 1], any device (moved to
+            the model's).
+        detect: ``detect(batch) -> list`` of one prediction dict per image of a float batch.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``N`` dicts ``{"boxes": (K, 4), "scores": (K,), "labels": (K,) int64}`` on the CPU -- the
+        ``predictions`` of :func:`evaluate_detections`.
+    """
+    batch_size = checks.check_image_set(images, batch_size)
+    from helpers.export import is_exported
+
+    device = next(model.parameters()).device
+    switch = not is_exported(model)
+    was_training = model.training
+    if switch:
+        model.eval()
+    predictions = []
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start:start + batch_size].to(device)
+            batch = batch.float() / 255 if batch.dtype == torch.uint8 else batch.float()
+            predictions += [{key: value.detach().cpu() for key, value in pred.items()} for pred in detect(batch)]
+    finally:
+        if switch:
+            model.train(was_training)
+    return predictions
+
+
 def count_errors(predictions: list[dict], ground_truths: list[dict], score_thresh: float = 0.5,
                  iou_threshold: float = 0.5) -> tuple[dict, dict]:
     """:func:`detection_errors` over a set of images.
@@ -788,9 +685,7 @@ def count_errors(predictions: list[dict], ground_truths: list[dict], score_thres
         that kind in all images; ``images`` kind -> the indices of the images that hold at least
         one, in image order (for showing examples).
     """
-    if not isinstance(predictions, (list, tuple)) or not isinstance(ground_truths, (list, tuple)) \
-            or len(predictions) != len(ground_truths):
-        raise ValueError("predictions and ground_truths must be lists with one dict per image, of the same length")
+    checks.check_count_errors(predictions, ground_truths)
     counts = {kind: 0 for kind in ERROR_KINDS}
     images = {kind: [] for kind in ERROR_KINDS}
     for i, (pred, gt) in enumerate(zip(predictions, ground_truths, strict=True)):
@@ -812,7 +707,7 @@ def confusion_counts(predictions: list[dict], ground_truths: list[dict], num_cla
     Returns:
         int64 ``(num_classes, num_classes)``, rows the true class, columns the predicted one.
     """
-    preds, gts = _check_images(predictions, ground_truths, num_classes)
+    preds, gts = checks.check_detections(predictions, ground_truths, num_classes)
     counts = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     for pred, gt in zip(preds, gts, strict=True):
         confident = pred["scores"] >= score_thresh
@@ -832,14 +727,7 @@ def ignore_classes(items: list[dict]) -> list[dict]:
     return [dict(item, labels=torch.zeros_like(item["labels"])) for item in items]
 
 
-def _num_classes_of(prediction, ground_truth) -> int:
-    """Enough classes for every label of one image (for :func:`_check_images`' range check)."""
-    labels = [d.get("labels") for d in (prediction, ground_truth) if isinstance(d, dict)]
-    largest = [int(x.max()) for x in labels if isinstance(x, torch.Tensor) and x.numel()]
-    return max(largest, default=0) + 1
-
-
-# --------------------------------------------------------------------------- backbone with FPN
+# --------------------------------------------------------------------------- the backbone's trunks
 
 #: ImageNet channel statistics; images in [0, 1] are normalised with them inside the backbone.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -903,109 +791,10 @@ class RegNetTrunk(nn.Module):
         return {"c3": c3, "c4": c4, "c5": self.stage5(c4)}
 
 
-class DetectorBackboneWithFPN(nn.Module):
-    """A CNN trunk plus a Feature Pyramid Network: three maps of ``out_channels`` channels.
+def _make_trunk(pretrained: bool) -> nn.Module:
+    """The trunk of :class:`DetectorBackboneWithFPN`: RegNetX-400MF with ImageNet weights, or :class:`SmallTrunk`."""
+    if pretrained:
+        from torchvision.models import RegNet_X_400MF_Weights
 
-    The trunk gives ``c3, c4, c5`` at strides 8, 16, 32.  The FPN (Lin et al., 2017) turns each
-    into ``out_channels`` channels with a 1x1 *lateral* convolution, adds to each level the
-    2x-upsampled (nearest) merged level above it -- the *top-down* path, which brings the
-    coarse levels' semantics to the fine ones -- and smooths every sum with a 3x3 *output*
-    convolution: ``p5 = out5(lat5(c5))``, ``m4 = lat4(c4) + up(m5)``, ``p4 = out4(m4)``, ...
-
-    Trunks:
-
-    * ``pretrained=True``: torchvision's RegNetX-400MF with ImageNet weights, as in EECS 498
-      (downloaded by torchvision on first use: online only).
-    * ``pretrained=False``: :class:`SmallTrunk`, a small plain CNN trained from scratch.  It is
-      the offline choice: no weights to download, and small enough (0.47 M parameters, ~26 M
-      multiply-adds per 96 px image) to train a detector on our generated 64-96 px scenes on a
-      2-core CPU in minutes; RegNetX-400MF (5.1 M parameters) without its ImageNet weights is
-      ~4x slower per training step (trunk forward + backward at 96 px, one thread).
-
-    Args:
-        out_channels: channels of every FPN map.
-        pretrained: which trunk (see above).
-
-    Attributes:
-        fpn_strides: ``{"p3": 8, "p4": 16, "p5": 32}``.
-
-    ``forward(images)``: ``images (B, 3, H, W)`` floats in [0, 1] (normalised inside with the
-    ImageNet mean and std), ``H`` and ``W`` multiples of 32.  Returns
-    ``{"p3": (B, out_channels, H/8, W/8), "p4": (..., H/16, W/16), "p5": (..., H/32, W/32)}``.
-    """
-
-    def __init__(self, out_channels: int, pretrained: bool = False):
-        super().__init__()
-        check_int(out_channels, "out_channels", minimum=1)
-        if not isinstance(pretrained, bool):
-            raise TypeError(f"pretrained must be a bool, got {pretrained!r}")
-        self.out_channels = out_channels
-        self.fpn_strides = {"p3": 8, "p4": 16, "p5": 32}
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        if pretrained:
-            from torchvision.models import RegNet_X_400MF_Weights
-
-            self.backbone = RegNetTrunk(weights=RegNet_X_400MF_Weights.IMAGENET1K_V1)
-        else:
-            self.backbone = SmallTrunk()
-        self._build_fpn(self.backbone.out_channels)
-
-    def _build_fpn(self, trunk_channels: dict) -> None:
-        """Create ``self.fpn_params``: lateral 1x1 and output 3x3 convolutions per level."""
-        self.fpn_params = nn.ModuleDict()
-        ### BEGIN SOLUTION
-        for level in ("3", "4", "5"):
-            self.fpn_params[f"lateral{level}"] = nn.Conv2d(trunk_channels[f"c{level}"], self.out_channels, 1)
-            self.fpn_params[f"output{level}"] = nn.Conv2d(self.out_channels, self.out_channels, 3, padding=1)
-        ### END SOLUTION
-
-    def forward(self, images: torch.Tensor) -> dict:
-        check_image_batch(images, 32, "32 (the coarsest stride)")
-        feats = self.backbone((images - self.mean) / self.std)
-        fpn_feats = {"p3": None, "p4": None, "p5": None}
-        ### BEGIN SOLUTION
-        merged = None
-        for level in ("5", "4", "3"):  # top-down: coarse to fine
-            lateral = self.fpn_params[f"lateral{level}"](feats[f"c{level}"])
-            if merged is not None:
-                lateral = lateral + F.interpolate(merged, size=lateral.shape[-2:], mode="nearest")
-            merged = lateral
-            fpn_feats[f"p{level}"] = self.fpn_params[f"output{level}"](merged)
-        ### END SOLUTION
-        return fpn_feats
-
-
-# --------------------------------------------------------------------------- generalised IoU
-
-
-def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """Generalised intersection over union (GIoU, Rezatofighi et al., 2019) of every pair of boxes.
-
-    ``GIoU(a, b) = IoU(a, b) - (area(C) - area(a ∪ b)) / area(C)`` with ``C`` the smallest box
-    enclosing both ``a`` and ``b``.  It lies in ``(-1, 1]``: 1 for identical boxes, and unlike the
-    IoU it keeps decreasing as two disjoint boxes move apart, so ``1 - GIoU`` is a loss with a
-    gradient even when the boxes do not overlap (DETR's box loss).  Differentiable by autograd.
-
-    Args:
-        boxes1: ``(N, 4)`` boxes ``(x1, y1, x2, y2)``.
-        boxes2: ``(M, 4)`` boxes.
-
-    Returns:
-        ``(N, M)`` tensor: ``giou[i, j]`` between ``boxes1[i]`` and ``boxes2[j]`` (``nan`` when the
-        enclosing box has zero area, e.g. two identical zero-area boxes).
-    """
-    check_boxes(boxes1, "boxes1")
-    check_boxes(boxes2, "boxes2")
-    ### BEGIN SOLUTION
-    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
-    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
-    inner = (torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-             - torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])).clamp(min=0)  # (N, M, 2)
-    intersection = inner[..., 0] * inner[..., 1]
-    union = area1[:, None] + area2[None, :] - intersection
-    outer = (torch.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-             - torch.minimum(boxes1[:, None, :2], boxes2[None, :, :2]))  # (N, M, 2), never negative
-    enclosing = outer[..., 0] * outer[..., 1]
-    return intersection / union - (enclosing - union) / enclosing
-    ### END SOLUTION
+        return RegNetTrunk(weights=RegNet_X_400MF_Weights.IMAGENET1K_V1)
+    return SmallTrunk()

@@ -1,6 +1,7 @@
 """A5: FCOS, a one-stage anchor-free detector (Tian et al., 2019), written by hand.
 
-Names follow EECS 498/598's ``one_stage_detector.py``:
+Names and signatures follow EECS 498/598 WI2022 ``one_stage_detector.py``.  In the order you
+write them:
 
 * :class:`FCOSPredictionNetwork` -- the head shared by all FPN levels: class logits, box
   deltas and centerness at every location;
@@ -8,10 +9,12 @@ Names follow EECS 498/598's ``one_stage_detector.py``:
 * :func:`fcos_get_deltas_from_locations` / :func:`fcos_apply_deltas_to_locations` -- box coding:
   distances ``(left, top, right, bottom)`` from the location to the box sides, divided by the stride;
 * :func:`fcos_make_centerness_targets` -- how central a location is inside its box;
-* :func:`sigmoid_focal_loss` and :func:`binary_cross_entropy_with_logits` -- the losses, by hand;
+* :func:`binary_cross_entropy_with_logits` and :func:`sigmoid_focal_loss` -- the losses, by hand;
 * :class:`FCOS` -- backbone + FPN (``common.DetectorBackboneWithFPN``) + head: training losses
-  and :meth:`FCOS.inference`;
-* :func:`detections_to_predictions` -- inference output as ``common.evaluate_detections`` wants it.
+  and :meth:`FCOS.inference`.
+
+Given code below the assignment: :func:`default_scale_ranges`, :func:`detections_to_predictions`
+and :func:`predict_detections`.  Input checks live in ``A5_detection/checks.py``.
 
 Batches use the course's format: ``images (B, 3, H, W)`` floats in [0, 1] and ``gt_boxes (B, N, 5)``
 rows ``(x1, y1, x2, y2, class)`` in continuous pixel coordinates, padding rows all ``-1``.
@@ -24,45 +27,21 @@ import math
 import torch
 from torch import nn
 
+from A5_detection import checks
 from A5_detection.common import (
     DetectorBackboneWithFPN,
-    check_gt_boxes,
     class_candidates,
     class_spec_nms,
     get_fpn_location_coords,
     predict_in_batches,
 )
-from helpers.checks import check_int, check_real
+from helpers.checks import check_int
 
 __all__ = [
-    "FCOS",
-    "FCOSPredictionNetwork",
-    "binary_cross_entropy_with_logits",
-    "default_scale_ranges",
-    "detections_to_predictions",
-    "fcos_apply_deltas_to_locations",
-    "fcos_get_deltas_from_locations",
-    "fcos_make_centerness_targets",
-    "fcos_match_locations_to_gt",
-    "predict_detections",
-    "sigmoid_focal_loss",
+    "FCOS", "FCOSPredictionNetwork", "binary_cross_entropy_with_logits", "default_scale_ranges",
+    "detections_to_predictions", "fcos_apply_deltas_to_locations", "fcos_get_deltas_from_locations",
+    "fcos_make_centerness_targets", "fcos_match_locations_to_gt", "predict_detections", "sigmoid_focal_loss",
 ]
-
-
-# --------------------------------------------------------------------------- input checks
-
-
-def _check_locations(locations, name: str = "locations") -> None:
-    if not isinstance(locations, torch.Tensor) or locations.dim() != 2 or locations.shape[1] != 2:
-        got = tuple(locations.shape) if isinstance(locations, torch.Tensor) else type(locations).__name__
-        raise ValueError(f"{name} must be a tensor of shape (N, 2) holding (x, y) centres, got {got}")
-
-
-def _check_stride(stride) -> float:
-    return check_real(stride, "stride", low=0.0, low_open=True)
-
-
-# --------------------------------------------------------------------------- prediction network
 
 
 class FCOSPredictionNetwork(nn.Module):
@@ -84,16 +63,15 @@ class FCOSPredictionNetwork(nn.Module):
     ``[class_logits, boxreg_deltas, centerness_logits]``, each a dict level -> ``(B, H * W, C)``,
     ``(B, H * W, 4)``, ``(B, H * W, 1)``, locations in row-major order (as
     ``common.get_fpn_location_coords``).
+
+    Keep the names ``stem_cls``, ``stem_box`` (``nn.Sequential``), ``pred_cls``, ``pred_box`` and
+    ``pred_ctr``.  The head outputs logits: do not apply a sigmoid.  Hint: a map ``(B, K, H, W)``
+    becomes ``(B, H * W, K)`` with ``flatten(2)`` and ``transpose(1, 2)``.
     """
 
     def __init__(self, num_classes: int, in_channels: int, stem_channels: list):
         super().__init__()
-        check_int(num_classes, "num_classes", minimum=1)
-        check_int(in_channels, "in_channels", minimum=1)
-        if not isinstance(stem_channels, (list, tuple)) or not stem_channels:
-            raise ValueError(f"stem_channels must be a non-empty list of ints, got {stem_channels!r}")
-        for c in stem_channels:
-            check_int(c, "stem_channels[i]", minimum=1)
+        checks.check_head(num_classes, in_channels, stem_channels)
         self.num_classes = num_classes
         ### BEGIN SOLUTION
         cls_layers, box_layers = [], []
@@ -115,13 +93,9 @@ class FCOSPredictionNetwork(nn.Module):
         ### END SOLUTION
 
     def forward(self, feats_per_fpn_level: dict) -> list:
-        if not isinstance(feats_per_fpn_level, dict) or not feats_per_fpn_level:
-            raise TypeError("feats_per_fpn_level must be a dict level name -> (B, C, H, W) tensor")
+        checks.check_fpn_features(feats_per_fpn_level)
         class_logits, boxreg_deltas, centerness_logits = {}, {}, {}
         for level, feats in feats_per_fpn_level.items():
-            if not isinstance(feats, torch.Tensor) or feats.dim() != 4:
-                got = tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
-                raise ValueError(f"feats_per_fpn_level[{level!r}] must have shape (B, C, H, W), got {got}")
             ### BEGIN SOLUTION
             def flat(x):  # (B, K, H, W) -> (B, H * W, K)
                 return x.flatten(2).transpose(1, 2)
@@ -134,28 +108,6 @@ class FCOSPredictionNetwork(nn.Module):
         return [class_logits, boxreg_deltas, centerness_logits]
 
 
-# --------------------------------------------------------------------------- matching and box coding
-
-
-def default_scale_ranges(strides_per_fpn_level: dict) -> dict:
-    """FCOS's size ranges per level: a location of a level with stride ``s`` regresses boxes whose
-    largest distance ``max(l, t, r, b)`` lies in ``(4 s, 8 s]``; the finest level takes everything
-    below (``low = 0``), the coarsest everything above (``high = inf``).  For strides 8, 16, 32:
-    ``p3: (0, 64]``, ``p4: (64, 128]``, ``p5: (128, inf)`` -- the paper's ranges.
-
-    Returns:
-        dict level -> ``(low, high)``.
-    """
-    levels = sorted(strides_per_fpn_level, key=lambda k: strides_per_fpn_level[k])
-    ranges = {}
-    for i, level in enumerate(levels):
-        stride = strides_per_fpn_level[level]
-        low = 0.0 if i == 0 else 4.0 * stride
-        high = math.inf if i == len(levels) - 1 else 8.0 * stride
-        ranges[level] = (low, high)
-    return ranges
-
-
 def fcos_match_locations_to_gt(locations_per_fpn_level: dict, strides_per_fpn_level: dict,
                                gt_boxes: torch.Tensor, scale_ranges: dict | None = None) -> dict:
     """Assign every FPN location of ONE image a ground-truth box, or background.
@@ -165,6 +117,9 @@ def fcos_match_locations_to_gt(locations_per_fpn_level: dict, strides_per_fpn_le
     ``max(l, t, r, b)`` lies in its level's range ``(low, high]`` (:func:`default_scale_ranges`
     unless ``scale_ranges`` is given): small boxes go to fine levels, large ones to coarse levels.
     Of several such boxes it takes the one of smallest area (the first of equal areas).
+
+    One loop over the levels, none over locations or boxes.  Hint: broadcast the ``(L, 1)``
+    coordinates of the locations against the ``(1, N)`` sides of the boxes: ``(L, N, 4)`` distances.
 
     Args:
         locations_per_fpn_level: dict level -> ``(L, 2)`` ``(x, y)`` centres
@@ -177,16 +132,8 @@ def fcos_match_locations_to_gt(locations_per_fpn_level: dict, strides_per_fpn_le
         dict level -> ``(L, 5)`` matched box of each location (a copy of its ``gt_boxes`` row),
         ``-1`` in all five columns for background.
     """
-    if not isinstance(locations_per_fpn_level, dict) or not isinstance(strides_per_fpn_level, dict):
-        raise TypeError("locations_per_fpn_level and strides_per_fpn_level must be dicts level -> value")
-    check_gt_boxes(gt_boxes, batched=False)
-    if scale_ranges is None:
-        scale_ranges = default_scale_ranges(strides_per_fpn_level)
-    for level, locations in locations_per_fpn_level.items():
-        _check_locations(locations, f"locations_per_fpn_level[{level!r}]")
-        if level not in strides_per_fpn_level or level not in scale_ranges:
-            raise ValueError(f"level {level!r} needs a stride and a scale range; strides have "
-                             f"{sorted(strides_per_fpn_level)}, ranges {sorted(scale_ranges)}")
+    checks.check_fcos_matching(locations_per_fpn_level, strides_per_fpn_level, gt_boxes, scale_ranges)
+    scale_ranges = scale_ranges if scale_ranges is not None else default_scale_ranges(strides_per_fpn_level)
     gt_boxes = gt_boxes[gt_boxes[:, 4] >= 0]
     matched = {}
     for level, locations in locations_per_fpn_level.items():
@@ -211,18 +158,11 @@ def fcos_match_locations_to_gt(locations_per_fpn_level: dict, strides_per_fpn_le
     return matched
 
 
-def _background_rows(gt_boxes: torch.Tensor) -> torch.Tensor:
-    """``(N,)`` bool: rows that are background (class -1 in a 5-column row, all -1 in a 4-column row)."""
-    if gt_boxes.shape[1] == 5:
-        return gt_boxes[:, 4] < 0
-    return (gt_boxes == -1).all(dim=1)
-
-
 def fcos_get_deltas_from_locations(locations: torch.Tensor, gt_boxes: torch.Tensor, stride) -> torch.Tensor:
     """Encode boxes as FCOS deltas: distances from each location to its box's four sides / stride.
 
     ``deltas = (x - x1, y - y1, x2 - x, y2 - y) / stride`` -- dividing by the level's stride keeps
-    the regression targets of all levels in the same range.
+    the regression targets of all levels in the same range.  No loops.
 
     Args:
         locations: ``(N, 2)`` ``(x, y)`` centres.
@@ -233,13 +173,7 @@ def fcos_get_deltas_from_locations(locations: torch.Tensor, gt_boxes: torch.Tens
     Returns:
         ``(N, 4)`` deltas ``(l, t, r, b)``; background rows are ``-1``.
     """
-    _check_locations(locations)
-    if not isinstance(gt_boxes, torch.Tensor) or gt_boxes.dim() != 2 or gt_boxes.shape[1] not in (4, 5) \
-            or gt_boxes.shape[0] != locations.shape[0]:
-        got = tuple(gt_boxes.shape) if isinstance(gt_boxes, torch.Tensor) else type(gt_boxes).__name__
-        raise ValueError(f"gt_boxes must have shape ({locations.shape[0]}, 4) or ({locations.shape[0]}, 5), one "
-                         f"box per location, got {got}")
-    stride = _check_stride(stride)
+    stride = checks.check_location_boxes(locations, gt_boxes, stride)
     ### BEGIN SOLUTION
     x, y = locations[:, 0], locations[:, 1]
     deltas = torch.stack([x - gt_boxes[:, 0], y - gt_boxes[:, 1], gt_boxes[:, 2] - x, gt_boxes[:, 3] - y], dim=1)
@@ -254,6 +188,7 @@ def fcos_apply_deltas_to_locations(deltas: torch.Tensor, locations: torch.Tensor
 
     Negative deltas are clamped to 0 first (a location always lies inside or on its box), so the
     output is always a well-formed box; background deltas ``-1`` give a zero-size box at the location.
+    No loops.
 
     Args:
         deltas: ``(N, 4)`` ``(l, t, r, b)`` divided by the stride.
@@ -263,12 +198,7 @@ def fcos_apply_deltas_to_locations(deltas: torch.Tensor, locations: torch.Tensor
     Returns:
         ``(N, 4)`` boxes ``(x1, y1, x2, y2)``.
     """
-    _check_locations(locations)
-    if not isinstance(deltas, torch.Tensor) or tuple(deltas.shape) != (locations.shape[0], 4):
-        got = tuple(deltas.shape) if isinstance(deltas, torch.Tensor) else type(deltas).__name__
-        raise ValueError(f"deltas must have shape ({locations.shape[0]}, 4), one (l, t, r, b) per location, "
-                         f"got {got}")
-    stride = _check_stride(stride)
+    stride = checks.check_location_deltas(deltas, locations, stride)
     ### BEGIN SOLUTION
     distances = deltas.clamp(min=0) * stride
     x, y = locations[:, 0], locations[:, 1]
@@ -280,7 +210,7 @@ def fcos_make_centerness_targets(deltas: torch.Tensor) -> torch.Tensor:
     """FCOS centerness: ``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))``.
 
     1 at the box centre, towards 0 near its sides; it down-weights the poor boxes predicted far
-    from an object's centre.
+    from an object's centre.  No loops (FCOS paper, equation 3).
 
     Args:
         deltas: ``(N, 4)`` ``(l, t, r, b)`` (any common scale); background rows all ``-1``.
@@ -288,9 +218,7 @@ def fcos_make_centerness_targets(deltas: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(N,)`` centerness in [0, 1], ``-1`` for background rows.
     """
-    if not isinstance(deltas, torch.Tensor) or deltas.dim() != 2 or deltas.shape[1] != 4:
-        got = tuple(deltas.shape) if isinstance(deltas, torch.Tensor) else type(deltas).__name__
-        raise ValueError(f"deltas must have shape (N, 4) as (l, t, r, b), got {got}")
+    checks.check_ltrb(deltas)
     ### BEGIN SOLUTION
     left, top, right, bottom = deltas.unbind(dim=1)
     horizontal = torch.minimum(left, right) / torch.maximum(left, right)
@@ -312,16 +240,15 @@ def binary_cross_entropy_with_logits(logits: torch.Tensor, targets: torch.Tensor
     ``exp`` only ever sees a non-positive number, so nothing overflows, and the gradient is exact
     everywhere (also at ``x = 0``, where a ``max(x, 0)`` / ``|x|`` form has a kink).
 
+    You may not use ``F.binary_cross_entropy_with_logits`` (the tests compare with it).
+
     Args:
         logits, targets: tensors of the same shape; targets in [0, 1].
 
     Returns:
         the loss per element, same shape (no reduction).
     """
-    if not isinstance(logits, torch.Tensor) or not isinstance(targets, torch.Tensor) or logits.shape != targets.shape:
-        raise ValueError("logits and targets must be tensors of the same shape, got "
-                         f"{getattr(logits, 'shape', type(logits).__name__)} and "
-                         f"{getattr(targets, 'shape', type(targets).__name__)}")
+    checks.check_same_shape(logits, targets)
     ### BEGIN SOLUTION
     is_positive = logits >= 0
     safe = torch.where(is_positive, logits, -logits)  # |x|, with gradient sign(x) and +1 at x = 0
@@ -337,7 +264,8 @@ def sigmoid_focal_loss(inputs: torch.Tensor, targets: torch.Tensor, alpha: float
     ``FL = alpha_t (1 - p_t)^gamma BCE(x, t)`` with ``p = sigmoid(x)``, ``p_t = p t + (1 - p)(1 - t)``,
     ``alpha_t = alpha t + (1 - alpha)(1 - t)`` (no weighting when ``alpha < 0``): easy examples
     (``p_t`` near 1) contribute little, so the few objects are not drowned by the many easy
-    background locations.
+    background locations.  You may not use ``torchvision.ops.sigmoid_focal_loss`` (EECS 498 does;
+    the tests compare with it); build on :func:`binary_cross_entropy_with_logits`.
 
     Args:
         inputs: logits, any shape.
@@ -349,10 +277,7 @@ def sigmoid_focal_loss(inputs: torch.Tensor, targets: torch.Tensor, alpha: float
     Returns:
         the loss, of ``inputs``' shape for ``"none"``, a scalar otherwise.
     """
-    if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
-    alpha = check_real(alpha, "alpha", high=1.0)
-    gamma = check_real(gamma, "gamma", low=0.0)
+    alpha, gamma = checks.check_focal_loss(alpha, gamma, reduction)
     ce = binary_cross_entropy_with_logits(inputs, targets)
     ### BEGIN SOLUTION
     p = torch.sigmoid(inputs)
@@ -400,11 +325,6 @@ class FCOS(nn.Module):
         self.pred_net = FCOSPredictionNetwork(num_classes, fpn_channels, stem_channels)
         self.scale_ranges = scale_ranges
 
-    def _check_images(self, images) -> None:
-        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-            got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-            raise ValueError(f"images must be a tensor of shape (B, 3, H, W), got {got}")
-
     def _locations(self, feats: dict) -> dict:
         shapes = {level: tuple(f.shape) for level, f in feats.items()}
         return get_fpn_location_coords(shapes, self.backbone.fpn_strides, dtype=feats["p3"].dtype,
@@ -421,14 +341,14 @@ class FCOS(nn.Module):
 
         Returns:
             dict ``{"loss_cls", "loss_box", "loss_ctr"}`` of scalars (or :meth:`inference`'s list).
+
+        Hint: match each image's locations with :func:`fcos_match_locations_to_gt`, encode the
+        targets with :func:`fcos_get_deltas_from_locations`, then concatenate the levels
+        (``torch.cat(..., dim=1)``) so that every loss is one tensor expression.
         """
         if gt_boxes is None:
             return self.inference(images, test_score_thresh, test_nms_thresh)
-        self._check_images(images)
-        check_gt_boxes(gt_boxes, self.num_classes)
-        if gt_boxes.shape[0] != images.shape[0]:
-            raise ValueError(f"gt_boxes must have one (N, 5) block per image: {images.shape[0]} image(s), "
-                             f"got gt_boxes of shape {tuple(gt_boxes.shape)}")
+        checks.check_fcos_training(images, gt_boxes, self.num_classes)
         feats = self.backbone(images)
         class_logits, boxreg_deltas, centerness_logits = self.pred_net(feats)
         locations = self._locations(feats)
@@ -482,11 +402,12 @@ class FCOS(nn.Module):
 
         Returns:
             list of ``B`` tuples ``(boxes (K, 4), scores (K,), classes (K,) int64)``, by decreasing score.
+
+        You write one level of one image: scores, candidates (at most ``topk_per_level``; hint:
+        ``torch.topk``), decoded boxes clipped to the image.
         """
-        self._check_images(images)
-        score_thresh = check_real(score_thresh, "score_thresh", low=0.0, high=1.0)
-        nms_thresh = check_real(nms_thresh, "nms_thresh", low=0.0, high=1.0)
-        topk_per_level = check_int(topk_per_level, "topk_per_level", minimum=1)
+        score_thresh, nms_thresh, topk_per_level = checks.check_inference(images, score_thresh, nms_thresh,
+                                                                          topk_per_level, "topk_per_level")
         was_training = self.training
         self.eval()
         try:
@@ -518,6 +439,36 @@ class FCOS(nn.Module):
             keep = class_spec_nms(boxes, scores, classes, nms_thresh)
             detections.append((boxes[keep], scores[keep], classes[keep]))
         return detections
+
+
+# =========================================================================== given code
+# Below: code you do not write -- FCOS's default size ranges, and running FCOS over an image set.
+
+
+def default_scale_ranges(strides_per_fpn_level: dict) -> dict:
+    """FCOS's size ranges per level: a location of a level with stride ``s`` regresses boxes whose
+    largest distance ``max(l, t, r, b)`` lies in ``(4 s, 8 s]``; the finest level takes everything
+    below (``low = 0``), the coarsest everything above (``high = inf``).  For strides 8, 16, 32:
+    ``p3: (0, 64]``, ``p4: (64, 128]``, ``p5: (128, inf)`` -- the paper's ranges.
+
+    Returns:
+        dict level -> ``(low, high)``.
+    """
+    levels = sorted(strides_per_fpn_level, key=lambda k: strides_per_fpn_level[k])
+    ranges = {}
+    for i, level in enumerate(levels):
+        stride = strides_per_fpn_level[level]
+        low = 0.0 if i == 0 else 4.0 * stride
+        high = math.inf if i == len(levels) - 1 else 8.0 * stride
+        ranges[level] = (low, high)
+    return ranges
+
+
+def _background_rows(gt_boxes: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` bool: rows that are background (class -1 in a 5-column row, all -1 in a 4-column row)."""
+    if gt_boxes.shape[1] == 5:
+        return gt_boxes[:, 4] < 0
+    return (gt_boxes == -1).all(dim=1)
 
 
 def detections_to_predictions(detections: list) -> list:

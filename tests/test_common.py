@@ -8,11 +8,13 @@ VOC devkit's rules written below with loops over Python lists, and on hand-compu
 """
 
 import math
+from unittest import mock
 
 import pytest
 import torch
 import torchvision.ops as tvo
 
+from A5_detection import common
 from A5_detection.common import (
     ERROR_KINDS,
     DetectorBackboneWithFPN,
@@ -798,12 +800,15 @@ class FakeTrunk(torch.nn.Module):
         return self.feats
 
 
-def fake_backbone(feats, out_channels=8):
+def backbone_on(trunk, out_channels=8):
+    """A ``DetectorBackboneWithFPN`` built on ``trunk`` (its FPN convolutions sized for the trunk's channels)."""
     torch.manual_seed(0)
-    model = DetectorBackboneWithFPN(out_channels)
-    model.backbone = FakeTrunk(feats)
-    model._build_fpn(model.backbone.out_channels)  # FPN convolutions sized for the fake trunk's channels
-    return model.eval()
+    with mock.patch.object(common, "_make_trunk", lambda pretrained: trunk):
+        return DetectorBackboneWithFPN(out_channels)
+
+
+def fake_backbone(feats, out_channels=8):
+    return backbone_on(FakeTrunk(feats), out_channels).eval()
 
 
 @BACKBONE
@@ -851,10 +856,7 @@ def test_backbone_normalises_images_with_imagenet_statistics():
 @BACKBONE
 def test_backbone_on_the_regnet_trunk_without_downloading():
     """The ``pretrained=True`` trunk, built with random weights (no network): same interface."""
-    torch.manual_seed(0)
-    model = DetectorBackboneWithFPN(out_channels=8)
-    model.backbone = RegNetTrunk(weights=None)
-    model._build_fpn(model.backbone.out_channels)
+    model = backbone_on(RegNetTrunk(weights=None))
     with torch.no_grad():
         feats = model.eval()(torch.rand(1, 3, 64, 64))
     assert {k: tuple(v.shape) for k, v in feats.items()} == {"p3": (1, 8, 8, 8), "p4": (1, 8, 4, 4),
@@ -975,6 +977,7 @@ class _MeanBox(torch.nn.Module):
                  "labels": torch.zeros(1, dtype=torch.int64)} for image in batch]
 
 
+@GIVEN
 def test_predict_in_batches_scales_uint8_batches_and_restores_the_mode():
     model = _MeanBox()
     images = torch.full((5, 3, 4, 4), 255, dtype=torch.uint8)
@@ -1032,7 +1035,7 @@ def test_generalized_box_iou_gradient():
     assert rel_error(a1.grad, numeric) < 1e-6
 
 
-@GIOU
+@GIVEN
 def test_generalized_box_iou_refuses_bad_boxes():
     good = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
     with pytest.raises(ValueError, match="x2 >= x1"):

@@ -32,6 +32,7 @@ from A5_detection.two_stage_detector import (
     rcnn_apply_deltas_to_anchors,
     rcnn_get_deltas_from_anchors,
     rcnn_match_anchors_to_gt,
+    reassign_proposals_to_fpn_levels,
     sample_rpn_training,
     softmax_cross_entropy,
 )
@@ -368,6 +369,21 @@ def test_fpn_level_rule():
     # levels 4, 3, 2 -> 3, 5, 3 (clamped), 5 (clamped), 3 (floor of 3.99)
     assert assign_fpn_levels(boxes, STRIDES).tolist() == [1, 0, 0, 2, 0, 2, 0]
     assert assign_fpn_levels(boxes[:1] / 7, STRIDES, canonical_size=32).tolist() == [1]
+
+
+@LEVELS
+def test_reassign_proposals_to_fpn_levels_sorts_boxes_and_gt_by_size():
+    """EECS 498's given function, on top of ``assign_fpn_levels``: dict "p3".."p5" of per-image lists."""
+    side = torch.tensor([224.0, 112.0, 448.0])
+    proposals = [torch.stack([torch.zeros_like(side), torch.zeros_like(side), side, side], dim=1), torch.zeros(0, 4)]
+    gt = torch.full((2, 2, 5), -1.0)
+    gt[1, 0] = torch.tensor([0.0, 0.0, 120.0, 120.0, 2.0])
+    levels = reassign_proposals_to_fpn_levels(proposals, gt)
+    assert list(levels) == ["p3", "p4", "p5"] and all(len(v) == 2 for v in levels.values())
+    assert levels["p3"][0].tolist() == [[0.0, 0.0, 112.0, 112.0]] and levels["p3"][1].tolist() == [[0, 0, 120, 120]]
+    assert levels["p4"][0].tolist() == [[0.0, 0.0, 224.0, 224.0]] and levels["p4"][1].shape == (0, 4)
+    assert levels["p5"][0].tolist() == [[0.0, 0.0, 448.0, 448.0]]
+    assert sum(v[0].shape[0] for v in reassign_proposals_to_fpn_levels(proposals).values()) == 3
 
 
 # --------------------------------------------------------------------------- RPN and Faster R-CNN
