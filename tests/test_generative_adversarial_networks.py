@@ -595,7 +595,7 @@ def test_run_a_gan_resumed_after_a_crash_equals_an_uninterrupted_run(tmp_path):
     history, models = run_tiny(tmp_path, models=models, checkpoint_every=2)
     assert_same_run(*expected, history, models)
     checkpoint = torch.load(tmp_path / "gan.pt", weights_only=True)
-    assert checkpoint["iteration"] == 9 and set(checkpoint["model"]) >= {"D.1.weight", "G.net.0.weight"}
+    assert checkpoint["history"]["global_step"] == 9 and set(checkpoint["model"]) >= {"D.1.weight", "G.net.0.weight"}
 
 
 @GIVEN
