@@ -171,7 +171,16 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, **ex
     if clash:
         raise ValueError(f"save_checkpoint: extra entries may not be named {clash}; these names are reserved")
     payload.update(extra)
-    check_weights_only(payload, "checkpoint")
+    return write_checkpoint(payload, path)
+
+
+def write_checkpoint(payload: dict, path, what: str = "checkpoint") -> Path:
+    """Write ``payload`` to ``path`` with :func:`atomic_save` once :func:`check_weights_only` accepts it.
+
+    Parent folders are created.  Shared by :func:`save_checkpoint` and :class:`helpers.solver.Solver`.
+    Returns the path written, as a ``Path``.
+    """
+    check_weights_only(payload, what)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save(payload, path)
@@ -632,14 +641,28 @@ def _training_device(model: nn.Module, device) -> torch.device:
     return torch.device("cpu") if first is None else first.device
 
 
+def check_finite_weights(named_tensors, after: str, path, remedy: str) -> None:
+    """Refuse to overwrite a good checkpoint with NaN/inf weights.
+
+    Args:
+        named_tensors: ``(name, tensor)`` pairs, e.g. ``model.named_parameters()``.
+        after: where the run is, for the message (``"step 12"``, ``"iteration 12"``).
+        path: the checkpoint that is kept; remedy: what to try, for the message.
+
+    Raises:
+        FloatingPointError naming the first non-finite tensor.  Shared by :func:`train` and
+        :class:`helpers.solver.Solver`.
+    """
+    for name, value in named_tensors:
+        if not torch.isfinite(value).all():
+            raise FloatingPointError(f"parameter {name!r} is NaN or infinite after {after}; the checkpoint "
+                                     f"{path} was not overwritten. {remedy}")
+
+
 def _check_finite_parameters(model: nn.Module, step: int, path: Path) -> None:
-    """Refuse to overwrite a good checkpoint with NaN/inf weights."""
-    for name, param in model.named_parameters():
-        if not torch.isfinite(param).all():
-            raise FloatingPointError(
-                f"parameter {name!r} is NaN or infinite after step {step}; the checkpoint {path} was not "
-                "overwritten. Remedies: lower the learning rate, check the inputs, or clip gradients "
-                "(e.g. grad_clip=1.0).")
+    check_finite_weights(model.named_parameters(), f"step {step}", path,
+                         "Remedies: lower the learning rate, check the inputs, or clip gradients "
+                         "(e.g. grad_clip=1.0).")
 
 
 def check_weights_only(obj, where: str) -> None:
