@@ -28,32 +28,12 @@ Images are ``(N, 1, 28, 28)`` (or already flat, ``(N, input_size)``) with values
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
+from A6_generative import checks
 from helpers.checks import check_int, check_labels
 from helpers.train import train
-
-__all__ = [
-    "CVAE",
-    "HIDDEN_SIZE",
-    "IMAGE_SHAPE",
-    "LOG_FLOOR",
-    "VAE",
-    "evaluate_vae",
-    "interpolate",
-    "kl_divergence",
-    "loss_function",
-    "one_hot",
-    "reconstruct",
-    "reconstruction_loss",
-    "reparametrize",
-    "sample",
-    "train_vae",
-    "vae_loss_fn",
-]
 
 #: Shape of one image: MNIST / Fashion-MNIST.
 IMAGE_SHAPE = (1, 28, 28)
@@ -62,66 +42,6 @@ HIDDEN_SIZE = 400
 #: Logarithms in the binary cross-entropy are floored here, as in ``F.binary_cross_entropy``:
 #: a pixel predicted with probability 0 costs 100 nats, not infinity.
 LOG_FLOOR = -100.0
-
-
-# --------------------------------------------------------------------------- input checks
-
-
-def _check_float_tensor(x, name: str, shape_hint: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {shape_hint}, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}; convert with .float()")
-
-
-def _flat_images(x, input_size: int, image_shape: tuple, name: str = "x") -> torch.Tensor:
-    """Check ``x`` is ``(N, *image_shape)`` or ``(N, input_size)``; return it as ``(N, input_size)``."""
-    hint = f"(N, {', '.join(map(str, image_shape))}) or (N, {input_size})"
-    _check_float_tensor(x, name, hint)
-    if tuple(x.shape[1:]) not in {tuple(image_shape), (input_size,)}:
-        raise ValueError(f"{name} must have shape {hint}, got {tuple(x.shape)}")
-    return x.reshape(x.shape[0], input_size)
-
-
-def _check_latent(z, latent_size: int, name: str = "z") -> None:
-    _check_float_tensor(z, name, f"(N, {latent_size})")
-    if z.dim() != 2 or z.shape[1] != latent_size:
-        raise ValueError(f"{name} must have shape (N, {latent_size}) (latent_size={latent_size}), "
-                         f"got {tuple(z.shape)}")
-
-
-def _check_gaussian(mu, logvar) -> None:
-    """``mu`` and ``logvar`` must be floating tensors of one shape ``(N, Z)``."""
-    _check_float_tensor(mu, "mu", "(N, Z)")
-    _check_float_tensor(logvar, "logvar", "(N, Z)")
-    if mu.dim() != 2 or mu.shape != logvar.shape:
-        raise ValueError(f"mu and logvar must both have shape (N, Z), got {tuple(mu.shape)} "
-                         f"and {tuple(logvar.shape)}")
-
-
-def _check_probabilities(x, name: str, what: str) -> None:
-    x = x.detach()
-    if x.numel() and (bool(torch.isnan(x).any()) or float(x.min()) < 0 or float(x.max()) > 1):
-        raise ValueError(f"{name} must hold {what} in [0, 1], got values from {float(x.min()):.4g} "
-                         f"to {float(x.max()):.4g}")
-
-
-def _class_codes(c, num: int, num_classes: int, like: torch.Tensor) -> torch.Tensor:
-    """Class input of the CVAE as ``(num, num_classes)`` rows, dtype and device of ``like``.
-
-    ``c`` is either ``(num,)`` integer labels in ``[0, num_classes)`` or already one-hot
-    (any float rows), ``(num, num_classes)`` -- the course passes one-hot vectors.
-    """
-    if not isinstance(c, torch.Tensor):
-        raise TypeError(f"c must be a torch.Tensor: ({num},) integer labels or ({num}, {num_classes}) "
-                        f"one-hot rows, got {type(c).__name__}")
-    if c.is_floating_point():
-        if tuple(c.shape) != (num, num_classes):
-            raise ValueError(f"a floating c must be one-hot rows of shape ({num}, {num_classes}), "
-                             f"got {tuple(c.shape)}")
-        return c.to(dtype=like.dtype, device=like.device)
-    check_labels(c, num, num_classes, name="c")
-    return one_hot(c.to(like.device), num_classes, dtype=like.dtype)
 
 
 # --------------------------------------------------------------------------- pieces of the ELBO
@@ -137,13 +57,11 @@ def one_hot(labels: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.f
 
     Returns:
         ``(N, C)`` tensor on the labels' device: ``out[i, labels[i]] = 1``, every other entry 0.
+
+    Rule: no loops (EECS 498 gives a loop over the labels).  Hint: compare a column of labels
+    with a row of class indices and let broadcasting make the ``(N, C)`` table.
     """
-    check_int(num_classes, "num_classes", minimum=1)
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"labels must be a torch.Tensor of shape (N,), got {type(labels).__name__}")
-    if labels.dim() != 1:
-        raise ValueError(f"labels must have shape (N,), got {tuple(labels.shape)}")
-    check_labels(labels, labels.shape[0], num_classes, name="labels")
+    checks.one_hot_args(labels, num_classes)
     ### BEGIN SOLUTION
     classes = torch.arange(num_classes, device=labels.device)
     return (labels[:, None] == classes[None, :]).to(dtype)
@@ -162,8 +80,11 @@ def reparametrize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Gener
 
     Returns:
         z: ``(N, Z)``.
+
+    Rule: draw ``eps`` and build ``z`` from it; sampling ``z`` directly (``torch.normal(mu, sigma)``)
+    gives no gradient.  Hint: ``sigma = exp(logvar / 2)``.
     """
-    _check_gaussian(mu, logvar)
+    checks.gaussian(mu, logvar)
     ### BEGIN SOLUTION
     where = mu.device if generator is None else generator.device
     eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=where).to(mu.device)
@@ -184,16 +105,11 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
     Returns:
         ``(N,)`` reconstruction loss of every image (nats).
+
+    Rule: write the formula yourself, with the floor (EECS 498 calls ``F.binary_cross_entropy``,
+    which computes the same floored loss: use it to check yours).
     """
-    _check_float_tensor(x_hat, "x_hat", "(N, ...)")
-    _check_float_tensor(x, "x", "(N, ...)")
-    if x_hat.dim() < 2 or x.shape[0] != x_hat.shape[0] or x[0:1].numel() != x_hat[0:1].numel():
-        raise ValueError(f"x_hat and x must hold the same images: (N, ...) with as many values per image, "
-                         f"got {tuple(x_hat.shape)} and {tuple(x.shape)}")
-    _check_probabilities(x_hat, "x_hat", "pixel probabilities (the decoder ends with a sigmoid)")
-    _check_probabilities(x, "x", "pixel intensities")
-    p = x_hat.flatten(start_dim=1)
-    target = x.flatten(start_dim=1).to(p.dtype)
+    p, target = checks.image_pair(x_hat, x)
     ### BEGIN SOLUTION
     tiny = torch.finfo(p.dtype).tiny
 
@@ -217,8 +133,10 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
     Returns:
         ``(N,)`` KL divergence of every row (nats, >= 0).
+
+    Rule: no loops.
     """
-    _check_gaussian(mu, logvar)
+    checks.gaussian(mu, logvar)
     ### BEGIN SOLUTION
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
     ### END SOLUTION
@@ -234,10 +152,10 @@ def loss_function(x_hat: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar
 
     Returns:
         scalar tensor: ``mean_i [reconstruction_loss_i + kl_divergence_i]``.
+
+    Hint: both terms are already written above; EECS 498 sums over the batch, then divides by N.
     """
-    _check_gaussian(mu, logvar)
-    if isinstance(x_hat, torch.Tensor) and x_hat.dim() >= 1 and x_hat.shape[0] != mu.shape[0]:
-        raise ValueError(f"x_hat holds {x_hat.shape[0]} images but mu and logvar {mu.shape[0]} rows")
+    checks.elbo_args(x_hat, mu, logvar)
     ### BEGIN SOLUTION
     return (reconstruction_loss(x_hat, x) + kl_divergence(mu, logvar)).mean()
     ### END SOLUTION
@@ -263,13 +181,8 @@ class VAE(nn.Module):
     def __init__(self, input_size: int, latent_size: int = 15, hidden_size: int = HIDDEN_SIZE,
                  image_shape: tuple = IMAGE_SHAPE):
         super().__init__()
-        self.input_size = check_int(input_size, "input_size", minimum=1)
-        self.latent_size = check_int(latent_size, "latent_size", minimum=1)
-        self.hidden_dim = check_int(hidden_size, "hidden_size", minimum=1)
-        self.image_shape = tuple(image_shape)
-        if math.prod(self.image_shape) != input_size:
-            raise ValueError(f"image_shape {self.image_shape} holds {math.prod(self.image_shape)} values but "
-                             f"input_size is {input_size}: they must agree (784 for (1, 28, 28))")
+        self.input_size, self.latent_size, self.hidden_dim, self.image_shape = checks.model_sizes(
+            input_size, latent_size, hidden_size, image_shape)
         self._build(encoder_inputs=input_size, decoder_inputs=latent_size)
 
     def _build(self, encoder_inputs: int, decoder_inputs: int) -> None:
@@ -304,7 +217,7 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x (N, 1, 28, 28)`` or ``(N, input_size)`` -> ``(mu, logvar)``, each ``(N, latent_size)``."""
-        x = _flat_images(x, self.input_size, self.image_shape)
+        x = checks.flat_images(x, self.input_size, self.image_shape)
         ### BEGIN SOLUTION
         hidden = self.encoder(x)
         return self.mu_layer(hidden), self.logvar_layer(hidden)
@@ -312,7 +225,7 @@ class VAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``z (N, latent_size)`` -> ``x_hat (N, 1, 28, 28)``, pixel probabilities in [0, 1]."""
-        _check_latent(z, self.latent_size)
+        checks.latent(z, self.latent_size)
         ### BEGIN SOLUTION
         return self.decoder(z)
         ### END SOLUTION
@@ -354,8 +267,8 @@ class CVAE(VAE):
 
     def encode(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x (N, 1, 28, 28)`` or ``(N, input_size)``, ``c`` -> ``(mu, logvar)``, each ``(N, latent_size)``."""
-        x = _flat_images(x, self.input_size, self.image_shape)
-        codes = _class_codes(c, x.shape[0], self.num_classes, x)
+        x = checks.flat_images(x, self.input_size, self.image_shape)
+        codes = checks.class_codes(c, x.shape[0], self.num_classes, x)
         ### BEGIN SOLUTION
         hidden = self.encoder(torch.cat([x, codes], dim=1))
         return self.mu_layer(hidden), self.logvar_layer(hidden)
@@ -363,8 +276,8 @@ class CVAE(VAE):
 
     def decode(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """``z (N, latent_size)``, ``c`` -> ``x_hat (N, 1, 28, 28)`` in [0, 1]."""
-        _check_latent(z, self.latent_size)
-        codes = _class_codes(c, z.shape[0], self.num_classes, z)
+        checks.latent(z, self.latent_size)
+        codes = checks.class_codes(c, z.shape[0], self.num_classes, z)
         ### BEGIN SOLUTION
         return self.decoder(torch.cat([z, codes], dim=1))
         ### END SOLUTION
@@ -456,7 +369,7 @@ def evaluate_vae(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None, bat
     """
     _check_model(model)
     check_int(batch_size, "batch_size", minimum=1)
-    _flat_images(x, model.input_size, model.image_shape)
+    checks.flat_images(x, model.input_size, model.image_shape)
     if isinstance(model, CVAE) and y is None:
         raise ValueError("a CVAE needs the labels y to be evaluated")
     device = _device_of(model)
@@ -554,7 +467,7 @@ def interpolate(model: VAE, z_start: torch.Tensor, z_end: torch.Tensor, num_step
     _check_model(model)
     check_int(num_steps, "num_steps", minimum=2)
     for name, z in (("z_start", z_start), ("z_end", z_end)):
-        _check_float_tensor(z, name, f"({model.latent_size},)")
+        checks.float_tensor(z, name, f"({model.latent_size},)")
         if tuple(z.shape) != (model.latent_size,):
             raise ValueError(f"{name} must have shape ({model.latent_size},), got {tuple(z.shape)}")
     if isinstance(labels, int) and not isinstance(labels, bool):
@@ -564,3 +477,23 @@ def interpolate(model: VAE, z_start: torch.Tensor, z_end: torch.Tensor, num_step
     t = torch.linspace(0, 1, num_steps, device=device)[:, None]
     z = (1 - t) * z_start.to(device) + t * z_end.to(device)
     return _decode(model, z, labels)
+
+
+__all__ = [
+    "CVAE",
+    "HIDDEN_SIZE",
+    "IMAGE_SHAPE",
+    "LOG_FLOOR",
+    "VAE",
+    "evaluate_vae",
+    "interpolate",
+    "kl_divergence",
+    "loss_function",
+    "one_hot",
+    "reconstruct",
+    "reconstruction_loss",
+    "reparametrize",
+    "sample",
+    "train_vae",
+    "vae_loss_fn",
+]

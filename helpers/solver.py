@@ -65,7 +65,6 @@ delete the file or choose another name.  ``num_epochs`` may be raised to train a
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -73,7 +72,7 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.checks import check_int
-from helpers.train import atomic_save, check_weights_only, checkpoint_path, load_verified
+from helpers.train import Deadline, check_finite_weights, checkpoint_path, load_verified, write_checkpoint
 
 __all__ = ["CHECKPOINT_FORMAT", "Solver", "sgd"]
 
@@ -196,7 +195,7 @@ class Solver:
         """
         if time_limit is not None:
             _check_number("time_limit", time_limit, allow_zero=True)
-        start = time.monotonic()
+        self._deadline, self._time_before = Deadline(time_limit), self.train_time
         self._restore_training_state()
         bar = tqdm(total=self.num_epochs * self.iterations_per_epoch, initial=min(self.iteration, self.num_epochs
                    * self.iterations_per_epoch), desc="train", unit="step", disable=not self.verbose,
@@ -212,17 +211,14 @@ class Solver:
                 bar.update(1)
                 if self._position == self.iterations_per_epoch:
                     self._end_epoch()
-                if (time_limit is not None and self.epoch < self.num_epochs
-                        and time.monotonic() - start >= time_limit):
+                if self.epoch < self.num_epochs and self._deadline.passed():
                     self.stopped = "time_limit"
                     self._rng_to_restore = _global_rng_state(self.device)
-                    self.train_time += time.monotonic() - start
-                    start = time.monotonic()
                     self._save()
                     return
             self.stopped = "completed"
         finally:
-            self.train_time += time.monotonic() - start
+            self._count_time()
             bar.close()
             self._bar = None
         if return_best_params and self.best_params:
@@ -284,6 +280,7 @@ class Solver:
         self.optim_configs = {name: _copy_config(self.optim_config) for name in self.model.params}
         self.stopped = "not started"
         self.train_time = 0.0
+        self._deadline, self._time_before = Deadline(None), 0.0  # set again by every train() call
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)))
         self._generator = torch.Generator().manual_seed(seed)
@@ -400,15 +397,17 @@ class Solver:
             "dtypes": {name: str(value.dtype) for name, value in self.model.params.items()},
         }
 
+    def _count_time(self) -> None:
+        """``train_time``: the seconds of earlier calls plus those of this one so far."""
+        self.train_time = self._time_before + self._deadline.elapsed()
+
     def _save(self) -> None:
         """Write the checkpoint (when ``checkpoint_name`` was given)."""
+        self._count_time()
         if self.checkpoint_path is None:
             return
-        for name, value in self.model.params.items():
-            if not torch.isfinite(value).all():
-                raise FloatingPointError(
-                    f"parameter {name!r} is NaN or infinite after iteration {self.iteration}; the checkpoint "
-                    f"{self.checkpoint_path} was not overwritten. Lower the learning rate or the weight scale.")
+        check_finite_weights(self.model.params.items(), f"iteration {self.iteration}", self.checkpoint_path,
+                             "Lower the learning rate or the weight scale.")
         payload = {
             "format": CHECKPOINT_FORMAT,
             "writer": _WRITER,
@@ -430,8 +429,7 @@ class Solver:
             "time": self.train_time,
             "rng": {"solver": self._generator.get_state(), **_global_rng_state(self.device)},
         }
-        check_weights_only(payload, "solver checkpoint")
-        atomic_save(payload, self.checkpoint_path)
+        write_checkpoint(payload, self.checkpoint_path, "solver checkpoint")
 
     def _resume(self) -> None:
         """Load the checkpoint written by an earlier run with this ``checkpoint_name``."""

@@ -22,6 +22,9 @@ What :func:`train` does for you:
   step, and the last good checkpoint is kept;
 * a time limit: ``time_limit`` seconds after the call started it saves and returns
   with ``history["stopped"] == "time_limit"``;
+* loops with several models and optimizers (A6's GAN): pass a dict of optimizers and a
+  ``step_fn`` that makes the whole update itself; a ``callback`` may add plain data (sample
+  grids...) to the history, which is checkpointed with the rest;
 * checkpoints that load with ``torch.load(path, weights_only=True)``: they hold only
   tensors, numbers, strings, None and lists / tuples / dicts of them;
 * checkpoints that cannot be used damaged: every file ends with the SHA-256 of the bytes
@@ -168,7 +171,16 @@ def save_checkpoint(path, model: nn.Module, optimizer=None, scheduler=None, **ex
     if clash:
         raise ValueError(f"save_checkpoint: extra entries may not be named {clash}; these names are reserved")
     payload.update(extra)
-    check_weights_only(payload, "checkpoint")
+    return write_checkpoint(payload, path)
+
+
+def write_checkpoint(payload: dict, path, what: str = "checkpoint") -> Path:
+    """Write ``payload`` to ``path`` with :func:`atomic_save` once :func:`check_weights_only` accepts it.
+
+    Parent folders are created.  Shared by :func:`save_checkpoint` and :class:`helpers.solver.Solver`.
+    Returns the path written, as a ``Path``.
+    """
+    check_weights_only(payload, what)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save(payload, path)
@@ -212,20 +224,33 @@ def new_history() -> dict:
     }
 
 
-def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, loss_fn, *,
+def train(model: nn.Module, optimizer, train_loader, loss_fn=None, *,
           num_epochs: int = 1, scheduler=None, scheduler_interval: str = "epoch",
           checkpoint=None, checkpoint_every: int | None = None, time_limit: float | None = None,
           device=None, grad_clip: float | None = None, val_fn=None,
-          progress: bool = True, log_every: int = 10) -> dict:
+          progress: bool = True, log_every: int = 10, step_fn=None, callback=None) -> dict:
     """Train ``model`` for ``num_epochs`` epochs, with checkpoints, resume, a NaN guard and a time limit.
 
     Args:
-        model: the ``nn.Module`` to train (put in train mode; its mode is restored at the end).
-        optimizer: a ``torch.optim`` optimizer over the model's parameters.
+        model: the ``nn.Module`` to train (put in train mode; the modes of its modules are
+            restored at the end).  Several networks trained together go in one
+            ``nn.ModuleDict`` (``{"D": D, "G": G}``).
+        optimizer: a ``torch.optim`` optimizer over the model's parameters, or a dict
+            name -> optimizer (``{"D": D_solver, "G": G_solver}``), all checkpointed.
         train_loader: an iterable of batches, usually a ``DataLoader``; iterated once per epoch.
         loss_fn: ``loss_fn(model, batch)`` returning a scalar loss tensor, or
             ``(loss, metrics)`` where ``metrics`` is a dict of numbers to log
-            (``{"acc": 0.5}``).  The batch is already on ``device``.
+            (``{"acc": 0.5}``).  The batch is already on ``device``.  :func:`train` then does
+            the update: ``zero_grad``, ``backward``, gradient clipping, ``step``.
+        step_fn: instead of ``loss_fn``, ``step_fn(model, batch)`` makes one whole update
+            itself (its own ``zero_grad`` / ``backward`` / ``step`` for each optimizer, e.g. a
+            discriminator step then a generator step) and returns ``loss`` or
+            ``(loss, metrics)`` like ``loss_fn``, ``loss`` being a number or an already
+            back-propagated tensor.  Give exactly one of ``loss_fn`` and ``step_fn``.
+        callback: ``callback(model, history)``, called when a new run starts (before its
+            first step), after every step and at the end of every epoch (before its
+            checkpoint is written).  It may add entries of plain data to ``history``
+            (A6 keeps sample grids there); they are saved and resumed with it.
         num_epochs: total epochs of the run (counting those done before a resume).
         scheduler: optional learning-rate scheduler, stepped once per epoch or once
             per step (``scheduler_interval="epoch"`` or ``"step"``).  Its state is checkpointed.
@@ -239,7 +264,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, loss
             At least one step (or one epoch's closing) is done per call.
         device: where to train; None keeps the model where it is.  Batches are
             moved there with :func:`to_device`.
-        grad_clip: if given, clip the gradients' global L2 norm to this value.
+        grad_clip: if given, clip the gradients' global L2 norm to this value (``loss_fn`` only:
+            a ``step_fn`` clips its own).
         val_fn: ``val_fn(model) -> dict of numbers``, called at the end of every epoch
             in eval mode under ``torch.no_grad()``.
         progress: show a tqdm progress bar.
@@ -284,12 +310,62 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader, loss
             the wrong kind of value.
     """
     _check_train_args(model, optimizer, loss_fn, num_epochs, scheduler, scheduler_interval, checkpoint,
-                      checkpoint_every, time_limit, grad_clip, val_fn, log_every)
+                      checkpoint_every, time_limit, grad_clip, val_fn, log_every, step_fn, callback)
+    if isinstance(optimizer, Mapping):
+        optimizer = _Optimizers(optimizer)
     trainer = _Trainer(model, optimizer, train_loader, loss_fn, num_epochs=num_epochs, scheduler=scheduler,
                        scheduler_interval=scheduler_interval, checkpoint=checkpoint,
                        checkpoint_every=checkpoint_every, time_limit=time_limit, device=device,
-                       grad_clip=grad_clip, val_fn=val_fn, progress=progress, log_every=log_every)
+                       grad_clip=grad_clip, val_fn=val_fn, progress=progress, log_every=log_every,
+                       step_fn=step_fn, callback=callback)
     return trainer.run()
+
+
+class Deadline:
+    """A time limit counted from its creation: ``Deadline(600).passed()`` after ten minutes.
+
+    ``seconds=None`` never passes.  Shared by :func:`train` and :class:`helpers.solver.Solver`.
+    """
+
+    def __init__(self, seconds: float | None):
+        self.start = time.monotonic()
+        self.seconds = seconds
+
+    def elapsed(self) -> float:
+        """Seconds since the deadline was set."""
+        return time.monotonic() - self.start
+
+    def passed(self) -> bool:
+        return self.seconds is not None and self.elapsed() >= self.seconds
+
+
+class _Optimizers:
+    """Several named optimizers seen as one (what :func:`train` steps and checkpoints)."""
+
+    def __init__(self, optimizers: Mapping):
+        self.named = dict(optimizers)
+
+    @property
+    def param_groups(self) -> list:
+        return [group for optimizer in self.named.values() for group in optimizer.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.named.values():
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimizer in self.named.values():
+            optimizer.step()
+
+    def state_dict(self) -> dict:
+        return {name: optimizer.state_dict() for name, optimizer in self.named.items()}
+
+    def load_state_dict(self, state) -> None:
+        if not isinstance(state, Mapping) or set(state) != set(self.named):
+            found = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"the checkpoint holds the optimizers {found}, this run has {sorted(self.named)}")
+        for name, optimizer in self.named.items():
+            optimizer.load_state_dict(state[name])
 
 
 # --------------------------------------------------------------------------- the loop
@@ -299,12 +375,14 @@ class _Trainer:
     """State of one :func:`train` call; each method does one part of the loop."""
 
     def __init__(self, model, optimizer, loader, loss_fn, *, num_epochs, scheduler, scheduler_interval,
-                 checkpoint, checkpoint_every, time_limit, device, grad_clip, val_fn, progress, log_every):
-        self.start = time.monotonic()
+                 checkpoint, checkpoint_every, time_limit, device, grad_clip, val_fn, progress, log_every,
+                 step_fn=None, callback=None):
+        self.deadline = Deadline(time_limit)
         self.model, self.optimizer, self.loader, self.loss_fn = model, optimizer, loader, loss_fn
+        self.step_fn, self.callback = step_fn, callback
         self.num_epochs, self.scheduler, self.scheduler_interval = num_epochs, scheduler, scheduler_interval
         self.path = None if checkpoint is None else Path(checkpoint)
-        self.checkpoint_every, self.time_limit, self.grad_clip = checkpoint_every, time_limit, grad_clip
+        self.checkpoint_every, self.grad_clip = checkpoint_every, grad_clip
         self.val_fn, self.show_progress, self.log_every = val_fn, progress, log_every
         self.device = _training_device(model, device)
         self.history = new_history()
@@ -314,7 +392,7 @@ class _Trainer:
 
     def run(self) -> dict:
         """Resume if there is a checkpoint, then train until done or out of time."""
-        mode = self.model.training
+        modes = [module.training for module in self.model.modules()]
         self.model.to(self.device)
         if self.path is not None and self.path.exists():
             self._resume()
@@ -325,12 +403,19 @@ class _Trainer:
         self.model.train()
         self.bar = self._progress_bar()
         try:
+            if self.history["global_step"] == 0:
+                self._call_back()
             while self.history["epoch"] < self.num_epochs and self._run_epoch():
                 pass
         finally:
             self.bar.close()
-            self.model.train(mode)
+            for module, mode in zip(self.model.modules(), modes, strict=True):
+                module.training = mode
         return self.history
+
+    def _call_back(self) -> None:
+        if self.callback is not None:
+            self.callback(self.model, self.history)
 
     def _resume(self) -> None:
         """Load model, optimizer, scheduler, history, progress and RNG states from the checkpoint."""
@@ -356,6 +441,7 @@ class _Trainer:
         """Train on the epoch's remaining batches, then close it.  False when the time limit stopped it."""
         for batch in remaining_batches(self.loader, self.progress):
             self._step(batch)
+            self._call_back()
             if self.checkpoint_every is not None and self.history["global_step"] % self.checkpoint_every == 0:
                 self._save()
             if self._out_of_time():
@@ -369,16 +455,13 @@ class _Trainer:
         """One optimizer step on ``batch``; raises FloatingPointError on a non-finite loss."""
         step = self.history["global_step"] + 1
         batch = to_device(batch, self.device)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss, metrics = _unpack_loss(self.loss_fn(self.model, batch))
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(self._nan_message(value, step))
-        loss.backward()
-        if self.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         lr = float(self.optimizer.param_groups[0]["lr"])
-        self.optimizer.step()
+        if self.step_fn is None:
+            value, metrics = self._update(batch, step)
+        else:
+            value, metrics = _unpack_step(self.step_fn(self.model, batch))
+            if not math.isfinite(value):
+                raise FloatingPointError(self._nan_message(value, step))
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
         self.history["global_step"] = step
@@ -387,6 +470,19 @@ class _Trainer:
         self._record(value, metrics, lr)
         self.bar.update(1)
         self.bar.set_postfix(epoch=self.history["epoch"] + 1, loss=f"{value:.4g}", refresh=False)
+
+    def _update(self, batch, step: int) -> tuple[float, dict]:
+        """zero_grad, loss_fn, backward, clipping and the optimizer step; the loss and metrics as numbers."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, metrics = _unpack_loss(self.loss_fn(self.model, batch))
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(self._nan_message(value, step))
+        loss.backward()
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return value, metrics
 
     def _nan_message(self, value: float, step: int) -> str:
         """The error for a non-finite loss: where it happened and what to try."""
@@ -441,6 +537,7 @@ class _Trainer:
         if history["epoch"] >= self.num_epochs:
             history["stopped"] = "completed"
         self.bar.set_postfix(epoch=history["epoch"], loss=f"{history['epoch_loss'][-1]:.4g}", refresh=False)
+        self._call_back()
         self._save()
 
     def _validate(self) -> dict:
@@ -457,7 +554,7 @@ class _Trainer:
         return {str(name): _as_float(value, f"val_fn result {name!r}") for name, value in result.items()}
 
     def _out_of_time(self) -> bool:
-        return self.time_limit is not None and time.monotonic() - self.start >= self.time_limit
+        return self.deadline.passed()
 
     def _stop_for_time(self) -> bool:
         """Save and mark the run as stopped by the time limit.  Returns False (stop training)."""
@@ -467,7 +564,7 @@ class _Trainer:
 
     def _save(self) -> None:
         """Update the training time and, with a checkpoint path, write a checkpoint."""
-        self.history["time"] = self.time_before + time.monotonic() - self.start
+        self.history["time"] = self.time_before + self.deadline.elapsed()
         if self.path is None:
             return
         _check_finite_parameters(self.model, self.history["global_step"], self.path)
@@ -527,6 +624,15 @@ def _unpack_loss(output) -> tuple[torch.Tensor, dict]:
     return loss, {str(name): _as_float(value, f"loss_fn metric {name!r}") for name, value in metrics.items()}
 
 
+def _unpack_step(output) -> tuple[float, dict]:
+    """Split ``step_fn``'s output into (loss as a float, dict name -> float)."""
+    loss, metrics = output if isinstance(output, tuple) and len(output) == 2 else (output, {})
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"step_fn's metrics must be a dict of numbers, got {type(metrics).__name__}")
+    return (_as_float(loss, "the loss returned by step_fn(model, batch)"),
+            {str(name): _as_float(value, f"step_fn metric {name!r}") for name, value in metrics.items()})
+
+
 def _training_device(model: nn.Module, device) -> torch.device:
     """``device`` if given, else the device of the model's first parameter (CPU without parameters)."""
     if device is not None:
@@ -535,14 +641,28 @@ def _training_device(model: nn.Module, device) -> torch.device:
     return torch.device("cpu") if first is None else first.device
 
 
+def check_finite_weights(named_tensors, after: str, path, remedy: str) -> None:
+    """Refuse to overwrite a good checkpoint with NaN/inf weights.
+
+    Args:
+        named_tensors: ``(name, tensor)`` pairs, e.g. ``model.named_parameters()``.
+        after: where the run is, for the message (``"step 12"``, ``"iteration 12"``).
+        path: the checkpoint that is kept; remedy: what to try, for the message.
+
+    Raises:
+        FloatingPointError naming the first non-finite tensor.  Shared by :func:`train` and
+        :class:`helpers.solver.Solver`.
+    """
+    for name, value in named_tensors:
+        if not torch.isfinite(value).all():
+            raise FloatingPointError(f"parameter {name!r} is NaN or infinite after {after}; the checkpoint "
+                                     f"{path} was not overwritten. {remedy}")
+
+
 def _check_finite_parameters(model: nn.Module, step: int, path: Path) -> None:
-    """Refuse to overwrite a good checkpoint with NaN/inf weights."""
-    for name, param in model.named_parameters():
-        if not torch.isfinite(param).all():
-            raise FloatingPointError(
-                f"parameter {name!r} is NaN or infinite after step {step}; the checkpoint {path} was not "
-                "overwritten. Remedies: lower the learning rate, check the inputs, or clip gradients "
-                "(e.g. grad_clip=1.0).")
+    check_finite_weights(model.named_parameters(), f"step {step}", path,
+                         "Remedies: lower the learning rate, check the inputs, or clip gradients "
+                         "(e.g. grad_clip=1.0).")
 
 
 def check_weights_only(obj, where: str) -> None:
@@ -719,19 +839,39 @@ def _check_number(name: str, value, *, allow_zero: bool) -> None:
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
+def _check_optimizers(model: nn.Module, optimizer) -> None:
+    """One optimizer, or a non-empty dict of them, over the model's own parameters."""
+    named = optimizer if isinstance(optimizer, Mapping) else {"": optimizer}
+    if not named:
+        raise ValueError("optimizer must be a torch.optim.Optimizer or a non-empty dict of them, got {}")
+    own = {id(param) for param in model.parameters()}
+    for name, each in named.items():
+        what = f"optimizer[{name!r}]" if name else "optimizer"
+        if not isinstance(each, torch.optim.Optimizer):
+            raise TypeError(f"{what} must be a torch.optim.Optimizer, got {type(each).__name__}")
+        if any(id(param) not in own for group in each.param_groups for param in group["params"]):
+            raise ValueError(f"{what} holds parameters that are not the model's: was the model "
+                             "re-created after the optimizer? Build the optimizer from model.parameters()")
+
+
 def _check_train_args(model, optimizer, loss_fn, num_epochs, scheduler, scheduler_interval, checkpoint,
-                      checkpoint_every, time_limit, grad_clip, val_fn, log_every) -> None:
+                      checkpoint_every, time_limit, grad_clip, val_fn, log_every, step_fn=None,
+                      callback=None) -> None:
     """Clear TypeError / ValueError for arguments :func:`train` cannot use."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    own = {id(param) for param in model.parameters()}
-    if any(id(param) not in own for group in optimizer.param_groups for param in group["params"]):
-        raise ValueError("the optimizer holds parameters that are not the model's: was the model "
-                         "re-created after the optimizer? Build the optimizer from model.parameters()")
-    if not callable(loss_fn):
-        raise TypeError("loss_fn must be a function loss_fn(model, batch) -> loss")
+    _check_optimizers(model, optimizer)
+    if (loss_fn is None) == (step_fn is None):
+        raise TypeError("give train() exactly one of loss_fn(model, batch) -> loss and "
+                        "step_fn(model, batch) -> loss (a step_fn makes the whole update itself)")
+    if not callable(loss_fn if step_fn is None else step_fn):
+        raise TypeError("loss_fn must be a function loss_fn(model, batch) -> loss" if step_fn is None
+                        else "step_fn must be a function step_fn(model, batch) -> loss")
+    if step_fn is not None and grad_clip is not None:
+        raise ValueError("grad_clip works with loss_fn only: a step_fn clips its own gradients "
+                         "(torch.nn.utils.clip_grad_norm_ before each optimizer step)")
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be a function callback(model, history), or None")
     if val_fn is not None and not callable(val_fn):
         raise TypeError("val_fn must be a function val_fn(model) -> dict of numbers, or None")
     check_int(num_epochs, "num_epochs", minimum=1)

@@ -595,7 +595,7 @@ def test_run_a_gan_resumed_after_a_crash_equals_an_uninterrupted_run(tmp_path):
     history, models = run_tiny(tmp_path, models=models, checkpoint_every=2)
     assert_same_run(*expected, history, models)
     checkpoint = torch.load(tmp_path / "gan.pt", weights_only=True)
-    assert checkpoint["iteration"] == 9 and set(checkpoint["model"]) >= {"D.1.weight", "G.net.0.weight"}
+    assert checkpoint["history"]["global_step"] == 9 and set(checkpoint["model"]) >= {"D.1.weight", "G.net.0.weight"}
 
 
 @GIVEN
@@ -682,3 +682,17 @@ def test_module_names_follow_the_course():
                  "ls_discriminator_loss", "ls_generator_loss", "get_optimizer", "build_dc_classifier",
                  "build_dc_generator", "run_a_gan"):
         assert callable(getattr(gan, name)), name
+
+
+@GIVEN
+def test_given_code_needs_only_eecs_498s_sample_noise_signature(monkeypatch):
+    """A sample_noise(batch_size, noise_dim, dtype=torch.float, device="cpu") without our ``generator``
+    argument (EECS 498's signature) is enough for run_a_gan and generate_images."""
+    def eecs_sample_noise(batch_size, noise_dim, dtype=torch.float, device="cpu"):
+        return 2 * torch.rand(batch_size, noise_dim, dtype=dtype, device=device) - 1
+
+    monkeypatch.setattr(gan, "sample_noise", eecs_sample_noise)
+    history, (D, G, *_) = run_tiny(num_epochs=1, show_every=2)
+    assert history["global_step"] == 3 and [step for step, _ in history["samples"]] == [0, 2, 3]
+    images = generate_images(G, 4, 4, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (4, 1, 28, 28)

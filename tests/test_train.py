@@ -464,3 +464,110 @@ def test_new_history_is_plain_and_empty():
     history = new_history()
     assert history["epoch"] == 0 and history["global_step"] == 0 and history["step"] == []
     assert not math.isnan(history["time"])
+
+
+# --------------------------------------------------------------------------- step_fn, several optimizers, callback
+
+
+def two_part_run(seed=0):
+    """Two linear models with their own optimizers in one ModuleDict (like A6's D and G)."""
+    torch.manual_seed(seed)
+    models = nn.ModuleDict({"a": nn.Linear(N_FEATURES, 1), "b": nn.Linear(N_FEATURES, 1)})
+    optimizers = {"a": torch.optim.SGD(models["a"].parameters(), lr=0.05, momentum=0.9),
+                  "b": torch.optim.Adam(models["b"].parameters(), lr=0.01)}
+    return models, optimizers
+
+
+def alternating_step(optimizers):
+    """A step_fn: one update of model a, then one of model b, each on its own loss."""
+    def step(models, batch):
+        x, y = batch
+        values = {}
+        for name in ("a", "b"):
+            optimizers[name].zero_grad(set_to_none=True)
+            loss = F.mse_loss(models[name](x), y if name == "a" else -y)
+            loss.backward()
+            optimizers[name].step()
+            values[name] = float(loss.detach())
+        return values["a"] + values["b"], values
+    return step
+
+
+def every_third_step(models, history):
+    """A callback: keep the weight of model a before the first step and every 3 steps."""
+    if history["global_step"] % 3 == 0 and history.get("kept", [[None]])[-1][0] != history["global_step"]:
+        history.setdefault("kept", []).append([history["global_step"], models["a"].weight.detach().clone()])
+
+
+def test_step_fn_trains_every_model_and_logs_its_metrics():
+    models, optimizers = two_part_run()
+    before = params_of(models)
+    history = train(models, optimizers, loader(), step_fn=alternating_step(optimizers), num_epochs=2,
+                    progress=False, log_every=1, callback=every_third_step)
+    assert history["global_step"] == 10 and history["stopped"] == "completed"
+    assert all(not torch.equal(x, y) for x, y in zip(before, params_of(models), strict=True))
+    assert history["metrics"]["a"][-1] < history["metrics"]["a"][0]
+    assert history["loss"] == [a + b for a, b in zip(history["metrics"]["a"], history["metrics"]["b"], strict=True)]
+    assert [step for step, _ in history["kept"]] == [0, 3, 6, 9]
+
+
+def test_step_fn_run_resumes_exactly_with_every_optimizer_and_the_callback_data(tmp_path):
+    models, optimizers = two_part_run()
+    expected = train(models, optimizers, loader(shuffle=True), step_fn=alternating_step(optimizers),
+                     num_epochs=2, progress=False, callback=every_third_step)
+    expected_params = params_of(models)
+    path = tmp_path / "two.pt"
+    for calls in range(1, 30):
+        # like a fresh kernel every time: new objects, other weights and random state (the first starts as above)
+        models, optimizers = two_part_run(seed=0 if calls == 1 else 50 + calls)
+        history = train(models, optimizers, loader(shuffle=True), step_fn=alternating_step(optimizers),
+                        num_epochs=2, progress=False, callback=every_third_step, checkpoint=path, time_limit=0)
+        if history["stopped"] == "completed":
+            break
+    assert calls > 10 and same_params(params_of(models), expected_params)
+    assert without_time({k: v for k, v in history.items() if k != "kept"}) == without_time(
+        {k: v for k, v in expected.items() if k != "kept"})
+    assert [s for s, _ in history["kept"]] == [s for s, _ in expected["kept"]]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(history["kept"], expected["kept"], strict=True))
+    saved = torch.load(path, weights_only=True)["optimizer"]
+    assert set(saved) == {"a", "b"}
+
+
+def test_step_fn_nan_loss_raises():
+    models, optimizers = two_part_run()
+    with pytest.raises(FloatingPointError, match="loss is nan at step 1"):
+        train(models, optimizers, loader(), step_fn=lambda m, b: float("nan"), progress=False)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "words"), [
+    ({}, TypeError, "exactly one of loss_fn"),
+    ({"loss_fn": mse, "step_fn": lambda m, b: 0.0}, TypeError, "exactly one of loss_fn"),
+    ({"step_fn": "step"}, TypeError, "step_fn must be a function"),
+    ({"step_fn": lambda m, b: 0.0, "grad_clip": 1.0}, ValueError, "grad_clip works with loss_fn only"),
+    ({"loss_fn": mse, "callback": 3}, TypeError, "callback"),
+    ({"step_fn": lambda m, b: (0.0, {"x": "high"})}, TypeError, "'x' must be a number"),
+])
+def test_bad_step_fn_and_callback_arguments(kwargs, error, words):
+    models, optimizers = two_part_run()
+    with pytest.raises(error, match=words):
+        train(models, optimizers, loader(), progress=False, **kwargs)
+
+
+def test_bad_optimizer_dicts():
+    models, optimizers = two_part_run()
+    with pytest.raises(ValueError, match="non-empty dict"):
+        train(models, {}, loader(), mse, progress=False)
+    with pytest.raises(TypeError, match=r"optimizer\['b'\] must be a torch.optim.Optimizer"):
+        train(models, {"a": optimizers["a"], "b": "adam"}, loader(), mse, progress=False)
+    other, _ = two_part_run(seed=1)
+    with pytest.raises(ValueError, match=r"optimizer\['a'\] holds parameters that are not the model's"):
+        train(other, optimizers, loader(), mse, progress=False)
+
+
+def test_a_checkpoint_with_other_optimizers_does_not_fit(tmp_path):
+    models, optimizers = two_part_run()
+    path = tmp_path / "two.pt"
+    train(models, optimizers, loader(), step_fn=alternating_step(optimizers), progress=False, checkpoint=path)
+    with pytest.raises(ValueError, match="does not fit"):
+        train(models, {"a": optimizers["a"]}, loader(), step_fn=alternating_step(optimizers), progress=False,
+              checkpoint=path)
