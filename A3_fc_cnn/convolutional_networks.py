@@ -30,7 +30,8 @@ classes of static methods with the API of :mod:`A3_fc_cnn.fully_connected_networ
   hyper-parameters you choose.
 
 ``Linear``, ``ReLU``, ``Linear_ReLU``, ``softmax_loss`` and ``adam`` come from
-:mod:`A3_fc_cnn.fully_connected_networks`.
+:mod:`A3_fc_cnn.fully_connected_networks`; input checks from :mod:`A3_fc_cnn.checks`,
+saving from :mod:`A3_fc_cnn.model_files`.
 
 Conventions used throughout:
 
@@ -56,24 +57,21 @@ import math
 
 import torch
 
-from A3_fc_cnn.fully_connected_networks import (
-    SAVE_FORMAT,
-    Linear,
-    Linear_ReLU,
-    ReLU,
-    _check_float,
-    _check_grad,
-    _check_init,
-    _check_reg,
-    _check_same_kind,
-    _load_model,
-    _loaded_params,
-    _save_model,
-    _shape,
-    adam,
-    softmax_loss,
+from A3_fc_cnn.checks import (
+    check_batchnorm,
+    check_conv,
+    check_data_dict,
+    check_deep_conv_net,
+    check_grad,
+    check_images,
+    check_kaiming,
+    check_model_images,
+    check_pool,
+    check_spatial_batchnorm,
+    check_three_layer_conv_net,
 )
-from helpers.checks import check_int
+from A3_fc_cnn.fully_connected_networks import Linear, Linear_ReLU, ReLU, adam, softmax_loss
+from A3_fc_cnn.model_files import SAVE_FORMAT, load_model, loaded_params, save_model
 from helpers.data import random_flip_and_shift
 from helpers.solver import Solver
 
@@ -97,146 +95,6 @@ __all__ = [
     "find_overfit_parameters",
     "kaiming_initializer",
 ]
-
-
-# --------------------------------------------------------------------------- input checks
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_images(x, name: str = "x", expected: str = "(N, C, H, W)") -> None:
-    """``x`` must be a floating ``(N, C, H, W)`` tensor with every size >= 1."""
-    _check_float(x, name, expected)
-    if x.dim() != 4 or min(x.shape) < 1:
-        raise ValueError(f"{name} must have shape {expected} with every size >= 1, got {_shape(x)}")
-
-
-def _check_conv_param(conv_param) -> tuple[int, int]:
-    """``conv_param`` must be ``{"stride": int >= 1, "pad": int >= 0}``; returns ``(stride, pad)``."""
-    if not isinstance(conv_param, dict) or "stride" not in conv_param or "pad" not in conv_param:
-        raise ValueError(f"conv_param must be a dict with keys 'stride' (int >= 1) and 'pad' (int >= 0), "
-                         f"got {conv_param!r}")
-    stride, pad = conv_param["stride"], conv_param["pad"]
-    if not _is_int(stride) or stride < 1:
-        raise ValueError(f"conv_param['stride'] must be an int >= 1, got {stride!r}")
-    if not _is_int(pad) or pad < 0:
-        raise ValueError(f"conv_param['pad'] must be an int >= 0 (zeros added on each side), got {pad!r}")
-    return stride, pad
-
-
-def _output_size(what: str, size: int, window: int, pad: int, stride: int, layer: str) -> int:
-    """``1 + (size + 2 pad - window) // stride``; raises unless the windows tile ``size + 2 pad`` exactly."""
-    span = size + 2 * pad - window
-    if span < 0:
-        raise ValueError(f"{layer}: the window {what} {window} exceeds the (padded) input {what} {size + 2 * pad}")
-    if span % stride:
-        raise ValueError(f"{layer}: a window of {what} {window} with stride {stride} and pad {pad} does not tile "
-                         f"an input {what} of {size}: ({what} + 2*pad - window) = {span} must be divisible by "
-                         f"the stride")
-    return 1 + span // stride
-
-
-def _check_conv(x, w, b, conv_param) -> tuple[int, int, int, int]:
-    """Check a convolution's inputs; returns ``(stride, pad, H_out, W_out)``."""
-    _check_images(x, "x", "(N, C, H, W)")
-    _check_float(w, "w", "(F, C, HH, WW)")
-    _check_float(b, "b", "(F,)")
-    C = x.shape[1]
-    if w.dim() != 4 or w.shape[1] != C or min(w.shape) < 1:
-        raise ValueError(f"w must have shape (F, C, HH, WW) with C = {C} channels like x {_shape(x)}, "
-                         f"got {_shape(w)}")
-    if b.shape != (w.shape[0],):
-        raise ValueError(f"b must have shape (F,) = ({w.shape[0]},) to match w {_shape(w)}, got {_shape(b)}")
-    _check_same_kind("x", x, "w", w)
-    _check_same_kind("w", w, "b", b)
-    stride, pad = _check_conv_param(conv_param)
-    H_out = _output_size("height", x.shape[2], w.shape[2], pad, stride, "convolution")
-    W_out = _output_size("width", x.shape[3], w.shape[3], pad, stride, "convolution")
-    return stride, pad, H_out, W_out
-
-
-def _check_pool(x, pool_param) -> tuple[int, int, int, int, int]:
-    """Check a max pool's inputs; returns ``(pool_height, pool_width, stride, H_out, W_out)``."""
-    _check_images(x, "x", "(N, C, H, W)")
-    keys = ("pool_height", "pool_width", "stride")
-    if not isinstance(pool_param, dict) or any(k not in pool_param for k in keys):
-        raise ValueError(f"pool_param must be a dict with keys 'pool_height', 'pool_width' and 'stride' "
-                         f"(ints >= 1), got {pool_param!r}")
-    for key in keys:
-        if not _is_int(pool_param[key]) or pool_param[key] < 1:
-            raise ValueError(f"pool_param[{key!r}] must be an int >= 1, got {pool_param[key]!r}")
-    ph, pw, stride = (pool_param[k] for k in keys)
-    H_out = _output_size("height", x.shape[2], ph, 0, stride, "max pool")
-    W_out = _output_size("width", x.shape[3], pw, 0, stride, "max pool")
-    return ph, pw, stride, H_out, W_out
-
-
-def _check_batchnorm(x, gamma, beta, bn_param, expected: str = "(N, D)") -> tuple[str, float, float]:
-    """Check a batch normalization's inputs (``x`` already ``(N, D)``); returns ``(mode, eps, momentum)``."""
-    D = x.shape[1]
-    for name, value in (("gamma", gamma), ("beta", beta)):
-        _check_float(value, name, f"({D},)")
-        if value.shape != (D,):
-            raise ValueError(f"{name} must have shape ({D},), one value per feature of x {expected}, "
-                             f"got {_shape(value)}")
-        _check_same_kind("x", x, name, value)
-    if not isinstance(bn_param, dict) or bn_param.get("mode") not in ("train", "test"):
-        got = bn_param.get("mode") if isinstance(bn_param, dict) else bn_param
-        raise ValueError(f"bn_param must be a dict whose 'mode' is 'train' or 'test', got {got!r}")
-    mode = bn_param["mode"]
-    eps, momentum = bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.9)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-        raise ValueError(f"bn_param['eps'] must be a number > 0, got {eps!r}")
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
-        raise ValueError(f"bn_param['momentum'] (the weight of the old running value) must lie in [0, 1], "
-                         f"got {momentum!r}")
-    for key in ("running_mean", "running_var"):
-        stat = bn_param.get(key)
-        if stat is not None and (not isinstance(stat, torch.Tensor) or stat.shape != (D,)):
-            raise ValueError(f"bn_param[{key!r}] must be a tensor of shape ({D},) like gamma, got {_shape(stat)}")
-    if mode == "train" and x.shape[0] < 2:
-        raise ValueError(f"batch normalization in train mode needs at least 2 values per feature to estimate "
-                         f"a variance; x {expected} has {x.shape[0]}")
-    return mode, float(eps), float(momentum)
-
-
-def _running_stat(bn_param: dict, key: str, x: torch.Tensor, fill: float) -> torch.Tensor:
-    """``bn_param[key]`` moved to ``x``'s dtype and device, or a new ``(D,)`` tensor of ``fill``."""
-    stat = bn_param.get(key)
-    if stat is None:
-        return torch.full((x.shape[1],), fill, dtype=x.dtype, device=x.device)
-    return stat.to(dtype=x.dtype, device=x.device)
-
-
-def _check_input_dims(input_dims) -> tuple[int, int, int]:
-    if not isinstance(input_dims, (tuple, list, torch.Size)) or len(input_dims) != 3 \
-            or not all(_is_int(d) and d >= 1 for d in input_dims):
-        raise ValueError(f"input_dims must be (C, H, W), three positive ints, got {input_dims!r}")
-    return tuple(int(d) for d in input_dims)
-
-
-def _check_model_images(X, input_dims) -> None:
-    """``X`` must be floating ``(N, C, H, W)`` with ``(C, H, W) == input_dims``."""
-    C, H, W = input_dims
-    expected = f"(N, C, H, W) = (N, {C}, {H}, {W})"
-    _check_float(X, "X", expected)
-    if X.dim() != 4 or tuple(X.shape[1:]) != tuple(input_dims) or X.shape[0] < 1:
-        raise ValueError(f"X must have shape {expected} to match the model's input_dims, got {_shape(X)}")
-
-
-def _check_dtype(dtype) -> None:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch dtype such as torch.float32, got {dtype!r}")
-
-
-def _check_weight_scale(weight_scale) -> None:
-    if weight_scale == "kaiming":
-        return
-    if isinstance(weight_scale, bool) or not isinstance(weight_scale, (int, float)) or not weight_scale > 0:
-        raise ValueError(f"weight_scale (std of the initial weights) must be a number > 0 or 'kaiming', "
-                         f"got {weight_scale!r}")
 
 
 # --------------------------------------------------------------------------- convolution
@@ -265,8 +123,12 @@ class Conv:
 
         Raises:
             ValueError: bad shapes, or ``(H + 2 pad - HH)`` (or the width's) not divisible by the stride.
+
+        Rule: loops over the output positions are fine (this is the readable version); nothing
+        from ``torch.nn`` (no ``conv2d``, no ``unfold``).  Hint: pad once, up front, into a
+        zero tensor (or with ``torch.nn.functional.pad``, the one exception).
         """
-        stride, pad, H_out, W_out = _check_conv(x, w, b, conv_param)
+        stride, pad, H_out, W_out = check_conv(x, w, b, conv_param)
         ### BEGIN SOLUTION
         N, C, H, W = x.shape
         F, _, HH, WW = w.shape
@@ -292,10 +154,13 @@ class Conv:
 
         Returns:
             dx: ``(N, C, H, W)``; dw: ``(F, C, HH, WW)``; db: ``(F,)``.
+
+        Rule: as :meth:`forward`.  Hint: every window's gradient adds into the padded ``dx``;
+        cut the padding off at the end.
         """
         x, w, b, conv_param = cache
-        stride, pad, H_out, W_out = _check_conv(x, w, b, conv_param)
-        _check_grad(dout, "dout", (x.shape[0], w.shape[0], H_out, W_out), "the output (N, F, H', W')")
+        stride, pad, H_out, W_out = check_conv(x, w, b, conv_param)
+        check_grad(dout, "dout", (x.shape[0], w.shape[0], H_out, W_out), "the output (N, F, H', W')")
         ### BEGIN SOLUTION
         N, C, H, W = x.shape
         F, _, HH, WW = w.shape
@@ -396,6 +261,11 @@ class FastConv:
       directly, and the next layer's FastConv reads it without a copy.
 
     The cache is private to this class: use it only through :meth:`backward`.
+
+    Rule: no loop over output positions and nothing from ``torch.nn`` (no ``conv2d``, no
+    ``unfold``).  The three helpers above it (``_fastconv_pad``, ``_fastconv_windows``,
+    ``_fastconv_col2im_add``) are one way to cut the work; they are optional, FastConv is what
+    is tested.  (EECS 498 gives a FastConv built on ``torch.nn.Conv2d``; here you write it.)
     """
 
     @staticmethod
@@ -405,7 +275,7 @@ class FastConv:
         Returns:
             out: ``(N, F, H', W')``, stored channels-last; cache: for :meth:`backward` only.
         """
-        stride, pad, H_out, W_out = _check_conv(x, w, b, conv_param)
+        stride, pad, H_out, W_out = check_conv(x, w, b, conv_param)
         ### BEGIN SOLUTION
         N, C, H, W = x.shape
         F, _, HH, WW = w.shape
@@ -430,7 +300,7 @@ class FastConv:
         F, _, HH, WW = w.shape
         H_out = (x_pad.shape[1] - HH) // stride + 1
         W_out = (x_pad.shape[2] - WW) // stride + 1
-        _check_grad(dout, "dout", (N, F, H_out, W_out), "the output (N, F, H', W')")
+        check_grad(dout, "dout", (N, F, H_out, W_out), "the output (N, F, H', W')")
         dout_rows = dout.permute(0, 2, 3, 1).reshape(N, H_out * W_out, F)  # no copy if channels-last
         w_mat = w.permute(0, 2, 3, 1).reshape(F, HH * WW * C)
         windows = _fastconv_windows(x_pad, HH, WW, stride, H_out, W_out)
@@ -472,8 +342,11 @@ class MaxPool:
 
         Raises:
             ValueError: bad shapes, or windows that do not tile ``x`` (``(H - ph) % s != 0``...).
+
+        Rule: loops over the output positions are fine; no ``torch.nn.functional.max_pool2d``.
+        There is no padding.
         """
-        ph, pw, stride, H_out, W_out = _check_pool(x, pool_param)
+        ph, pw, stride, H_out, W_out = check_pool(x, pool_param)
         ### BEGIN SOLUTION
         N, C = x.shape[:2]
         out = x.new_empty((N, C, H_out, W_out))
@@ -498,8 +371,8 @@ class MaxPool:
             dx: ``(N, C, H, W)``.
         """
         x, pool_param = cache
-        ph, pw, stride, H_out, W_out = _check_pool(x, pool_param)
-        _check_grad(dout, "dout", (*x.shape[:2], H_out, W_out), "the output (N, C, H', W')")
+        ph, pw, stride, H_out, W_out = check_pool(x, pool_param)
+        check_grad(dout, "dout", (*x.shape[:2], H_out, W_out), "the output (N, C, H', W')")
         ### BEGIN SOLUTION
         N, C = x.shape[:2]
         dx = torch.zeros_like(x)
@@ -533,7 +406,7 @@ class FastMaxPool:
         Returns:
             out: ``(N, C, H', W')``; cache: for :meth:`backward` only.
         """
-        ph, pw, stride, H_out, W_out = _check_pool(x, pool_param)
+        ph, pw, stride, H_out, W_out = check_pool(x, pool_param)
         ### BEGIN SOLUTION
         N, C, H, W = x.shape
         tiled = ph == stride and pw == stride
@@ -565,7 +438,7 @@ class FastMaxPool:
         ### BEGIN SOLUTION
         (N, C, H, W), ph, pw, stride, tiled, first_max = cache
         H_out, W_out = (H - ph) // stride + 1, (W - pw) // stride + 1
-        _check_grad(dout, "dout", (N, C, H_out, W_out), "the output (N, C, H', W')")
+        check_grad(dout, "dout", (N, C, H_out, W_out), "the output (N, C, H', W')")
         if tiled:
             layout = torch.channels_last if dout.is_contiguous(memory_format=torch.channels_last) \
                 else torch.contiguous_format
@@ -620,12 +493,7 @@ class BatchNorm:
         Returns:
             out: ``(N, D)``; cache: a dict for :meth:`backward`.
         """
-        _check_float(x, "x", "(N, D)")
-        if x.dim() != 2 or min(x.shape) < 1:
-            raise ValueError(f"x must have shape (N, D) with N, D >= 1, got {_shape(x)}")
-        mode, eps, momentum = _check_batchnorm(x, gamma, beta, bn_param)
-        running_mean = _running_stat(bn_param, "running_mean", x, 0.0)
-        running_var = _running_stat(bn_param, "running_var", x, 1.0)
+        mode, eps, momentum, running_mean, running_var = check_batchnorm(x, gamma, beta, bn_param)
         cache = {"mode": mode, "x": x, "gamma": gamma, "eps": eps}
         if mode == "train":
             ### BEGIN SOLUTION
@@ -656,6 +524,9 @@ class BatchNorm:
     def backward(dout: torch.Tensor, cache: dict):
         """Backward pass through the computation graph, one elementary step at a time.
 
+        Hint: draw the graph of the forward pass (mean, centred ``x``, variance, std, ``xhat``)
+        on paper and send the gradient back through it node by node; keep what you need in the cache.
+
         Args:
             dout: ``(N, D)`` upstream gradient.
             cache: from :meth:`forward`.
@@ -663,7 +534,7 @@ class BatchNorm:
         Returns:
             dx: ``(N, D)``; dgamma: ``(D,)``; dbeta: ``(D,)``.
         """
-        _check_grad(dout, "dout", cache["x"].shape, "x (N, D)")
+        check_grad(dout, "dout", cache["x"].shape, "x (N, D)")
         ### BEGIN SOLUTION
         gamma, xhat, inv_std = cache["gamma"], cache["xhat"], cache["inv_std"]
         dbeta = dout.sum(dim=0)
@@ -690,9 +561,10 @@ class BatchNorm:
 
             dx = inv_std / N * (N * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat)),  dxhat = dout * gamma
 
-        with the sums over the batch.
+        with the sums over the batch.  Hint: derive it on paper from ``xhat``'s formula first; the
+        code is then a line or two.
         """
-        _check_grad(dout, "dout", cache["x"].shape, "x (N, D)")
+        check_grad(dout, "dout", cache["x"].shape, "x (N, D)")
         ### BEGIN SOLUTION
         gamma, xhat, inv_std = cache["gamma"], cache["xhat"], cache["inv_std"]
         dbeta = dout.sum(dim=0)
@@ -709,7 +581,10 @@ class BatchNorm:
 class SpatialBatchNorm:
     """Batch normalization of images ``x (N, C, H, W)``: one mean and variance per channel,
     over all ``N * H * W`` values of that channel (``torch.nn.BatchNorm2d``).  ``bn_param`` as
-    in :class:`BatchNorm`, with ``(C,)`` running statistics."""
+    in :class:`BatchNorm`, with ``(C,)`` running statistics.
+
+    Hint: each pixel is one "example" of :class:`BatchNorm`: move the channels last, flatten to
+    ``(N*H*W, C)``, call :class:`BatchNorm` and undo the reshape -- a few lines each way."""
 
     @staticmethod
     def forward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, bn_param: dict):
@@ -723,17 +598,9 @@ class SpatialBatchNorm:
         Returns:
             out: ``(N, C, H, W)``; cache: for :meth:`backward`.
         """
-        _check_images(x)
-        N, C, H, W = x.shape
-        for name, value in (("gamma", gamma), ("beta", beta)):
-            _check_float(value, name, f"({C},)")
-            if value.shape != (C,):
-                raise ValueError(f"{name} must have shape (C,) = ({C},), one value per channel of x "
-                                 f"{_shape(x)}, got {_shape(value)}")
-        if isinstance(bn_param, dict) and bn_param.get("mode") == "train" and N * H * W < 2:
-            raise ValueError(f"spatial batch normalization in train mode needs at least 2 values per channel "
-                             f"(N * H * W) to estimate a variance; x {_shape(x)} has {N * H * W}")
+        check_spatial_batchnorm(x, gamma, beta, bn_param)
         ### BEGIN SOLUTION
+        N, C, H, W = x.shape
         x_flat = x.permute(0, 2, 3, 1).reshape(-1, C)  # every pixel of the batch is one "example"
         out_flat, cache = BatchNorm.forward(x_flat, gamma, beta, bn_param)
         out = out_flat.reshape(N, H, W, C).permute(0, 3, 1, 2)  # stored channels-last, like FastConv's
@@ -747,7 +614,7 @@ class SpatialBatchNorm:
         Returns:
             dx: ``(N, C, H, W)``; dgamma: ``(C,)``; dbeta: ``(C,)``.
         """
-        _check_images(dout, "dout", "(N, C, H, W)")
+        check_images(dout, "dout", "(N, C, H, W)")
         ### BEGIN SOLUTION
         N, C, H, W = dout.shape
         dout_flat = dout.permute(0, 2, 3, 1).reshape(-1, C)
@@ -915,13 +782,7 @@ def kaiming_initializer(Din: int, Dout: int, K: int | None = None, relu: bool = 
         ``(Din, Dout)`` with std ``sqrt(gain / Din)`` when ``K`` is None, else
         ``(Dout, Din, K, K)`` with std ``sqrt(gain / (Din * K * K))``.
     """
-    check_int(Din, "Din", minimum=1)
-    check_int(Dout, "Dout", minimum=1)
-    if K is not None:
-        check_int(K, "K", minimum=1)
-    if not isinstance(relu, bool):
-        raise TypeError(f"relu must be True or False, got {relu!r}")
-    _check_dtype(dtype)
+    check_kaiming(Din, Dout, K, relu, dtype)
     ### BEGIN SOLUTION
     gain = 2.0 if relu else 1.0
     if K is None:
@@ -964,19 +825,9 @@ class ThreeLayerConvNet:
     def __init__(self, input_dims=(3, 32, 32), num_filters: int = 32, filter_size: int = 7, hidden_dim: int = 100,
                  num_classes: int = 10, weight_scale: float = 1e-3, reg: float = 0.0,
                  dtype: torch.dtype = torch.float, device="cpu"):
-        self.input_dims = _check_input_dims(input_dims)
-        check_int(num_filters, "num_filters", minimum=1)
-        check_int(filter_size, "filter_size", minimum=1)
-        if filter_size % 2 == 0:
-            raise ValueError(f"filter_size must be odd so that padding (filter_size - 1) // 2 keeps H x W, "
-                             f"got {filter_size}")
-        check_int(hidden_dim, "hidden_dim", minimum=1)
-        check_int(num_classes, "num_classes", minimum=1)
+        self.input_dims, self.reg = check_three_layer_conv_net(input_dims, num_filters, filter_size, hidden_dim,
+                                                               num_classes, weight_scale, reg, dtype)
         C, H, W = self.input_dims
-        if H % 2 or W % 2:
-            raise ValueError(f"input_dims (C, H, W) needs even H and W for the 2x2 max pool, got {self.input_dims}")
-        self.reg = _check_reg(reg)
-        _check_init(weight_scale, dtype)
         self.dtype = dtype
         self.params: dict[str, torch.Tensor] = {}
         ### BEGIN SOLUTION
@@ -992,7 +843,7 @@ class ThreeLayerConvNet:
 
     def save(self, path) -> None:
         """Write ``input_dims``, ``reg`` and ``params`` to ``path`` (``torch.load(weights_only=True)`` reads it)."""
-        _save_model(path, {"format": SAVE_FORMAT, "model": "ThreeLayerConvNet", "reg": self.reg,
+        save_model(path, {"format": SAVE_FORMAT, "model": "ThreeLayerConvNet", "reg": self.reg,
                            "input_dims": list(self.input_dims),
                            "params": {k: v.detach().cpu() for k, v in self.params.items()}})
 
@@ -1001,10 +852,10 @@ class ThreeLayerConvNet:
 
         ``dtype=None`` keeps the saved dtype; ``device`` is where the parameters go.
         """
-        payload = _load_model(path, "ThreeLayerConvNet")
+        payload = load_model(path, "ThreeLayerConvNet")
         self.reg = float(payload["reg"])
         self.input_dims = tuple(int(d) for d in payload["input_dims"])
-        self.params = _loaded_params(payload["params"], dtype, device)
+        self.params = loaded_params(payload["params"], dtype, device)
         self.dtype = self.params["W1"].dtype
 
     def loss(self, X: torch.Tensor, y: torch.Tensor | None = None):
@@ -1018,7 +869,7 @@ class ThreeLayerConvNet:
             ``y is None``: scores ``(N, num_classes)``.  Otherwise ``(loss, grads)``: the
             scalar loss (data loss + L2) and the gradients, keyed and shaped like ``params``.
         """
-        _check_model_images(X, self.input_dims)
+        check_model_images(X, self.input_dims)
         p = self.params
         filter_size = p["W1"].shape[2]
         conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
@@ -1083,41 +934,13 @@ class DeepConvNet:
     def __init__(self, input_dims=(3, 32, 32), num_filters=(8, 8, 8, 8, 8), max_pools=(0, 1, 2, 3, 4),
                  batchnorm: bool = False, num_classes: int = 10, weight_scale=1e-3, reg: float = 0.0,
                  weight_initializer=None, dtype: torch.dtype = torch.float, device="cpu"):
-        self.input_dims = _check_input_dims(input_dims)
-        if not isinstance(num_filters, (list, tuple)):
-            raise TypeError(f"num_filters must be a list of positive ints such as [8, 8], got {num_filters!r}")
-        for i, f in enumerate(num_filters):
-            check_int(f, f"num_filters[{i}]", minimum=1)
-        if not isinstance(max_pools, (list, tuple)):
-            raise TypeError(f"max_pools must be a list of conv layer indices such as [0, 1], got {max_pools!r}")
-        for i in max_pools:
-            if not _is_int(i) or not 0 <= i < len(num_filters):
-                raise ValueError(f"max_pools holds indices of conv layers in [0, {len(num_filters)}) "
-                                 f"(len(num_filters) = {len(num_filters)}), got {i!r}")
-        if len(set(max_pools)) != len(max_pools):
-            raise ValueError(f"max_pools must name each conv layer at most once, got {list(max_pools)}")
-        if not isinstance(batchnorm, bool):
-            raise TypeError(f"batchnorm must be True or False, got {batchnorm!r}")
-        check_int(num_classes, "num_classes", minimum=1)
-        _check_weight_scale(weight_scale)
-        self.reg = _check_reg(reg)
-        _check_dtype(dtype)
-        if weight_initializer is not None and not callable(weight_initializer):
-            raise TypeError(f"weight_initializer must be None or a function like kaiming_initializer, "
-                            f"got {weight_initializer!r}")
+        self.input_dims, self.max_pools, self.reg = check_deep_conv_net(
+            input_dims, num_filters, max_pools, batchnorm, num_classes, weight_scale, reg, weight_initializer, dtype)
         self.num_layers = len(num_filters) + 1
-        self.max_pools = sorted(max_pools)
         self.batchnorm = batchnorm
         self.dtype = dtype
         self.bn_params = [{"mode": "train"} for _ in num_filters] if batchnorm else []
         C, H, W = self.input_dims
-        for before, i in enumerate(self.max_pools):  # earlier pools (all even so far) halved H and W `before` times
-            h, w = H >> before, W >> before
-            if h % 2 or w % 2:
-                raise ValueError(f"input_dims {self.input_dims} is too small or not divisible enough for max_pools "
-                                 f"{self.max_pools}: the 2x2 pool after conv layer {i} needs an even height and "
-                                 f"width but gets {h} x {w}; H and W must be divisible by "
-                                 f"2 ** len(max_pools) = {1 << len(self.max_pools)}")
         if weight_initializer is None and weight_scale == "kaiming":
             weight_initializer = kaiming_initializer
         self.params: dict[str, torch.Tensor] = {}
@@ -1148,7 +971,7 @@ class DeepConvNet:
         """Write the architecture, ``reg``, ``params`` and the batchnorm running statistics to ``path``."""
         bn = [{key: value.detach().cpu() if isinstance(value, torch.Tensor) else value
                for key, value in param.items() if key != "mode"} for param in self.bn_params]
-        _save_model(path, {"format": SAVE_FORMAT, "model": "DeepConvNet", "reg": self.reg,
+        save_model(path, {"format": SAVE_FORMAT, "model": "DeepConvNet", "reg": self.reg,
                            "input_dims": list(self.input_dims), "num_layers": self.num_layers,
                            "max_pools": list(self.max_pools), "batchnorm": self.batchnorm, "bn_params": bn,
                            "params": {k: v.detach().cpu() for k, v in self.params.items()}})
@@ -1158,13 +981,13 @@ class DeepConvNet:
 
         ``dtype=None`` keeps the saved dtype; ``device`` is where the tensors go.
         """
-        payload = _load_model(path, "DeepConvNet")
+        payload = load_model(path, "DeepConvNet")
         self.reg = float(payload["reg"])
         self.input_dims = tuple(int(d) for d in payload["input_dims"])
         self.num_layers = int(payload["num_layers"])
         self.max_pools = [int(i) for i in payload["max_pools"]]
         self.batchnorm = bool(payload["batchnorm"])
-        self.params = _loaded_params(payload["params"], dtype, device)
+        self.params = loaded_params(payload["params"], dtype, device)
         self.dtype = self.params["W1"].dtype
         self.bn_params = [{"mode": "train", **{key: value.to(device=device, dtype=self.dtype)
                                                if isinstance(value, torch.Tensor) else value
@@ -1177,7 +1000,7 @@ class DeepConvNet:
         With ``y`` None batch normalization runs in test mode (running statistics) and
         the scores ``(N, C)`` come back; otherwise in train mode, returning ``(loss, grads)``.
         """
-        _check_model_images(X, self.input_dims)
+        check_model_images(X, self.input_dims)
         mode = "test" if y is None else "train"
         for bn_param in self.bn_params:
             bn_param["mode"] = mode
@@ -1267,13 +1090,7 @@ def create_convolutional_solver_instance(data_dict: dict, dtype: torch.dtype = t
         **solver_kwargs: override the Solver arguments chosen here
             (``verbose``, ``checkpoint_name``, ``num_epochs``...).
     """
-    for key in ("X_train", "y_train", "X_val", "y_val"):
-        if not isinstance(data_dict, dict) or not isinstance(data_dict.get(key), torch.Tensor):
-            raise ValueError(f"data_dict must be a dict holding tensors X_train, y_train, X_val, y_val; "
-                             f"{key!r} is missing or not a tensor")
-    if data_dict["X_train"].dim() != 4:
-        raise ValueError(f"data_dict['X_train'] must hold images (N, C, H, W) (preprocess with flatten=False), "
-                         f"got {_shape(data_dict['X_train'])}")
+    check_data_dict(data_dict, ("X_train", "y_train", "X_val", "y_val"), images=True)
     input_dims = tuple(data_dict["X_train"].shape[1:])
     num_classes = int(max(data_dict["y_train"].max(), data_dict["y_val"].max())) + 1
     ### BEGIN SOLUTION

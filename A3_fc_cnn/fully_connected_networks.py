@@ -8,7 +8,8 @@ Layers are classes of static methods, each with a forward and a backward pass::
     dx, dw, db = Linear.backward(dout, cache)     # dout (N, M)
 
 * ``Linear``, ``ReLU``, ``Linear_ReLU`` (the two in one "sandwich"), ``Dropout``;
-* losses ``softmax_loss(x, y)`` and ``svm_loss(x, y)`` returning ``(loss, dx)``;
+* losses ``softmax_loss(x, y)`` and ``svm_loss(x, y)`` returning ``(loss, dx)``
+  (given code, at the end of this file);
 * models ``TwoLayerNet`` and ``FullyConnectedNet``: ``params`` (a dict of tensors)
   and ``loss(X, y=None)`` which returns the class scores ``(N, C)`` when ``y`` is
   None and ``(loss, grads)`` otherwise, ``grads`` keyed like ``params``; they train
@@ -17,6 +18,9 @@ Layers are classes of static methods, each with a forward and a backward pass::
   ``next_w, config = rule(w, dw, config)``;
 * ``create_solver_instance``, ``get_three_layer_network_params`` and
   ``get_five_layer_network_params``: the hyper-parameters you choose.
+
+Each function checks its inputs in one line with :mod:`A3_fc_cnn.checks`; the
+models' ``save``/``load`` use :mod:`A3_fc_cnn.model_files`.
 
 Conventions used throughout:
 
@@ -31,13 +35,24 @@ Conventions used throughout:
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 
-from helpers.checks import check_int, check_labels
+from A3_fc_cnn.checks import (
+    check_data_dict,
+    check_dropout_grad,
+    check_dropout_param,
+    check_fc_net,
+    check_float,
+    check_grad,
+    check_linear,
+    check_model_input,
+    check_scores_labels,
+    check_two_layer_net,
+    check_update,
+)
+from A3_fc_cnn.model_files import SAVE_FORMAT, load_model, loaded_params, save_model
 from helpers.solver import Solver
-from helpers.train import atomic_save, check_weights_only, load_verified
 
 __all__ = [
     "Dropout",
@@ -57,73 +72,6 @@ __all__ = [
     "svm_loss",
 ]
 
-SAVE_FORMAT = 1
-
-
-# --------------------------------------------------------------------------- input checks
-
-
-def _shape(x) -> str:
-    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
-
-
-def _check_float(x, name: str, expected: str) -> None:
-    """Raise unless ``x`` is a floating-point tensor; ``expected`` describes its shape."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {expected}, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor of shape {expected}, got {x.dtype}; "
-                        "convert it with .to(torch.float32) or .double()")
-
-
-def _check_same_kind(name: str, x: torch.Tensor, other_name: str, other: torch.Tensor) -> None:
-    if x.dtype != other.dtype or x.device != other.device:
-        raise TypeError(f"{name} and {other_name} must share dtype and device, got "
-                        f"{x.dtype}/{x.device} and {other.dtype}/{other.device}")
-
-
-def _check_grad(dout, name: str, shape, what: str) -> None:
-    """``dout`` must be a floating tensor of shape ``shape`` (the shape of ``what``)."""
-    shape = tuple(shape)
-    _check_float(dout, name, str(shape))
-    if tuple(dout.shape) != shape:
-        raise ValueError(f"{name} must have the shape of {what}, {shape}, got {_shape(dout)}")
-
-
-def _check_scores_labels(x, y) -> None:
-    """``x`` must be ``(N, C)`` floating scores and ``y`` ``(N,)`` integer labels in ``[0, C)``."""
-    _check_float(x, "x", "(N, C)")
-    if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"x must hold class scores of shape (N, C) with N, C >= 1, got {_shape(x)}")
-    if isinstance(y, torch.Tensor) and tuple(y.shape) != (x.shape[0],):  # say which x it must match
-        raise ValueError(f"y must have shape (N,) = ({x.shape[0]},) to match x {tuple(x.shape)}, got {_shape(y)}")
-    check_labels(y, x.shape[0], x.shape[1])
-    if y.device != x.device:
-        raise ValueError(f"y must be on x's device {x.device}, got {y.device}")
-
-
-def _check_model_input(X, input_dim: int) -> None:
-    """``X`` must be ``(N, d_1, ..., d_k)`` floating with ``d_1 * ... * d_k == input_dim``."""
-    _check_float(X, "X", f"(N, d_1, ..., d_k) with d_1*...*d_k = {input_dim}")
-    if X.dim() < 2 or math.prod(X.shape[1:]) != input_dim:
-        raise ValueError(f"X must have shape (N, d_1, ..., d_k) with d_1*...*d_k = input_dim = {input_dim}, "
-                         f"got {_shape(X)}")
-
-
-def _check_reg(reg) -> float:
-    if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not reg >= 0:
-        raise ValueError(f"reg must be a number >= 0, got {reg!r}")
-    return float(reg)
-
-
-def _check_init(weight_scale, dtype) -> None:
-    """``weight_scale`` must be a number > 0 and ``dtype`` a floating torch dtype."""
-    if isinstance(weight_scale, bool) or not isinstance(weight_scale, (int, float)) or not weight_scale > 0:
-        raise ValueError(f"weight_scale (std of the initial weights) must be a number > 0, got {weight_scale!r}")
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch dtype such as torch.float32, got {dtype!r}")
-
-
 # --------------------------------------------------------------------------- layers
 
 
@@ -141,20 +89,11 @@ class Linear:
 
         Returns:
             out: ``(N, M)``; cache: ``(x, w, b)`` for :meth:`backward`.
+
+        Rule: no loops, and not ``torch.nn.functional.linear``.  Hint: flatten each example into a row
+        with ``reshape`` (``view`` fails on a tensor stored channels-last).
         """
-        _check_float(x, "x", "(N, d_1, ..., d_k)")
-        _check_float(w, "w", "(D, M)")
-        _check_float(b, "b", "(M,)")
-        if x.dim() < 2:
-            raise ValueError(f"x must have shape (N, d_1, ..., d_k) with at least 2 dims, got {_shape(x)}")
-        D = math.prod(x.shape[1:])
-        if w.dim() != 2 or w.shape[0] != D:
-            raise ValueError(f"w must have shape (D, M) with D = d_1*...*d_k = {D} (x is {_shape(x)}), "
-                             f"got {_shape(w)}")
-        if b.shape != (w.shape[1],):
-            raise ValueError(f"b must have shape (M,) = ({w.shape[1]},) to match w {_shape(w)}, got {_shape(b)}")
-        _check_same_kind("x", x, "w", w)
-        _check_same_kind("w", w, "b", b)
+        D = check_linear(x, w, b)
         ### BEGIN SOLUTION
         out = x.reshape(x.shape[0], D) @ w + b
         ### END SOLUTION
@@ -171,9 +110,11 @@ class Linear:
 
         Returns:
             dx: ``(N, d_1, ..., d_k)``; dw: ``(D, M)``; db: ``(M,)``.
+
+        Hint: ``dx`` has the shape of ``x``: reshape the ``(N, D)`` product back.
         """
         x, w, b = cache
-        _check_grad(dout, "dout", (x.shape[0], w.shape[1]), "the output (N, M)")
+        check_grad(dout, "dout", (x.shape[0], w.shape[1]), "the output (N, M)")
         ### BEGIN SOLUTION
         dx = (dout @ w.T).reshape(x.shape)
         dw = x.reshape(x.shape[0], w.shape[0]).T @ dout
@@ -194,8 +135,10 @@ class ReLU:
 
         Returns:
             out: same shape as ``x``; cache: ``x``.
+
+        Rule: leave ``x`` unchanged (no in-place operation on it): the cache keeps it for the backward pass.
         """
-        _check_float(x, "x", "(any shape)")
+        check_float(x, "x", "(any shape)")
         ### BEGIN SOLUTION
         out = x.clamp(min=0)
         ### END SOLUTION
@@ -212,9 +155,11 @@ class ReLU:
 
         Returns:
             dx: shape of ``x``.
+
+        Rule: leave ``dout`` unchanged (no in-place operation on it).
         """
         x = cache
-        _check_grad(dout, "dout", x.shape, "x")
+        check_grad(dout, "dout", x.shape, "x")
         ### BEGIN SOLUTION
         dx = dout * (x > 0)
         ### END SOLUTION
@@ -279,9 +224,11 @@ class Dropout:
             out: shape of ``x``; cache: ``(dropout_param, mask)`` where ``mask``
             (train mode) holds ``0`` for dropped units and ``1 / (1 - p)`` for kept
             ones, or is None in test mode.
+
+        Rule: not ``torch.nn.functional.dropout``.  Hint: ``torch.rand`` draws the mask
+        (with ``generator=`` a ``torch.Generator`` seeded with ``dropout_param["seed"]`` when present).
         """
-        _check_float(x, "x", "(any shape)")
-        p, mode = _check_dropout_param(dropout_param)
+        p, mode = check_dropout_param(x, dropout_param)
         mask = None
         if mode == "train":
             ### BEGIN SOLUTION
@@ -312,109 +259,13 @@ class Dropout:
             dx: shape of ``x``.
         """
         dropout_param, mask = cache
-        if not isinstance(dout, torch.Tensor) or not dout.is_floating_point():
-            raise TypeError(f"dout must be a floating-point tensor, got {type(dout).__name__}")
+        check_dropout_grad(dout, mask)
         if mask is None:
             return dout
-        _check_grad(dout, "dout", mask.shape, "x")
         ### BEGIN SOLUTION
         dx = dout * mask
         ### END SOLUTION
         return dx
-
-
-def _check_dropout_param(dropout_param) -> tuple[float, str]:
-    if not isinstance(dropout_param, dict) or "p" not in dropout_param or "mode" not in dropout_param:
-        raise ValueError("dropout_param must be a dict with keys 'p' (drop probability) and 'mode' "
-                         f"('train' or 'test'), got {dropout_param!r}")
-    p, mode = dropout_param["p"], dropout_param["mode"]
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-        raise ValueError(f"dropout_param['p'] is the probability of dropping a unit and must lie in [0, 1], "
-                         f"got {p!r}")
-    if mode not in ("train", "test"):
-        raise ValueError(f"dropout_param['mode'] must be 'train' or 'test', got {mode!r}")
-    return float(p), mode
-
-
-# --------------------------------------------------------------------------- losses
-
-
-def softmax_loss(x: torch.Tensor, y: torch.Tensor):
-    """Softmax (cross-entropy) loss, averaged over the batch.
-
-    ``loss = mean_i [ -x[i, y_i] + log sum_j exp(x[i, j]) ]``, computed after
-    subtracting each row's maximum so that ``exp`` never overflows.
-
-    Args:
-        x: ``(N, C)`` class scores.
-        y: ``(N,)`` integer labels in ``[0, C)``.
-
-    Returns:
-        loss: scalar tensor; dx: ``(N, C)``, the gradient of ``loss`` with respect to ``x``.
-    """
-    _check_scores_labels(x, y)
-    N = x.shape[0]
-    rows = torch.arange(N, device=x.device)
-    shifted = x - x.max(dim=1, keepdim=True).values
-    log_probs = shifted - shifted.exp().sum(dim=1, keepdim=True).log()
-    loss = -log_probs[rows, y].sum() / N
-    dx = log_probs.exp()
-    dx[rows, y] -= 1
-    dx /= N
-    return loss, dx
-
-
-def svm_loss(x: torch.Tensor, y: torch.Tensor):
-    """Multiclass SVM (hinge) loss with margin 1, averaged over the batch.
-
-    ``loss = mean_i sum_{j != y_i} max(0, x[i, j] - x[i, y_i] + 1)``.  Note that
-    ``torch.nn.functional.multi_margin_loss`` also divides by ``C``: this loss is
-    ``C`` times it.
-
-    Args:
-        x: ``(N, C)`` class scores.
-        y: ``(N,)`` integer labels in ``[0, C)``.
-
-    Returns:
-        loss: scalar tensor; dx: ``(N, C)``.
-    """
-    _check_scores_labels(x, y)
-    N = x.shape[0]
-    rows = torch.arange(N, device=x.device)
-    correct = x[rows, y].unsqueeze(1)
-    margins = (x - correct + 1.0).clamp(min=0)
-    margins[rows, y] = 0.0
-    loss = margins.sum() / N
-    positive = (margins > 0).to(x.dtype)
-    dx = positive.clone()
-    dx[rows, y] -= positive.sum(dim=1)
-    dx /= N
-    return loss, dx
-
-
-# --------------------------------------------------------------------------- saving models
-
-
-def _save_model(path, payload: dict) -> None:
-    check_weights_only(payload, "model file")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(payload, path)
-
-
-def _load_model(path, kind: str) -> dict:
-    path = Path(path)
-    payload = load_verified(path, "saved model")
-    if not isinstance(payload, dict) or payload.get("model") != kind or "params" not in payload:
-        found = payload.get("model") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{path} does not hold a {kind} saved with {kind}.save (found {found!r})")
-    if payload.get("format") != SAVE_FORMAT:
-        raise ValueError(f"{path} has save format {payload.get('format')!r}; this code reads format {SAVE_FORMAT}")
-    return payload
-
-
-def _loaded_params(params: dict, dtype, device) -> dict:
-    return {name: value.to(device=device, dtype=dtype or value.dtype) for name, value in params.items()}
 
 
 # --------------------------------------------------------------------------- models
@@ -440,11 +291,7 @@ class TwoLayerNet:
     def __init__(self, input_dim: int = 3 * 32 * 32, hidden_dim: int = 100, num_classes: int = 10,
                  weight_scale: float = 1e-3, reg: float = 0.0, dtype: torch.dtype = torch.float32,
                  device="cpu"):
-        self.input_dim = check_int(input_dim, "input_dim", minimum=1)
-        check_int(hidden_dim, "hidden_dim", minimum=1)
-        check_int(num_classes, "num_classes", minimum=1)
-        self.reg = _check_reg(reg)
-        _check_init(weight_scale, dtype)
+        self.input_dim, self.reg = check_two_layer_net(input_dim, hidden_dim, num_classes, weight_scale, reg, dtype)
         self.params: dict[str, torch.Tensor] = {}
         ### BEGIN SOLUTION
         self.params["W1"] = weight_scale * torch.randn(input_dim, hidden_dim, dtype=dtype, device=device)
@@ -455,7 +302,7 @@ class TwoLayerNet:
 
     def save(self, path) -> None:
         """Write ``reg`` and ``params`` to ``path`` (readable with ``torch.load(weights_only=True)``)."""
-        _save_model(path, {"format": SAVE_FORMAT, "model": "TwoLayerNet", "reg": self.reg,
+        save_model(path, {"format": SAVE_FORMAT, "model": "TwoLayerNet", "reg": self.reg,
                            "params": {k: v.detach().cpu() for k, v in self.params.items()}})
 
     def load(self, path, dtype: torch.dtype | None = None, device="cpu") -> None:
@@ -463,9 +310,9 @@ class TwoLayerNet:
 
         ``dtype=None`` keeps the saved dtype; ``device`` is where the parameters go.
         """
-        payload = _load_model(path, "TwoLayerNet")
+        payload = load_model(path, "TwoLayerNet")
         self.reg = float(payload["reg"])
-        self.params = _loaded_params(payload["params"], dtype, device)
+        self.params = loaded_params(payload["params"], dtype, device)
         self.input_dim = self.params["W1"].shape[0]
 
     def loss(self, X: torch.Tensor, y: torch.Tensor | None = None):
@@ -479,8 +326,11 @@ class TwoLayerNet:
             ``y is None``: scores ``(N, C)``.
             Otherwise ``(loss, grads)``: the scalar loss (data loss + L2) and a dict
             of gradients with the keys and shapes of ``params``.
+
+        Hint: ``Linear_ReLU``, ``Linear`` and ``softmax_loss`` do the work; L2 is
+        ``reg * sum(W ** 2)`` (no factor 0.5), so its gradient is ``2 * reg * W``.
         """
-        _check_model_input(X, self.input_dim)
+        check_model_input(X, self.input_dim)
         ### BEGIN SOLUTION
         p = self.params
         hidden, hidden_cache = Linear_ReLU.forward(X, p["W1"], p["b1"])
@@ -533,19 +383,8 @@ class FullyConnectedNet:
     def __init__(self, hidden_dims, input_dim: int = 3 * 32 * 32, num_classes: int = 10,
                  dropout: float = 0.0, reg: float = 0.0, weight_scale: float = 1e-2, seed: int | None = None,
                  dtype: torch.dtype = torch.float, device="cpu"):
-        if not isinstance(hidden_dims, (list, tuple)):
-            raise TypeError(f"hidden_dims must be a list of positive ints such as [100, 100], got {hidden_dims!r}")
-        for i, h in enumerate(hidden_dims):
-            check_int(h, f"hidden_dims[{i}]", minimum=1)
-        self.input_dim = check_int(input_dim, "input_dim", minimum=1)
-        check_int(num_classes, "num_classes", minimum=1)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"dropout is the probability of dropping a unit and must lie in [0, 1) (1 would drop "
-                             f"every unit: the network could not learn), got {dropout!r}")
-        self.reg = _check_reg(reg)
-        _check_init(weight_scale, dtype)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        self.input_dim, self.reg = check_fc_net(hidden_dims, input_dim, num_classes, dropout, reg, weight_scale,
+                                                seed, dtype)
         self.num_layers = 1 + len(hidden_dims)
         self.use_dropout = dropout != 0
         self.dtype = dtype
@@ -562,7 +401,7 @@ class FullyConnectedNet:
 
     def save(self, path) -> None:
         """Write the architecture, ``reg``, dropout settings and ``params`` to ``path``."""
-        _save_model(path, {"format": SAVE_FORMAT, "model": "FullyConnectedNet", "reg": self.reg,
+        save_model(path, {"format": SAVE_FORMAT, "model": "FullyConnectedNet", "reg": self.reg,
                            "num_layers": self.num_layers, "dropout": self.dropout_param["p"],
                            "seed": self.dropout_param.get("seed"),
                            "params": {k: v.detach().cpu() for k, v in self.params.items()}})
@@ -572,10 +411,10 @@ class FullyConnectedNet:
 
         ``dtype=None`` keeps the saved dtype; ``device`` is where the parameters go.
         """
-        payload = _load_model(path, "FullyConnectedNet")
+        payload = load_model(path, "FullyConnectedNet")
         self.reg = float(payload["reg"])
         self.num_layers = int(payload["num_layers"])
-        self.params = _loaded_params(payload["params"], dtype, device)
+        self.params = loaded_params(payload["params"], dtype, device)
         self.dtype = self.params["W1"].dtype
         self.input_dim = self.params["W1"].shape[0]
         self.use_dropout = payload["dropout"] != 0
@@ -594,8 +433,12 @@ class FullyConnectedNet:
 
         With ``y`` None the network runs in test mode (no dropout) and returns the
         scores ``(N, C)``; otherwise in train mode, returning ``(loss, grads)``.
+
+        Hint: keep each layer's cache in a list and walk it backwards; ``self._dropout_param(l)``
+        (given) is the ``dropout_param`` of the dropout after hidden layer ``l`` (``self.dropout_param``
+        works too).
         """
-        _check_model_input(X, self.input_dim)
+        check_model_input(X, self.input_dim)
         self.dropout_param["mode"] = "test" if y is None else "train"
         L = self.num_layers
         ### BEGIN SOLUTION
@@ -631,47 +474,17 @@ class FullyConnectedNet:
 # --------------------------------------------------------------------------- update rules
 
 
-# The range of each hyper-parameter an update rule reads: (low, high, low open, high open).
-_HYPER_RANGES = {"learning_rate": (0.0, math.inf, True, True), "momentum": (0.0, 1.0, False, True),
-                 "decay_rate": (0.0, 1.0, False, True), "beta1": (0.0, 1.0, False, True),
-                 "beta2": (0.0, 1.0, False, True), "epsilon": (0.0, math.inf, False, True)}
-
-
-def _check_update(w, dw, config) -> dict:
-    if not isinstance(w, torch.Tensor) or not isinstance(dw, torch.Tensor):
-        raise TypeError(f"w and dw must be tensors, got {type(w).__name__} and {type(dw).__name__}")
-    if w.shape != dw.shape:
-        raise ValueError(f"dw must have the shape of w, {tuple(w.shape)}, got {tuple(dw.shape)}")
-    bad = ~torch.isfinite(dw)
-    if bad.any():
-        raise FloatingPointError(f"dw holds {int(bad.sum())} NaN or infinite value(s), the first at index "
-                                 f"{tuple(int(i) for i in bad.nonzero()[0])}: the update would spread them to "
-                                 "every weight. Lower the learning rate, or look for a NaN in the loss")
-    if config is None:
-        return {}
-    if not isinstance(config, dict):
-        raise TypeError(f"config must be a dict of hyper-parameters or None, got {type(config).__name__}")
-    for key, (low, high, low_open, high_open) in _HYPER_RANGES.items():
-        value = config.get(key)
-        if value is None:
-            continue
-        inside = isinstance(value, (int, float)) and not isinstance(value, bool) and \
-            (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
-        if not inside:
-            interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-            raise ValueError(f"config[{key!r}] must be a number in {interval}, got {value!r}")
-    return config
-
-
 def sgd(w: torch.Tensor, dw: torch.Tensor, config: dict | None = None):
     """Vanilla stochastic gradient descent: ``w - learning_rate * dw``.
 
     config: ``learning_rate`` (default ``1e-2``).
 
     Returns:
-        ``(next_w, config)``; ``w`` itself is not modified.
+        ``(next_w, config)``.  ``next_w`` may be a new tensor or ``w`` itself updated in
+        place (EECS 498's ``w -= learning_rate * dw``): the Solver and the tests accept
+        both, for every update rule.
     """
-    config = _check_update(w, dw, config)
+    config = check_update(w, dw, config)
     config.setdefault("learning_rate", 1e-2)
     ### BEGIN SOLUTION
     next_w = w - config["learning_rate"] * dw
@@ -683,9 +496,11 @@ def sgd_momentum(w: torch.Tensor, dw: torch.Tensor, config: dict | None = None):
     """SGD with momentum: ``v = momentum * v - learning_rate * dw; next_w = w + v``.
 
     config: ``learning_rate`` (``1e-2``), ``momentum`` (``0.9``), ``velocity``
-    (a tensor like ``w``, starts at zero).
+    (a tensor like ``w``, starts at zero).  Returns ``(next_w, config)`` as :func:`sgd`.
+
+    Hint: store the new velocity in ``v``; the given code puts it back into ``config``.
     """
-    config = _check_update(w, dw, config)
+    config = check_update(w, dw, config)
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("momentum", 0.9)
     v = config.get("velocity", torch.zeros_like(w))
@@ -704,9 +519,10 @@ def rmsprop(w: torch.Tensor, dw: torch.Tensor, config: dict | None = None):
     ``next_w = w - learning_rate * dw / (sqrt(cache) + epsilon)``.
 
     config: ``learning_rate`` (``1e-2``), ``decay_rate`` (``0.99``), ``epsilon``
-    (``1e-8``), ``cache`` (a tensor like ``w``, starts at zero).
+    (``1e-8``), ``cache`` (a tensor like ``w``, starts at zero).  Returns ``(next_w, config)``
+    as :func:`sgd`; store the new moving average in ``config["cache"]``.
     """
-    config = _check_update(w, dw, config)
+    config = check_update(w, dw, config)
     config.setdefault("learning_rate", 1e-2)
     config.setdefault("decay_rate", 0.99)
     config.setdefault("epsilon", 1e-8)
@@ -730,9 +546,11 @@ def adam(w: torch.Tensor, dw: torch.Tensor, config: dict | None = None):
 
     config: ``learning_rate`` (``1e-3``), ``beta1`` (``0.9``), ``beta2`` (``0.999``),
     ``epsilon`` (``1e-8``), ``m`` and ``v`` (tensors like ``w``, start at zero),
-    ``t`` (updates done so far, starts at 0).
+    ``t`` (updates done so far, starts at 0).  Returns ``(next_w, config)`` as :func:`sgd`.
+
+    Hint: increase ``config["t"]`` BEFORE using it, so the first update uses ``t = 1``.
     """
-    config = _check_update(w, dw, config)
+    config = check_update(w, dw, config)
     config.setdefault("learning_rate", 1e-3)
     config.setdefault("beta1", 0.9)
     config.setdefault("beta2", 0.999)
@@ -770,10 +588,7 @@ def create_solver_instance(data_dict: dict, dtype: torch.dtype = torch.float32, 
         **solver_kwargs: override the Solver arguments chosen here
             (``verbose``, ``checkpoint_name``, ``num_epochs``...).
     """
-    for key in ("X_train", "y_train", "y_val"):
-        if not isinstance(data_dict, dict) or not isinstance(data_dict.get(key), torch.Tensor):
-            raise ValueError(f"data_dict must be a dict holding tensors X_train, y_train, X_val, y_val; "
-                             f"{key!r} is missing or not a tensor")
+    check_data_dict(data_dict)
     input_dim = math.prod(data_dict["X_train"].shape[1:])
     num_classes = int(max(data_dict["y_train"].max(), data_dict["y_val"].max())) + 1
     ### BEGIN SOLUTION
@@ -804,3 +619,59 @@ def get_five_layer_network_params() -> tuple[float, float]:
     learning_rate = 0.1
     ### END SOLUTION
     return weight_scale, learning_rate
+
+
+# --------------------------------------------------------------------------- given code: the losses
+
+
+def softmax_loss(x: torch.Tensor, y: torch.Tensor):
+    """Softmax (cross-entropy) loss, averaged over the batch.
+
+    ``loss = mean_i [ -x[i, y_i] + log sum_j exp(x[i, j]) ]``, computed after
+    subtracting each row's maximum so that ``exp`` never overflows.
+
+    Args:
+        x: ``(N, C)`` class scores.
+        y: ``(N,)`` integer labels in ``[0, C)``.
+
+    Returns:
+        loss: scalar tensor; dx: ``(N, C)``, the gradient of ``loss`` with respect to ``x``.
+    """
+    check_scores_labels(x, y)
+    N = x.shape[0]
+    rows = torch.arange(N, device=x.device)
+    shifted = x - x.max(dim=1, keepdim=True).values
+    log_probs = shifted - shifted.exp().sum(dim=1, keepdim=True).log()
+    loss = -log_probs[rows, y].sum() / N
+    dx = log_probs.exp()
+    dx[rows, y] -= 1
+    dx /= N
+    return loss, dx
+
+
+def svm_loss(x: torch.Tensor, y: torch.Tensor):
+    """Multiclass SVM (hinge) loss with margin 1, averaged over the batch.
+
+    ``loss = mean_i sum_{j != y_i} max(0, x[i, j] - x[i, y_i] + 1)``.  Note that
+    ``torch.nn.functional.multi_margin_loss`` also divides by ``C``: this loss is
+    ``C`` times it.
+
+    Args:
+        x: ``(N, C)`` class scores.
+        y: ``(N,)`` integer labels in ``[0, C)``.
+
+    Returns:
+        loss: scalar tensor; dx: ``(N, C)``.
+    """
+    check_scores_labels(x, y)
+    N = x.shape[0]
+    rows = torch.arange(N, device=x.device)
+    correct = x[rows, y].unsqueeze(1)
+    margins = (x - correct + 1.0).clamp(min=0)
+    margins[rows, y] = 0.0
+    loss = margins.sum() / N
+    positive = (margins > 0).to(x.dtype)
+    dx = positive.clone()
+    dx[rows, y] -= positive.sum(dim=1)
+    dx /= N
+    return loss, dx
