@@ -20,7 +20,7 @@ exactly one query and the others learn to say "no object".
 * :class:`EncoderLayer`, :class:`DecoderLayer` -- DETR's transformer layers, built on A4's
   ``MultiHeadAttention``, ``LayerNormalization`` and ``FeedForwardBlock``: positional encodings
   are added to the queries and keys of every attention, never to the values;
-* :class:`DETR` -- backbone (A5's ``SmallTrunk``, from scratch), transformer, object queries
+* :class:`DETR` -- backbone (``helpers.backbone.SmallTrunk``, A5's, from scratch), transformer, object queries
   (``query_type="anchor"``: learned boxes refined layer by layer; ``"learned"``: the paper's), heads;
   ``model(images) -> (class_logits, boxes)``, the graph that :func:`helpers.export.export_model`
   exports;
@@ -59,15 +59,13 @@ from A4_rnn_transformer.transformer import (
     position_encoding_sinusoid,
 )
 from A5_detection.common import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    SmallTrunk,
     check_gt_boxes,
     check_image_batch,
     class_candidates,
     generalized_box_iou,
     predict_in_batches,
 )
+from helpers.backbone import IMAGENET_MEAN, IMAGENET_STD, SmallTrunk
 from helpers.checks import check_int
 
 __all__ = [
@@ -389,7 +387,7 @@ class DecoderLayer(nn.Module):
 class DETR(nn.Module):
     """DETR: CNN backbone, transformer encoder-decoder, ``num_queries`` object queries.
 
-    The backbone is A5's :class:`~A5_detection.common.SmallTrunk` (from scratch, no download);
+    The backbone is A5's :class:`~helpers.backbone.SmallTrunk` (from scratch, no download);
     its map at ``feature_stride`` (16: ``c4``, 32: ``c5``, 8: ``c3``) is projected to ``d_model``
     channels by a 1x1 convolution and flattened to ``S = H W / stride²`` tokens.  The heads turn
     every decoder output into ``num_classes + 1`` logits (the last one is "no object") and a box
@@ -797,44 +795,23 @@ def inference_metadata(model: DETR) -> dict:
 def save_export(model: DETR, path) -> Path:
     """Export the network with ``helpers.export.export_model`` (images -> class logits, boxes), with
     :func:`inference_metadata` stored inside the file."""
-    from helpers.export import export_model
+    from helpers.export import export_with_metadata
 
-    example = torch.rand(2, 3, model.image_size, model.image_size)
-    return export_model(model, example, path, metadata=inference_metadata(model))
+    return export_with_metadata(model, path, inference_metadata(model))
+
+
+def _answer(network, images: torch.Tensor, meta: dict, score_thresh: float) -> list:
+    """The command line's detections: ``network`` (model or export) decoded at ``meta``'s image size."""
+    return decode_predictions(*network(images), meta["image_size"], score_thresh)
 
 
 def main(argv=None) -> int:
-    """``python -m papers.detr predict IMAGE... [--checkpoint P | --export P] [--out DIR]`` or ``export``."""
-    from helpers.export import (
-        command_model,
-        output_folder,
-        output_names,
-        predict_parser,
-        read_good_images,
-        save_annotated,
-        write_json,
-    )
+    """``python -m papers.detr predict IMAGE... [--checkpoint P | --export P] [--out DIR]`` or ``export``
+    (``helpers.export.paper_main``; boxes in the original images' pixels)."""
+    from helpers.export import paper_main
 
-    args = predict_parser("detr", "DETR detector (papers/detr.ipynb): predict on images, or export").parse_args(argv)
-    net, meta = command_model(args, "detr", DETR, inference_metadata, required=("image_size", "class_names"))
-    if args.command == "export":
-        print(f"wrote {save_export(net, args.out)}")
-        return 0
-    names, size = meta["class_names"], meta["image_size"]
-    out = output_folder(args.out)
-    paths, images = read_good_images(args.images, size, 3)
-    with torch.no_grad():
-        predictions = decode_predictions(*net(images), size, args.score_thresh)
-    records = []
-    for path, stem, image, pred in zip(paths, output_names(paths), images, predictions, strict=True):
-        png = save_annotated(image, pred, names, out / f"{stem}_detr.png")
-        records.append({"image": str(path), "annotated": str(png),
-                        "detections": [{"box": [round(v, 2) for v in box], "score": round(score, 4),
-                                        "label": int(label), "class": names[label]}
-                                       for box, score, label in zip(pred["boxes"].tolist(), pred["scores"].tolist(),
-                                                                    pred["labels"].tolist(), strict=True)]})
-    print(f"wrote {write_json({'model': 'detr', 'image_size': size, 'images': records}, out / 'predictions.json')}")
-    return 0
+    return paper_main(argv, "detr", "DETR detector (papers/detr.ipynb): predict on images, or export", DETR,
+                      inference_metadata, ("image_size", "class_names"), _answer, detector=True)
 
 
 if __name__ == "__main__":

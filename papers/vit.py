@@ -426,10 +426,14 @@ def inference_metadata(model: VisionTransformer) -> dict:
 def save_export(model: VisionTransformer, path) -> Path:
     """Export ``model`` with ``helpers.export.export_model`` (raw images in, class scores out), with
     :func:`inference_metadata` stored inside the file."""
-    from helpers.export import export_model
+    from helpers.export import export_with_metadata
 
-    example = torch.rand(2, model.in_channels, model.image_size, model.image_size)
-    return export_model(model, example, path, metadata=inference_metadata(model))
+    return export_with_metadata(model, path, inference_metadata(model))
+
+
+def _answer(network, images: torch.Tensor, meta: dict, score_thresh: float) -> torch.Tensor:
+    """The command line's answer: class probabilities ``(N, C)`` of ``network`` (model or export)."""
+    return predict(network, images)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,28 +441,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ``predict`` writes ``<out>/predictions.json``: per image its file, the top-3 classes and their
     probabilities.  ``export`` turns a saved model (``helpers.export.save_model``, which the
-    notebook writes) into a ``torch.export`` file (:func:`save_export`).
+    notebook writes) into a ``torch.export`` file.  See ``helpers.export.paper_main``.
     """
-    from helpers.export import command_model, output_folder, predict_parser, read_good_images, write_json
+    from helpers.export import paper_main
 
-    args = predict_parser("vit", "ViT image classification: predict classes of image files, or export a model.") \
-        .parse_args(argv)
-    model, meta = command_model(args, "vit", VisionTransformer, inference_metadata,
-                                required=("image_size", "in_channels", "class_names"))
-    if args.command == "export":
-        print(f"wrote {save_export(model, args.out)}")
-        return 0
-    out = output_folder(args.out)
-    paths, images = read_good_images(args.images, meta["image_size"], meta["in_channels"])
-    probs = predict(model, images)
-    names = meta["class_names"]
-    top = probs.topk(min(3, probs.shape[1]), dim=1)
-    rows = [{"image": str(path), "top": [{"class": names[int(c)], "id": int(c), "probability": round(float(p), 6)}
-                                         for p, c in zip(values, ids, strict=True)]}
-            for path, values, ids in zip(paths, top.values, top.indices, strict=True)]
-    out = write_json({"model": "vit", "predictions": rows}, out / "predictions.json")
-    print(f"wrote {out}")
-    return 0
+    return paper_main(argv, "vit", "ViT image classification: predict classes of image files, or export a model.",
+                      VisionTransformer, inference_metadata, ("image_size", "in_channels", "class_names"), _answer,
+                      detector=False)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ from A5_detection.common import (
     paired_iou,
     predict_in_batches,
 )
+from helpers.backbone import IMAGENET_MEAN, IMAGENET_STD
 from helpers.checks import check_int, check_real
 
 __all__ = [
@@ -101,11 +102,6 @@ SMALL_LAYOUT = (
 )
 
 LAYOUTS = {"paper": PAPER_LAYOUT, "small": SMALL_LAYOUT}
-
-#: ImageNet channel statistics; images in [0, 1] are normalised with them inside the model.
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
-
 
 def _resolve_layout(layout):
     if isinstance(layout, str):
@@ -218,8 +214,8 @@ class YOLOv1(nn.Module):
         self.lambda_coord = check_real(lambda_coord, "lambda_coord", low=0.0)
         self.lambda_noobj = check_real(lambda_noobj, "lambda_noobj", low=0.0)
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         depth = num_boxes * 5 + num_classes
         ### BEGIN SOLUTION
         self.backbone, channels = build_backbone(layout, 3, batch_norm)
@@ -688,67 +684,26 @@ def load_yolov1(path) -> YOLOv1:
 def save_export(model: YOLOv1, path) -> Path:
     """Export the network with ``helpers.export.export_model`` (images -> raw grid), storing inside the
     file what decoding needs (image size, ``S``, ``B``, ``C``, squash, class names)."""
-    from helpers.export import export_model
+    from helpers.export import export_with_metadata
 
-    example = torch.rand(2, 3, model.image_size, model.image_size)
-    return export_model(model, example, path, metadata=inference_metadata(model))
+    return export_with_metadata(model, path, inference_metadata(model))
+
+
+def _answer(network, images: torch.Tensor, meta: dict, score_thresh: float) -> list[dict]:
+    """The command line's detections: the grid of ``network`` (model or export) decoded with ``meta``'s settings."""
+    return decode_predictions(network(images), meta["num_boxes"], meta["image_size"], score_thresh=score_thresh,
+                              squash=meta["squash"])
 
 
 def main(argv=None) -> int:
     """``python -m papers.yolov1 predict IMAGE... [--checkpoint P | --export P] [--out DIR]`` writes
-    ``DIR/predictions.json`` and ``DIR/<image>_yolov1.png`` (detections drawn);
+    ``DIR/predictions.json`` (boxes in the original images' pixels) and ``DIR/<image>_yolov1.png``;
     ``python -m papers.yolov1 export [--checkpoint P] [--out FILE.pt2]`` writes the export (decoding
-    settings inside)."""
-    from helpers.export import (
-        command_model,
-        output_folder,
-        output_names,
-        predict_parser,
-        read_good_images,
-        save_annotated,
-        write_json,
-    )
+    settings inside).  See ``helpers.export.paper_main``."""
+    from helpers.export import paper_main
 
-    parser = predict_parser("yolov1", "YOLOv1 (Redmon et al., 2016): detect objects in images.")
-    args = parser.parse_args(argv)
-    network, config = command_model(args, "yolov1", YOLOv1, inference_metadata,
-                                    required=("image_size", "num_boxes", "squash", "class_names"))
-    if args.command == "export":
-        print(f"wrote {save_export(network, args.out)}")
-        return 0
-    size = config["image_size"]
-    out = output_folder(args.out)
-    paths, images = read_good_images(args.images, size, channels=3)
-    with torch.no_grad():
-        raw = network(images)
-    predictions = decode_predictions(raw, config["num_boxes"], size, score_thresh=args.score_thresh,
-                                     squash=config["squash"])
-    names = config["class_names"]
-    entries = []
-    for path, stem, image, pred in zip(paths, output_names(paths), images, predictions, strict=True):
-        width, height = _image_size(path)
-        scale = torch.tensor([width / size, height / size, width / size, height / size])
-        entries.append({
-            "image": str(path), "width": width, "height": height,
-            "detections": [{"label": int(label), "class": names[int(label)], "score": round(float(score), 4),
-                            "box": [round(v, 2) for v in (box * scale).tolist()]}
-                           for box, score, label in zip(pred["boxes"], pred["scores"], pred["labels"], strict=True)],
-        })
-        save_annotated(image, pred, names, out / f"{stem}_yolov1.png")
-    write_json({"model": "yolov1", "source": args.export or args.checkpoint or "default checkpoint",
-                "model_image_size": size, "score_thresh": args.score_thresh,
-                "box_format": "x1, y1, x2, y2 in the original image's pixels", "images": entries},
-               out / "predictions.json")
-    print(f"wrote {out / 'predictions.json'} and {len(entries)} annotated image(s)")
-    return 0
-
-
-def _image_size(path) -> tuple[int, int]:
-    """``(width, height)`` of an image file."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.size
+    return paper_main(argv, "yolov1", "YOLOv1 (Redmon et al., 2016): detect objects in images.", YOLOv1,
+                      inference_metadata, ("image_size", "num_boxes", "squash", "class_names"), _answer, detector=True)
 
 
 if __name__ == "__main__":
