@@ -7,6 +7,10 @@ wrong shape or range, naming the argument and what was expected.
 
 from __future__ import annotations
 
+import math
+from numbers import Real
+
+import numpy as np
 import torch
 
 from A5_detection.common import check_image_batch
@@ -156,3 +160,187 @@ def augmentation_args(images, gt_boxes, max_scale, max_shift) -> tuple[float, fl
         raise ValueError(f"gt_boxes must hold one (M, 5) block per image, got {gt_boxes.shape[0]} for "
                          f"{images.shape[0]} images")
     return check_real(max_scale, "max_scale", low=0.0, high=0.9), check_real(max_shift, "max_shift", low=0.0, high=1.0)
+
+
+# --------------------------------------------------------------------------- DETR
+
+
+def weight(value, name: str) -> float:
+    """A loss or cost weight: a finite real number ``>= 0`` (returned as a float)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def cost_matrix(cost) -> np.ndarray:
+    """A cost matrix ``(n, m)`` of finite real numbers (array, tensor or nested lists) as float64 NumPy."""
+    if isinstance(cost, torch.Tensor):
+        cost = cost.detach().cpu().double().numpy()
+    cost = np.asarray(cost)
+    if cost.ndim != 2:
+        raise ValueError(f"cost must be a 2-D matrix (n, m), got shape {cost.shape}")
+    if cost.dtype == bool or not (np.issubdtype(cost.dtype, np.integer) or np.issubdtype(cost.dtype, np.floating)):
+        raise TypeError(f"cost must hold real numbers, got dtype {cost.dtype}")
+    cost = cost.astype(np.float64)
+    if not np.isfinite(cost).all():
+        raise ValueError("cost must hold finite numbers (no nan or inf)")
+    return cost
+
+
+def box_tensor(boxes, layout: str) -> None:
+    """Boxes ``(..., 4)``; ``layout`` names the four numbers in the message."""
+    if not isinstance(boxes, torch.Tensor) or boxes.dim() == 0 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must be a tensor of shape (..., 4) = {layout}")
+
+
+def _even_dim(dim, minimum: int) -> None:
+    check_int(dim, "dim", minimum=minimum)
+    if dim % 2:
+        raise ValueError(f"dim must be even (half for rows, half for columns), got {dim}")
+
+
+def grid_code(height, width, dim) -> None:
+    """A grid ``height x width`` (ints >= 1) and an even code size ``dim``."""
+    check_int(height, "height", minimum=1)
+    check_int(width, "width", minimum=1)
+    _even_dim(dim, 1)
+
+
+def positions(positions, dim) -> None:
+    """Real-valued positions (a float tensor) and a code size ``dim >= 1``."""
+    if not isinstance(positions, torch.Tensor) or not positions.is_floating_point():
+        raise TypeError("positions must be a float tensor")
+    check_int(dim, "dim", minimum=1)
+
+
+def box_code(boxes, dim) -> None:
+    """``(cx, cy, w, h)`` boxes ``(..., 4)`` and an even code size ``dim >= 2``."""
+    box_tensor(boxes, "(cx, cy, w, h)")
+    _even_dim(dim, 2)
+
+
+def layer_sizes(d_model, num_heads) -> None:
+    """A transformer layer's width and heads: ints >= 1, the heads dividing the width."""
+    check_int(d_model, "d_model", minimum=1)
+    check_int(num_heads, "num_heads", minimum=1)
+    if d_model % num_heads:
+        raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
+
+
+def detr_settings(num_classes, d_model, num_heads, num_encoder_layers, num_decoder_layers, ffn_dim, num_queries,
+                  feature_stride, image_size, class_names, query_type) -> None:
+    """The settings of ``DETR(...)``."""
+    for name, value in (("num_classes", num_classes), ("d_model", d_model), ("num_heads", num_heads),
+                        ("num_encoder_layers", num_encoder_layers), ("num_decoder_layers", num_decoder_layers),
+                        ("ffn_dim", ffn_dim), ("num_queries", num_queries), ("image_size", image_size)):
+        check_int(value, name, minimum=1)
+    if query_type not in ("anchor", "learned"):
+        raise ValueError(f"query_type must be 'anchor' or 'learned', got {query_type!r}")
+    if feature_stride not in (8, 16, 32):
+        raise ValueError(f"feature_stride must be 8, 16 or 32 (SmallTrunk's c3, c4, c5), got {feature_stride!r}")
+    if d_model % 2:
+        raise ValueError(f"d_model must be even (2-D positional encoding), got {d_model}")
+    if image_size % 32:
+        raise ValueError(f"image_size must be a multiple of 32, got {image_size}")
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"class_names must name the {num_classes} classes, got {len(class_names)} names")
+
+
+def detr_images(images) -> None:
+    """DETR's input: float ``(B, 3, H, W)``, ``H`` and ``W`` multiples of 32."""
+    check_image_batch(images, 32, "32 (the backbone's coarsest stride)")
+
+
+def set_outputs(logits, boxes, name: str = "") -> None:
+    """DETR's outputs: ``logits (..., Q, C + 1)`` and ``boxes (..., Q, 4)`` of matching shapes."""
+    if not isinstance(logits, torch.Tensor) or not isinstance(boxes, torch.Tensor):
+        raise TypeError(f"{name}logits and boxes must be tensors")
+    if logits.dim() != boxes.dim() or logits.shape[:-1] != boxes.shape[:-1] or boxes.shape[-1] != 4 \
+            or logits.shape[-1] < 2:
+        raise ValueError(f"{name}logits (..., Q, C + 1) and boxes (..., Q, 4) must match, got "
+                         f"{tuple(logits.shape)} and {tuple(boxes.shape)}")
+
+
+def set_target(target: dict, num_classes: int, where: str) -> None:
+    """One image's set target ``{"labels" (K,), "boxes" (K, 4)}``; ``where`` names it in the message."""
+    if not isinstance(target, dict) or "labels" not in target or "boxes" not in target:
+        raise ValueError(f"{where} must be a dict with 'labels' (K,) and 'boxes' (K, 4) (cx, cy, w, h)")
+    labels, boxes = target["labels"], target["boxes"]
+    if not isinstance(boxes, torch.Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4 \
+            or not boxes.is_floating_point():
+        raise ValueError(f"{where}['boxes'] must be a float tensor (K, 4) = (cx, cy, w, h), got "
+                         f"{tuple(boxes.shape) if isinstance(boxes, torch.Tensor) else type(boxes).__name__}")
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.shape[0] != boxes.shape[0] \
+            or labels.is_floating_point():
+        raise ValueError(f"{where}['labels'] must be an integer tensor ({boxes.shape[0]},), one per box")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"{where}['labels'] must lie in [0, {num_classes}), got {labels.tolist()}")
+    if boxes.numel() and (not bool(torch.isfinite(boxes).all()) or bool((boxes[:, 2:] < 0).any())):
+        raise ValueError(f"{where}['boxes'] must be finite (cx, cy, w, h) with w, h >= 0")
+
+
+# --------------------------------------------------------------------------- ViT
+
+
+def vit_images(images, channels: int | None = None, size: int | None = None) -> None:
+    """Float images ``(N, C, H, W)``, with ``channels`` channels and ``size x size`` pixels when given."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a float tensor (N, C, H, W), got {got}")
+    if channels is not None and images.shape[1] != channels:
+        raise ValueError(f"images must have {channels} channel(s), got shape {tuple(images.shape)}")
+    if size is not None and tuple(images.shape[2:]) != (size, size):
+        raise ValueError(f"images must be {size} x {size} (the model's image_size), got shape {tuple(images.shape)}")
+
+
+def patchify_args(images, patch_size) -> int:
+    """Float images whose sides are multiples of ``patch_size``; returns ``P``."""
+    vit_images(images)
+    P = check_int(patch_size, "patch_size", minimum=1)
+    H, W = images.shape[2:]
+    if H % P or W % P:
+        raise ValueError(f"image size {H} x {W} is not divisible by patch_size {P}: use a patch size that "
+                         f"divides both sides, or resize the images")
+    return P
+
+
+def unpatchify_args(patches, patch_size, height: int, width: int) -> int:
+    """Patches ``(N, L, C * P * P)`` that tile a ``height x width`` image; returns ``P``."""
+    P = check_int(patch_size, "patch_size", minimum=1)
+    if not isinstance(patches, torch.Tensor) or patches.dim() != 3:
+        raise ValueError(f"patches must be a tensor (N, L, C*P*P), got {_got(patches)}")
+    _, L, D = patches.shape
+    if height % P or width % P or L != (height // P) * (width // P) or D % (P * P):
+        raise ValueError(f"patches {tuple(patches.shape)} do not tile a {height} x {width} image "
+                         f"with {P} x {P} patches")
+    return P
+
+
+def vit_block_settings(emb_dim, num_heads, mlp_dim, dropout) -> None:
+    """A ViT block's sizes (ints >= 1, the heads dividing ``emb_dim``) and dropout in ``[0, 1)``."""
+    check_int(emb_dim, "emb_dim", minimum=1)
+    check_int(num_heads, "num_heads", minimum=1)
+    check_int(mlp_dim, "mlp_dim", minimum=1)
+    if emb_dim % num_heads:
+        raise ValueError(f"num_heads={num_heads} must divide emb_dim={emb_dim}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+
+
+def vit_settings(image_size, patch_size, in_channels, num_classes, depth, mean, std, class_names,
+                 stem_channels) -> None:
+    """The settings of ``VisionTransformer(...)``."""
+    check_int(image_size, "image_size", minimum=1)
+    check_int(patch_size, "patch_size", minimum=1)
+    check_int(in_channels, "in_channels", minimum=1)
+    check_int(num_classes, "num_classes", minimum=1)
+    check_int(depth, "depth", minimum=1)
+    if image_size % patch_size:
+        raise ValueError(f"image_size {image_size} is not divisible by patch_size {patch_size}")
+    if len(mean) != in_channels or len(std) != in_channels or min(std) <= 0:
+        raise ValueError(f"mean and std need {in_channels} value(s) each (std > 0), got {mean!r}, {std!r}")
+    if class_names is not None and len(class_names) != num_classes:
+        raise ValueError(f"class_names must name the {num_classes} classes, got {len(class_names)} names")
+    if not isinstance(stem_channels, (list, tuple)):
+        raise ValueError(f"stem_channels must be a list of channel counts (empty for the plain ViT), "
+                         f"got {stem_channels!r}")
