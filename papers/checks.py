@@ -13,8 +13,7 @@ from numbers import Real
 import numpy as np
 import torch
 
-from A5_detection.common import check_image_batch
-from helpers.checks import check_gt_boxes, check_int, check_real
+from helpers.checks import check_gt_boxes, check_image_batch, check_int, check_real
 
 
 def _got(value) -> str:

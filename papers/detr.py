@@ -81,12 +81,6 @@ __all__ = [
     "weighted_cross_entropy",
 ]
 
-#: The paper's weights of the matching cost and of the loss: class, L1 on boxes, generalised IoU.
-DEFAULT_WEIGHTS = {"class": 1.0, "l1": 5.0, "giou": 2.0}
-#: Weight of the "no object" class in the cross-entropy (the paper's ``eos_coef``).
-NO_OBJECT_WEIGHT = 0.1
-
-
 # --------------------------------------------------------------------------- the Hungarian algorithm
 
 
@@ -108,6 +102,10 @@ def hungarian(cost) -> tuple[np.ndarray, np.ndarray]:
         ``(rows, cols)``: int64 arrays of length ``min(n, m)``, ``rows`` increasing, row
         ``rows[k]`` assigned to column ``cols[k]`` -- the format of
         ``scipy.optimize.linear_sum_assignment``.
+
+    Rule: you may not use ``scipy.optimize.linear_sum_assignment`` (the notebook and the tests
+    compare with it).  Hint: keep the potentials ``u, v`` as NumPy arrays and vectorise the
+    loop over columns.
     """
     cost = checks.cost_matrix(cost)  # a float64 NumPy array
     empty = np.zeros(0, dtype=np.int64)
@@ -166,7 +164,10 @@ def hungarian(cost) -> tuple[np.ndarray, np.ndarray]:
 
 
 def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """``(..., 4)`` boxes ``(cx, cy, w, h)`` -> ``(x1, y1, x2, y2)``."""
+    """``(..., 4)`` boxes ``(cx, cy, w, h)`` -> ``(x1, y1, x2, y2)``.
+
+    Rule: no loops.  Hint: ``unbind(-1)``, then ``torch.stack(..., dim=-1)``.
+    """
     checks.box_tensor(boxes, "(cx, cy, w, h)")
     ### BEGIN SOLUTION
     cx, cy, w, h = boxes.unbind(-1)
@@ -175,7 +176,10 @@ def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def box_xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
-    """``(..., 4)`` boxes ``(x1, y1, x2, y2)`` -> ``(cx, cy, w, h)``."""
+    """``(..., 4)`` boxes ``(x1, y1, x2, y2)`` -> ``(cx, cy, w, h)``.
+
+    Rule: no loops.  Hint: ``unbind(-1)``, then ``torch.stack(..., dim=-1)``.
+    """
     checks.box_tensor(boxes, "(x1, y1, x2, y2)")
     ### BEGIN SOLUTION
     x1, y1, x2, y2 = boxes.unbind(-1)
@@ -222,6 +226,9 @@ def position_encoding_2d(height: int, width: int, dim: int) -> torch.Tensor:
     Returns:
         ``(height * width, dim)`` float32, cells in row-major order (the order of
         ``features.flatten(2)``): ``out[y * width + x] = [PE(y), PE(x)]``.
+
+    Rule: no loops.  Hint: A4's ``position_encoding_sinusoid`` for the rows and for the
+    columns, ``expand`` each over the grid, then concatenate.
     """
     checks.grid_code(height, width, dim)
     ### BEGIN SOLUTION
@@ -489,6 +496,12 @@ class DETR(nn.Module):
 # --------------------------------------------------------------------------- matching and the set loss
 
 
+#: The paper's weights of the matching cost and of the loss: class, L1 on boxes, generalised IoU.
+DEFAULT_WEIGHTS = {"class": 1.0, "l1": 5.0, "giou": 2.0}
+#: Weight of the "no object" class in the cross-entropy (the paper's ``eos_coef``).
+NO_OBJECT_WEIGHT = 0.1
+
+
 def matching_cost(logits: torch.Tensor, boxes: torch.Tensor, target: dict, weights: dict | None = None) -> torch.Tensor:
     """The cost of giving each target to each query, for ONE image.
 
@@ -504,6 +517,8 @@ def matching_cost(logits: torch.Tensor, boxes: torch.Tensor, target: dict, weigh
 
     Returns:
         ``(Q, K)`` cost, no gradient.
+
+    Rule: no loops.  Hint: ``torch.cdist(..., p=1)`` gives every L1 distance at once.
     """
     checks.set_outputs(logits, boxes)
     if logits.dim() != 2:
@@ -564,6 +579,9 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, class_wei
 
     Args:
         logits: ``(N, C)``; labels: int64 ``(N,)``; class_weights: ``(C,)``.
+
+    Rule: you may not use ``F.cross_entropy`` (the tests compare with it).  Hint:
+    ``torch.logsumexp`` for a stable log-softmax, ``gather`` for the labels' entries.
     """
     if logits.dim() != 2 or labels.shape != logits.shape[:1] or class_weights.shape != logits.shape[1:]:
         raise ValueError(f"logits (N, C), labels (N,) and class_weights (C,) must match, got "
@@ -672,6 +690,9 @@ def decode_predictions(logits: torch.Tensor, boxes: torch.Tensor, image_size, sc
     Returns:
         ``B`` dicts ``{"boxes" (K, 4) x1 y1 x2 y2 pixels, "scores" (K,), "labels" (K,) int64}``,
         by decreasing score.
+
+    Rule: one loop, over the images.  Hint: ``class_candidates`` picks the (query, class)
+    pairs; sort them by score with ``stable=True``.
     """
     checks.set_outputs(logits, boxes)
     if logits.dim() != 3:

@@ -73,6 +73,9 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     Returns:
         ``(N, L, C * P * P)`` with ``L = (H / P) * (W / P)`` patches in row-major order (left to
         right, then top to bottom); each row holds the patch's pixels in ``(C, P, P)`` order.
+
+    Rule: no loops.  Hint: one ``reshape`` that splits rows and columns into blocks, one
+    ``permute``, one ``reshape``.
     """
     P = checks.patchify_args(images, patch_size)
     N, C, H, W = images.shape
@@ -85,7 +88,10 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
 
 
 def unpatchify(patches: torch.Tensor, patch_size: int, height: int, width: int) -> torch.Tensor:
-    """The inverse of :func:`patchify`: ``(N, L, C * P * P)`` rows -> images ``(N, C, height, width)``."""
+    """The inverse of :func:`patchify`: ``(N, L, C * P * P)`` rows -> images ``(N, C, height, width)``.
+
+    Rule: no loops.  Hint: :func:`patchify`'s three steps in reverse.
+    """
     P = checks.unpatchify_args(patches, patch_size, height, width)
     N, L, D = patches.shape
     C = D // (P * P)

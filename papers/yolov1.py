@@ -83,6 +83,9 @@ def build_backbone(layout, in_channels: int = 3, batch_norm: bool = True) -> tup
     Returns:
         ``(backbone, out_channels)``: ``backbone`` maps ``(N, in_channels, H, W)`` to
         ``(N, out_channels, H / stride, W / stride)`` (:func:`layout_stride`).
+
+    Hint: one ``nn.Conv2d`` per ``(kernel, channels, stride)`` entry; keep track of the
+    current number of channels, it is the next convolution's input.
     """
     layers, channels = [], in_channels
     ### BEGIN SOLUTION
@@ -225,6 +228,9 @@ def encode_targets(gt_boxes: torch.Tensor, grid_size: int, image_size: int, num_
 
     Returns:
         ``(N, S, S, 5 + C)`` float tensor.
+
+    Rule: a loop over the images and their few boxes is fine; write each box's numbers with
+    tensor indexing.  Hint: :func:`_centre_cells` gives every box's cell.
     """
     grid_size, image_size, num_classes = checks.encode_args(gt_boxes, grid_size, image_size, num_classes)
     cell = image_size / grid_size
@@ -264,6 +270,9 @@ def cell_boxes(xy: torch.Tensor, wh: torch.Tensor, image_size: float = 1.0) -> t
 
     Returns:
         ``(N, S, S, ..., 4)`` boxes.
+
+    Rule: no loops.  Hint: ``torch.arange(S)`` shaped to broadcast against ``xy`` gives each
+    cell's column and row; the corners are the centre minus and plus half the size.
     """
     checks.cell_coordinates(xy, wh)
     grid_size = xy.shape[1]
@@ -292,6 +301,8 @@ def split_predictions(raw: torch.Tensor, num_boxes: int, squash: bool = True) ->
     Returns:
         dict ``xy (N, S, S, B, 2)``, ``sqrt_wh (N, S, S, B, 2)``, ``conf (N, S, S, B)``,
         ``class_probs (N, S, S, C)``.
+
+    Rule: no loops.  Hint: ``unflatten`` the first ``B * 5`` numbers of a cell into ``(B, 5)``.
     """
     checks.yolo_raw(raw, num_boxes)
     ### BEGIN SOLUTION
@@ -316,6 +327,9 @@ def responsible_boxes(pred_boxes: torch.Tensor, target_boxes: torch.Tensor) -> t
     Returns:
         ``(index, iou)``: ``index (N, S, S)`` int64 in ``[0, B)``, and ``iou (N, S, S, B)`` of every
         predicted box with its cell's target.
+
+    Rule: no loops.  Hint: ``paired_iou`` of the predicted boxes and the target boxes with a
+    box axis added (``unsqueeze(3)``), then ``argmax``.
     """
     checks.cell_box_pairs(pred_boxes, target_boxes)
     ### BEGIN SOLUTION
@@ -351,6 +365,9 @@ def yolo_loss(raw: torch.Tensor, targets: torch.Tensor, num_boxes: int, lambda_c
 
     Returns:
         dict of the five terms (scalars, weighted) ``coord_xy, coord_wh, conf_obj, conf_noobj, class``.
+
+    Rule: no loops over cells or boxes.  Hint: find the responsible boxes under
+    ``torch.no_grad()``; ``F.one_hot`` turns their index into a ``(N, S, S, B)`` mask.
     """
     parts = split_predictions(raw, num_boxes, squash)
     lambda_coord, lambda_noobj = checks.yolo_loss_args(raw, targets, parts["class_probs"].shape[-1], lambda_coord,
@@ -407,6 +424,9 @@ def decode_predictions(raw: torch.Tensor, num_boxes: int, image_size: int, score
     Returns:
         ``N`` dicts ``{"boxes" (K, 4) pixels, "scores" (K,), "labels" (K,) int64}``, by decreasing
         score, on the CPU -- the ``predictions`` of ``A5_detection.common.evaluate_detections``.
+
+    Rule: one loop, over the images.  Hint: :func:`cell_boxes` for every box at once, then
+    ``class_candidates`` and ``class_spec_nms`` per image.
     """
     parts = split_predictions(raw, num_boxes, squash)
     score_thresh, nms_thresh = checks.yolo_decode_args(raw, image_size, score_thresh, nms_thresh, max_detections)
@@ -455,6 +475,9 @@ def random_scale_translate(images: torch.Tensor, gt_boxes: torch.Tensor, max_sca
 
     Returns:
         ``(images, gt_boxes)`` transformed (new tensors).
+
+    Rule: no loops.  Hint: ``F.affine_grid`` and ``F.grid_sample`` move the pixels; move the
+    box corners by the same map (scale about the centre, then shift).
     """
     max_scale, max_shift = checks.augmentation_args(images, gt_boxes, max_scale, max_shift)
     n, _, height, width = images.shape
