@@ -11,7 +11,7 @@ from numbers import Real
 
 import torch
 
-__all__ = ["check_boxes", "check_gt_boxes", "check_int", "check_labels", "check_real"]
+__all__ = ["check_boxes", "check_gt_boxes", "check_image_batch", "check_int", "check_labels", "check_real"]
 
 
 def check_int(value, name: str, minimum: int | None = None) -> int:
@@ -145,6 +145,22 @@ def check_gt_boxes(gt_boxes, num_classes: int | None = None, name: str = "gt_box
 
 
 # --------------------------------------------------------------------------- shared with A5 and the papers
+# (the papers' block; A5's own additions go above it)
+
+
+def check_image_batch(images, multiple: int, what: str) -> None:
+    """Raise unless ``images`` is a float batch ``(B, 3, H, W)`` with ``H`` and ``W`` multiples of ``multiple``.
+
+    ``what`` names the multiple in the message (``"32 (the coarsest stride)"``...).  The one
+    image-batch check of the detectors: A5's FCOS and Faster R-CNN, YOLOv1, DETR.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a tensor of shape (B, 3, H, W), got {got}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be floats in [0, 1], got {images.dtype}; use images.float() / 255")
+    if images.shape[2] % multiple or images.shape[3] % multiple:
+        raise ValueError(f"images' height and width must be multiples of {what}, got {tuple(images.shape[2:])}")
 
 
 def check_image_batch(images, multiple: int, what: str) -> None:

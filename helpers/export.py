@@ -19,10 +19,12 @@ What is exported is the *network* (images in, raw tensors out).  Steps that depe
 data's values -- non-maximum suppression, thresholds -- stay outside the graph, in the paper's
 plain-tensor ``decode`` functions, and run the same after the eager model and after the export.
 
-:func:`predict_parser` and :func:`command_model` are the shared front end of
-``python -m papers.<name> predict IMAGE... [--checkpoint P | --export P]`` and ``... export``;
-:func:`read_images`, :func:`write_json` and :func:`save_annotated` read the inputs and write the
-answers (JSON, and annotated PNGs for detectors).
+:func:`paper_main` is the one implementation of every paper's command line,
+``python -m papers.<name> predict IMAGE... [--checkpoint P | --export P]`` and ``... export``
+(:func:`predict_parser` and :func:`command_model` its front end; :func:`read_images`,
+:func:`write_json` and :func:`save_annotated` read the inputs and write the answers).  A paper
+gives only how its network answers.  Detectors' boxes are written in one convention,
+:data:`BOX_FORMAT` (``x1, y1, x2, y2`` in the original image's pixels), stated in the JSON.
 """
 
 from __future__ import annotations
@@ -41,14 +43,18 @@ from torch import nn
 
 __all__ = [
     "BACKGROUND",
+    "BOX_FORMAT",
     "EXPORT_SUFFIX",
     "ImageReadError",
     "UnsafeExportError",
     "check_export_archive",
+    "classification_records",
     "command_model",
     "default_model_path",
+    "detection_records",
     "export_metadata",
     "export_model",
+    "export_with_metadata",
     "is_exported",
     "load_exported",
     "load_model",
@@ -56,6 +62,7 @@ __all__ = [
     "model_path",
     "output_folder",
     "output_names",
+    "paper_main",
     "predict_parser",
     "read_good_images",
     "read_image",
@@ -516,3 +523,88 @@ def predict_parser(name: str, description: str) -> argparse.ArgumentParser:
                         help=f"default: the newer of checkpoints/full and checkpoints/fast/{name}_model.pt")
     export.add_argument("--out", default=f"{name}{EXPORT_SUFFIX}", metavar="FILE")
     return parser
+
+
+# --------------------------------------------------------------------------- the papers' one command line
+
+#: How every detector's ``predictions.json`` gives its boxes (stated in the file as ``box_format``).
+BOX_FORMAT = "x1, y1, x2, y2 in the original image's pixels"
+
+
+def export_with_metadata(model: nn.Module, path, metadata: dict) -> Path:
+    """Export a paper's network for the command line: :func:`export_model` on a random example of
+    ``metadata["image_size"]`` (square) with ``metadata.get("in_channels", 3)`` channels, the
+    metadata stored inside the file."""
+    size, channels = metadata["image_size"], metadata.get("in_channels", 3)
+    return export_model(model, torch.rand(2, channels, size, size), path, metadata=metadata)
+
+
+def _original_size(path) -> tuple[int, int]:
+    """``(width, height)`` of an image file."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
+
+
+def detection_records(paths, predictions: list, size: int, class_names) -> list[dict]:
+    """One JSON record per image: its file, size, and each detection with its box scaled from the
+    model's ``size x size`` pixels to the original image's pixels (:data:`BOX_FORMAT`)."""
+    records = []
+    for path, pred in zip(paths, predictions, strict=True):
+        width, height = _original_size(path)
+        scale = torch.tensor([width / size, height / size, width / size, height / size])
+        records.append({
+            "image": str(path), "width": width, "height": height,
+            "detections": [{"label": int(label), "class": class_names[int(label)], "score": round(float(score), 4),
+                            "box": [round(v, 2) for v in (box.float() * scale).tolist()]}
+                           for box, score, label in zip(pred["boxes"], pred["scores"], pred["labels"], strict=True)],
+        })
+    return records
+
+
+def classification_records(paths, probabilities: torch.Tensor, class_names, top: int = 3) -> list[dict]:
+    """One JSON record per image: its file and its ``top`` classes with their probabilities."""
+    best = probabilities.topk(min(top, probabilities.shape[1]), dim=1)
+    return [{"image": str(path), "top": [{"class": class_names[int(c)], "id": int(c), "probability": round(float(p), 6)}
+                                         for p, c in zip(values, ids, strict=True)]}
+            for path, values, ids in zip(paths, best.values, best.indices, strict=True)]
+
+
+def paper_main(argv, name: str, description: str, build, metadata, required, answer, detector: bool) -> int:
+    """The whole ``python -m papers.<name> predict | export`` command, shared by every paper.
+
+    ``export`` writes the network with its metadata (:func:`export_with_metadata`).  ``predict``
+    reads the images at the model's size (:func:`read_good_images`), asks ``answer(network,
+    images, meta, score_thresh)`` and writes ``<out>/predictions.json``:
+
+    * detectors (``detector=True``): ``answer`` returns one prediction dict per image (boxes in the
+      model's pixels); the JSON gives each image's ``detections`` with boxes in the original
+      image's pixels, ``box_format`` saying so, and ``<out>/<image>_<name>.png`` shows them;
+    * classifiers: ``answer`` returns ``(N, C)`` probabilities; the JSON gives each image's top 3.
+
+    Args:
+        argv: the arguments (``None``: ``sys.argv``).
+        name, description: the paper (``"yolov1"``) and the help text.
+        build, metadata, required: as for :func:`command_model`.
+    """
+    args = predict_parser(name, description).parse_args(argv)
+    network, meta = command_model(args, name, build, metadata, required=required)
+    if args.command == "export":
+        print(f"wrote {export_with_metadata(network, args.out, meta)}")
+        return 0
+    out = output_folder(args.out)
+    size, names = meta["image_size"], meta["class_names"]
+    paths, images = read_good_images(args.images, size, meta.get("in_channels", 3))
+    with torch.no_grad():
+        answers = answer(network, images, meta, args.score_thresh)
+    source = args.export or args.checkpoint or "default checkpoint"
+    if detector:
+        for stem, image, pred in zip(output_names(paths), images, answers, strict=True):
+            save_annotated(image, pred, names, out / f"{stem}_{name}.png")
+        payload = {"model": name, "source": source, "model_image_size": size, "score_thresh": args.score_thresh,
+                   "box_format": BOX_FORMAT, "images": detection_records(paths, answers, size, names)}
+    else:
+        payload = {"model": name, "source": source, "predictions": classification_records(paths, answers, names)}
+    print(f"wrote {write_json(payload, out / 'predictions.json')}")
+    return 0

@@ -20,7 +20,7 @@ exactly one query and the others learn to say "no object".
 * :class:`EncoderLayer`, :class:`DecoderLayer` -- DETR's transformer layers, built on A4's
   ``MultiHeadAttention``, ``LayerNormalization`` and ``FeedForwardBlock``: positional encodings
   are added to the queries and keys of every attention, never to the values;
-* :class:`DETR` -- backbone (A5's ``SmallTrunk``, from scratch), transformer, object queries
+* :class:`DETR` -- backbone (``helpers.backbone.SmallTrunk``, A5's, from scratch), transformer, object queries
   (``query_type="anchor"``: learned boxes refined layer by layer; ``"learned"``: the paper's), heads;
   ``model(images) -> (class_logits, boxes)``, the graph that :func:`helpers.export.export_model`
   exports;
@@ -42,9 +42,7 @@ coordinates, padding rows all ``-1``.
 
 from __future__ import annotations
 
-import math
 import sys
-from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -58,17 +56,9 @@ from A4_rnn_transformer.transformer import (
     MultiHeadAttention,
     position_encoding_sinusoid,
 )
-from A5_detection.common import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    SmallTrunk,
-    check_gt_boxes,
-    check_image_batch,
-    class_candidates,
-    generalized_box_iou,
-    predict_in_batches,
-)
-from helpers.checks import check_int
+from A5_detection.common import check_gt_boxes, class_candidates, generalized_box_iou, predict_in_batches
+from helpers.backbone import IMAGENET_MEAN, IMAGENET_STD, SmallTrunk
+from papers import checks
 
 __all__ = [
     "DETR",
@@ -91,18 +81,6 @@ __all__ = [
     "weighted_cross_entropy",
 ]
 
-#: The paper's weights of the matching cost and of the loss: class, L1 on boxes, generalised IoU.
-DEFAULT_WEIGHTS = {"class": 1.0, "l1": 5.0, "giou": 2.0}
-#: Weight of the "no object" class in the cross-entropy (the paper's ``eos_coef``).
-NO_OBJECT_WEIGHT = 0.1
-
-
-def _check_weight(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
 # --------------------------------------------------------------------------- the Hungarian algorithm
 
 
@@ -124,17 +102,12 @@ def hungarian(cost) -> tuple[np.ndarray, np.ndarray]:
         ``(rows, cols)``: int64 arrays of length ``min(n, m)``, ``rows`` increasing, row
         ``rows[k]`` assigned to column ``cols[k]`` -- the format of
         ``scipy.optimize.linear_sum_assignment``.
+
+    Rule: you may not use ``scipy.optimize.linear_sum_assignment`` (the notebook and the tests
+    compare with it).  Hint: keep the potentials ``u, v`` as NumPy arrays and vectorise the
+    loop over columns.
     """
-    if isinstance(cost, torch.Tensor):
-        cost = cost.detach().cpu().double().numpy()
-    cost = np.asarray(cost)
-    if cost.ndim != 2:
-        raise ValueError(f"cost must be a 2-D matrix (n, m), got shape {cost.shape}")
-    if cost.dtype == bool or not (np.issubdtype(cost.dtype, np.integer) or np.issubdtype(cost.dtype, np.floating)):
-        raise TypeError(f"cost must hold real numbers, got dtype {cost.dtype}")
-    cost = cost.astype(np.float64)
-    if not np.isfinite(cost).all():
-        raise ValueError("cost must hold finite numbers (no nan or inf)")
+    cost = checks.cost_matrix(cost)  # a float64 NumPy array
     empty = np.zeros(0, dtype=np.int64)
     if cost.size == 0:
         return empty, empty.copy()
@@ -191,9 +164,11 @@ def hungarian(cost) -> tuple[np.ndarray, np.ndarray]:
 
 
 def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """``(..., 4)`` boxes ``(cx, cy, w, h)`` -> ``(x1, y1, x2, y2)``."""
-    if not isinstance(boxes, torch.Tensor) or boxes.dim() == 0 or boxes.shape[-1] != 4:
-        raise ValueError("boxes must be a tensor of shape (..., 4) = (cx, cy, w, h)")
+    """``(..., 4)`` boxes ``(cx, cy, w, h)`` -> ``(x1, y1, x2, y2)``.
+
+    Rule: no loops.  Hint: ``unbind(-1)``, then ``torch.stack(..., dim=-1)``.
+    """
+    checks.box_tensor(boxes, "(cx, cy, w, h)")
     ### BEGIN SOLUTION
     cx, cy, w, h = boxes.unbind(-1)
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
@@ -201,9 +176,11 @@ def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def box_xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
-    """``(..., 4)`` boxes ``(x1, y1, x2, y2)`` -> ``(cx, cy, w, h)``."""
-    if not isinstance(boxes, torch.Tensor) or boxes.dim() == 0 or boxes.shape[-1] != 4:
-        raise ValueError("boxes must be a tensor of shape (..., 4) = (x1, y1, x2, y2)")
+    """``(..., 4)`` boxes ``(x1, y1, x2, y2)`` -> ``(cx, cy, w, h)``.
+
+    Rule: no loops.  Hint: ``unbind(-1)``, then ``torch.stack(..., dim=-1)``.
+    """
+    checks.box_tensor(boxes, "(x1, y1, x2, y2)")
     ### BEGIN SOLUTION
     x1, y1, x2, y2 = boxes.unbind(-1)
     return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
@@ -249,12 +226,11 @@ def position_encoding_2d(height: int, width: int, dim: int) -> torch.Tensor:
     Returns:
         ``(height * width, dim)`` float32, cells in row-major order (the order of
         ``features.flatten(2)``): ``out[y * width + x] = [PE(y), PE(x)]``.
+
+    Rule: no loops.  Hint: A4's ``position_encoding_sinusoid`` for the rows and for the
+    columns, ``expand`` each over the grid, then concatenate.
     """
-    check_int(height, "height", minimum=1)
-    check_int(width, "width", minimum=1)
-    check_int(dim, "dim", minimum=1)
-    if dim % 2:
-        raise ValueError(f"dim must be even (half for rows, half for columns), got {dim}")
+    checks.grid_code(height, width, dim)
     ### BEGIN SOLUTION
     rows = position_encoding_sinusoid(height, dim // 2)[0]  # (H, dim/2)
     cols = position_encoding_sinusoid(width, dim // 2)[0]  # (W, dim/2)
@@ -271,9 +247,7 @@ def sine_encoding(positions: torch.Tensor, dim: int) -> torch.Tensor:
     ``0 .. K-1`` it equals ``position_encoding_sinusoid(K, dim)``; between them it moves smoothly,
     so a box centre that lies between two grid cells gets a code between theirs.
     """
-    if not isinstance(positions, torch.Tensor) or not positions.is_floating_point():
-        raise TypeError("positions must be a float tensor")
-    check_int(dim, "dim", minimum=1)
+    checks.positions(positions, dim)
     ### BEGIN SOLUTION
     even = torch.arange(dim, device=positions.device) // 2 * 2
     angles = positions[..., None] / SINUSOID_BASE ** (even.to(positions.dtype) / dim)
@@ -290,11 +264,7 @@ def box_position_code(boxes: torch.Tensor, grid: tuple[int, int], dim: int) -> t
     cell's own code ``[PE(y), PE(x)]`` as its first ``dim`` features; the last ``dim`` encode the
     box's height and width in cells the same way.  Each part has ``dim / 2`` features.
     """
-    if not isinstance(boxes, torch.Tensor) or boxes.dim() == 0 or boxes.shape[-1] != 4:
-        raise ValueError("boxes must be a tensor of shape (..., 4) = (cx, cy, w, h)")
-    check_int(dim, "dim", minimum=2)
-    if dim % 2:
-        raise ValueError(f"dim must be even (half for rows, half for columns), got {dim}")
+    checks.box_code(boxes, dim)
     rows, cols = grid
     ### BEGIN SOLUTION
     cx, cy, w, h = boxes.unbind(-1)
@@ -304,13 +274,6 @@ def box_position_code(boxes: torch.Tensor, grid: tuple[int, int], dim: int) -> t
 
 
 # --------------------------------------------------------------------------- transformer layers
-
-
-def _check_layer_sizes(d_model, num_heads) -> None:
-    check_int(d_model, "d_model", minimum=1)
-    check_int(num_heads, "num_heads", minimum=1)
-    if d_model % num_heads:
-        raise ValueError(f"d_model ({d_model}) must be a multiple of num_heads ({num_heads})")
 
 
 class EncoderLayer(nn.Module):
@@ -325,7 +288,7 @@ class EncoderLayer(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float = 0.0):
         super().__init__()
-        _check_layer_sizes(d_model, num_heads)
+        checks.layer_sizes(d_model, num_heads)
         ### BEGIN SOLUTION
         self.attention = MultiHeadAttention(num_heads, d_model, d_model // num_heads)
         self.norm1 = LayerNormalization(d_model, epsilon=1e-5)
@@ -359,7 +322,7 @@ class DecoderLayer(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float = 0.0):
         super().__init__()
-        _check_layer_sizes(d_model, num_heads)
+        checks.layer_sizes(d_model, num_heads)
         ### BEGIN SOLUTION
         self.self_attention = MultiHeadAttention(num_heads, d_model, d_model // num_heads)
         self.cross_attention = MultiHeadAttention(num_heads, d_model, d_model // num_heads)
@@ -389,7 +352,7 @@ class DecoderLayer(nn.Module):
 class DETR(nn.Module):
     """DETR: CNN backbone, transformer encoder-decoder, ``num_queries`` object queries.
 
-    The backbone is A5's :class:`~A5_detection.common.SmallTrunk` (from scratch, no download);
+    The backbone is A5's :class:`~helpers.backbone.SmallTrunk` (from scratch, no download);
     its map at ``feature_stride`` (16: ``c4``, 32: ``c5``, 8: ``c3``) is projected to ``d_model``
     channels by a 1x1 convolution and flattened to ``S = H W / stride²`` tokens.  The heads turn
     every decoder output into ``num_classes + 1`` logits (the last one is "no object") and a box
@@ -434,20 +397,8 @@ class DETR(nn.Module):
                  num_decoder_layers: int = 3, ffn_dim: int = 256, num_queries: int = 12, feature_stride: int = 16,
                  dropout: float = 0.0, image_size: int = 96, class_names=None, query_type: str = "anchor"):
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("d_model", d_model), ("num_heads", num_heads),
-                            ("num_encoder_layers", num_encoder_layers), ("num_decoder_layers", num_decoder_layers),
-                            ("ffn_dim", ffn_dim), ("num_queries", num_queries), ("image_size", image_size)):
-            check_int(value, name, minimum=1)
-        if query_type not in ("anchor", "learned"):
-            raise ValueError(f"query_type must be 'anchor' or 'learned', got {query_type!r}")
-        if feature_stride not in (8, 16, 32):
-            raise ValueError(f"feature_stride must be 8, 16 or 32 (SmallTrunk's c3, c4, c5), got {feature_stride!r}")
-        if d_model % 2:
-            raise ValueError(f"d_model must be even (2-D positional encoding), got {d_model}")
-        if image_size % 32:
-            raise ValueError(f"image_size must be a multiple of 32, got {image_size}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"class_names must name the {num_classes} classes, got {len(class_names)} names")
+        checks.detr_settings(num_classes, d_model, num_heads, num_encoder_layers, num_decoder_layers, ffn_dim,
+                             num_queries, feature_stride, image_size, class_names, query_type)
         self.num_classes, self.num_queries, self.d_model = num_classes, num_queries, d_model
         self.feature_stride, self.image_size, self.query_type = feature_stride, image_size, query_type
         self.class_names = list(class_names) if class_names is not None else [str(c) for c in range(num_classes)]
@@ -478,7 +429,7 @@ class DETR(nn.Module):
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         """Backbone and encoder: ``memory (B, S, d)``, ``pos (S, d)`` and the grid's ``(h, w)``."""
-        check_image_batch(images, 32, "32 (the backbone's coarsest stride)")
+        checks.detr_images(images)
         ### BEGIN SOLUTION
         features = self.input_proj(self.backbone((images - self.mean) / self.std)[self.level])
         h, w = features.shape[-2:]
@@ -545,30 +496,10 @@ class DETR(nn.Module):
 # --------------------------------------------------------------------------- matching and the set loss
 
 
-def _check_outputs(logits, boxes, name: str = "") -> None:
-    if not isinstance(logits, torch.Tensor) or not isinstance(boxes, torch.Tensor):
-        raise TypeError(f"{name}logits and boxes must be tensors")
-    if logits.dim() != boxes.dim() or logits.shape[:-1] != boxes.shape[:-1] or boxes.shape[-1] != 4 \
-            or logits.shape[-1] < 2:
-        raise ValueError(f"{name}logits (..., Q, C + 1) and boxes (..., Q, 4) must match, got "
-                         f"{tuple(logits.shape)} and {tuple(boxes.shape)}")
-
-
-def _check_target(target: dict, num_classes: int, where: str) -> None:
-    if not isinstance(target, dict) or "labels" not in target or "boxes" not in target:
-        raise ValueError(f"{where} must be a dict with 'labels' (K,) and 'boxes' (K, 4) (cx, cy, w, h)")
-    labels, boxes = target["labels"], target["boxes"]
-    if not isinstance(boxes, torch.Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4 \
-            or not boxes.is_floating_point():
-        raise ValueError(f"{where}['boxes'] must be a float tensor (K, 4) = (cx, cy, w, h), got "
-                         f"{tuple(boxes.shape) if isinstance(boxes, torch.Tensor) else type(boxes).__name__}")
-    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.shape[0] != boxes.shape[0] \
-            or labels.is_floating_point():
-        raise ValueError(f"{where}['labels'] must be an integer tensor ({boxes.shape[0]},), one per box")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(f"{where}['labels'] must lie in [0, {num_classes}), got {labels.tolist()}")
-    if boxes.numel() and (not bool(torch.isfinite(boxes).all()) or bool((boxes[:, 2:] < 0).any())):
-        raise ValueError(f"{where}['boxes'] must be finite (cx, cy, w, h) with w, h >= 0")
+#: The paper's weights of the matching cost and of the loss: class, L1 on boxes, generalised IoU.
+DEFAULT_WEIGHTS = {"class": 1.0, "l1": 5.0, "giou": 2.0}
+#: Weight of the "no object" class in the cross-entropy (the paper's ``eos_coef``).
+NO_OBJECT_WEIGHT = 0.1
 
 
 def matching_cost(logits: torch.Tensor, boxes: torch.Tensor, target: dict, weights: dict | None = None) -> torch.Tensor:
@@ -586,11 +517,13 @@ def matching_cost(logits: torch.Tensor, boxes: torch.Tensor, target: dict, weigh
 
     Returns:
         ``(Q, K)`` cost, no gradient.
+
+    Rule: no loops.  Hint: ``torch.cdist(..., p=1)`` gives every L1 distance at once.
     """
-    _check_outputs(logits, boxes)
+    checks.set_outputs(logits, boxes)
     if logits.dim() != 2:
         raise ValueError(f"logits must be (Q, C + 1) for one image, got {tuple(logits.shape)}")
-    _check_target(target, logits.shape[1] - 1, "target")
+    checks.set_target(target, logits.shape[1] - 1, "target")
     w = DEFAULT_WEIGHTS if weights is None else weights
     ### BEGIN SOLUTION
     with torch.no_grad():
@@ -613,12 +546,12 @@ def match_predictions(logits: torch.Tensor, boxes: torch.Tensor, targets: list, 
         ``B`` pairs ``(query_index, target_index)`` of int64 tensors of length ``min(Q, K_b)``;
         query ``query_index[k]`` predicts target ``target_index[k]``.
     """
-    _check_outputs(logits, boxes)
+    checks.set_outputs(logits, boxes)
     if logits.dim() != 3 or not isinstance(targets, (list, tuple)) or len(targets) != logits.shape[0]:
         raise ValueError(f"logits must be (B, Q, C + 1) and targets a list of B = "
                          f"{logits.shape[0] if logits.dim() == 3 else '?'} dicts")
     for b, target in enumerate(targets):
-        _check_target(target, logits.shape[-1] - 1, f"targets[{b}]")
+        checks.set_target(target, logits.shape[-1] - 1, f"targets[{b}]")
     batch, num_queries = logits.shape[:2]
     sizes = [int(target["labels"].numel()) for target in targets]
     if sum(sizes) == 0:
@@ -646,6 +579,9 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, class_wei
 
     Args:
         logits: ``(N, C)``; labels: int64 ``(N,)``; class_weights: ``(C,)``.
+
+    Rule: you may not use ``F.cross_entropy`` (the tests compare with it).  Hint:
+    ``torch.logsumexp`` for a stable log-softmax, ``gather`` for the labels' entries.
     """
     if logits.dim() != 2 or labels.shape != logits.shape[:1] or class_weights.shape != logits.shape[1:]:
         raise ValueError(f"logits (N, C), labels (N,) and class_weights (C,) must match, got "
@@ -711,7 +647,7 @@ def set_loss(logits: torch.Tensor, boxes: torch.Tensor, targets: list, weights: 
         ``{"loss": total, "loss_class", "loss_l1", "loss_giou"}``, the last three of the last
         layer (for logging; detached).
     """
-    _check_outputs(logits, boxes)
+    checks.set_outputs(logits, boxes)
     if logits.dim() == 3:
         logits, boxes = logits[None], boxes[None]
     if logits.dim() != 4:
@@ -720,10 +656,10 @@ def set_loss(logits: torch.Tensor, boxes: torch.Tensor, targets: list, weights: 
         raise ValueError(f"targets must be a list of B = {logits.shape[1]} dicts, got "
                          f"{len(targets) if isinstance(targets, (list, tuple)) else type(targets).__name__}")
     for b, target in enumerate(targets):
-        _check_target(target, logits.shape[-1] - 1, f"targets[{b}]")
-    w = DEFAULT_WEIGHTS if weights is None else {k: _check_weight(weights[k], f"weights[{k!r}]")
+        checks.set_target(target, logits.shape[-1] - 1, f"targets[{b}]")
+    w = DEFAULT_WEIGHTS if weights is None else {k: checks.weight(weights[k], f"weights[{k!r}]")
                                                  for k in DEFAULT_WEIGHTS}
-    no_object_weight = _check_weight(no_object_weight, "no_object_weight")
+    no_object_weight = checks.weight(no_object_weight, "no_object_weight")
     total = logits.new_zeros(())
     for layer in range(logits.shape[0]):
         parts = _layer_loss(logits[layer], boxes[layer], targets, w, no_object_weight)
@@ -754,8 +690,11 @@ def decode_predictions(logits: torch.Tensor, boxes: torch.Tensor, image_size, sc
     Returns:
         ``B`` dicts ``{"boxes" (K, 4) x1 y1 x2 y2 pixels, "scores" (K,), "labels" (K,) int64}``,
         by decreasing score.
+
+    Rule: one loop, over the images.  Hint: ``class_candidates`` picks the (query, class)
+    pairs; sort them by score with ``stable=True``.
     """
-    _check_outputs(logits, boxes)
+    checks.set_outputs(logits, boxes)
     if logits.dim() != 3:
         raise ValueError(f"logits must be (B, Q, C + 1), got {tuple(logits.shape)}")
     height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -797,44 +736,23 @@ def inference_metadata(model: DETR) -> dict:
 def save_export(model: DETR, path) -> Path:
     """Export the network with ``helpers.export.export_model`` (images -> class logits, boxes), with
     :func:`inference_metadata` stored inside the file."""
-    from helpers.export import export_model
+    from helpers.export import export_with_metadata
 
-    example = torch.rand(2, 3, model.image_size, model.image_size)
-    return export_model(model, example, path, metadata=inference_metadata(model))
+    return export_with_metadata(model, path, inference_metadata(model))
+
+
+def _answer(network, images: torch.Tensor, meta: dict, score_thresh: float) -> list:
+    """The command line's detections: ``network`` (model or export) decoded at ``meta``'s image size."""
+    return decode_predictions(*network(images), meta["image_size"], score_thresh)
 
 
 def main(argv=None) -> int:
-    """``python -m papers.detr predict IMAGE... [--checkpoint P | --export P] [--out DIR]`` or ``export``."""
-    from helpers.export import (
-        command_model,
-        output_folder,
-        output_names,
-        predict_parser,
-        read_good_images,
-        save_annotated,
-        write_json,
-    )
+    """``python -m papers.detr predict IMAGE... [--checkpoint P | --export P] [--out DIR]`` or ``export``
+    (``helpers.export.paper_main``; boxes in the original images' pixels)."""
+    from helpers.export import paper_main
 
-    args = predict_parser("detr", "DETR detector (papers/detr.ipynb): predict on images, or export").parse_args(argv)
-    net, meta = command_model(args, "detr", DETR, inference_metadata, required=("image_size", "class_names"))
-    if args.command == "export":
-        print(f"wrote {save_export(net, args.out)}")
-        return 0
-    names, size = meta["class_names"], meta["image_size"]
-    out = output_folder(args.out)
-    paths, images = read_good_images(args.images, size, 3)
-    with torch.no_grad():
-        predictions = decode_predictions(*net(images), size, args.score_thresh)
-    records = []
-    for path, stem, image, pred in zip(paths, output_names(paths), images, predictions, strict=True):
-        png = save_annotated(image, pred, names, out / f"{stem}_detr.png")
-        records.append({"image": str(path), "annotated": str(png),
-                        "detections": [{"box": [round(v, 2) for v in box], "score": round(score, 4),
-                                        "label": int(label), "class": names[label]}
-                                       for box, score, label in zip(pred["boxes"].tolist(), pred["scores"].tolist(),
-                                                                    pred["labels"].tolist(), strict=True)]})
-    print(f"wrote {write_json({'model': 'detr', 'image_size': size, 'images': records}, out / 'predictions.json')}")
-    return 0
+    return paper_main(argv, "detr", "DETR detector (papers/detr.ipynb): predict on images, or export", DETR,
+                      inference_metadata, ("image_size", "class_names"), _answer, detector=True)
 
 
 if __name__ == "__main__":

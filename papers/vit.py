@@ -33,6 +33,7 @@ from torch import nn
 from A4_rnn_transformer.transformer import LabelSmoothingLoss, LayerNormalization, MultiHeadAttention
 from helpers.checks import check_int
 from helpers.data import random_flip_and_shift
+from papers import checks
 
 __all__ = [
     "FASHION_MNIST_STATS",
@@ -59,16 +60,6 @@ FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 
 
-def _check_images(images, channels: int | None = None, size: int | None = None) -> None:
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
-        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a float tensor (N, C, H, W), got {got}")
-    if channels is not None and images.shape[1] != channels:
-        raise ValueError(f"images must have {channels} channel(s), got shape {tuple(images.shape)}")
-    if size is not None and tuple(images.shape[2:]) != (size, size):
-        raise ValueError(f"images must be {size} x {size} (the model's image_size), got shape {tuple(images.shape)}")
-
-
 # --------------------------------------------------------------------------- patches
 
 
@@ -82,13 +73,12 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     Returns:
         ``(N, L, C * P * P)`` with ``L = (H / P) * (W / P)`` patches in row-major order (left to
         right, then top to bottom); each row holds the patch's pixels in ``(C, P, P)`` order.
+
+    Rule: no loops.  Hint: one ``reshape`` that splits rows and columns into blocks, one
+    ``permute``, one ``reshape``.
     """
-    _check_images(images)
-    P = check_int(patch_size, "patch_size", minimum=1)
+    P = checks.patchify_args(images, patch_size)
     N, C, H, W = images.shape
-    if H % P or W % P:
-        raise ValueError(f"image size {H} x {W} is not divisible by patch_size {P}: use a patch size that "
-                         f"divides both sides, or resize the images")
     patches = None
     ### BEGIN SOLUTION
     grid = images.reshape(N, C, H // P, P, W // P, P)            # split rows and columns into blocks
@@ -98,15 +88,12 @@ def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
 
 
 def unpatchify(patches: torch.Tensor, patch_size: int, height: int, width: int) -> torch.Tensor:
-    """The inverse of :func:`patchify`: ``(N, L, C * P * P)`` rows -> images ``(N, C, height, width)``."""
-    P = check_int(patch_size, "patch_size", minimum=1)
-    if not isinstance(patches, torch.Tensor) or patches.dim() != 3:
-        raise ValueError(f"patches must be a tensor (N, L, C*P*P), got "
-                         f"{tuple(patches.shape) if isinstance(patches, torch.Tensor) else type(patches).__name__}")
+    """The inverse of :func:`patchify`: ``(N, L, C * P * P)`` rows -> images ``(N, C, height, width)``.
+
+    Rule: no loops.  Hint: :func:`patchify`'s three steps in reverse.
+    """
+    P = checks.unpatchify_args(patches, patch_size, height, width)
     N, L, D = patches.shape
-    if height % P or width % P or L != (height // P) * (width // P) or D % (P * P):
-        raise ValueError(f"patches {tuple(patches.shape)} do not tile a {height} x {width} image "
-                         f"with {P} x {P} patches")
     C = D // (P * P)
     images = None
     ### BEGIN SOLUTION
@@ -133,7 +120,7 @@ class PatchEmbedding(nn.Module):
         self.proj = nn.Linear(in_channels * patch_size * patch_size, emb_dim)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        _check_images(images, self.in_channels)
+        checks.vit_images(images, self.in_channels)
         tokens = None
         ### BEGIN SOLUTION
         tokens = self.proj(patchify(images, self.patch_size))
@@ -191,13 +178,7 @@ class ViTBlock(nn.Module):
 
     def __init__(self, emb_dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.0):
         super().__init__()
-        check_int(emb_dim, "emb_dim", minimum=1)
-        check_int(num_heads, "num_heads", minimum=1)
-        check_int(mlp_dim, "mlp_dim", minimum=1)
-        if emb_dim % num_heads:
-            raise ValueError(f"num_heads={num_heads} must divide emb_dim={emb_dim}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        checks.vit_block_settings(emb_dim, num_heads, mlp_dim, dropout)
         self.emb_dim = emb_dim
         self.norm1 = LayerNormalization(emb_dim, epsilon=1e-6)
         self.attn = MultiHeadAttention(num_heads, emb_dim, emb_dim // num_heads)
@@ -244,24 +225,13 @@ class VisionTransformer(nn.Module):
                  emb_dim: int = 64, depth: int = 6, num_heads: int = 4, mlp_dim: int = 128, dropout: float = 0.0,
                  mean=FASHION_MNIST_STATS[0], std=FASHION_MNIST_STATS[1], class_names=None, stem_channels=()):
         super().__init__()
-        self.image_size = check_int(image_size, "image_size", minimum=1)
-        self.patch_size = check_int(patch_size, "patch_size", minimum=1)
-        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
-        check_int(num_classes, "num_classes", minimum=1)
-        check_int(depth, "depth", minimum=1)
-        if image_size % patch_size:
-            raise ValueError(f"image_size {image_size} is not divisible by patch_size {patch_size}")
-        if len(mean) != in_channels or len(std) != in_channels or min(std) <= 0:
-            raise ValueError(f"mean and std need {in_channels} value(s) each (std > 0), got {mean!r}, {std!r}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"class_names must name the {num_classes} classes, got {len(class_names)} names")
+        checks.vit_settings(image_size, patch_size, in_channels, num_classes, depth, mean, std, class_names,
+                            stem_channels)
+        self.image_size, self.patch_size, self.in_channels = image_size, patch_size, in_channels
         self.class_names = [str(c) for c in range(num_classes)] if class_names is None else list(class_names)
         self.num_patches = (image_size // patch_size) ** 2
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
-        if not isinstance(stem_channels, (list, tuple)):
-            raise ValueError(f"stem_channels must be a list of channel counts (empty for the plain ViT), "
-                             f"got {stem_channels!r}")
         if len(stem_channels):
             self.stem = ConvStem(in_channels, stem_channels)
             patch_channels = self.stem.out_channels
@@ -279,7 +249,7 @@ class VisionTransformer(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The normalised final tokens ``(N, T, D)`` (class token first)."""
-        _check_images(images, self.in_channels, self.image_size)
+        checks.vit_images(images, self.in_channels, self.image_size)
         x = None
         ### BEGIN SOLUTION
         tokens = self.patch_embed(self.stem((images - self.mean) / self.std))
@@ -426,10 +396,14 @@ def inference_metadata(model: VisionTransformer) -> dict:
 def save_export(model: VisionTransformer, path) -> Path:
     """Export ``model`` with ``helpers.export.export_model`` (raw images in, class scores out), with
     :func:`inference_metadata` stored inside the file."""
-    from helpers.export import export_model
+    from helpers.export import export_with_metadata
 
-    example = torch.rand(2, model.in_channels, model.image_size, model.image_size)
-    return export_model(model, example, path, metadata=inference_metadata(model))
+    return export_with_metadata(model, path, inference_metadata(model))
+
+
+def _answer(network, images: torch.Tensor, meta: dict, score_thresh: float) -> torch.Tensor:
+    """The command line's answer: class probabilities ``(N, C)`` of ``network`` (model or export)."""
+    return predict(network, images)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,28 +411,13 @@ def main(argv: list[str] | None = None) -> int:
 
     ``predict`` writes ``<out>/predictions.json``: per image its file, the top-3 classes and their
     probabilities.  ``export`` turns a saved model (``helpers.export.save_model``, which the
-    notebook writes) into a ``torch.export`` file (:func:`save_export`).
+    notebook writes) into a ``torch.export`` file.  See ``helpers.export.paper_main``.
     """
-    from helpers.export import command_model, output_folder, predict_parser, read_good_images, write_json
+    from helpers.export import paper_main
 
-    args = predict_parser("vit", "ViT image classification: predict classes of image files, or export a model.") \
-        .parse_args(argv)
-    model, meta = command_model(args, "vit", VisionTransformer, inference_metadata,
-                                required=("image_size", "in_channels", "class_names"))
-    if args.command == "export":
-        print(f"wrote {save_export(model, args.out)}")
-        return 0
-    out = output_folder(args.out)
-    paths, images = read_good_images(args.images, meta["image_size"], meta["in_channels"])
-    probs = predict(model, images)
-    names = meta["class_names"]
-    top = probs.topk(min(3, probs.shape[1]), dim=1)
-    rows = [{"image": str(path), "top": [{"class": names[int(c)], "id": int(c), "probability": round(float(p), 6)}
-                                         for p, c in zip(values, ids, strict=True)]}
-            for path, values, ids in zip(paths, top.values, top.indices, strict=True)]
-    out = write_json({"model": "vit", "predictions": rows}, out / "predictions.json")
-    print(f"wrote {out}")
-    return 0
+    return paper_main(argv, "vit", "ViT image classification: predict classes of image files, or export a model.",
+                      VisionTransformer, inference_metadata, ("image_size", "in_channels", "class_names"), _answer,
+                      detector=False)
 
 
 if __name__ == "__main__":

@@ -45,15 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from A5_detection.common import (
-    check_gt_boxes,
-    check_image_batch,
-    class_candidates,
-    class_spec_nms,
-    paired_iou,
-    predict_in_batches,
-)
-from helpers.checks import check_int, check_real
+from A5_detection.common import class_candidates, class_spec_nms, paired_iou, predict_in_batches
+from helpers.backbone import IMAGENET_MEAN, IMAGENET_STD
+from papers import checks
 
 __all__ = [
     "LAYOUTS",
@@ -78,59 +72,6 @@ __all__ = [
     "yolo_loss",
 ]
 
-# --------------------------------------------------------------------------- backbones
-
-#: The paper's 24 convolutional layers (Figure 3) for 448 x 448 images: ``(kernel, channels, stride)``
-#: per convolution, ``"M"`` for a 2 x 2 max-pool of stride 2.  Overall stride 64: a 7 x 7 map.
-PAPER_LAYOUT = (
-    (7, 64, 2), "M",
-    (3, 192, 1), "M",
-    (1, 128, 1), (3, 256, 1), (1, 256, 1), (3, 512, 1), "M",
-    *((1, 256, 1), (3, 512, 1)) * 4, (1, 512, 1), (3, 1024, 1), "M",
-    *((1, 512, 1), (3, 1024, 1)) * 2, (3, 1024, 1), (3, 1024, 2),
-    (3, 1024, 1), (3, 1024, 1),
-)
-
-#: A reduced layout in the same style (3 x 3 convolutions alternating with 1 x 1 reductions,
-#: max-pools) for 64-96 px images: 10 convolutions, overall stride 16 (a 6 x 6 map at 96 px).
-SMALL_LAYOUT = (
-    (3, 32, 2), "M",
-    (3, 64, 1), "M",
-    (1, 32, 1), (3, 128, 1), (1, 64, 1), (3, 128, 1), "M",
-    (1, 128, 1), (3, 256, 1), (1, 128, 1), (3, 256, 1),
-)
-
-LAYOUTS = {"paper": PAPER_LAYOUT, "small": SMALL_LAYOUT}
-
-#: ImageNet channel statistics; images in [0, 1] are normalised with them inside the model.
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
-
-
-def _resolve_layout(layout):
-    if isinstance(layout, str):
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {sorted(LAYOUTS)} or a tuple of (kernel, channels, stride) / "
-                             f"'M' entries, got {layout!r}")
-        return LAYOUTS[layout]
-    if not isinstance(layout, (list, tuple)) or not layout:
-        raise TypeError(f"layout must be a name or a non-empty sequence of entries, got {layout!r}")
-    for entry in layout:
-        ok = entry == "M" or (isinstance(entry, (list, tuple)) and len(entry) == 3
-                              and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in entry))
-        if not ok:
-            raise ValueError(f"layout entries must be (kernel, channels, stride) positive ints or 'M', got {entry!r}")
-    return tuple(layout)
-
-
-def layout_stride(layout) -> int:
-    """Overall stride of a layout: the product of its convolution strides and 2 per max-pool."""
-    stride = 1
-    for entry in _resolve_layout(layout):
-        stride *= 2 if entry == "M" else entry[2]
-    return stride
-
-
 def build_backbone(layout, in_channels: int = 3, batch_norm: bool = True) -> tuple[nn.Sequential, int]:
     """The convolutional part of YOLOv1 from a layout.
 
@@ -142,6 +83,9 @@ def build_backbone(layout, in_channels: int = 3, batch_norm: bool = True) -> tup
     Returns:
         ``(backbone, out_channels)``: ``backbone`` maps ``(N, in_channels, H, W)`` to
         ``(N, out_channels, H / stride, W / stride)`` (:func:`layout_stride`).
+
+    Hint: one ``nn.Conv2d`` per ``(kernel, channels, stride)`` entry; keep track of the
+    current number of channels, it is the next convolution's input.
     """
     layers, channels = [], in_channels
     ### BEGIN SOLUTION
@@ -193,33 +137,15 @@ class YOLOv1(nn.Module):
                  batch_norm: bool = True, squash: bool = True, lambda_coord: float = 5.0,
                  lambda_noobj: float = 0.5, class_names: list | None = None):
         super().__init__()
-        self.num_classes = check_int(num_classes, "num_classes", minimum=1)
-        self.image_size = check_int(image_size, "image_size", minimum=1)
-        self.grid_size = check_int(grid_size, "grid_size", minimum=1)
-        self.num_boxes = check_int(num_boxes, "num_boxes", minimum=1)
-        check_int(hidden, "hidden", minimum=1)
-        check_real(dropout, "dropout", low=0.0, high=1.0)
-        if image_size % grid_size:
-            raise ValueError(f"image_size must be a multiple of grid_size so that every cell is a whole number of "
-                             f"pixels: {image_size} px is not divisible into {grid_size} x {grid_size} cells")
-        if head not in ("fc", "conv"):
-            raise ValueError(f"head must be 'fc' or 'conv', got {head!r}")
-        stride = layout_stride(layout)
-        if image_size % stride:
-            raise ValueError(f"image_size must be a multiple of the layout's stride {stride}, got {image_size}")
-        feature_size = image_size // stride
-        if head == "conv" and feature_size != grid_size:
-            raise ValueError(f"the conv head needs an S x S feature map: image_size / stride = {image_size} / {stride} "
-                             f"= {feature_size}, but grid_size is {grid_size}")
-        if class_names is not None and (len(class_names) != num_classes
-                                        or not all(isinstance(n, str) for n in class_names)):
-            raise ValueError(f"class_names must be {num_classes} strings, got {class_names!r}")
+        feature_size = checks.yolov1_settings(num_classes, image_size, grid_size, num_boxes, head, hidden, dropout,
+                                              layout_stride(layout), lambda_coord, lambda_noobj, class_names)
+        self.num_classes, self.image_size, self.grid_size = num_classes, image_size, grid_size
+        self.num_boxes = num_boxes
         self.squash, self.head_kind = bool(squash), head
-        self.lambda_coord = check_real(lambda_coord, "lambda_coord", low=0.0)
-        self.lambda_noobj = check_real(lambda_noobj, "lambda_noobj", low=0.0)
+        self.lambda_coord, self.lambda_noobj = float(lambda_coord), float(lambda_noobj)
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         depth = num_boxes * 5 + num_classes
         ### BEGIN SOLUTION
         self.backbone, channels = build_backbone(layout, 3, batch_norm)
@@ -247,10 +173,7 @@ class YOLOv1(nn.Module):
 
     def check_images(self, images) -> None:
         """Raise a clear error unless ``images`` is ``(N, 3, image_size, image_size)`` floats."""
-        check_image_batch(images, self.grid_size, f"the grid size {self.grid_size} (whole-pixel cells)")
-        height, width = images.shape[-2:]
-        if (height, width) != (self.image_size, self.image_size):
-            raise ValueError(f"this model takes {self.image_size} x {self.image_size} images, got {height} x {width}")
+        checks.yolo_images(images, self.grid_size, self.image_size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         self.check_images(images)
@@ -286,37 +209,6 @@ class YOLOv1(nn.Module):
 # --------------------------------------------------------------------------- targets
 
 
-def _check_grid(grid_size, image_size) -> tuple[int, int]:
-    grid_size = check_int(grid_size, "grid_size", minimum=1)
-    image_size = check_int(image_size, "image_size", minimum=1)
-    if image_size % grid_size:
-        raise ValueError(f"image_size must be a multiple of grid_size (whole-pixel cells): {image_size} px does not "
-                         f"divide into {grid_size} cells")
-    return grid_size, image_size
-
-
-def _centre_cells(boxes: torch.Tensor, grid_size: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row and column of the cell holding each box centre (a centre on the last edge goes to the last cell)."""
-    cell = image_size / grid_size
-    cx = (boxes[:, 0] + boxes[:, 2]) / 2
-    cy = (boxes[:, 1] + boxes[:, 3]) / 2
-    col = (cx / cell).floor().long().clamp(0, grid_size - 1)
-    row = (cy / cell).floor().long().clamp(0, grid_size - 1)
-    return row, col
-
-
-def _check_targets_batch(gt_boxes, image_size: int, num_classes: int | None) -> None:
-    check_gt_boxes(gt_boxes, num_classes)
-    rows = gt_boxes.detach().reshape(-1, 5)
-    real = rows[rows[:, 4] >= 0]
-    if real.numel():
-        cx, cy = (real[:, 0] + real[:, 2]) / 2, (real[:, 1] + real[:, 3]) / 2
-        outside = (cx < 0) | (cx > image_size) | (cy < 0) | (cy > image_size)
-        if bool(outside.any()):
-            raise ValueError(f"gt_boxes: every box centre must lie inside the {image_size} x {image_size} image, "
-                             f"got a box {real[outside][0, :4].tolist()}")
-
-
 def encode_targets(gt_boxes: torch.Tensor, grid_size: int, image_size: int, num_classes: int) -> torch.Tensor:
     """Ground-truth boxes -> the YOLOv1 target grid.
 
@@ -336,10 +228,11 @@ def encode_targets(gt_boxes: torch.Tensor, grid_size: int, image_size: int, num_
 
     Returns:
         ``(N, S, S, 5 + C)`` float tensor.
+
+    Rule: a loop over the images and their few boxes is fine; write each box's numbers with
+    tensor indexing.  Hint: :func:`_centre_cells` gives every box's cell.
     """
-    grid_size, image_size = _check_grid(grid_size, image_size)
-    num_classes = check_int(num_classes, "num_classes", minimum=1)
-    _check_targets_batch(gt_boxes, image_size, num_classes)
+    grid_size, image_size, num_classes = checks.encode_args(gt_boxes, grid_size, image_size, num_classes)
     cell = image_size / grid_size
     targets = gt_boxes.new_zeros(gt_boxes.shape[0], grid_size, grid_size, 5 + num_classes)
     ### BEGIN SOLUTION
@@ -377,11 +270,11 @@ def cell_boxes(xy: torch.Tensor, wh: torch.Tensor, image_size: float = 1.0) -> t
 
     Returns:
         ``(N, S, S, ..., 4)`` boxes.
+
+    Rule: no loops.  Hint: ``torch.arange(S)`` shaped to broadcast against ``xy`` gives each
+    cell's column and row; the corners are the centre minus and plus half the size.
     """
-    if not isinstance(xy, torch.Tensor) or xy.dim() < 4 or xy.shape[-1] != 2 or xy.shape[1] != xy.shape[2] \
-            or not isinstance(wh, torch.Tensor) or wh.shape != xy.shape:
-        raise ValueError(f"xy and wh must be tensors of the same shape (N, S, S, ..., 2), got "
-                         f"{getattr(xy, 'shape', type(xy).__name__)} and {getattr(wh, 'shape', type(wh).__name__)}")
+    checks.cell_coordinates(xy, wh)
     grid_size = xy.shape[1]
     ### BEGIN SOLUTION
     steps = torch.arange(grid_size, dtype=xy.dtype, device=xy.device)
@@ -396,48 +289,6 @@ def cell_boxes(xy: torch.Tensor, wh: torch.Tensor, image_size: float = 1.0) -> t
     return boxes * image_size
 
 
-def decode_targets(targets: torch.Tensor, image_size: int) -> list[dict]:
-    """The target grid of :func:`encode_targets` -> one ``{"boxes" (K, 4), "labels" (K,)}`` per image.
-
-    Boxes come in row-major cell order.  The inverse of :func:`encode_targets` for images whose
-    objects all have a cell of their own.
-    """
-    if not isinstance(targets, torch.Tensor) or targets.dim() != 4 or targets.shape[1] != targets.shape[2] \
-            or targets.shape[3] < 6:
-        got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
-        raise ValueError(f"targets must have shape (N, S, S, 5 + C), got {got}")
-    _check_grid(targets.shape[1], image_size)
-    boxes = cell_boxes(targets[..., 0:2], targets[..., 2:4], image_size)
-    out = []
-    for n in range(targets.shape[0]):
-        has_object = targets[n, ..., 4] > 0
-        out.append({"boxes": boxes[n][has_object].reshape(-1, 4),
-                    "labels": targets[n, ..., 5:][has_object].argmax(dim=-1).reshape(-1)})
-    return out
-
-
-def shares_cell(gt_boxes: torch.Tensor, grid_size: int, image_size: int) -> torch.Tensor:
-    """Which objects share their centre cell with another object's centre.
-
-    Args:
-        gt_boxes: ``(N, M, 5)`` as for :func:`encode_targets`.
-
-    Returns:
-        bool ``(N, M)``: True for a real box whose centre cell holds at least one other centre
-        (False for padding).  Of each such group only one object gets a target.
-    """
-    grid_size, image_size = _check_grid(grid_size, image_size)
-    _check_targets_batch(gt_boxes, image_size, None)
-    shared = torch.zeros(gt_boxes.shape[:2], dtype=torch.bool, device=gt_boxes.device)
-    for n, boxes in enumerate(gt_boxes):
-        real = (boxes[:, 4] >= 0).nonzero()[:, 0]
-        row, col = _centre_cells(boxes[real], grid_size, image_size)
-        index = row * grid_size + col
-        same = index[:, None] == index[None, :]
-        shared[n, real] = same.sum(dim=1) > 1
-    return shared
-
-
 # --------------------------------------------------------------------------- predictions and the loss
 
 
@@ -450,12 +301,10 @@ def split_predictions(raw: torch.Tensor, num_boxes: int, squash: bool = True) ->
     Returns:
         dict ``xy (N, S, S, B, 2)``, ``sqrt_wh (N, S, S, B, 2)``, ``conf (N, S, S, B)``,
         ``class_probs (N, S, S, C)``.
+
+    Rule: no loops.  Hint: ``unflatten`` the first ``B * 5`` numbers of a cell into ``(B, 5)``.
     """
-    num_boxes = check_int(num_boxes, "num_boxes", minimum=1)
-    if not isinstance(raw, torch.Tensor) or raw.dim() != 4 or raw.shape[1] != raw.shape[2] \
-            or raw.shape[3] <= num_boxes * 5:
-        got = tuple(raw.shape) if isinstance(raw, torch.Tensor) else type(raw).__name__
-        raise ValueError(f"raw must have shape (N, S, S, B * 5 + C) with B = {num_boxes} and C >= 1, got {got}")
+    checks.yolo_raw(raw, num_boxes)
     ### BEGIN SOLUTION
     boxes = raw[..., :num_boxes * 5].unflatten(-1, (num_boxes, 5))
     classes = raw[..., num_boxes * 5:]
@@ -478,13 +327,11 @@ def responsible_boxes(pred_boxes: torch.Tensor, target_boxes: torch.Tensor) -> t
     Returns:
         ``(index, iou)``: ``index (N, S, S)`` int64 in ``[0, B)``, and ``iou (N, S, S, B)`` of every
         predicted box with its cell's target.
+
+    Rule: no loops.  Hint: ``paired_iou`` of the predicted boxes and the target boxes with a
+    box axis added (``unsqueeze(3)``), then ``argmax``.
     """
-    if not isinstance(pred_boxes, torch.Tensor) or pred_boxes.dim() != 5 or pred_boxes.shape[-1] != 4:
-        got = tuple(pred_boxes.shape) if isinstance(pred_boxes, torch.Tensor) else type(pred_boxes).__name__
-        raise ValueError(f"pred_boxes must have shape (N, S, S, B, 4), got {got}")
-    if not isinstance(target_boxes, torch.Tensor) or target_boxes.shape != pred_boxes.shape[:3] + (4,):
-        got = tuple(target_boxes.shape) if isinstance(target_boxes, torch.Tensor) else type(target_boxes).__name__
-        raise ValueError(f"target_boxes must have shape {tuple(pred_boxes.shape[:3]) + (4,)}, got {got}")
+    checks.cell_box_pairs(pred_boxes, target_boxes)
     ### BEGIN SOLUTION
     iou = paired_iou(pred_boxes, target_boxes.unsqueeze(3))
     return iou.argmax(dim=-1), iou  # argmax: the first of equal values
@@ -518,15 +365,13 @@ def yolo_loss(raw: torch.Tensor, targets: torch.Tensor, num_boxes: int, lambda_c
 
     Returns:
         dict of the five terms (scalars, weighted) ``coord_xy, coord_wh, conf_obj, conf_noobj, class``.
+
+    Rule: no loops over cells or boxes.  Hint: find the responsible boxes under
+    ``torch.no_grad()``; ``F.one_hot`` turns their index into a ``(N, S, S, B)`` mask.
     """
     parts = split_predictions(raw, num_boxes, squash)
-    if not isinstance(targets, torch.Tensor) or targets.shape[:3] != raw.shape[:3] \
-            or targets.dim() != 4 or targets.shape[3] != 5 + parts["class_probs"].shape[-1]:
-        got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
-        raise ValueError(f"targets must have shape {tuple(raw.shape[:3]) + (5 + parts['class_probs'].shape[-1],)} "
-                         f"(encode_targets with the same S and C), got {got}")
-    lambda_coord = check_real(lambda_coord, "lambda_coord", low=0.0)
-    lambda_noobj = check_real(lambda_noobj, "lambda_noobj", low=0.0)
+    lambda_coord, lambda_noobj = checks.yolo_loss_args(raw, targets, parts["class_probs"].shape[-1], lambda_coord,
+                                                       lambda_noobj)
     batch = raw.shape[0]
     losses = {}
     ### BEGIN SOLUTION
@@ -579,12 +424,12 @@ def decode_predictions(raw: torch.Tensor, num_boxes: int, image_size: int, score
     Returns:
         ``N`` dicts ``{"boxes" (K, 4) pixels, "scores" (K,), "labels" (K,) int64}``, by decreasing
         score, on the CPU -- the ``predictions`` of ``A5_detection.common.evaluate_detections``.
+
+    Rule: one loop, over the images.  Hint: :func:`cell_boxes` for every box at once, then
+    ``class_candidates`` and ``class_spec_nms`` per image.
     """
     parts = split_predictions(raw, num_boxes, squash)
-    _check_grid(raw.shape[1], image_size)
-    score_thresh = check_real(score_thresh, "score_thresh")
-    nms_thresh = check_real(nms_thresh, "nms_thresh", low=0.0, high=1.0)
-    max_detections = check_int(max_detections, "max_detections", minimum=1)
+    score_thresh, nms_thresh = checks.yolo_decode_args(raw, image_size, score_thresh, nms_thresh, max_detections)
     num_classes = parts["class_probs"].shape[-1]
     predictions = []
     ### BEGIN SOLUTION
@@ -630,15 +475,11 @@ def random_scale_translate(images: torch.Tensor, gt_boxes: torch.Tensor, max_sca
 
     Returns:
         ``(images, gt_boxes)`` transformed (new tensors).
+
+    Rule: no loops.  Hint: ``F.affine_grid`` and ``F.grid_sample`` move the pixels; move the
+    box corners by the same map (scale about the centre, then shift).
     """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
-        raise ValueError("images must be a float tensor (N, C, H, W)")
-    check_gt_boxes(gt_boxes)
-    if gt_boxes.shape[0] != images.shape[0]:
-        raise ValueError(f"gt_boxes must hold one (M, 5) block per image, got {gt_boxes.shape[0]} for "
-                         f"{images.shape[0]} images")
-    max_scale = check_real(max_scale, "max_scale", low=0.0, high=0.9)
-    max_shift = check_real(max_shift, "max_shift", low=0.0, high=1.0)
+    max_scale, max_shift = checks.augmentation_args(images, gt_boxes, max_scale, max_shift)
     n, _, height, width = images.shape
     device = images.device
     scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * max_scale   # device: a CPU generator; .to below
@@ -668,6 +509,98 @@ def random_scale_translate(images: torch.Tensor, gt_boxes: torch.Tensor, max_sca
     return out, boxes
 
 
+# --------------------------------------------------------------------------- targets (given)
+
+
+def _centre_cells(boxes: torch.Tensor, grid_size: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column of the cell holding each box centre (a centre on the last edge goes to the last cell)."""
+    cell = image_size / grid_size
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    col = (cx / cell).floor().long().clamp(0, grid_size - 1)
+    row = (cy / cell).floor().long().clamp(0, grid_size - 1)
+    return row, col
+
+
+def decode_targets(targets: torch.Tensor, image_size: int) -> list[dict]:
+    """The target grid of :func:`encode_targets` -> one ``{"boxes" (K, 4), "labels" (K,)}`` per image.
+
+    Boxes come in row-major cell order.  The inverse of :func:`encode_targets` for images whose
+    objects all have a cell of their own.
+    """
+    if not isinstance(targets, torch.Tensor) or targets.dim() != 4 or targets.shape[1] != targets.shape[2] \
+            or targets.shape[3] < 6:
+        got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise ValueError(f"targets must have shape (N, S, S, 5 + C), got {got}")
+    checks.yolo_grid(targets.shape[1], image_size)
+    boxes = cell_boxes(targets[..., 0:2], targets[..., 2:4], image_size)
+    out = []
+    for n in range(targets.shape[0]):
+        has_object = targets[n, ..., 4] > 0
+        out.append({"boxes": boxes[n][has_object].reshape(-1, 4),
+                    "labels": targets[n, ..., 5:][has_object].argmax(dim=-1).reshape(-1)})
+    return out
+
+
+def shares_cell(gt_boxes: torch.Tensor, grid_size: int, image_size: int) -> torch.Tensor:
+    """Which objects share their centre cell with another object's centre.
+
+    Args:
+        gt_boxes: ``(N, M, 5)`` as for :func:`encode_targets`.
+
+    Returns:
+        bool ``(N, M)``: True for a real box whose centre cell holds at least one other centre
+        (False for padding).  Of each such group only one object gets a target.
+    """
+    grid_size, image_size = checks.yolo_grid(grid_size, image_size)
+    checks.yolo_gt_boxes(gt_boxes, image_size, None)
+    shared = torch.zeros(gt_boxes.shape[:2], dtype=torch.bool, device=gt_boxes.device)
+    for n, boxes in enumerate(gt_boxes):
+        real = (boxes[:, 4] >= 0).nonzero()[:, 0]
+        row, col = _centre_cells(boxes[real], grid_size, image_size)
+        index = row * grid_size + col
+        same = index[:, None] == index[None, :]
+        shared[n, real] = same.sum(dim=1) > 1
+    return shared
+
+
+# --------------------------------------------------------------------------- layouts (given)
+
+#: The paper's 24 convolutional layers (Figure 3) for 448 x 448 images: ``(kernel, channels, stride)``
+#: per convolution, ``"M"`` for a 2 x 2 max-pool of stride 2.  Overall stride 64: a 7 x 7 map.
+PAPER_LAYOUT = (
+    (7, 64, 2), "M",
+    (3, 192, 1), "M",
+    (1, 128, 1), (3, 256, 1), (1, 256, 1), (3, 512, 1), "M",
+    *((1, 256, 1), (3, 512, 1)) * 4, (1, 512, 1), (3, 1024, 1), "M",
+    *((1, 512, 1), (3, 1024, 1)) * 2, (3, 1024, 1), (3, 1024, 2),
+    (3, 1024, 1), (3, 1024, 1),
+)
+
+#: A reduced layout in the same style (3 x 3 convolutions alternating with 1 x 1 reductions,
+#: max-pools) for 64-96 px images: 10 convolutions, overall stride 16 (a 6 x 6 map at 96 px).
+SMALL_LAYOUT = (
+    (3, 32, 2), "M",
+    (3, 64, 1), "M",
+    (1, 32, 1), (3, 128, 1), (1, 64, 1), (3, 128, 1), "M",
+    (1, 128, 1), (3, 256, 1), (1, 128, 1), (3, 256, 1),
+)
+
+LAYOUTS = {"paper": PAPER_LAYOUT, "small": SMALL_LAYOUT}
+
+
+def _resolve_layout(layout) -> tuple:
+    """A layout's entries: a name of :data:`LAYOUTS` looked up, a sequence checked (``papers.checks``)."""
+    return LAYOUTS[layout] if isinstance(layout, str) and layout in LAYOUTS else checks.yolo_layout(layout, LAYOUTS)
+
+def layout_stride(layout) -> int:
+    """Overall stride of a layout: the product of its convolution strides and 2 per max-pool."""
+    stride = 1
+    for entry in _resolve_layout(layout):
+        stride *= 2 if entry == "M" else entry[2]
+    return stride
+
+
 # --------------------------------------------------------------------------- deployment
 
 
@@ -688,67 +621,26 @@ def load_yolov1(path) -> YOLOv1:
 def save_export(model: YOLOv1, path) -> Path:
     """Export the network with ``helpers.export.export_model`` (images -> raw grid), storing inside the
     file what decoding needs (image size, ``S``, ``B``, ``C``, squash, class names)."""
-    from helpers.export import export_model
+    from helpers.export import export_with_metadata
 
-    example = torch.rand(2, 3, model.image_size, model.image_size)
-    return export_model(model, example, path, metadata=inference_metadata(model))
+    return export_with_metadata(model, path, inference_metadata(model))
+
+
+def _answer(network, images: torch.Tensor, meta: dict, score_thresh: float) -> list[dict]:
+    """The command line's detections: the grid of ``network`` (model or export) decoded with ``meta``'s settings."""
+    return decode_predictions(network(images), meta["num_boxes"], meta["image_size"], score_thresh=score_thresh,
+                              squash=meta["squash"])
 
 
 def main(argv=None) -> int:
     """``python -m papers.yolov1 predict IMAGE... [--checkpoint P | --export P] [--out DIR]`` writes
-    ``DIR/predictions.json`` and ``DIR/<image>_yolov1.png`` (detections drawn);
+    ``DIR/predictions.json`` (boxes in the original images' pixels) and ``DIR/<image>_yolov1.png``;
     ``python -m papers.yolov1 export [--checkpoint P] [--out FILE.pt2]`` writes the export (decoding
-    settings inside)."""
-    from helpers.export import (
-        command_model,
-        output_folder,
-        output_names,
-        predict_parser,
-        read_good_images,
-        save_annotated,
-        write_json,
-    )
+    settings inside).  See ``helpers.export.paper_main``."""
+    from helpers.export import paper_main
 
-    parser = predict_parser("yolov1", "YOLOv1 (Redmon et al., 2016): detect objects in images.")
-    args = parser.parse_args(argv)
-    network, config = command_model(args, "yolov1", YOLOv1, inference_metadata,
-                                    required=("image_size", "num_boxes", "squash", "class_names"))
-    if args.command == "export":
-        print(f"wrote {save_export(network, args.out)}")
-        return 0
-    size = config["image_size"]
-    out = output_folder(args.out)
-    paths, images = read_good_images(args.images, size, channels=3)
-    with torch.no_grad():
-        raw = network(images)
-    predictions = decode_predictions(raw, config["num_boxes"], size, score_thresh=args.score_thresh,
-                                     squash=config["squash"])
-    names = config["class_names"]
-    entries = []
-    for path, stem, image, pred in zip(paths, output_names(paths), images, predictions, strict=True):
-        width, height = _image_size(path)
-        scale = torch.tensor([width / size, height / size, width / size, height / size])
-        entries.append({
-            "image": str(path), "width": width, "height": height,
-            "detections": [{"label": int(label), "class": names[int(label)], "score": round(float(score), 4),
-                            "box": [round(v, 2) for v in (box * scale).tolist()]}
-                           for box, score, label in zip(pred["boxes"], pred["scores"], pred["labels"], strict=True)],
-        })
-        save_annotated(image, pred, names, out / f"{stem}_yolov1.png")
-    write_json({"model": "yolov1", "source": args.export or args.checkpoint or "default checkpoint",
-                "model_image_size": size, "score_thresh": args.score_thresh,
-                "box_format": "x1, y1, x2, y2 in the original image's pixels", "images": entries},
-               out / "predictions.json")
-    print(f"wrote {out / 'predictions.json'} and {len(entries)} annotated image(s)")
-    return 0
-
-
-def _image_size(path) -> tuple[int, int]:
-    """``(width, height)`` of an image file."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.size
+    return paper_main(argv, "yolov1", "YOLOv1 (Redmon et al., 2016): detect objects in images.", YOLOv1,
+                      inference_metadata, ("image_size", "num_boxes", "squash", "class_names"), _answer, detector=True)
 
 
 if __name__ == "__main__":

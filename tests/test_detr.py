@@ -18,7 +18,7 @@ from scipy.optimize import linear_sum_assignment
 from A4_rnn_transformer.transformer import position_encoding_sinusoid
 from A5_detection.common import evaluate_detections
 from helpers.data import gt_boxes_to_targets, load_detection
-from helpers.export import export_model, load_exported, max_difference, save_model
+from helpers.export import BOX_FORMAT, export_model, load_exported, max_difference, read_images, save_model
 from helpers.gradcheck import compute_numeric_gradient, rel_error
 from papers import detr
 from papers.detr import (
@@ -516,6 +516,13 @@ def test_command_line_predicts_and_exports(tmp_path):
     # threshold 0: every (query, class) pair is a detection
     assert all(len(r["detections"]) == SMALL["num_queries"] * 3 for r in result["images"])
     assert {d["class"] for r in result["images"] for d in r["detections"]} <= {"a", "b", "c"}
+    # one box convention for every paper: corners in the original 70 x 50 image's pixels, stated in the file
+    assert result["box_format"] == BOX_FORMAT and all((r["width"], r["height"]) == (70, 50) for r in result["images"])
+    with torch.no_grad():
+        expected = decode_predictions(*model.eval()(read_images(images, 64, 3)), 64, 0.0)
+    scale = np.array([70 / 64, 50 / 64, 70 / 64, 50 / 64])
+    for record, pred in zip(result["images"], expected, strict=True):
+        assert np.allclose([d["box"] for d in record["detections"]], pred["boxes"].numpy() * scale, atol=0.01)
     assert sorted(p.name for p in out.glob("*.png")) == ["scene0_detr.png", "scene1_detr.png"]
     # The export gives the same detections as the checkpoint.
     pt2 = tmp_path / "detr.pt2"

@@ -10,13 +10,17 @@ from PIL import Image
 from torch import nn
 
 from helpers.export import (
+    BOX_FORMAT,
     ImageReadError,
+    classification_records,
+    detection_records,
     export_metadata,
     export_model,
     is_exported,
     load_exported,
     load_model,
     max_difference,
+    paper_main,
     predict_parser,
     read_images,
     save_annotated,
@@ -155,6 +159,62 @@ def test_predict_parser_commands():
         parser.parse_args(["predict", "a.png", "--export", "m.pt2", "--checkpoint", "c.pt"])
     with pytest.raises(SystemExit):
         parser.parse_args([])
+
+
+def test_detection_records_give_boxes_in_the_original_images_pixels(tmp_path):
+    Image.new("RGB", (80, 40)).save(tmp_path / "wide.png")
+    prediction = {"boxes": torch.tensor([[0.0, 0.0, 16.0, 16.0], [4.0, 8.0, 8.0, 12.0]]),
+                  "scores": torch.tensor([0.9, 0.4]), "labels": torch.tensor([1, 0])}
+    (record,) = detection_records([tmp_path / "wide.png"], [prediction], 16, ["cat", "dog"])
+    assert (record["width"], record["height"]) == (80, 40)
+    assert [d["box"] for d in record["detections"]] == [[0.0, 0.0, 80.0, 40.0], [20.0, 20.0, 40.0, 30.0]]
+    assert [(d["class"], d["label"], d["score"]) for d in record["detections"]] == [("dog", 1, 0.9), ("cat", 0, 0.4)]
+    assert "original image's pixels" in BOX_FORMAT
+
+
+def test_classification_records_give_the_top_classes():
+    probabilities = torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]])
+    rows = classification_records(["a.png", "b.png"], probabilities, ["x", "y", "z"], top=2)
+    assert [[t["class"] for t in row["top"]] for row in rows] == [["y", "z"], ["x", "z"]]
+    assert rows[0]["image"] == "a.png" and rows[0]["top"][0] == {"class": "y", "id": 1, "probability": 0.6}
+
+
+class Corner(nn.Module):
+    """A 'detector' answering one box, the top-left quarter of its 8 x 8 input, with class 1."""
+
+    def __init__(self, image_size=8, class_names=("a", "b")):
+        super().__init__()
+        self.image_size, self.class_names = image_size, list(class_names)
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, images):
+        return images.mean(dim=(1, 2, 3)) * self.scale
+
+
+def _corner_meta(model):
+    return {"image_size": model.image_size, "class_names": model.class_names}
+
+
+def _corner_answer(network, images, meta, score_thresh):
+    return [{"boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0]]), "scores": torch.ones(1), "labels": torch.tensor([1])}
+            for _ in network(images)]
+
+
+def test_paper_main_writes_one_box_convention_from_a_checkpoint_and_an_export(tmp_path):
+    checkpoint = save_model(Corner(), {"image_size": 8}, tmp_path / "corner.pt")
+    Image.new("RGB", (40, 20)).save(tmp_path / "img.png")
+    command = ("corner", "demo", Corner, _corner_meta, ("image_size", "class_names"), _corner_answer)
+    assert paper_main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "c.pt2")], *command,
+                      detector=True) == 0
+    assert export_metadata(tmp_path / "c.pt2") == {"image_size": 8, "class_names": ["a", "b"]}
+    for source in (["--checkpoint", str(checkpoint)], ["--export", str(tmp_path / "c.pt2")]):
+        out = tmp_path / source[0].strip("-")
+        assert paper_main(["predict", str(tmp_path / "img.png"), *source, "--out", str(out)], *command,
+                          detector=True) == 0
+        written = json.loads((out / "predictions.json").read_text())
+        assert written["box_format"] == BOX_FORMAT and written["model_image_size"] == 8
+        assert written["images"][0]["detections"][0]["box"] == [0.0, 0.0, 20.0, 10.0]
+        assert (out / "img_corner.png").is_file()
 
 
 # --------------------------------------------------------------------------- crafted exports

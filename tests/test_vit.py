@@ -34,7 +34,7 @@ PATCHES = pytest.mark.grade("patchify and PatchEmbedding", points=3)
 BLOCK = pytest.mark.grade("ViTBlock (pre-norm)", points=3)
 MODEL = pytest.mark.grade("VisionTransformer", points=3)
 LOOK = pytest.mark.grade("attention rollout", points=2)
-GIVEN = pytest.mark.grade("given code: loss, export, command line", points=0)
+GIVEN = pytest.mark.grade("given code: input checks, loss, export, command line", points=0)
 
 
 def tiny_vit(**kwargs) -> VisionTransformer:
@@ -60,7 +60,7 @@ def test_patchify_matches_a_loop_over_patches(shape, P):
     assert torch.equal(unpatchify(out, P, H, W), images)
 
 
-@PATCHES
+@GIVEN
 def test_patchify_refuses_sizes_not_divisible_by_the_patch():
     with pytest.raises(ValueError, match="not divisible by patch_size 4"):
         patchify(torch.zeros(1, 1, 30, 28), 4)
@@ -137,7 +137,7 @@ def test_block_residual_path_is_an_identity_when_sublayers_output_zero():
     assert torch.equal(block(x), x)
 
 
-@BLOCK
+@GIVEN
 def test_block_refuses_bad_settings():
     with pytest.raises(ValueError, match="must divide emb_dim"):
         ViTBlock(emb_dim=10, num_heads=3, mlp_dim=8)
@@ -265,7 +265,7 @@ def test_hybrid_cuts_its_patches_from_the_stem_features():
     assert isinstance(tiny_vit().stem, nn.Identity), "no stem: the plain ViT"
 
 
-@MODEL
+@GIVEN
 def test_stem_refuses_bad_channels():
     for bad in ((0,), (4, -1), (2.5,)):
         with pytest.raises((ValueError, TypeError), match="stem channels"):

@@ -13,7 +13,7 @@ import torch
 
 from A5_detection.common import box_iou, evaluate_detections
 from helpers.data import gt_boxes_to_targets, load_detection
-from helpers.export import export_metadata, load_exported, max_difference, save_model
+from helpers.export import BOX_FORMAT, export_metadata, load_exported, max_difference, save_model
 from papers.yolov1 import (
     PAPER_LAYOUT,
     SMALL_LAYOUT,
@@ -529,6 +529,7 @@ def test_command_line_predict_and_export(tmp_path):
     assert [e["image"] for e in result["images"]] == list(map(str, files))
     first = result["images"][0]
     assert (first["width"], first["height"]) == (40, 30) and first["detections"]
+    assert result["box_format"] == BOX_FORMAT, "one box convention for every paper, stated in the file"
     det = first["detections"][0]
     assert set(det) == {"label", "class", "score", "box"} and det["class"] == f"class{det['label']}"
     assert all(0 <= v <= 40 for v in det["box"][0::2]) and all(0 <= v <= 30 for v in det["box"][1::2])

@@ -1,0 +1,88 @@
+"""A5_detection/harness.py: the detection notebooks' shared cells report what evaluate_detections says."""
+
+import dataclasses
+
+import matplotlib
+import pytest
+import torch
+
+from A5_detection import harness
+from A5_detection.common import count_errors, evaluate_detections
+from helpers.config import get_config
+from helpers.data import gt_boxes_to_targets, load_detection
+
+matplotlib.use("Agg")
+
+pytestmark = pytest.mark.grade("given code: the detection notebooks' harness", points=0)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return load_detection("detection_scenes", "val", num=6, image_size=64)
+
+
+def _as_predictions(targets, labels=None):
+    """The ground truth as detections (score 1), optionally with other labels."""
+    return [{"boxes": t["boxes"], "scores": torch.ones(len(t["labels"])),
+             "labels": t["labels"] if labels is None else labels(t["labels"])} for t in targets]
+
+
+def test_load_splits_loads_three_splits_and_prints_them(capsys):
+    cfg = dataclasses.replace(get_config(), dataset="detection_scenes")
+    data = harness.load_splits(cfg, 64, {"train": 3, "val": 2, "test": 2}, {"train": "train", "val": "val",
+                                                                              "test": "test"},
+                               {"train": 1, "val": 1, "test": 1})
+    assert sorted(data) == ["test", "train", "val"] and data["train"]["images"].shape[0] == 3
+    lines = capsys.readouterr().out.splitlines()
+    objects = int((data["val"]["gt_boxes"][..., 4] >= 0).sum())
+    assert lines[1] == f"val   {2:6,d} images (3, 64, 64), {objects:6,d} objects"
+    assert lines[3] == "classes: " + ", ".join(data["train"]["class_names"])
+
+
+def test_evaluate_reports_evaluate_detections(split, capsys):
+    targets = gt_boxes_to_targets(split["gt_boxes"], split["difficult"])
+    shuffled = lambda labels: (labels + 1) % len(split["class_names"])  # noqa: E731
+    result = harness.evaluate(lambda images: _as_predictions(targets, shuffled), split, "demo", curves=False)
+    expected = evaluate_detections(_as_predictions(targets, shuffled), targets, len(split["class_names"]))
+    assert result["mAP"] == expected["mAP"] == 0.0
+    out = capsys.readouterr().out
+    assert out.startswith(f"test mAP@0.5 0.000 on {len(targets)} images (")
+    assert f"  {split['class_names'][0]:12s} AP {expected['ap_per_class'][0]:.3f}" in out
+    assert harness.class_agnostic_ap(result["predictions"], result["targets"]) == pytest.approx(1.0), \
+        "the right boxes with the wrong classes: every object found"
+
+
+def test_report_errors_prints_count_errors_and_confusions(split, capsys):
+    targets = harness.targets_of(split)
+    predictions = _as_predictions(targets, lambda labels: torch.zeros_like(labels))
+    counts, examples = harness.report_errors(predictions, targets, split["class_names"], 0.5)
+    assert (counts, examples) == count_errors(predictions, targets, score_thresh=0.5)
+    out = capsys.readouterr().out
+    assert f"{sum(len(t['labels']) for t in targets)} test objects; at score >= 0.5:" in out
+    assert f"  mislabelled  {counts['mislabelled']:5d}" in out and "most frequent confusions (true -> said): " in out
+    harness.report_errors(predictions, targets, split["class_names"], 0.5, note=", without NMS", confusions=False)
+    out = capsys.readouterr().out
+    assert "at score >= 0.5, without NMS:" in out and "confusions" not in out
+
+
+def test_overfit_map_and_check(split, capsys):
+    targets = gt_boxes_to_targets(split["gt_boxes"])
+    value = harness.overfit_map(_as_predictions(targets), split["gt_boxes"], 10, [4.0, 2.0, 0.5], 3.2,
+                                what="scenes")
+    assert value == 1.0
+    assert capsys.readouterr().out == "loss 4.00 -> 0.500 in 3 steps (3 s); mAP on those 6 scenes 1.000\n"
+    harness.check_overfit([4.0, 0.5], value, 6, min_map=0.9, loss_fraction=0.25)
+    assert capsys.readouterr().out == ("overfitting 6 scenes: the loss falls below a quarter of its start ✓\n"
+                                       "overfitting 6 scenes: mAP on them above 0.9 ✓\n")
+    harness.check_overfit([4.0, 2.0], 0.5, 6, min_map=0.9, loss_fraction=0.25)
+    assert capsys.readouterr().out.count("✗") == 2
+
+
+def test_pictures_draw(split, capsys):
+    harness.show_ground_truth(split, rows=1, cols=3, figsize=(6, 2))
+    targets = harness.targets_of(split)
+    evaluation = {"predictions": _as_predictions(targets, lambda labels: torch.zeros_like(labels)),
+                  "targets": targets, "class_names": split["class_names"]}
+    _, examples = count_errors(evaluation["predictions"], targets)
+    harness.show_failures(split["images"], evaluation, examples, 0.5, kinds=("mislabelled",), per_kind=2)
+    assert capsys.readouterr().out.startswith("mislabelled: ")
