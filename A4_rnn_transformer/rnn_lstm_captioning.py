@@ -22,13 +22,13 @@ Given code below the assignment: the image encoder (:class:`ImageEncoder`),
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from A4_rnn_transformer import checks
 from A4_rnn_transformer.checks import CELL_TYPES, SPECIAL_TOKENS
+from helpers.backbone import IMAGENET_MEAN, IMAGENET_STD, RegNetTrunk
 from helpers.checks import check_int
 
 
@@ -617,39 +617,10 @@ class CaptioningRNN(nn.Module):
 # =========================================================================== given code below this line
 # --------------------------------------------------------------------------- images
 
-#: ImageNet statistics: both image encoders normalise their input with them.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Feature channels of the two encoders (RegNetX-400MF up to its third stage; our small CNN).
 REGNET_CHANNELS = 160
 SMALL_CNN_CHANNELS = 128
 
-
-
-def _regnet_trunk(weights=None) -> nn.Sequential:
-    """RegNetX-400MF's stem and first three stages: ``(N, 3, H, W) -> (N, 160, H/16, W/16)``."""
-    from torchvision.models import regnet_x_400mf
-
-    net = regnet_x_400mf(weights=weights)
-    trunk = net.trunk_output
-    return nn.Sequential(net.stem, trunk.block1, trunk.block2, trunk.block3)
-
-
-def _imagenet_weights():
-    """The ImageNet weights of RegNetX-400MF; refuses to download them when offline."""
-    from torchvision.models import RegNet_X_400MF_Weights
-
-    from helpers.config import get_config
-
-    weights = RegNet_X_400MF_Weights.IMAGENET1K_V1
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
-    if get_config().offline and not cached.is_file():
-        raise FileNotFoundError(
-            f"ImageEncoder(pretrained=True) needs the ImageNet weights of RegNetX-400MF ({weights.url}), "
-            f"but DL4CV_OFFLINE=1 and they are not in {cached.parent}. Either use pretrained=False "
-            "(a small CNN trained from scratch with the captioner), or put the file there, "
-            "or run with DL4CV_OFFLINE=0 to download it.")
-    return weights
 
 
 def _small_cnn() -> nn.Sequential:
@@ -696,7 +667,7 @@ class ImageEncoder(nn.Module):
             raise TypeError(f"pretrained must be True or False, got {pretrained!r}")
         self.pretrained = pretrained
         if pretrained:
-            self.cnn = _regnet_trunk(weights=_imagenet_weights())
+            self.cnn = RegNetTrunk(pretrained=True, up_to="c4", user="ImageEncoder(pretrained=True)")
             self._out_channels = REGNET_CHANNELS
         else:
             self.cnn = _small_cnn()
@@ -722,7 +693,8 @@ class ImageEncoder(nn.Module):
         """``images (N, 3, H, W)`` in [0, 1] (or uint8) -> features ``(N, out_channels, H/16, W/16)``."""
         x = checks.float_images(images).to(self.mean.dtype)
         x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)  # faster convolutions on CPU
-        return self.cnn(x)
+        features = self.cnn(x)
+        return features["c4"] if self.pretrained else features
 
 
 # --------------------------------------------------------------------------- glue for training and evaluation

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from A5_detection import checks
+from helpers.backbone import IMAGENET_MEAN, IMAGENET_STD, RegNetTrunk, SmallTrunk
 from helpers.checks import check_boxes, check_gt_boxes, check_image_batch
 
 __all__ = [
@@ -727,74 +728,11 @@ def ignore_classes(items: list[dict]) -> list[dict]:
     return [dict(item, labels=torch.zeros_like(item["labels"])) for item in items]
 
 
-# --------------------------------------------------------------------------- the backbone's trunks
-
-#: ImageNet channel statistics; images in [0, 1] are normalised with them inside the backbone.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
-    """3x3 convolution (padding 1, no bias) -> BatchNorm -> ReLU; ``stride=2`` halves ``H`` and ``W``."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
-
-
-class SmallTrunk(nn.Module):
-    """The from-scratch trunk of :class:`DetectorBackboneWithFPN` (``pretrained=False``).
-
-    Five stride-2 stages of plain 3x3 conv-BN-ReLU layers (channels 24, 32, 64, 96, 128; two
-    convolutions per stage from the second on): about 0.47 M parameters and ~26 M multiply-adds
-    for a 96 x 96 image, so that a detector trains on a 2-core CPU in minutes.  Returns the
-    stride-8, 16 and 32 maps ``{"c3", "c4", "c5"}`` with :attr:`out_channels` channels.
-    """
-
-    out_channels = {"c3": 64, "c4": 96, "c5": 128}
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(_conv_bn_relu(3, 24, stride=2),  # stride 2
-                                  _conv_bn_relu(24, 32, stride=2), _conv_bn_relu(32, 32))  # stride 4
-        self.stage3 = nn.Sequential(_conv_bn_relu(32, 64, stride=2), _conv_bn_relu(64, 64))  # stride 8
-        self.stage4 = nn.Sequential(_conv_bn_relu(64, 96, stride=2), _conv_bn_relu(96, 96))  # stride 16
-        self.stage5 = nn.Sequential(_conv_bn_relu(96, 128, stride=2), _conv_bn_relu(128, 128))  # stride 32
-
-    def forward(self, x: torch.Tensor) -> dict:
-        c3 = self.stage3(self.stem(x))
-        c4 = self.stage4(c3)
-        return {"c3": c3, "c4": c4, "c5": self.stage5(c4)}
-
-
-class RegNetTrunk(nn.Module):
-    """torchvision's RegNetX-400MF (the EECS 498 backbone) cut after its stride-8, 16 and 32 stages.
-
-    ``weights``: a ``torchvision.models.RegNet_X_400MF_Weights`` member (downloaded by torchvision
-    the first time) or ``None`` for random initialisation.
-    """
-
-    out_channels = {"c3": 64, "c4": 160, "c5": 400}
-
-    def __init__(self, weights=None):
-        super().__init__()
-        from torchvision.models import regnet_x_400mf
-
-        net = regnet_x_400mf(weights=weights)
-        self.stem = net.stem  # stride 2
-        blocks = net.trunk_output
-        self.stage3 = nn.Sequential(blocks.block1, blocks.block2)  # strides 4, 8
-        self.stage4 = blocks.block3  # stride 16
-        self.stage5 = blocks.block4  # stride 32
-
-    def forward(self, x: torch.Tensor) -> dict:
-        c3 = self.stage3(self.stem(x))
-        c4 = self.stage4(c3)
-        return {"c3": c3, "c4": c4, "c5": self.stage5(c4)}
+# --------------------------------------------------------------------------- the backbone's trunk
 
 
 def _make_trunk(pretrained: bool) -> nn.Module:
     """The trunk of :class:`DetectorBackboneWithFPN`: RegNetX-400MF with ImageNet weights, or :class:`SmallTrunk`."""
     if pretrained:
-        from torchvision.models import RegNet_X_400MF_Weights
-
-        return RegNetTrunk(weights=RegNet_X_400MF_Weights.IMAGENET1K_V1)
+        return RegNetTrunk(pretrained=True, user="DetectorBackboneWithFPN(pretrained=True)")
     return SmallTrunk()

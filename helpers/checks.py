@@ -145,7 +145,6 @@ def check_gt_boxes(gt_boxes, num_classes: int | None = None, name: str = "gt_box
 
 
 # --------------------------------------------------------------------------- shared with A5 and the papers
-# (the papers' block; A5's own additions go above it)
 
 
 def check_image_batch(images, multiple: int, what: str) -> None:
@@ -153,21 +152,6 @@ def check_image_batch(images, multiple: int, what: str) -> None:
 
     ``what`` names the multiple in the message (``"32 (the coarsest stride)"``...).  The one
     image-batch check of the detectors: A5's FCOS and Faster R-CNN, YOLOv1, DETR.
-    """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a tensor of shape (B, 3, H, W), got {got}")
-    if not images.is_floating_point():
-        raise TypeError(f"images must be floats in [0, 1], got {images.dtype}; use images.float() / 255")
-    if images.shape[2] % multiple or images.shape[3] % multiple:
-        raise ValueError(f"images' height and width must be multiples of {what}, got {tuple(images.shape[2:])}")
-
-
-def check_image_batch(images, multiple: int, what: str) -> None:
-    """Raise unless ``images`` is a float batch ``(B, 3, H, W)`` with ``H`` and ``W`` multiples of ``multiple``.
-
-    ``what`` names the multiple in the message (``"32 (the coarsest stride)"``...).  Shared by the
-    detectors of A5 and ``papers/``.
     """
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__

@@ -856,7 +856,7 @@ def test_backbone_normalises_images_with_imagenet_statistics():
 @BACKBONE
 def test_backbone_on_the_regnet_trunk_without_downloading():
     """The ``pretrained=True`` trunk, built with random weights (no network): same interface."""
-    model = backbone_on(RegNetTrunk(weights=None))
+    model = backbone_on(RegNetTrunk())
     with torch.no_grad():
         feats = model.eval()(torch.rand(1, 3, 64, 64))
     assert {k: tuple(v.shape) for k, v in feats.items()} == {"p3": (1, 8, 8, 8), "p4": (1, 8, 4, 4),

@@ -26,7 +26,6 @@ from A4_rnn_transformer.rnn_lstm_captioning import (
     CaptioningRNN,
     ImageEncoder,
     WordEmbedding,
-    _regnet_trunk,
     caption_images,
     caption_loss_fn,
     dot_product_attention,
@@ -36,6 +35,7 @@ from A4_rnn_transformer.rnn_lstm_captioning import (
     rnn_step_forward,
     temporal_softmax_loss,
 )
+from helpers.backbone import RegNetTrunk
 from helpers.gradcheck import autograd_gradients, compute_numeric_gradient, rel_error
 from helpers.train import train
 
@@ -688,10 +688,10 @@ def test_small_encoder_grid_channels_and_input_types():
 @ENCODER
 def test_regnet_trunk_is_stride_16_with_160_channels():
     torch.manual_seed(0)
-    trunk = _regnet_trunk(weights=None).eval()  # the architecture only: no download
+    trunk = RegNetTrunk(up_to="c4").eval()  # the architecture only: no download
     with torch.no_grad():
-        assert trunk(torch.rand(1, 3, 64, 64)).shape == (1, 160, 4, 4)
-        assert trunk(torch.rand(1, 3, 72, 40)).shape == (1, 160, *ImageEncoder.grid_size(72, 40))
+        assert trunk(torch.rand(1, 3, 64, 64))["c4"].shape == (1, 160, 4, 4)
+        assert trunk(torch.rand(1, 3, 72, 40))["c4"].shape == (1, 160, *ImageEncoder.grid_size(72, 40))
 
 
 @ENCODER
