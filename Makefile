@@ -1,8 +1,9 @@
 # make test            unit tests + every notebook (nbval), offline, fast mode, CPU
 # make course          run every notebook headless, write results/*.json, rebuild the README table
+#                      (teacher's tool, course/run.py: not in the student version)
 # make course FAST=1 NB=A1   fast mode, only notebooks whose path contains A1
 # make course OFFLINE=1      no internet: each notebook uses its offline dataset
-# make check           environment report to paste into a bug report
+# make check           environment report to paste into a bug report (students too)
 # make matrix          the tests in fresh virtual environments: the version floor and the newest versions
 # make gpu-check       unit tests + every notebook in fast mode on the GPU (DL4CV_DEVICE=cuda)
 PYTHON ?= python3
@@ -24,7 +25,8 @@ test: $(STAMP)
 	$(PYTHON) -m pytest
 
 course: $(STAMP)
-	$(if $(OFFLINE),DL4CV_OFFLINE=$(OFFLINE)) $(PYTHON) -m helpers.course $(if $(filter 1,$(FAST)),--fast) $(NB)
+	@test -f course/run.py || { echo "make course: course/run.py is the teacher's tool, not in the student version; run a notebook with jupyter or pytest"; exit 2; }
+	$(if $(OFFLINE),DL4CV_OFFLINE=$(OFFLINE)) $(PYTHON) -m course.run $(if $(filter 1,$(FAST)),--fast) $(NB)
 
 matrix:
 	$(PYTHON) .ci/matrix.py $(if $(IMPORTS),--imports $(IMPORTS))
@@ -34,7 +36,7 @@ gpu-check: $(STAMP)
 	DL4CV_TEST_DEVICE=cuda $(PYTHON) -m pytest
 
 check: $(STAMP)
-	$(PYTHON) -m helpers.course --check
+	$(PYTHON) -m helpers.environment_report
 
 lint: $(STAMP)
 	$(PYTHON) -m ruff check .

@@ -136,10 +136,11 @@ def versions(python: Path, names=REPORTED) -> dict[str, str]:
 
 
 def import_everything(python: Path, log: Path) -> int:
-    """Import every course module (``helpers``, ``A*/``, ``papers``) in ``python``'s environment."""
+    """Import every course module (``helpers`` and its subpackages, ``course``, ``A*/``, ``papers``) in
+    ``python``'s environment."""
     code = ("import importlib, pathlib\n"
-            "names = [p.with_suffix('').as_posix().replace('/', '.') for pat in ('helpers/*.py', 'A*/*.py', "
-            "'papers/*.py') for p in sorted(pathlib.Path('.').glob(pat)) if p.stem != '__init__']\n"
+            "names = [p.with_suffix('').as_posix().replace('/', '.') for pat in ('helpers/**/*.py', 'course/*.py', "
+            "'A*/*.py', 'papers/*.py') for p in sorted(pathlib.Path('.').glob(pat)) if p.stem != '__init__']\n"
             "for n in names: importlib.import_module(n)\n"
             "print(f'imported {len(names)} course modules')")
     return _run([python, "-W", "error::SyntaxWarning", "-c", code], log)

@@ -22,7 +22,7 @@ variable               meaning                                             defau
 ``DL4CV_SEED``         global seed                                         ``0``
 ``DL4CV_RESULTS_DIR``  where :mod:`helpers.results` writes ``*.json``      ``<repo>/results``
 ``DL4CV_CHECKPOINT_DIR``  where long runs keep their checkpoints           ``<repo>/checkpoints``
-``DL4CV_HEADLESS``     nobody watches (set by ``helpers.course`` while it      ``0``
+``DL4CV_HEADLESS``     nobody watches (set by ``course.run`` while it          ``0``
                        runs notebooks): widget helpers draw once, no slider
 =====================  ==================================================  =====================
 """

@@ -40,7 +40,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from helpers.config import Config, get_config
-from helpers.data import CLASS_NAMES, load_dataset
+from helpers.datasets import CLASS_NAMES, load_dataset
 from helpers.train import checkpoint_path, train
 
 # Samples whose values stray this far outside [0, 1] are refused (rounding is fine).

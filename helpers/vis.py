@@ -209,7 +209,7 @@ def interact(function, **controls) -> None:
     """``ipywidgets.interact(function, **controls)`` where someone can move the controls; else draw once.
 
     Without ipywidgets, outside a notebook kernel, or in a headless run (``DL4CV_HEADLESS=1``,
-    which ``helpers.course`` sets: nbclient can stall a whole cell timeout after widget cells)
+    which ``course.run`` sets: nbclient can stall a whole cell timeout after widget cells)
     ``function`` is called once with each control's current ``value`` (a plain value is passed as is).
 
     Args:

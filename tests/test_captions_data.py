@@ -1,4 +1,4 @@
-"""Tests for the COCO-captions loader of helpers.data, on a tiny COCO-format folder written here.
+"""Tests for the COCO-captions loader of helpers.datasets, on a tiny COCO-format folder written here.
 
 Nothing touches the network: COCO is never downloaded, and every file is written into tmp_path.
 """
@@ -13,8 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-import helpers.data as data
+import helpers.datasets as data
 from helpers.config import get_config
+from helpers.datasets import captions
 from helpers.text import decode_captions, tokenize
 
 # image id -> (file name, size (w, h), colour); ids deliberately not in file order
@@ -162,8 +163,8 @@ def test_preprocessed_once_then_cached(coco, monkeypatch):
     def no_reading(path, size):
         raise AssertionError(f"{path} read again although it is cached")
 
-    monkeypatch.setattr(data, "read_coco_captions", no_parsing)
-    monkeypatch.setattr(data, "_read_resized", no_reading)
+    monkeypatch.setattr(captions, "read_coco_captions", no_parsing)
+    monkeypatch.setattr(captions, "read_resized", no_reading)
     again = data.load_captions("coco_captions", "val", cfg=cfg, image_size=8, min_count=1)
     for key in ("images", "captions", "image_index", "image_ids"):
         assert torch.equal(again[key], first[key])

@@ -1,4 +1,4 @@
-"""Tests for helpers.course: discovery, headless execution, README table, environment check.
+"""Tests for course.run: discovery, headless execution, README table.
 
 Notebooks here are tiny ones written into a fake repository under tmp_path;
 each executed notebook starts a real kernel (a couple of seconds).
@@ -10,8 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import course
-from helpers.config import Config
+from course import run as course
 from helpers.results import END, START
 
 README = f"# Course\n\n{START}\n(old)\n{END}\n\nend\n"
@@ -35,7 +34,7 @@ def _outputs(path: Path) -> str:
 
 @pytest.fixture
 def fake_root(tmp_path, monkeypatch):
-    """An empty fake checkout: helpers.course sees it as the repository root."""
+    """An empty fake checkout: course.run sees it as the repository root."""
     root = tmp_path / "repo"
     root.mkdir()
     monkeypatch.setattr(course, "repo_root", lambda: root)
@@ -195,60 +194,3 @@ def test_update_readme_table_skips_without_markers(tmp_path):
     updated, message = course.update_readme_table(readme, tmp_path)
     assert not updated and "no" in message and START in message
     assert readme.read_text() == "# no markers\n"
-
-
-# --------------------------------------------------------------------------- --check
-
-
-def test_check_reports_every_required_package_ok():
-    statuses = course.check_packages()
-    assert [s.distribution for s in statuses] == [d for _, d in course.REQUIRED_PACKAGES]
-    assert {"torch", "scikit-learn", "pytest-xdist", "nbclient"} <= {s.distribution for s in statuses}
-    for status in statuses:
-        assert status.ok, status.line()
-        assert status.version and status.version[0].isdigit(), status
-        assert status.line() == f"OK   {status.distribution} {status.version}"
-
-
-def test_check_package_missing():
-    status = course.check_package("dl4cv_no_such_module", "dl4cv-no-such-dist")
-    assert not status.ok
-    assert status.line() == "FAIL dl4cv-no-such-dist (not installed: pip install -r requirements.txt)"
-
-
-def test_check_datasets_present_downloadable_missing(tmp_path):
-    from helpers import data
-
-    spec = data.DATASETS["cifar10"]
-    folder = tmp_path / spec.subdir
-    folder.mkdir(parents=True)
-    for name in spec.files:
-        (folder / name).write_bytes(b"")
-    offline = {s.name: s for s in course.check_datasets(Config(offline=True, data_dir=tmp_path))}
-    online = {s.name: s for s in course.check_datasets(Config(offline=False, data_dir=tmp_path))}
-    assert set(offline) == set(data.DATASETS)
-    assert offline["cifar10"].state == "present" and offline["cifar10"].folder == folder
-    assert offline["mnist"].state == "missing"
-    assert str(tmp_path / "MNIST" / "raw") in offline["mnist"].remedy
-    assert "DL4CV_OFFLINE=0" in offline["mnist"].line()
-    assert online["mnist"].state == "downloadable"
-    assert online["cifar10"].state == "present"
-
-
-def test_check_environment_and_cli(monkeypatch, capsys):
-    monkeypatch.setenv("DL4CV_DEVICE", "cpu")
-    report = course.check_environment()
-    assert report.ok and report.device == "cpu"
-    assert report.config.startswith("dl4cv config: ")
-    assert course.main(["--check"]) == 0
-    out = capsys.readouterr().out
-    assert "OK   torch " in out and "python " in out and "device: cpu" in out
-    assert "fashion_mnist" in out and out.rstrip().endswith("environment OK")
-
-
-def test_check_fails_on_bad_config(monkeypatch, capsys):
-    monkeypatch.setenv("DL4CV_FAST", "maybe")
-    report = course.check_environment()
-    assert not report.ok and "DL4CV_FAST" in report.config
-    course.print_environment_report(report)
-    assert "environment has problems" in capsys.readouterr().out

@@ -18,7 +18,7 @@ from torch import nn
 from A2_linear.linear_classifier import LinearSVM
 from A2_linear.two_layer_net import TwoLayerNet
 from A3_fc_cnn.fully_connected_networks import FullyConnectedNet
-from helpers import data
+from helpers.datasets import captions
 from helpers.export import load_model, save_model
 from helpers.solver import Solver
 from helpers.train import (
@@ -53,11 +53,11 @@ def _save_train(path):
 
 
 def _save_cache(path):
-    data._save_cache(path, {"images": torch.rand(3, 2, 2), "ids": [1, 2, 3]})
+    captions._save_cache(path, {"images": torch.rand(3, 2, 2), "ids": [1, 2, 3]})
 
 
 def _load_cache(path):
-    if data._load_cache(path) is None:   # the cache's answer to damage: build it again
+    if captions._load_cache(path) is None:   # the cache's answer to damage: build it again
         raise DamagedFileError("cache refused")
 
 

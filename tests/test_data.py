@@ -1,4 +1,4 @@
-"""Tests for helpers.data: tiny files in the real formats, written into tmp_path.
+"""Tests for helpers.datasets: tiny files in the real formats, written into tmp_path.
 
 Nothing here touches the network: an autouse fixture replaces the download
 function with one that fails the test.
@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-import helpers.data as data
+import helpers.datasets as data
 from helpers.config import get_config
+from helpers.datasets import files
 
 NAMES = ("cifar10", "mnist", "fashion_mnist")
 SYSTEM_DIR = data.SYSTEM_FASHION_MNIST_DIR
@@ -104,13 +105,13 @@ def no_download(monkeypatch):
     """Any download attempt fails the test."""
     def forbidden(name, cfg):
         pytest.fail(f"download_dataset({name!r}) was called")
-    monkeypatch.setattr(data, "download_dataset", forbidden)
+    monkeypatch.setattr(files, "download_dataset", forbidden)
 
 
 @pytest.fixture
 def no_system_fashion(monkeypatch, tmp_path):
     """Hide /usr/share/datasets/fashion-mnist so 'missing' really is missing."""
-    monkeypatch.setattr(data, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "no-system-folder")
+    monkeypatch.setattr(files, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "no-system-folder")
 
 
 # --------------------------------------------------------------------------- read_idx
@@ -194,7 +195,7 @@ def test_plain_and_gz_side_by_side(tmp_path, no_system_fashion):
 def test_fashion_mnist_falls_back_to_system_folder(tmp_path, monkeypatch):
     system = tmp_path / "system"
     written = write_idx_dataset(system, num_train=3, num_test=2)
-    monkeypatch.setattr(data, "SYSTEM_FASHION_MNIST_DIR", system)
+    monkeypatch.setattr(files, "SYSTEM_FASHION_MNIST_DIR", system)
     cfg = offline_cfg(tmp_path / "empty-data-dir")
     assert data.candidate_folders("fashion_mnist", cfg) == [
         tmp_path / "empty-data-dir" / "FashionMNIST" / "raw", system]
@@ -206,7 +207,7 @@ def test_fashion_mnist_falls_back_to_system_folder(tmp_path, monkeypatch):
 def test_data_dir_wins_over_system_folder(tmp_path, monkeypatch):
     write_idx_dataset(tmp_path / "system", num_train=3)
     write_idx_dataset(tmp_path / "FashionMNIST" / "raw", num_train=6)
-    monkeypatch.setattr(data, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "system")
+    monkeypatch.setattr(files, "SYSTEM_FASHION_MNIST_DIR", tmp_path / "system")
     assert data.load_fashion_mnist(cfg=offline_cfg(tmp_path))[0].shape[0] == 6
 
 
@@ -366,7 +367,7 @@ def test_failed_download_is_wrapped(tmp_path, no_system_fashion, monkeypatch):
 
     def failing(name, cfg):
         raise cause
-    monkeypatch.setattr(data, "download_dataset", failing)
+    monkeypatch.setattr(files, "download_dataset", failing)
     cfg = dataclasses.replace(offline_cfg(tmp_path), offline=False)
     with pytest.raises(data.DatasetNotFoundError, match="download failed") as info:
         data.load_mnist(cfg=cfg)
@@ -381,7 +382,7 @@ def test_download_then_parse(tmp_path, monkeypatch):
     def fake_download(name, cfg):
         calls.append(name)
         write_cifar_dataset(cfg.data_dir)
-    monkeypatch.setattr(data, "download_dataset", fake_download)
+    monkeypatch.setattr(files, "download_dataset", fake_download)
     cfg = dataclasses.replace(offline_cfg(tmp_path), offline=False)
     assert data.load_cifar10(cfg=cfg)[0].shape == (10, 3, 32, 32)
     assert data.load_cifar10(cfg=cfg)[0].shape == (10, 3, 32, 32)
@@ -389,7 +390,7 @@ def test_download_then_parse(tmp_path, monkeypatch):
 
 
 def test_download_that_leaves_no_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "download_dataset", lambda name, cfg: None)
+    monkeypatch.setattr(files, "download_dataset", lambda name, cfg: None)
     cfg = dataclasses.replace(offline_cfg(tmp_path), offline=False)
     with pytest.raises(data.DatasetNotFoundError, match="still missing"):
         data.load_cifar10(cfg=cfg)
@@ -488,7 +489,7 @@ def test_describe_dataset():
 
 
 def test_find_dataset_folder_never_downloads(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "download_dataset", lambda *a: pytest.fail("download attempted"))
+    monkeypatch.setattr(files, "download_dataset", lambda *a: pytest.fail("download attempted"))
     cfg = get_config(environ={"DL4CV_DATA_DIR": str(tmp_path), "DL4CV_OFFLINE": "0"})
     assert data.find_dataset_folder("cifar10", cfg) is None
     with pytest.raises(ValueError, match="known datasets"):

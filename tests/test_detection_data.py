@@ -1,4 +1,4 @@
-"""Tests for the detection loaders of helpers.data, on a tiny VOC-format folder written here.
+"""Tests for the detection loaders of helpers.datasets, on a tiny VOC-format folder written here.
 
 Nothing touches the network: every config is offline and every file is written into tmp_path.
 """
@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import helpers.data as data  # noqa: E402
+import helpers.datasets as data  # noqa: E402
 from helpers import vis  # noqa: E402
 from helpers.config import get_config  # noqa: E402
 
@@ -196,7 +196,7 @@ def test_load_detection_bad_arguments(cfg):
 
 
 def test_more_draws_of_scenes_are_new_scenes_of_the_same_items():
-    from helpers import synthetic
+    from helpers.datasets import synthetic
 
     one = data.load_detection("detection_scenes", "val", num=30, image_size=64)
     three = data.load_detection("detection_scenes", "val", num=30, image_size=64, draws=3)
@@ -292,7 +292,7 @@ def test_draw_boxes_takes_padded_ground_truth():
 @pytest.mark.skipif(data.find_dataset_folder("fashion_mnist") is None, reason="Fashion-MNIST not installed")
 def test_load_detection_scenes_has_the_voc_format(voc_root, cfg):
     from A5_detection.common import evaluate_detections
-    from helpers import synthetic
+    from helpers.datasets import synthetic
 
     scenes = data.load_detection("detection_scenes", "val", num=40, image_size=64)
     assert torch.equal(scenes["images"], synthetic.detection_scenes("val", num=40, canvas_size=64)["images"])

@@ -1,4 +1,4 @@
-"""helpers.grade: our tests run on the student's modules (never on ours) and score per group.
+"""course.grade: our tests run on the student's modules (never on ours) and score per group.
 
 The real A1 is graded three times (full repository, its student version, that version with one
 function put back); the rest uses a tiny torch-free course written here, so it stays fast.
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import grade as grade_module
-from helpers.grade import GradingError, grade
-from helpers.student import find_regions, make_student_version
+from course import grade as grade_module
+from course.grade import GradingError, grade
+from course.student import find_regions, make_student_version
 
 ROOT = Path(__file__).resolve().parent.parent
 

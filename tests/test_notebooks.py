@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers.course import run_notebook
+from course.run import run_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(ROOT.glob("A*/*.ipynb")) + sorted(ROOT.glob("papers/*.ipynb"))

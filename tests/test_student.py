@@ -1,4 +1,4 @@
-"""helpers.student: solution regions become named NotImplementedErrors; the student version of A1
+"""course.student: solution regions become named NotImplementedErrors; the student version of A1
 holds no solution line, builds as a package, and its notebook stops at the first function to write."""
 
 import importlib.util
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import student
-from helpers.course import run_notebook
-from helpers.student import (
+from course import student
+from course.run import run_notebook
+from course.student import (
     SolutionMarkerError,
     answer_files,
     find_regions,
@@ -160,7 +160,8 @@ def test_assignment_names():
 
 
 def _fake_course(root: Path) -> Path:
-    """A course with assignments written later: A2 imports A1, A10 sorts after A2, helpers hold a region."""
+    """A course with assignments written later: A2 imports A1, A10 sorts after A2, helpers hold a region;
+    a datasets subpackage in helpers, and the teacher's course/ with its own test."""
     files = {
         "pyproject.toml": '[tool.pytest.ini_options]\naddopts = "--nbval -p no:cacheprovider"\n',
         "README.md": "# fake\n",
@@ -179,6 +180,13 @@ def _fake_course(root: Path) -> Path:
         "tests/test_late.py": "from A10_late.late import X\n",
         "tests/test_notebooks.py": "",
         "tests/test_grade.py": "",
+        "helpers/datasets/__init__.py": "",
+        "helpers/datasets/files.py": "FILES = 1\n",
+        "tests/test_loading_data.py": "from helpers.datasets.files import FILES\n",
+        "course/__init__.py": "",
+        "course/run.py": "RUN = 1\n",
+        "tests/test_run.py": "from course.run import RUN\n",
+        "tests/test_run_helpers.py": "from course.run import RUN\nfrom helpers.util import twice\n",
     }
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -199,8 +207,9 @@ def test_assignments_added_later_need_no_change(tmp_path):
     out = tmp_path / "out"
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
         "A1_one/__init__.py", "A1_one/one.py", "A2_linear/__init__.py", "A2_linear/linear_classifier.py",
-        "A2_linear/two_layer_net.py", "README.md", "helpers/__init__.py", "helpers/util.py", "pyproject.toml",
-        "tests/nbval_sanitize.cfg", "tests/test_one.py", "tests/test_two_layer_net.py", "tests/test_util.py"]
+        "A2_linear/two_layer_net.py", "README.md", "helpers/__init__.py", "helpers/datasets/__init__.py",
+        "helpers/datasets/files.py", "helpers/util.py", "pyproject.toml", "tests/nbval_sanitize.cfg",
+        "tests/test_loading_data.py", "tests/test_one.py", "tests/test_two_layer_net.py", "tests/test_util.py"]
     assert 'raise NotImplementedError("write twice in helpers/util.py")' in (out / "helpers/util.py").read_text()
     assert (out / "pyproject.toml").read_text() == \
         '[tool.pytest.ini_options]\naddopts = "--nbval-lax -p no:cacheprovider"\n'
@@ -225,13 +234,17 @@ def test_out_dir_must_be_new_and_outside_the_course(tmp_path):
 def test_a1_student_version_layout(a1):
     out, result = a1
     assert result.folders == ["A1_knn"]
-    for rel in ("A1_knn/knn.py", "A1_knn/knn.ipynb", "helpers/config.py", "helpers/grade.py", "tests/test_knn.py",
+    for rel in ("A1_knn/knn.py", "A1_knn/knn.ipynb", "helpers/config.py", "helpers/datasets/classification.py",
+                "helpers/environment_report.py", "tests/test_knn.py", "tests/test_data.py", "tests/test_synthetic.py",
                 "tests/nbval_sanitize.cfg", "pyproject.toml", "requirements.txt", "Makefile", "conftest.py",
                 "README.md", ".gitignore"):
         assert (out / rel).is_file(), rel
     tests = {p.name for p in (out / "tests").glob("test_*.py")}
-    assert "test_knn.py" in tests and not tests & {"test_student.py", "test_grade.py", "test_notebooks.py"}
-    assert not any((out / d).exists() for d in ("A2_linear", "A3_fc_cnn", "results", "bench", ".git"))
+    assert "test_knn.py" in tests
+    # the teacher's tools and their tests stay behind; so do tests of assignments not handed out
+    assert not tests & {"test_student.py", "test_grade.py", "test_notebooks.py", "test_course.py",
+                        "test_two_layer_net.py", "test_damaged_files.py"}
+    assert not any((out / d).exists() for d in ("course", "A2_linear", "A3_fc_cnn", "results", "bench", ".git"))
     assert "--nbval-lax " in (out / "pyproject.toml").read_text()
     nb = json.loads((out / "A1_knn/knn.ipynb").read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
@@ -311,7 +324,8 @@ def test_a1_student_version_builds_as_a_package(a1, tmp_path):
     wheel = next((tmp_path / "dist").glob("*.whl"))
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-        assert {"A1_knn/knn.py", "helpers/config.py", "helpers/grade.py"} <= names
+        assert {"A1_knn/knn.py", "helpers/config.py", "helpers/datasets/__init__.py"} <= names
+        assert not any(name.startswith("course/") for name in names)
         assert b"raise NotImplementedError(\"write vote in A1_knn/knn.py\")" in zf.read("A1_knn/knn.py")
 
 

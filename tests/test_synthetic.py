@@ -1,4 +1,4 @@
-"""Tests for helpers.synthetic: the generated tasks are exact, fixed by their seed and well split."""
+"""Tests for helpers.datasets.synthetic: the generated tasks are exact, fixed by their seed and well split."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import helpers.synthetic as syn
-from helpers.data import find_dataset_folder, load_captions, load_dataset
+import helpers.datasets.synthetic as syn
+from helpers.datasets import find_dataset_folder, load_captions, load_dataset
 from helpers.text import bleu4, decode_captions
 
 # --------------------------------------------------------------------------- arithmetic

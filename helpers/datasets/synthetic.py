@@ -27,6 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from helpers.checks import check_int
+from helpers.config import get_config
+from helpers.datasets.classification import load_dataset
+from helpers.datasets.files import CLASS_NAMES
 
 __all__ = [
     "ARITHMETIC_OPERATIONS",
@@ -333,7 +336,7 @@ def place_boxes(rng: np.random.Generator, sizes: np.ndarray, valid: np.ndarray, 
 # --------------------------------------------------------------------------- captioned scenes
 
 SCENE_SIZE = 64
-#: caption word of each Fashion-MNIST class (helpers.data.CLASS_NAMES["fashion_mnist"] order)
+#: caption word of each Fashion-MNIST class (helpers.datasets.CLASS_NAMES["fashion_mnist"] order)
 SCENE_ITEM_WORDS = ("tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
 SCENE_COLOURS = {"red": (0.95, 0.15, 0.10), "green": (0.10, 0.80, 0.20), "blue": (0.15, 0.35, 1.00),
                  "yellow": (0.95, 0.85, 0.10)}
@@ -416,8 +419,6 @@ def _scene_pool(split: str, cfg):
 
     Train scenes use the training items; val and test scenes the two halves of the test items.
     """
-    from helpers.data import load_dataset
-
     x_train, y_train, x_test, y_test = load_dataset("fashion_mnist", cfg=cfg)
     if split == "train":
         return x_train[:, 0], y_train
@@ -887,9 +888,6 @@ def detection_scenes(split: str, num: int | None = None, seed: int = 0, canvas_s
             ``"items"``: int64 ``(num, max_items)``, index of each item in the split's Fashion-MNIST pool
             (``-1`` padding); ``"tints"``: float32 ``(num, max_items, 3)`` colours in ``[0, 1]``.
     """
-    from helpers.config import get_config
-    from helpers.data import CLASS_NAMES
-
     num = _check_detection_args(split, num, seed, canvas_size, max_items)
     cfg = get_config() if cfg is None else cfg
     pool, _ = _detection_pool(split, cfg)

@@ -2,16 +2,18 @@
 
 Usage::
 
-    python -m helpers.course                  # run every notebook (full mode), save outputs
-    python -m helpers.course --fast A1 knn    # fast mode, only notebooks whose path contains A1 or knn
-    python -m helpers.course --no-save vit    # trial run: the repository is left as it was
-    python -m helpers.course --check          # environment report for bug reports
+    python -m course.run                  # run every notebook (full mode), save outputs
+    python -m course.run --fast A1 knn    # fast mode, only notebooks whose path contains A1 or knn
+    python -m course.run --no-save vit    # trial run: the repository is left as it was
 
 Notebooks are ``A*/*.ipynb`` and ``papers/*.ipynb`` under the repository root.
 Each runs in its own folder with a fresh ``python3`` kernel of the current
 environment; a failing notebook is reported (cell, error) and the others still
 run.  Afterwards the table between the results markers of ``README.md`` is
 rebuilt from ``results/*.json`` (see :mod:`helpers.results`).
+
+The environment report for bug reports is :mod:`helpers.environment_report`
+(students need it too, so it ships with the student version).
 
 Library functions here return data and print nothing; only the ``print_*``
 functions and :func:`main` print.
@@ -21,34 +23,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import importlib.metadata
 import os
-import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.config import Config, get_config, repo_root
+from helpers.config import get_config, repo_root
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "NOTEBOOK_GLOBS",
-    "REQUIRED_PACKAGES",
-    "DatasetStatus",
-    "EnvironmentReport",
     "NotebookResult",
-    "PackageStatus",
-    "check_datasets",
-    "check_device",
-    "check_environment",
-    "check_packages",
     "course_root",
     "discover_notebooks",
     "main",
-    "print_environment_report",
     "print_summary",
     "run_notebook",
     "select_notebooks",
@@ -61,25 +51,6 @@ NOTEBOOK_GLOBS = ("A*/*.ipynb", "papers/*.ipynb")
 #: Default per-cell time limit in seconds (full-mode training cells can be long).
 DEFAULT_TIMEOUT = 3600
 KERNEL_NAME = "python3"
-
-#: (import name, distribution name) of every package the course needs.
-REQUIRED_PACKAGES: tuple[tuple[str, str], ...] = (
-    ("torch", "torch"),
-    ("torchvision", "torchvision"),
-    ("numpy", "numpy"),
-    ("scipy", "scipy"),
-    ("matplotlib", "matplotlib"),
-    ("tqdm", "tqdm"),
-    ("ipywidgets", "ipywidgets"),
-    ("sklearn", "scikit-learn"),
-    ("nltk", "nltk"),
-    ("nbformat", "nbformat"),
-    ("nbclient", "nbclient"),
-    ("ipykernel", "ipykernel"),
-    ("pytest", "pytest"),
-    ("nbval", "nbval"),
-    ("xdist", "pytest-xdist"),
-)
 
 
 # --------------------------------------------------------------------------- discovery
@@ -332,166 +303,16 @@ def _result_line(result: NotebookResult, root: Path) -> str:
     return line
 
 
-# --------------------------------------------------------------------------- environment check
-
-
-@dataclass(frozen=True)
-class PackageStatus:
-    """Whether one required package imports, and its version."""
-
-    module: str
-    distribution: str
-    ok: bool
-    version: str = ""
-    problem: str = ""
-
-    def line(self) -> str:
-        """``OK   torch 2.14.1`` or ``FAIL tqdm (not installed: ...)``."""
-        if self.ok:
-            return f"OK   {self.distribution} {self.version}"
-        return f"FAIL {self.distribution} ({self.problem})"
-
-
-@dataclass(frozen=True)
-class DatasetStatus:
-    """Where a dataset is: ``present`` (folder), ``downloadable`` or ``missing`` (remedy)."""
-
-    name: str
-    state: str
-    folder: Path | None = None
-    remedy: str = ""
-
-    def line(self) -> str:
-        """One line for the report."""
-        if self.state == "present":
-            return f"{self.state:<12} {self.name}: {self.folder}"
-        if self.state == "downloadable":
-            return f"{self.state:<12} {self.name}: not cached; downloaded on first use"
-        return f"{self.state:<12} {self.name}: {self.remedy}"
-
-
-@dataclass
-class EnvironmentReport:
-    """Everything ``--check`` reports."""
-
-    packages: list[PackageStatus]
-    python: str
-    platform: str
-    config: str
-    device: str
-    datasets: list[DatasetStatus] = field(default_factory=list)
-    config_ok: bool = True
-
-    @property
-    def ok(self) -> bool:
-        """Every required package imports and the configuration is valid."""
-        return self.config_ok and all(p.ok for p in self.packages)
-
-
-def _package_version(module, distribution: str) -> str:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return str(getattr(module, "__version__", "unknown version"))
-
-
-def check_package(module_name: str, distribution: str) -> PackageStatus:
-    """Import ``module_name`` and report its distribution's version, or why it failed."""
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return PackageStatus(module_name, distribution, False,
-                                 problem="not installed: pip install -r requirements.txt")
-        return PackageStatus(module_name, distribution, False,
-                             problem=f"import failed: {type(exc).__name__}: {exc}")
-    except Exception as exc:  # a broken install can raise anything at import time
-        return PackageStatus(module_name, distribution, False,
-                             problem=f"import failed: {type(exc).__name__}: {exc}")
-    return PackageStatus(module_name, distribution, True, _package_version(module, distribution))
-
-
-def check_packages() -> list[PackageStatus]:
-    """:func:`check_package` for every entry of :data:`REQUIRED_PACKAGES`."""
-    return [check_package(module, dist) for module, dist in REQUIRED_PACKAGES]
-
-
-def check_device(cfg: Config) -> str:
-    """``cpu``, or ``cuda (<GPU name>)`` for the configured device."""
-    if cfg.device != "cuda":
-        return cfg.device
-    import torch
-
-    return f"cuda ({torch.cuda.get_device_name(0)})"
-
-
-def _dataset_remedy(name: str, folder: Path) -> str:
-    remedy = f"offline; put its files in {folder} or set DL4CV_OFFLINE=0 to download"
-    if name == "fashion_mnist":
-        remedy += " (or: apt-get install dataset-fashion-mnist)"
-    else:
-        remedy += " (or use DL4CV_DATASET=fashion_mnist offline)"
-    return remedy
-
-
-def check_datasets(cfg: Config) -> list[DatasetStatus]:
-    """For each dataset of :data:`helpers.data.DATASETS`: present, downloadable or missing."""
-    from helpers import data
-
-    statuses = []
-    for name in data.DATASETS:
-        found = data.find_dataset_folder(name, cfg)
-        if found is not None:
-            statuses.append(DatasetStatus(name, "present", folder=found))
-        elif not cfg.offline:
-            statuses.append(DatasetStatus(name, "downloadable"))
-        else:
-            folder = data.candidate_folders(name, cfg)[0]
-            statuses.append(DatasetStatus(name, "missing", remedy=_dataset_remedy(name, folder)))
-    return statuses
-
-
-def check_environment() -> EnvironmentReport:
-    """Gather the ``--check`` report: packages, Python, platform, config, device, datasets."""
-    packages = check_packages()
-    report = EnvironmentReport(packages=packages, python=sys.version.split()[0],
-                               platform=platform.platform(), config="", device="unknown")
-    try:
-        cfg = get_config()
-        report.config = cfg.describe()
-        report.device = check_device(cfg)
-        report.datasets = check_datasets(cfg)
-    except Exception as exc:  # a bad DL4CV_* value or a missing torch
-        report.config_ok = False
-        report.config = f"FAIL config: {type(exc).__name__}: {exc}"
-    return report
-
-
-def print_environment_report(report: EnvironmentReport) -> None:
-    """Print the report in the form users paste into bug reports."""
-    print("dl4cv environment check")
-    for package in report.packages:
-        print(package.line())
-    print(f"python {report.python} on {report.platform}")
-    print(report.config)
-    print(f"device: {report.device}")
-    for dataset in report.datasets:
-        print(dataset.line())
-    print("environment OK" if report.ok else "environment has problems (see FAIL lines above)")
-
-
 # --------------------------------------------------------------------------- CLI
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m helpers.course",
+        prog="python -m course.run",
         description="Run the course's notebooks headless and rebuild the README results table.")
     parser.add_argument("patterns", nargs="*", metavar="PATTERN",
                         help="run only notebooks whose path contains one of these (e.g. A1, knn)")
     parser.add_argument("--fast", action="store_true", help="fast mode: DL4CV_FAST=1 in the kernels")
-    parser.add_argument("--check", action="store_true",
-                        help="print an environment report and exit (1 if something is missing)")
     parser.add_argument("--no-save", dest="save", action="store_false",
                         help="trial run: leave the repository as it is (notebooks, results/, the README "
                              "table, checkpoints); results and checkpoints go to a temporary folder")
@@ -501,12 +322,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The CLI; returns the exit code (0 ok, 1 a notebook failed or the check failed, 2 usage)."""
+    """The CLI; returns the exit code (0 ok, 1 a notebook failed, 2 usage)."""
     args = _parser().parse_args(argv)
-    if args.check:
-        report = check_environment()
-        print_environment_report(report)
-        return 0 if report.ok else 1
     root = course_root()
     try:
         notebooks = select_notebooks(discover_notebooks(root), args.patterns, root)

@@ -2,10 +2,10 @@
 
 Usage::
 
-    python -m helpers.grade                        # grade this checkout, every assignment
-    python -m helpers.grade STUDENT_DIR A1 A2      # grade a student's folder, A1 and A2
-    python -m helpers.grade STUDENT_DIR --json results.json   # also write the machine-readable report
-    python -m helpers.grade --audit A2             # teachers: does the blank version of A2 score 0?
+    python -m course.grade                        # grade this checkout, every assignment
+    python -m course.grade STUDENT_DIR A1 A2      # grade a student's folder, A1 and A2
+    python -m course.grade STUDENT_DIR --json results.json   # also write the machine-readable report
+    python -m course.grade --audit A2             # teachers: does the blank version of A2 score 0?
 
 What runs: ``tests/test_<module>.py`` for every module of the chosen
 assignments (``A2_linear/two_layer_net.py`` -> ``tests/test_two_layer_net.py``),
@@ -49,7 +49,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers.student import (
+from course.student import (
     ASSIGNMENT_DIR,
     EXTRA_ASSIGNMENT_DIRS,
     HELPERS,
@@ -341,7 +341,7 @@ def grade(student_dir: Path | str = ".", names: Sequence[str] = (), root: Path |
 
     Args:
         student_dir: the student's copy of the course (at least its answer files, same layout).
-        names: assignments or modules as :func:`helpers.student.resolve_assignments` reads them.
+        names: assignments or modules as :func:`course.student.resolve_assignments` reads them.
         root: the grading checkout (tests, helpers, configuration); default: this one.
         timeout: seconds for the whole pytest run; tests that had not run by then score 0.
         test_timeout: seconds for one test.
@@ -500,7 +500,7 @@ def _looks_like_course(path: Path) -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m helpers.grade",
+        prog="python -m course.grade",
         description="Run the course's tests on a student's modules; print a score table.")
     parser.add_argument("args", nargs="*", metavar="[STUDENT_DIR] [ASSIGNMENT...]",
                         help="the student's folder (default: the current one), then A1, A1_knn, knn or a "

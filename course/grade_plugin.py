@@ -1,4 +1,4 @@
-"""pytest plugin of :mod:`helpers.grade`: record every test's grade group, outcome and failure line.
+"""pytest plugin of :mod:`course.grade`: record every test's grade group, outcome and failure line.
 
 It imports nothing from the course, so the grader can load it into any pytest
 run (``-p``).  With ``--grade-report PATH`` it appends one JSON object per line
@@ -26,14 +26,14 @@ import sys
 
 import pytest
 
-MARKER_HELP = ("grade(group, points=None): score group of python -m helpers.grade; points is the "
+MARKER_HELP = ("grade(group, points=None): score group of python -m course.grade; points is the "
                "group's total, shared equally by its tests (points=0: reported, not scored)")
 
 _state: dict = {"out": None, "watch": ()}
 
 
 def pytest_addoption(parser):
-    group = parser.getgroup("dl4cv-grade", "grading (helpers.grade)")
+    group = parser.getgroup("dl4cv-grade", "grading (course.grade)")
     group.addoption("--grade-report", default=None, help="append the grading events to this JSON-lines file")
     group.addoption("--grade-test-timeout", type=float, default=0.0,
                     help="seconds a single test may run (0: no limit)")

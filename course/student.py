@@ -2,8 +2,8 @@
 
 Usage::
 
-    python -m helpers.student OUT_DIR                 # every assignment
-    python -m helpers.student OUT_DIR A1 two_layer_net  # A1 and the assignment holding two_layer_net.py
+    python -m course.student OUT_DIR                 # every assignment
+    python -m course.student OUT_DIR A1 two_layer_net  # A1 and the assignment holding two_layer_net.py
 
 Solutions sit between two comment lines, nbgrader's convention::
 
@@ -38,13 +38,18 @@ execution counts.  The student version holds:
 
 * the chosen assignment folders (``A1_knn/``...), plus any other assignment
   their modules, notebooks or tests import;
-* ``helpers/`` (solution regions in it are stripped too);
-* ``tests/``: ``test_<module>.py`` for every module copied, and every other
-  non-test file of ``tests/`` (``nbval_sanitize.cfg``...).  The teacher's own
-  tests (:data:`TEACHER_ONLY_TESTS`) stay behind;
+* ``helpers/`` (solution regions in it are stripped too), the students' and
+  the assignments' library;
+* ``tests/``: ``test_<module>.py`` for every module copied, every test that
+  tests ``helpers/`` alone (imports no assignment), and every other non-test
+  file of ``tests/`` (``nbval_sanitize.cfg``...).  The teacher's own tests
+  (:data:`TEACHER_ONLY_TESTS`, and any test importing ``course``) stay behind;
 * the packaging: ``pyproject.toml`` (with ``--nbval`` turned into ``--nbval-lax``:
   students' notebook outputs are theirs, only errors count), ``requirements.txt``,
   ``Makefile``, ``conftest.py``, ``README.md``, ``.gitignore``.
+
+The teacher's package ``course/`` (this tool, the grader, the notebook runner)
+is never copied: a student has no use for the tool that strips solutions.
 
 Library functions return data and print nothing; :func:`main` prints.
 """
@@ -88,6 +93,8 @@ __all__ = [
 ASSIGNMENT_DIR = re.compile(r"^(?P<prefix>A\d+)_(?P<suffix>\w+)$")
 EXTRA_ASSIGNMENT_DIRS = ("papers",)
 HELPERS = "helpers"
+#: The teacher's tools (this package): never in the student version.
+COURSE_TOOLS = "course"
 TESTS = "tests"
 #: Never copied from any folder.
 SKIP_DIRS = frozenset({"__pycache__", ".ipynb_checkpoints", "checkpoints"})
@@ -95,9 +102,7 @@ SKIP_DIRS = frozenset({"__pycache__", ".ipynb_checkpoints", "checkpoints"})
 PACKAGING_FILES = ("pyproject.toml", "setup.cfg", "requirements.txt", "Makefile", "conftest.py",
                    "README.md", "LICENSE", ".gitignore")
 #: Tests of the teacher's side (they need the solutions, or committed notebook outputs).
-TEACHER_ONLY_TESTS = frozenset({"test_student.py", "test_grade.py", "test_notebooks.py"})
-#: Modules whose tests stay behind: the teacher tools themselves.
-TEACHER_ONLY_MODULES = frozenset({"student", "grade", "grade_plugin"})
+TEACHER_ONLY_TESTS = frozenset({"test_student.py", "test_grade.py", "test_notebooks.py", "test_course.py"})
 
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)###[ \t]*BEGIN SOLUTION(?P<option>(?:[ \t].*)?)$")
 _END = re.compile(r"^[ \t]*###[ \t]*END SOLUTION[ \t]*$")
@@ -444,7 +449,7 @@ def strip_notebook(nb: dict, where: str) -> tuple[dict, list[Region]]:
     """A copy of notebook ``nb`` (the ``json.load`` of an ``.ipynb``) with regions replaced and outputs cleared.
 
     Returns ``(notebook, regions)``; code-cell placeholders name ``cell N of <where>``
-    (``N`` counts all cells from 1, as :mod:`helpers.course` reports failures).
+    (``N`` counts all cells from 1, as :mod:`course.run` reports failures).
     """
     nb = copy.deepcopy(nb)
     regions: list[Region] = []
@@ -526,10 +531,10 @@ def _with_dependencies(root: Path, folders: list[str], all_folders: set[str]) ->
 
 
 def _student_tests(root: Path, folders: list[str]) -> list[Path]:
-    """Test files of the student version: ``test_<module>.py`` of copied modules, and support files."""
+    """Test files of the student version: ``test_<module>.py`` of copied modules, tests of ``helpers/``
+    alone, and support files."""
     tests = root / TESTS
-    modules = {m for f in folders for m in _modules(root / f)}
-    modules |= {m for m in _modules(root / HELPERS) if m not in TEACHER_ONLY_MODULES}
+    modules = {m for f in folders for m in _modules(root / f)} | set(_modules(root / HELPERS))
     all_assignments = {a.folder for a in discover_assignments(root)}
     chosen = []
     for path in _files(tests):
@@ -538,10 +543,12 @@ def _student_tests(root: Path, folders: list[str]) -> list[Path]:
         if not is_test:
             chosen.append(path)  # conftest.py, nbval_sanitize.cfg, data...
             continue
-        if path.name in TEACHER_ONLY_TESTS or path.stem.removeprefix("test_") not in modules:
+        imported = imported_assignments(path)
+        if path.name in TEACHER_ONLY_TESTS or COURSE_TOOLS in imported:
             continue
-        needed = imported_assignments(path) & all_assignments
-        if needed <= set(folders):
+        needed = imported & all_assignments
+        tests_helpers = HELPERS in imported and not needed
+        if (path.stem.removeprefix("test_") in modules or tests_helpers) and needed <= set(folders):
             chosen.append(path)
     return chosen
 
@@ -587,7 +594,7 @@ def _check_out_dir(out_dir: Path, root: Path) -> None:
     out = out_dir.resolve()
     if out == root or out in root.parents:
         raise ValueError(f"OUT_DIR {out_dir} would overwrite the course itself; choose a new folder")
-    for source in [HELPERS, TESTS] + [a.folder for a in discover_assignments(root)]:
+    for source in [HELPERS, COURSE_TOOLS, TESTS] + [a.folder for a in discover_assignments(root)]:
         if (root / source) == out or (root / source) in out.parents:
             raise ValueError(f"OUT_DIR {out_dir} lies inside the course's {source}/; choose another folder")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -663,7 +670,7 @@ def make_student_version(out_dir: Path, names: Sequence[str] = (), root: Path | 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m helpers.student",
+        prog="python -m course.student",
         description="Write the student version of the course: solution regions replaced by "
                     "raise NotImplementedError(...), notebook outputs cleared.")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="new (or empty) folder to write")
