@@ -238,7 +238,7 @@ def net_training(params_value, X, y, X_val, y_val, learning_rate, learning_rate_
 
 def search_data(value) -> None:
     """Check the ``data_dict`` of ``find_best_net``: flattened ``X_train (N, D)`` and non-empty labels."""
-    data_dict(value, hint="; build it with helpers.data.preprocess_dataset")
+    data_dict(value, hint="; build it with helpers.datasets.preprocess_dataset")
     if not isinstance(value["X_train"], torch.Tensor) or value["X_train"].dim() != 2:
         raise ValueError("data_dict['X_train'] must be a (N, D) tensor: use preprocess_dataset(..., flatten=True)")
     if not isinstance(value["y_train"], torch.Tensor) or value["y_train"].numel() == 0:

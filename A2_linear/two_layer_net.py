@@ -195,7 +195,7 @@ def nn_get_search_params():
     Returns:
         ``(learning_rates, hidden_sizes, regularization_strengths, learning_rate_decays)``.
 
-    The values suit inputs scaled like :func:`helpers.data.preprocess_dataset`
+    The values suit inputs scaled like :func:`helpers.datasets.preprocess_dataset`
     makes them (pixels in [0, 1] minus the mean image) trained with
     :data:`BEST_TRAINING` (momentum 0.9, initial weights ``1e-2 * randn``).
     Rule: at least one value of each; keep the grid small (every point trains a net).
@@ -217,7 +217,7 @@ def find_best_net(data_dict: dict, get_param_set_fn: Callable, *, num_iters: int
 
     Args:
         data_dict: ``X_train (N, D)``, ``y_train (N,)``, ``X_val (N_val, D)``, ``y_val (N_val,)``
-            as :func:`helpers.data.preprocess_dataset` returns them; the number of
+            as :func:`helpers.datasets.preprocess_dataset` returns them; the number of
             classes is ``max(y_train) + 1``; nets get ``X_train``'s dtype and device.
         get_param_set_fn: ``() -> (learning_rates, hidden_sizes, regularization_strengths,
             learning_rate_decays)`` such as :func:`nn_get_search_params`.

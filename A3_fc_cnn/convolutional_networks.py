@@ -72,7 +72,7 @@ from A3_fc_cnn.checks import (
 )
 from A3_fc_cnn.fully_connected_networks import Linear, Linear_ReLU, ReLU, adam, softmax_loss
 from A3_fc_cnn.model_files import SAVE_FORMAT, load_model, loaded_params, save_model
-from helpers.data import random_flip_and_shift
+from helpers.datasets import random_flip_and_shift
 from helpers.solver import Solver
 
 __all__ = [
@@ -1078,7 +1078,7 @@ def create_convolutional_solver_instance(data_dict: dict, dtype: torch.dtype = t
 
     Choose the architecture (filters, pools, batchnorm), initialisation,
     regularisation, Adam settings and data augmentation (the Solver's ``augment``;
-    :func:`helpers.data.random_flip_and_shift` mirrors and shifts each training
+    :func:`helpers.datasets.random_flip_and_shift` mirrors and shifts each training
     batch, which suits CIFAR-10 and Fashion-MNIST, not digits).  The input size and the number of classes
     are read from the data, so the same choice serves Fashion-MNIST (``1x28x28``)
     and CIFAR-10 (``3x32x32``).

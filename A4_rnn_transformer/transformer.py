@@ -3,7 +3,7 @@
 Names follow EECS 498/598 so course material applies unchanged.  The task: read a
 question such as ``"BOS NEGATIVE 30 subtract NEGATIVE 34 EOS"`` and write the answer
 ``"BOS POSITIVE 04 EOS"`` token by token (the problems come from
-:func:`helpers.synthetic.arithmetic_problems`).
+:func:`helpers.datasets.synthetic.arithmetic_problems`).
 
 * tokens: :func:`generate_token_dict`, :func:`preprocess_input_sequence` (every digit is
   a token of its own);

@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 
 from A5_detection.common import confusion_counts, count_errors, evaluate_detections, ignore_classes
 from helpers import vis
-from helpers.data import gt_boxes_to_targets, load_detection
+from helpers.datasets import gt_boxes_to_targets, load_detection
 from helpers.gradcheck import check_true
 
 __all__ = ["check_overfit", "class_agnostic_ap", "evaluate", "load_splits", "overfit_map", "report_errors",
@@ -32,7 +32,7 @@ __all__ = ["check_overfit", "class_agnostic_ap", "evaluate", "load_splits", "ove
 
 
 def load_splits(cfg, image_size: int, sizes: dict, splits: dict, draws: dict, show_classes: bool = True) -> dict:
-    """Load the ``train``, ``val`` and ``test`` splits with ``helpers.data.load_detection`` and print their sizes.
+    """Load the ``train``, ``val`` and ``test`` splits with ``helpers.datasets.load_detection`` and print their sizes.
 
     Args:
         cfg: the notebook's configuration (``cfg.dataset`` is loaded).

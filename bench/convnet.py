@@ -22,7 +22,7 @@ import time
 import torch
 
 from A3_fc_cnn import convolutional_networks as cnn
-from helpers.data import load_fashion_mnist, preprocess_dataset
+from helpers.datasets import load_fashion_mnist, preprocess_dataset
 from helpers.train import checkpoint_path
 
 NUM_VAL = 5000

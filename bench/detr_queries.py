@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from A5_detection.common import evaluate_detections, ignore_classes
 from helpers.config import seed_everything
-from helpers.data import DetectionDataset, gt_boxes_to_targets, load_detection
+from helpers.datasets import DetectionDataset, gt_boxes_to_targets, load_detection
 from papers.detr import DEFAULT_WEIGHTS, DETR, gt_boxes_to_set_targets, predict_detections, set_loss
 
 BATCH, WARMUP, IMAGE_SIZE = 32, 120, 96

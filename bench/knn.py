@@ -41,7 +41,7 @@ def worker(method: str, k: int, num_test: int | None) -> dict:
     """Load the data, then time one classifier; return its figures."""
     import torch
 
-    from helpers.data import load_fashion_mnist
+    from helpers.datasets import load_fashion_mnist
 
     x_train, y_train, x_test, y_test = load_fashion_mnist(num_test=num_test)
     if method == "sklearn":

@@ -28,7 +28,7 @@ import torch
 from A2_linear import linear_classifier as lc
 from A2_linear import two_layer_net as tln
 from A3_fc_cnn import fully_connected_networks as fcn
-from helpers.data import load_fashion_mnist, preprocess_dataset
+from helpers.datasets import load_fashion_mnist, preprocess_dataset
 from helpers.solver import Solver
 
 NUM_VAL = 5000

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from A4_rnn_transformer.transformer import warmup_scheduler
 from helpers.config import seed_everything
-from helpers.data import CLASS_NAMES, load_dataset
+from helpers.datasets import CLASS_NAMES, load_dataset
 from helpers.train import checkpoint_path, train
 from papers.vit import FASHION_MNIST_STATS, VisionTransformer, accuracy, vit_loss_fn
 

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from A4_rnn_transformer.transformer import warmup_scheduler
 from helpers.config import seed_everything
-from helpers.data import load_fashion_mnist
+from helpers.datasets import load_fashion_mnist
 from papers.vit import VisionTransformer, accuracy, vit_loss_fn
 
 NUM_TRAIN, NUM_VAL, EPOCHS = 12000, 3000, 3

@@ -104,7 +104,7 @@ def check_gt_boxes(gt_boxes, num_classes: int | None = None, name: str = "gt_box
     Rows are ``(x1, y1, x2, y2, class)`` as floats; padding rows are all ``-1``.  Every other row
     needs an integer class in ``[0, num_classes)`` (``>= 0`` when ``num_classes`` is None) and a
     well-formed box (finite, ``x2 >= x1``, ``y2 >= y1``).  Shared by the detection datasets
-    (``helpers.data``), FCOS, Faster R-CNN, YOLOv1 and DETR.
+    (``helpers.datasets``), FCOS, Faster R-CNN, YOLOv1 and DETR.
     """
     shape = "(B, N, 5)" if batched else "(N, 5)"
     layout = "rows (x1, y1, x2, y2, class), padding rows all -1"

@@ -17,7 +17,7 @@ The API is EECS 498/598's ``Solver``:
   the scores ``(N, C)`` when ``y`` is None, else ``(loss, grads)`` with ``grads``
   keyed like ``params``;
 * ``data`` is a dict with ``X_train (N, ...)``, ``y_train (N,)``, ``X_val (M, ...)``,
-  ``y_val (M,)`` (what :func:`helpers.data.preprocess_dataset` returns; other keys
+  ``y_val (M,)`` (what :func:`helpers.datasets.preprocess_dataset` returns; other keys
   are ignored);
 * ``update_rule(w, dw, config) -> (next_w, config)`` is applied to every parameter
   with its own ``config`` dict (learning rate, momentum buffers...).  ``helpers``
@@ -116,7 +116,7 @@ class Solver:
         seed: seed of the generator that orders the batches; None draws one from
             torch's global generator.
         augment: None, or ``augment(X_batch, generator) -> X_batch`` applied to every
-            training batch (e.g. :func:`helpers.data.random_flip_and_shift`); it must draw
+            training batch (e.g. :func:`helpers.datasets.random_flip_and_shift`); it must draw
             its randomness from ``generator`` (the solver's, saved in checkpoints) so runs
             repeat and resume exactly.  Accuracies are measured on unaugmented data.
 
@@ -569,7 +569,7 @@ def _check_data(data) -> tuple[torch.Tensor, ...]:
     missing = [key for key in _DATA_KEYS if key not in data]
     if missing:
         raise ValueError(f"data is missing {missing}: the Solver needs X_train (N, ...), y_train (N,), "
-                         "X_val (M, ...), y_val (M,), as helpers.data.preprocess_dataset returns")
+                         "X_val (M, ...), y_val (M,), as helpers.datasets.preprocess_dataset returns")
     X_train, y_train = _check_pair("data['X_train']", data["X_train"], "data['y_train']", data["y_train"])
     X_val, y_val = _check_pair("data['X_val']", data["X_val"], "data['y_val']", data["y_val"])
     if X_train.shape[1:] != X_val.shape[1:]:

@@ -32,7 +32,7 @@ from torch import nn
 
 from A4_rnn_transformer.transformer import LabelSmoothingLoss, LayerNormalization, MultiHeadAttention
 from helpers.checks import check_int
-from helpers.data import random_flip_and_shift
+from helpers.datasets import random_flip_and_shift
 from papers import checks
 
 __all__ = [
@@ -336,7 +336,7 @@ def vit_loss_fn(smoothing: float = 0.1, augment: bool = True, max_shift: int = 2
     """``loss_fn(model, (images, labels))`` for :func:`helpers.train.train`.
 
     Training images are randomly flipped left-right and shifted by up to ``max_shift`` pixels
-    (:func:`helpers.data.random_flip_and_shift`) when ``augment``; the loss is A4's
+    (:func:`helpers.datasets.random_flip_and_shift`) when ``augment``; the loss is A4's
     label-smoothed cross-entropy (mean over the batch); the batch accuracy is logged as ``"acc"``.
     """
     def loss_fn(model: nn.Module, batch) -> tuple[torch.Tensor, dict]:

@@ -8,7 +8,7 @@ import torch
 from helpers.checks import check_boxes, check_gt_boxes, check_int, check_labels, check_real
 
 # helpers/checks.py is given code.  A student handout also gets this file whenever its assignment
-# folder holds a `checks.py` (helpers.student copies tests/test_<module>.py for every module): worth 0 points.
+# folder holds a `checks.py` (course.student copies tests/test_<module>.py for every module): worth 0 points.
 pytestmark = pytest.mark.grade("given code: shared input checks", points=0)
 
 

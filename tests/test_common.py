@@ -37,7 +37,7 @@ from A5_detection.common import (
 )
 from helpers.gradcheck import compute_numeric_gradient, rel_error
 
-# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+# Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 IOU = pytest.mark.grade("box_iou", points=2)
 GIOU = pytest.mark.grade("generalized_box_iou", points=2)
 PAIRED_IOU = pytest.mark.grade("paired_iou", points=1)

@@ -36,7 +36,7 @@ from A3_fc_cnn.convolutional_networks import (
     kaiming_initializer,
 )
 from A3_fc_cnn.fully_connected_networks import adam
-from helpers.data import DatasetNotFoundError, load_dataset, preprocess_dataset
+from helpers.datasets import DatasetNotFoundError, load_dataset, preprocess_dataset
 from helpers.gradcheck import autograd_gradients as autograd
 from helpers.gradcheck import compute_numeric_gradient, rel_error
 from helpers.solver import Solver
@@ -44,7 +44,7 @@ from helpers.solver import Solver
 TOL = 1e-7  # numeric vs analytic gradients, float64
 EXACT = {"rtol": 1e-12, "atol": 1e-12}  # float64 results that only differ by rounding
 
-# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+# Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 CONV = pytest.mark.grade("Conv", points=5)
 FAST_CONV = pytest.mark.grade("FastConv", points=4)
 MAX_POOL = pytest.mark.grade("MaxPool", points=4)

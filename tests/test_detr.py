@@ -17,7 +17,7 @@ from scipy.optimize import linear_sum_assignment
 
 from A4_rnn_transformer.transformer import position_encoding_sinusoid
 from A5_detection.common import evaluate_detections
-from helpers.data import gt_boxes_to_targets, load_detection
+from helpers.datasets import gt_boxes_to_targets, load_detection
 from helpers.export import BOX_FORMAT, export_model, load_exported, max_difference, read_images, save_model
 from helpers.gradcheck import compute_numeric_gradient, rel_error
 from papers import detr
@@ -38,7 +38,7 @@ from papers.detr import (
     weighted_cross_entropy,
 )
 
-# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+# Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 HUNGARIAN = pytest.mark.grade("hungarian", points=5)
 BOXES = pytest.mark.grade("DETR box coding", points=1)
 POS = pytest.mark.grade("position_encoding_2d", points=2)

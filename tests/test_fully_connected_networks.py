@@ -28,7 +28,7 @@ from A3_fc_cnn.fully_connected_networks import (
     softmax_loss,
     svm_loss,
 )
-from helpers.data import DatasetNotFoundError, load_dataset, preprocess_dataset
+from helpers.datasets import DatasetNotFoundError, load_dataset, preprocess_dataset
 from helpers.gradcheck import autograd_gradients as autograd
 from helpers.gradcheck import compute_numeric_gradient, rel_error
 from helpers.solver import Solver
@@ -36,7 +36,7 @@ from helpers.train import atomic_save
 
 TOL = 1e-7  # numeric vs analytic gradients, float64
 
-# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+# Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 LINEAR = pytest.mark.grade("Linear", points=4)
 RELU = pytest.mark.grade("ReLU", points=2)
 LINEAR_RELU = pytest.mark.grade("Linear_ReLU", points=2)

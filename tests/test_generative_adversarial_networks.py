@@ -43,7 +43,7 @@ from helpers.train import atomic_save
 
 EXACT = {"rtol": 1e-12, "atol": 1e-12}  # float64 results that differ only by rounding
 
-# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+# Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 NOISE = pytest.mark.grade("sample_noise", points=2)
 NETS = pytest.mark.grade("discriminator and generator", points=3)
 BCE = pytest.mark.grade("bce_with_logits", points=3)

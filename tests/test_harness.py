@@ -9,7 +9,7 @@ import torch
 from A5_detection import harness
 from A5_detection.common import count_errors, evaluate_detections
 from helpers.config import get_config
-from helpers.data import gt_boxes_to_targets, load_detection
+from helpers.datasets import gt_boxes_to_targets, load_detection
 
 matplotlib.use("Agg")
 

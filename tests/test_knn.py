@@ -24,7 +24,7 @@ from A1_knn.knn import (
 
 DISTANCES = [compute_distances_two_loops, compute_distances_one_loop, compute_distances_no_loops]
 
-# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+# Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 TWO_LOOPS = pytest.mark.grade("distances: two loops", points=3)
 ONE_LOOP = pytest.mark.grade("distances: one loop", points=3)
 NO_LOOPS = pytest.mark.grade("distances: no loops", points=4)

@@ -35,7 +35,7 @@ SOFTMAX_LOSSES = (softmax_loss_naive, softmax_loss_vectorized)
 ALL_LOSSES = SVM_LOSSES + SOFTMAX_LOSSES
 SHAPES = [(1, 3, 2), (1, 5, 4), (6, 4, 2), (17, 8, 10), (40, 30, 7)]  # (N, D, C)
 
-# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+# Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 # A test needing several solution functions counts for the one it is mainly about.
 SVM_NAIVE = pytest.mark.grade("svm loss: naive", points=4)
 SVM_VECTORIZED = pytest.mark.grade("svm loss: vectorized", points=4)

@@ -27,9 +27,9 @@ from A5_detection.one_stage_detector import (
     predict_detections,
     sigmoid_focal_loss,
 )
-from helpers.data import gt_boxes_to_targets, load_detection
+from helpers.datasets import gt_boxes_to_targets, load_detection
 
-# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+# Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 HEAD = pytest.mark.grade("FCOSPredictionNetwork", points=3)
 MATCH = pytest.mark.grade("fcos_match_locations_to_gt", points=5)
 DELTAS = pytest.mark.grade("fcos deltas: encode and decode", points=3)

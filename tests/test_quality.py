@@ -8,7 +8,7 @@ import scipy.linalg
 import torch
 
 from helpers.config import get_config
-from helpers.data import load_dataset
+from helpers.datasets import load_dataset
 from helpers.quality import (
     FeatureNet,
     frechet_distance,

@@ -39,7 +39,7 @@ from helpers.backbone import RegNetTrunk
 from helpers.gradcheck import autograd_gradients, compute_numeric_gradient, rel_error
 from helpers.train import train
 
-# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+# Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 RNN_STEP = pytest.mark.grade("rnn_step_forward / rnn_step_backward", points=4)
 RNN_SEQUENCE = pytest.mark.grade("rnn_forward / rnn_backward", points=4)
 RNN_MODULE = pytest.mark.grade("RNN module", points=2)

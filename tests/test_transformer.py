@@ -50,10 +50,10 @@ from A4_rnn_transformer.transformer import (
     train_transformer,
     warmup_scheduler,
 )
+from helpers.datasets.synthetic import ARITHMETIC_SPECIAL_TOKENS, ARITHMETIC_VOCAB, arithmetic_problems
 from helpers.gradcheck import compute_numeric_gradient, rel_error
-from helpers.synthetic import ARITHMETIC_SPECIAL_TOKENS, ARITHMETIC_VOCAB, arithmetic_problems
 
-# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+# Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 TOKENS = pytest.mark.grade("tokens", points=3)
 DOT = pytest.mark.grade("scaled dot-product attention", points=6)
 ATTENTION = pytest.mark.grade("SelfAttention and MultiHeadAttention", points=6)

@@ -22,13 +22,13 @@ from A2_linear.two_layer_net import (
     nn_predict,
     nn_train,
 )
-from helpers.data import find_dataset_folder, load_dataset, preprocess_dataset
+from helpers.datasets import find_dataset_folder, load_dataset, preprocess_dataset
 from helpers.gradcheck import compute_numeric_gradient, rel_error
 from helpers.train import atomic_save
 
 NAMES = ("W1", "b1", "W2", "b2")
 
-# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+# Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 FORWARD = pytest.mark.grade("forward pass", points=3)
 BACKWARD = pytest.mark.grade("loss and backward pass", points=7)
 TRAINING = pytest.mark.grade("training and prediction", points=5)

@@ -37,7 +37,7 @@ from A5_detection.two_stage_detector import (
     softmax_cross_entropy,
 )
 
-# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+# Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 ANCHORS = pytest.mark.grade("generate_fpn_anchors", points=3)
 HEAD = pytest.mark.grade("RPNPredictionNetwork", points=2)
 MATCH = pytest.mark.grade("rcnn_match_anchors_to_gt", points=4)

@@ -37,7 +37,7 @@ from A6_generative.variational_autoencoders import (
 )
 from helpers.gradcheck import compute_numeric_gradient, rel_error
 
-# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+# Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 ONE_HOT = pytest.mark.grade("one_hot", points=2)
 REPARAM = pytest.mark.grade("reparametrize", points=4)
 BCE = pytest.mark.grade("reconstruction loss", points=4)

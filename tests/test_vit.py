@@ -211,7 +211,7 @@ def test_whole_model_gradient_matches_numeric_gradient(stem_channels):
 
 @MODEL
 def test_model_learns_a_small_training_set():
-    from helpers.data import load_fashion_mnist
+    from helpers.datasets import load_fashion_mnist
 
     torch.manual_seed(0)
     x, y, _, _ = load_fashion_mnist(num_train=64, num_test=1)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from A5_detection.common import box_iou, evaluate_detections
-from helpers.data import gt_boxes_to_targets, load_detection
+from helpers.datasets import gt_boxes_to_targets, load_detection
 from helpers.export import BOX_FORMAT, export_metadata, load_exported, max_difference, save_model
 from papers.yolov1 import (
     PAPER_LAYOUT,
@@ -34,7 +34,7 @@ from papers.yolov1 import (
     yolo_loss,
 )
 
-# Score groups of `python -m helpers.grade` (README, "For teachers"): points are each group's total.
+# Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 MODEL = pytest.mark.grade("YOLOv1 backbone and head", points=3)
 TARGETS = pytest.mark.grade("YOLOv1 targets: encode and decode", points=4)
 RESPONSIBLE = pytest.mark.grade("YOLOv1 responsible boxes", points=2)
