@@ -55,8 +55,8 @@ from course.student import (
     HELPERS,
     TESTS,
     Assignment,
-    _files,
     answer_files,
+    course_files,
     course_root,
     discover_assignments,
     make_student_version,
@@ -253,7 +253,7 @@ def _build_workspace(root: Path, student_dir: Path, workspace: Path) -> list[str
             _copy(root / name, workspace / name)
     folders = [HELPERS, TESTS] + [a.folder for a in discover_assignments(root)]
     for folder in folders:
-        for path in _files(root / folder):
+        for path in course_files(root / folder):
             if path.suffix != ".ipynb":
                 _copy(path, workspace / path.relative_to(root))
     missing = []

@@ -75,6 +75,7 @@ __all__ = [
     "StudentVersion",
     "TEACHER_ONLY_TESTS",
     "answer_files",
+    "course_files",
     "course_root",
     "discover_assignments",
     "find_regions",
@@ -150,7 +151,7 @@ def _visible(path: Path, root: Path) -> bool:
     return not any(p in SKIP_DIRS or p.startswith(".") or p.endswith(".egg-info") for p in parts)
 
 
-def _files(folder: Path) -> list[Path]:
+def course_files(folder: Path) -> list[Path]:
     """Files under ``folder`` except caches, checkpoints and hidden ones, sorted."""
     if not folder.is_dir():
         return []
@@ -506,7 +507,7 @@ def answer_files(root: Path | None = None) -> list[str]:
     folders = [HELPERS] + [a.folder for a in discover_assignments(root)]
     found = []
     for folder in folders:
-        for path in _files(root / folder):
+        for path in course_files(root / folder):
             if path.suffix == ".py" and find_regions(path.read_text(encoding="utf-8"), str(path)):
                 found.append(path.relative_to(root).as_posix())
     return found
@@ -518,7 +519,7 @@ def _with_dependencies(root: Path, folders: list[str], all_folders: set[str]) ->
     queue = list(folders)
     while queue:
         folder = queue.pop()
-        sources = [p for p in _files(root / folder) if p.suffix in (".py", ".ipynb")]
+        sources = [p for p in course_files(root / folder) if p.suffix in (".py", ".ipynb")]
         sources += [root / module_test_file(m) for m in _modules(root / folder)]
         for source in sources:
             if not source.is_file():
@@ -537,7 +538,7 @@ def _student_tests(root: Path, folders: list[str]) -> list[Path]:
     modules = {m for f in folders for m in _modules(root / f)} | set(_modules(root / HELPERS))
     all_assignments = {a.folder for a in discover_assignments(root)}
     chosen = []
-    for path in _files(tests):
+    for path in course_files(tests):
         rel = path.relative_to(tests)
         is_test = len(rel.parts) == 1 and path.name.startswith("test_") and path.suffix == ".py"
         if not is_test:
@@ -640,7 +641,7 @@ def make_student_version(out_dir: Path, names: Sequence[str] = (), root: Path | 
                             added_dependencies=[f for f in folders if f not in requested])
     try:
         for folder in folders + [HELPERS]:
-            for path in _files(root / folder):
+            for path in course_files(root / folder):
                 _write_file(path, path.relative_to(root).as_posix(), out_dir, result)
         for path in _student_tests(root, folders):
             rel = path.relative_to(root).as_posix()

@@ -25,6 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT_DIRS = sorted(p for p in ROOT.glob("A*_*") if p.is_dir()) + [ROOT / "papers"]
 COURSE_FILES = sorted(p for d in [*ASSIGNMENT_DIRS, ROOT / "helpers"] for p in d.glob("*.py"))
+#: Every module of the course, sub-packages (helpers/datasets/) and the teacher's course/ included.
+ALL_MODULES = sorted(p for d in [*ASSIGNMENT_DIRS, ROOT / "helpers", ROOT / "course"] for p in d.rglob("*.py"))
 NOTEBOOKS = sorted(p for d in ASSIGNMENT_DIRS for p in d.glob("*.ipynb"))
 
 
@@ -83,7 +85,7 @@ def _undeviced_factories(path: Path) -> list[str]:
 
 
 def test_tensors_are_made_on_the_device_of_the_input():
-    found = [hit for path in COURSE_FILES for hit in _undeviced_factories(path)]
+    found = [hit for path in ALL_MODULES for hit in _undeviced_factories(path)]
     assert not found, ("these tensors are made on the CPU although an input tensor (maybe on a GPU) "
                        "is at hand: pass device=<input>.device, or say why with '# device: <reason>' "
                        "on the line:\n" + "\n".join(found))
@@ -159,7 +161,7 @@ def test_every_course_module_imports_beside_an_installed_transformers(tmp_path):
     still finds the installed package."""
     site = tmp_path / "site"
     _fake_package(site, "transformers")
-    modules = [_rel(p)[:-3].replace("/", ".") for p in COURSE_FILES if p.stem != "__init__"]
+    modules = [_rel(p)[:-3].replace("/", ".") for p in ALL_MODULES if p.stem != "__init__"]
     code = textwrap.dedent(f"""
         import importlib, sys
         for name in {modules!r}:
