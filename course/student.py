@@ -8,10 +8,10 @@ Usage::
 Solutions sit between two comment lines, nbgrader's convention::
 
     def compute_distances_two_loops(x_train, x_test):
-        a, b = _check_pair(x_train, x_test)
-        dists = a.new_zeros(a.shape[0], b.shape[0])
+        x_train, x_test = checks.pair(x_train, x_test)
+        dists = x_train.new_zeros(x_train.shape[0], x_test.shape[0])
         ``### BEGIN SOLUTION``
-        for i in range(a.shape[0]):
+        for i in range(x_train.shape[0]):
             ...
         ``### END SOLUTION``
         return dists
