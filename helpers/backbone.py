@@ -2,9 +2,14 @@
 
 * :data:`IMAGENET_MEAN`, :data:`IMAGENET_STD` -- the channel statistics every model that takes
   images in ``[0, 1]`` normalises with, inside the model;
-* :func:`regnet_weights` -- torchvision's ImageNet weights of RegNetX-400MF, **refused offline**
-  (``DL4CV_OFFLINE=1``) unless they are already in torch's hub cache, with a message saying what
-  to do: the one offline guard of every pretrained trunk;
+* :func:`weights_file` -- **the one weight download of the course**: a pretrained file (any model:
+  ``name``, ``url``, ``file_name``, optional SHA-256 or its prefix) downloaded once into
+  ``<DL4CV_DATA_DIR>/weights/``, refused offline (``DL4CV_OFFLINE=1``) unless cached, with one
+  :class:`WeightsNotFoundError` naming the file, the URL, where to put it by hand and the
+  from-scratch alternative; :func:`cached_weights` finds a file without downloading;
+* :data:`KNOWN_WEIGHTS` -- the weight files the course uses (the environment report lists them);
+* :func:`regnet_weights` / :func:`regnet_available` -- RegNetX-400MF's ImageNet weights through
+  :func:`weights_file`, and whether a pretrained trunk can be built now (online, or cached);
 * :class:`RegNetTrunk` -- RegNetX-400MF (the EECS 498 backbone of A4's captioner and A5's
   detectors) cut after its stride-8, 16 and 32 stages (``up_to="c4"`` stops at stride 16, A4's cut);
 * :class:`SmallTrunk` -- a small plain CNN trained from scratch (A5's detectors offline, DETR).
@@ -15,50 +20,164 @@ with :attr:`out_channels` channels each.
 
 from __future__ import annotations
 
+import hashlib
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RegNetTrunk", "SmallTrunk", "regnet_weights"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "KNOWN_WEIGHTS", "REGNET_X_400MF", "RegNetTrunk", "SmallTrunk",
+           "WeightFile", "WeightsNotFoundError", "cached_weights", "regnet_available", "regnet_weights",
+           "weights_file"]
 
 #: ImageNet channel statistics (RGB): images in [0, 1] are normalised with them inside the models.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def regnet_weights(user: str = "a pretrained RegNetX-400MF trunk"):
-    """The ImageNet weights of RegNetX-400MF (``RegNet_X_400MF_Weights.IMAGENET1K_V1``).
+class WeightsNotFoundError(FileNotFoundError):
+    """A pretrained weight file is neither cached nor downloadable (offline, or the download failed)."""
 
-    torchvision downloads them on first use.  Offline (``DL4CV_OFFLINE=1``) that is refused unless
-    the file is already in torch's hub cache.
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A pretrained weight file: what it is, where it comes from, how to check it.
+
+    ``sha256``: the file's SHA-256 in hex, or a prefix of it (torchvision's file names end with the
+    first 8 hex digits of theirs); ``None``: not checked.
+    """
+
+    name: str
+    url: str
+    file_name: str
+    sha256: str | None = None
+
+
+#: RegNetX-400MF, ImageNet (torchvision's ``RegNet_X_400MF_Weights.IMAGENET1K_V1``): A4's captioner,
+#: A5's detectors with ``pretrained=True``.
+REGNET_X_400MF = WeightFile("the ImageNet weights of RegNetX-400MF",
+                            "https://download.pytorch.org/models/regnet_x_400mf-adf1edd5.pth",
+                            "regnet_x_400mf-adf1edd5.pth", sha256="adf1edd5")
+#: Every weight file the course downloads, by short name (the environment report lists them).
+KNOWN_WEIGHTS = {"regnet_x_400mf": REGNET_X_400MF}
+
+
+def _weights_folder(cfg) -> Path:
+    return Path(cfg.data_dir) / "weights"
+
+
+def _check_hash(path: Path, sha256: str | None) -> str | None:
+    """``None`` when the file's SHA-256 starts with ``sha256`` (or nothing to check), else the digest."""
+    if not sha256:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    found = digest.hexdigest()
+    return None if found.startswith(sha256.lower()) else found
+
+
+def cached_weights(weights: WeightFile, cfg=None) -> Path | None:
+    """Where ``weights`` already are, or ``None``: ``<DL4CV_DATA_DIR>/weights/<file_name>``, else torch's
+    hub cache (``<torch hub dir>/checkpoints/``, where torchvision puts what it downloads).  Not hashed."""
+    from helpers.config import get_config
+
+    cfg = get_config() if cfg is None else cfg
+    for folder in (_weights_folder(cfg), Path(torch.hub.get_dir()) / "checkpoints"):
+        if (folder / weights.file_name).is_file():
+            return folder / weights.file_name
+    return None
+
+
+def _weights_error(weights: WeightFile, reason: str, user: str, scratch: str, cfg) -> WeightsNotFoundError:
+    destination = _weights_folder(cfg) / weights.file_name
+    return WeightsNotFoundError(
+        f"{user} needs {weights.name}: the file {weights.file_name}, from {weights.url}, but {reason}.\n"
+        f"  Remedies:\n"
+        f"  1. put the file there by hand: {destination}\n"
+        f"     (on a machine with internet: curl -L -o {weights.file_name} {weights.url}, then copy it);\n"
+        f"  2. train from scratch instead: {scratch};\n"
+        f"  3. with internet, run with DL4CV_OFFLINE=0 and it is downloaded once to {destination.parent}.")
+
+
+def weights_file(weights: WeightFile, user: str | None = None, scratch: str = "pretrained=False",
+                 cfg=None) -> Path:
+    """The local path of a pretrained weight file, downloaded once if needed: every download of weights.
+
+    Looks in :func:`cached_weights`; else, unless ``DL4CV_OFFLINE=1``, downloads ``weights.url`` to
+    ``<DL4CV_DATA_DIR>/weights/<file_name>`` (through a ``.part`` file renamed when complete, so an
+    interrupted download leaves nothing half-written).  The file's SHA-256 is checked when
+    ``weights.sha256`` is given, on the cached file too (a damaged file is named, never loaded).
+
+    Args:
+        weights: the :class:`WeightFile` (name, URL, file name, hash).
+        user: what needs the file, named in the error (default: ``weights.name``).
+        scratch: the from-scratch alternative, named in the error (``"PRETRAINED = False"``...).
+        cfg: data folder and offline flag; default :func:`helpers.config.get_config`.
+
+    Raises:
+        WeightsNotFoundError: offline and not cached, the download failed, or the hash differs; the
+            message names the file, the URL, where to put it by hand and the from-scratch way.
+    """
+    from helpers.config import get_config
+
+    cfg = get_config() if cfg is None else cfg
+    user = user or f"this model ({weights.name})"
+    path = cached_weights(weights, cfg)
+    if path is None:
+        if cfg.offline:
+            raise _weights_error(weights, "DL4CV_OFFLINE=1 forbids downloading and it is not cached", user,
+                                 scratch, cfg)
+        path = _weights_folder(cfg) / weights.file_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".part")
+        try:
+            torch.hub.download_url_to_file(weights.url, str(partial), progress=True)
+        except Exception as exc:
+            partial.unlink(missing_ok=True)
+            raise _weights_error(weights, f"the download failed ({type(exc).__name__}: {exc})", user, scratch,
+                                 cfg) from exc
+        os.replace(partial, path)
+    found = _check_hash(path, weights.sha256)
+    if found is not None:
+        raise _weights_error(weights, f"{path} is damaged (SHA-256 {found[:16]}..., expected {weights.sha256}...);"
+                             " delete it", user, scratch, cfg)
+    return path
+
+
+def regnet_weights(user: str = "a pretrained RegNetX-400MF trunk", cfg=None) -> dict:
+    """The ImageNet weights of RegNetX-400MF as a state dict (torchvision's ``regnet_x_400mf`` keys).
+
+    Read from :func:`weights_file` (downloaded once; refused offline unless cached).
 
     Args:
         user: what needs the weights, named in the error (``"ImageEncoder(pretrained=True)"``...).
 
     Raises:
-        FileNotFoundError: offline and not cached; the message gives the URL, the cache folder and
-            the ways out (``pretrained=False``, put the file there, or ``DL4CV_OFFLINE=0``).
+        WeightsNotFoundError (a ``FileNotFoundError``): offline and not cached, or the download failed;
+            the message gives the file, the URL, where to put it and ``pretrained=False``.
     """
-    from torchvision.models import RegNet_X_400MF_Weights
+    path = weights_file(REGNET_X_400MF, user=user, scratch="pretrained=False (a small CNN trained from scratch)",
+                        cfg=cfg)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
+
+def regnet_available(cfg=None) -> bool:
+    """Whether a pretrained RegNetX-400MF trunk can be built now: online, or its weights cached."""
     from helpers.config import get_config
 
-    weights = RegNet_X_400MF_Weights.IMAGENET1K_V1
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
-    if get_config().offline and not cached.is_file():
-        raise FileNotFoundError(
-            f"{user} needs the ImageNet weights of RegNetX-400MF ({weights.url}), but DL4CV_OFFLINE=1 and "
-            f"they are not in {cached.parent}. Either use pretrained=False (a small CNN trained from scratch), "
-            "or put the file there, or run with DL4CV_OFFLINE=0 to download it.")
-    return weights
+    cfg = get_config() if cfg is None else cfg
+    return not cfg.offline or cached_weights(REGNET_X_400MF, cfg) is not None
 
 
 class RegNetTrunk(nn.Module):
     """torchvision's RegNetX-400MF cut after its stride-8, 16 and 32 stages.
 
     Args:
-        pretrained: ImageNet weights (:func:`regnet_weights`: refused offline unless cached) or
+        pretrained: ImageNet weights (:func:`regnet_weights`: downloaded once, refused offline unless cached) or
             random initialisation.
         up_to: the last map kept, ``"c5"`` (stride 32, A5's detectors) or ``"c4"`` (stride 16, A4's
             captioner: small images still give a grid worth attending over).
@@ -76,7 +195,9 @@ class RegNetTrunk(nn.Module):
 
         if up_to not in ("c4", "c5"):
             raise ValueError(f"up_to must be 'c4' or 'c5', got {up_to!r}")
-        net = regnet_x_400mf(weights=regnet_weights(user) if pretrained else None)
+        net = regnet_x_400mf(weights=None)
+        if pretrained:
+            net.load_state_dict(regnet_weights(user))
         self.stem = net.stem  # stride 2
         blocks = net.trunk_output
         self.stage3 = nn.Sequential(blocks.block1, blocks.block2)  # strides 4, 8
