@@ -2,6 +2,7 @@
 
 Each notebook cell of the harness is one or two calls::
 
+    splits = harness.dataset_splits(cfg)          # VOC: trainval/test, or train/val when test is absent
     data = harness.load_splits(cfg, IMAGE_SIZE, sizes, splits, draws)      # prints what was loaded
     harness.show_ground_truth(data["train"])                           # 12 scenes with their boxes
     overfit_map = harness.overfit_map(predictions, few_gt, C, losses, seconds)   # prints loss and mAP
@@ -24,11 +25,83 @@ import matplotlib.pyplot as plt
 
 from A5_detection.common import confusion_counts, count_errors, evaluate_detections, ignore_classes
 from helpers import vis
-from helpers.datasets import gt_boxes_to_targets, load_detection
+from helpers.backbone import REGNET_X_400MF, cached_weights, regnet_available
+from helpers.datasets import gt_boxes_to_targets, load_detection, read_voc_split, voc_folder, voc_splits_found
 from helpers.gradcheck import check_true
 
-__all__ = ["check_overfit", "class_agnostic_ap", "evaluate", "load_splits", "overfit_map", "report_errors",
-           "show_failures", "show_ground_truth", "targets_of"]
+__all__ = ["backbone_note", "check_overfit", "class_agnostic_ap", "dataset_splits", "evaluate", "load_splits", "overfit_map",
+           "report_errors", "show_failures", "show_ground_truth", "targets_of", "use_pretrained"]
+
+_SCENE_SPLITS = {"train": "train", "val": "val", "test": "test"}
+
+
+def dataset_splits(cfg) -> dict:
+    """Which split of ``cfg.dataset`` the notebook trains, validates and tests on.
+
+    The generated scenes: ``train`` / ``val`` / ``test``.  PASCAL VOC 2007 with its test archive
+    (``ImageSets/Main/test.txt``; or online with nothing yet, when both archives are downloaded):
+    train on ``trainval``, validate and test on ``test``, as the course does.  With only the trainval
+    archive (the one most tutorials fetch): train on ``train``, validate and test on ``val``.
+
+    Returns:
+        ``{"train": split, "val": split, "test": split}`` (names of the dataset's splits).
+    """
+    if cfg.dataset != "voc2007":
+        return dict(_SCENE_SPLITS)
+    found = voc_splits_found(cfg)
+    if found["test"] or (not cfg.offline and not found["trainval"]):
+        return {"train": "trainval", "val": "test", "test": "test"}
+    return {"train": "train", "val": "val", "test": "val"}
+
+
+def use_pretrained(pretrained, cfg) -> bool:
+    """The notebook's ``PRETRAINED`` parameter resolved: ImageNet RegNetX-400MF trunk or a small CNN from scratch.
+
+    ``None`` (the default): pretrained on PASCAL VOC when the weights can be had -- online, or
+    already cached (:func:`helpers.backbone.cached_weights`) -- else from scratch; the generated
+    scenes always train from scratch (their measured recipe).  ``True`` / ``False``: as given
+    (``True`` offline without the file stops at the model cell with
+    :class:`helpers.backbone.WeightsNotFoundError`, which says where to put it).  Prints the choice
+    and why, on VOC or when set by hand.
+    """
+    if pretrained is not None and not isinstance(pretrained, bool):
+        raise TypeError(f"PRETRAINED must be None, True or False, got {pretrained!r}")
+    on_voc = cfg.dataset == "voc2007"
+    if pretrained is None:
+        choice = on_voc and regnet_available(cfg)
+        if on_voc and choice:
+            where = cached_weights(REGNET_X_400MF, cfg)
+            why = f"cached in {where}" if where is not None else "online: downloaded once by helpers.backbone"
+        elif on_voc:
+            why = (f"offline and {REGNET_X_400MF.file_name} not cached (put it in {cfg.data_dir / 'weights'} "
+                   "to use it)")
+        else:
+            why = "the generated scenes' recipe"
+    else:
+        choice, why = pretrained, f"PRETRAINED = {pretrained}"
+    if on_voc or pretrained is not None:
+        print(f"backbone: {backbone_note(choice)} ({why})")
+    return choice
+
+
+def backbone_note(pretrained: bool) -> str:
+    """How the results notes name the trunk."""
+    return "RegNetX-400MF pretrained on ImageNet" if pretrained else "small CNN from scratch"
+
+
+def _voc_sizes(cfg, sizes: dict, splits: dict) -> tuple[dict, str]:
+    """VOC: the sizes capped at what each split holds, and the line saying what was found and what is used."""
+    folder = voc_folder(cfg)
+    found = voc_splits_found(cfg)
+    present = [name for name in ("trainval", "test") if found[name]]
+    available = {name: len(read_voc_split(folder, split)) if found[split] else None for name, split in splits.items()}
+    capped = {name: (None if available[name] is None or num is None else min(num, available[name]))
+              for name, num in sizes.items()}
+    uses = ", ".join(f"{name} on {split} ({'all' if capped[name] is None else capped[name]} images)"
+                     for name, split in splits.items())
+    note = "" if found["test"] else " -- no test split (VOCtest_06-Nov-2007.tar): validating and testing on val"
+    line = f"VOC 2007 in {folder}: found {' and '.join(present) or 'nothing yet'}{note}; using {uses}"
+    return capped, line
 
 
 def load_splits(cfg, image_size: int, sizes: dict, splits: dict, draws: dict, show_classes: bool = True) -> dict:
@@ -44,7 +117,13 @@ def load_splits(cfg, image_size: int, sizes: dict, splits: dict, draws: dict, sh
     Returns:
         ``{"train": ..., "val": ..., "test": ...}``, the dicts of ``load_detection`` (``images`` uint8
         ``(N, 3, H, W)``, ``gt_boxes (N, M, 5)``, ``difficult``, ``class_names``).
+
+    On VOC the first printed line says which splits were found and which are used (see
+    :func:`dataset_splits`), and a size larger than its split is cut to the split.
     """
+    if cfg.dataset == "voc2007":
+        sizes, line = _voc_sizes(cfg, sizes, splits)
+        print(line)
     data = {name: load_detection(cfg.dataset, splits[name], num=sizes[name], cfg=cfg, image_size=image_size,
                                  draws=draws[name])
             for name in ("train", "val", "test")}

@@ -5,11 +5,14 @@ Usage::
     python -m course.run                  # run every notebook (full mode), save outputs
     python -m course.run --fast A1 knn    # fast mode, only notebooks whose path contains A1 or knn
     python -m course.run --no-save vit    # trial run: the repository is left as it was
+    python -m course.run --strict A5      # exit non-zero when a check cell printed a failure (✗)
 
 Notebooks are ``A*/*.ipynb`` and ``papers/*.ipynb`` under the repository root.
 Each runs in its own folder with a fresh ``python3`` kernel of the current
 environment; a failing notebook is reported (cell, error) and the others still
-run.  Afterwards the table between the results markers of ``README.md`` is
+run.  Every line a check cell printed with ``✗`` (``helpers.gradcheck.check`` / ``check_true``)
+is reported under its notebook, so a floor missed in a full or VOC run is never silent;
+``--strict`` makes such a run exit with 1.  Afterwards the table between the results markers of ``README.md`` is
 rebuilt from ``results/*.json`` (see :mod:`helpers.results`).
 
 The environment report for bug reports is :mod:`helpers.environment_report`
@@ -27,17 +30,19 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.config import get_config, repo_root
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "FAILED_CHECK_MARK",
     "NOTEBOOK_GLOBS",
     "NotebookResult",
     "course_root",
     "discover_notebooks",
+    "failed_checks",
     "main",
     "print_summary",
     "run_notebook",
@@ -50,6 +55,8 @@ __all__ = [
 NOTEBOOK_GLOBS = ("A*/*.ipynb", "papers/*.ipynb")
 #: Default per-cell time limit in seconds (full-mode training cells can be long).
 DEFAULT_TIMEOUT = 3600
+#: What ``helpers.gradcheck.check`` / ``check_true`` print for a check that failed.
+FAILED_CHECK_MARK = "✗"
 KERNEL_NAME = "python3"
 
 
@@ -108,11 +115,17 @@ class NotebookResult:
     cell_source: str = ""           # first line of the failing cell
     error_name: str = ""
     error_value: str = ""
+    failed_checks: list = field(default_factory=list)  # (cell index, printed line) of every ✗
+
+    @property
+    def clean(self) -> bool:
+        """Ran to the end and no check printed ✗."""
+        return self.ok and not self.failed_checks
 
     @property
     def status(self) -> str:
-        """``"ok"`` or ``"FAILED"``."""
-        return "ok" if self.ok else "FAILED"
+        """``"ok"``, ``"CHECKS"`` (ran, but a check printed ✗) or ``"FAILED"``."""
+        return "FAILED" if not self.ok else "CHECKS" if self.failed_checks else "ok"
 
     def describe_error(self) -> str:
         """``cell 3 of 7 (`raise X`): ValueError: boom``; empty when the notebook passed."""
@@ -180,6 +193,20 @@ def _first_line(source: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def failed_checks(nb) -> list[tuple[int, str]]:
+    """``(cell index, line)`` of every printed line holding :data:`FAILED_CHECK_MARK` in an executed notebook."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") if output.get("output_type") == "stream" else \
+                output.get("data", {}).get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            found += [(index, line.strip()) for line in text.splitlines() if FAILED_CHECK_MARK in line]
+    return found
+
+
 def _code_cell_count(nb) -> int:
     return sum(1 for c in nb.cells if c.cell_type == "code" and c.source.strip())
 
@@ -238,6 +265,7 @@ def run_notebook(path: Path, fast: bool = False, save: bool = True,
     finally:
         bar.close()
     result.seconds = time.perf_counter() - start
+    result.failed_checks = failed_checks(nb)
     if not result.ok and current["index"] is not None:
         result.cell_index = current["index"]
         result.cell_source = _first_line(nb.cells[current["index"]].source)
@@ -289,17 +317,24 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def print_summary(results: list[NotebookResult], root: Path) -> None:
-    """Print the summary table and the number of failures."""
+    """Print the summary table, the number of failures and of notebooks whose checks printed ✗."""
     print()
     print(summary_table(results, root))
     failed = sum(not r.ok for r in results)
-    print(f"notebooks: {len(results) - failed} ran cleanly, {failed} failed")
+    checked = [r for r in results if r.ok and r.failed_checks]
+    line = f"notebooks: {sum(r.clean for r in results)} ran cleanly, {failed} failed"
+    if checked:
+        line += (f", {len(checked)} ran to the end with {sum(len(r.failed_checks) for r in checked)} failed "
+                 f"check(s) ({FAILED_CHECK_MARK}, listed above)")
+    print(line)
 
 
 def _result_line(result: NotebookResult, root: Path) -> str:
     line = f"{result.status:<6}  {_relative(result.path, root)}  ({result.seconds:.1f} s)"
     if not result.ok:
         line += f"\n        {result.describe_error()}  (outputs not saved)"
+    for index, text in result.failed_checks:
+        line += f"\n        cell {index + 1}: {text}"
     return line
 
 
@@ -316,13 +351,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-save", dest="save", action="store_false",
                         help="trial run: leave the repository as it is (notebooks, results/, the README "
                              "table, checkpoints); results and checkpoints go to a temporary folder")
+    parser.add_argument("--strict", action="store_true",
+                        help=f"exit with 1 when a check cell printed a failure ({FAILED_CHECK_MARK}), not only "
+                             "when a notebook stops")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"per-cell time limit in seconds, 0 for none (default {DEFAULT_TIMEOUT})")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The CLI; returns the exit code (0 ok, 1 a notebook failed, 2 usage)."""
+    """The CLI; returns the exit code (0 ok, 1 a notebook failed -- or, with ``--strict``, a check printed
+    ✗ --, 2 usage)."""
     args = _parser().parse_args(argv)
     root = course_root()
     try:
@@ -353,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("trial run (--no-save): notebooks, results and the README table left as they were")
     print_summary(results, root)
-    return 0 if all(r.ok for r in results) else 1
+    if not all(r.ok for r in results):
+        return 1
+    return 1 if args.strict and any(r.failed_checks for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ Usage::
 
 Prints one line per required package (``OK torch 2.5.1`` or ``FAIL ...`` with the
 remedy), the Python version and platform, the configuration (``DL4CV_*``), the
-device and where each classification dataset is (present, downloadable, or
-missing with what to do).  Exit code 0 when every package imports and the
+device, where each classification dataset is (present, downloadable, or
+missing with what to do), PASCAL VOC 2007 (which of its trainval / test archives are there), COCO
+captions and the pretrained weight files (cached, downloadable or missing).  Exit code 0 when every package imports and the
 configuration is valid, 1 otherwise.
 
 It lives in ``helpers/`` (not in the teacher's ``course/``) because students
@@ -34,6 +35,7 @@ __all__ = [
     "EnvironmentReport",
     "PackageStatus",
     "check_datasets",
+    "check_real_data",
     "check_device",
     "check_environment",
     "check_package",
@@ -87,11 +89,12 @@ class DatasetStatus:
     state: str
     folder: Path | None = None
     remedy: str = ""
+    detail: str = ""
 
     def line(self) -> str:
         """One line for the report."""
-        if self.state == "present":
-            return f"{self.state:<12} {self.name}: {self.folder}"
+        if self.state in ("present", "cached"):
+            return f"{self.state:<12} {self.name}: {self.folder}" + (f" ({self.detail})" if self.detail else "")
         if self.state == "downloadable":
             return f"{self.state:<12} {self.name}: not cached; downloaded on first use"
         return f"{self.state:<12} {self.name}: {self.remedy}"
@@ -178,6 +181,60 @@ def check_datasets(cfg: Config) -> list[DatasetStatus]:
     return statuses
 
 
+def _check_voc(cfg: Config) -> DatasetStatus:
+    from helpers.datasets import voc_folder, voc_splits_found
+
+    folder, found = voc_folder(cfg), voc_splits_found(cfg)
+    if found["trainval"] or found["test"]:
+        uses = "trainval / test" if found["test"] else "train / val (no test archive)"
+        detail = (f"trainval: {'yes' if found['trainval'] else 'no'}, test: {'yes' if found['test'] else 'no'}; "
+                  f"the detection notebooks use {uses}")
+        return DatasetStatus("voc2007", "present", folder=folder, detail=detail)
+    if not cfg.offline:
+        return DatasetStatus("voc2007", "downloadable")
+    return DatasetStatus("voc2007", "missing", remedy=(
+        f"offline; extract VOCtrainval_06-Nov-2007.tar (and VOCtest_06-Nov-2007.tar) in {folder.parent.parent} "
+        "or set DL4CV_OFFLINE=0 to download (or use DL4CV_DATASET=detection_scenes offline)"))
+
+
+def _check_coco(cfg: Config) -> DatasetStatus:
+    from helpers.datasets import coco_folder
+
+    folder = coco_folder(cfg)
+    parts = {"captions_train2017.json": folder / "annotations" / "captions_train2017.json",
+             "captions_val2017.json": folder / "annotations" / "captions_val2017.json",
+             "train2017/": folder / "train2017", "val2017/": folder / "val2017"}
+    missing = [name for name, path in parts.items() if not path.exists()]
+    if not missing:
+        return DatasetStatus("coco captions", "present", folder=folder)
+    return DatasetStatus("coco captions", "missing", remedy=(
+        f"{', '.join(missing)} not in {folder} (never downloaded automatically: about 19 GB from cocodataset.org; "
+        "or use DL4CV_DATASET=captioned_scenes)"))
+
+
+def _check_weights(cfg: Config) -> list[DatasetStatus]:
+    from helpers.backbone import KNOWN_WEIGHTS, cached_weights
+
+    statuses = []
+    for short, weights in KNOWN_WEIGHTS.items():
+        name = f"weights {short}"
+        found = cached_weights(weights, cfg)
+        if found is not None:
+            statuses.append(DatasetStatus(name, "cached", folder=found))
+        elif not cfg.offline:
+            statuses.append(DatasetStatus(name, "downloadable"))
+        else:
+            statuses.append(DatasetStatus(name, "missing", remedy=(
+                f"offline; put {weights.file_name} ({weights.url}) in {Path(cfg.data_dir) / 'weights'}, or train "
+                "from scratch (PRETRAINED = False / pretrained=False)")))
+    return statuses
+
+
+def check_real_data(cfg: Config) -> list[DatasetStatus]:
+    """PASCAL VOC 2007 (which archives), COCO captions and every pretrained weight file of the course."""
+    return [_check_voc(cfg), _check_coco(cfg), *_check_weights(cfg)]
+
+
 def check_environment() -> EnvironmentReport:
     """Gather the report: packages, Python, platform, config, device, datasets."""
     packages = check_packages()
@@ -187,7 +244,7 @@ def check_environment() -> EnvironmentReport:
         cfg = get_config()
         report.config = cfg.describe()
         report.device = check_device(cfg)
-        report.datasets = check_datasets(cfg)
+        report.datasets = check_datasets(cfg) + check_real_data(cfg)
     except Exception as exc:  # a bad DL4CV_* value or a missing torch
         report.config_ok = False
         report.config = f"FAIL config: {type(exc).__name__}: {exc}"

@@ -194,3 +194,24 @@ def test_update_readme_table_skips_without_markers(tmp_path):
     updated, message = course.update_readme_table(readme, tmp_path)
     assert not updated and "no" in message and START in message
     assert readme.read_text() == "# no markers\n"
+
+
+def test_failed_checks_are_reported_and_strict_exits_non_zero(fake_root, capsys):
+    _notebook(fake_root / "A1_checks" / "checks.ipynb",
+              "from helpers.gradcheck import check_true",
+              "check_true('a floor that holds', True)",
+              "check_true('a floor that fails', False, '(got 0.01)')\nprint('after')")
+    assert course.main(["--no-save"]) == 0, "without --strict a failed check does not fail the run"
+    out = capsys.readouterr().out
+    assert "CHECKS  A1_checks/checks.ipynb" in out
+    assert "cell 4: a floor that fails ✗ (got 0.01)" in out and "a floor that holds" not in out
+    assert "notebooks: 0 ran cleanly, 0 failed, 1 ran to the end with 1 failed check(s)" in out
+    assert course.main(["--no-save", "--strict"]) == 1
+
+
+def test_failed_checks_reads_stream_outputs():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("x ✗ in markdown is not a check"),
+                nbformat.v4.new_code_cell("", outputs=[nbformat.v4.new_output("stream", name="stdout",
+                                                                             text="ok ✓\nbad ✗ (got 1)\n")])]
+    assert course.failed_checks(nb) == [(1, "bad ✗ (got 1)")]

@@ -55,3 +55,33 @@ def test_check_fails_on_bad_config(monkeypatch, capsys):
     assert not report.ok and "DL4CV_FAST" in report.config
     report_module.print_environment_report(report)
     assert "environment has problems" in capsys.readouterr().out
+
+
+def test_real_data_lists_voc_archives_coco_and_weights(tmp_path):
+    import torch
+
+    from helpers.backbone import REGNET_X_400MF
+
+    offline = Config(offline=True, data_dir=tmp_path)
+    hub = torch.hub.get_dir()
+    try:
+        torch.hub.set_dir(str(tmp_path / "hub"))
+        lines = {s.name: s for s in report_module.check_real_data(offline)}
+        assert lines["voc2007"].state == "missing" and "VOCtrainval_06-Nov-2007.tar" in lines["voc2007"].line()
+        assert lines["coco captions"].state == "missing" and "captioned_scenes" in lines["coco captions"].line()
+        weights = lines["weights regnet_x_400mf"]
+        assert weights.state == "missing" and REGNET_X_400MF.file_name in weights.line() and "scratch" in weights.line()
+        online = {s.name: s for s in report_module.check_real_data(Config(offline=False, data_dir=tmp_path))}
+        assert online["weights regnet_x_400mf"].state == "downloadable"
+        voc = tmp_path / "VOCdevkit" / "VOC2007"
+        for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+            (voc / sub).mkdir(parents=True)
+        (voc / "ImageSets" / "Main" / "trainval.txt").write_text("000001\n")
+        (tmp_path / "weights").mkdir()
+        (tmp_path / "weights" / REGNET_X_400MF.file_name).write_bytes(b"x")
+        lines = {s.name: s for s in report_module.check_real_data(offline)}
+        assert lines["voc2007"].line() == (f"present      voc2007: {voc} (trainval: yes, test: no; the detection "
+                                           "notebooks use train / val (no test archive))")
+        assert lines["weights regnet_x_400mf"].state == "cached"
+    finally:
+        torch.hub.set_dir(hub)

@@ -48,6 +48,8 @@ from helpers.datasets.detection import (
     read_voc_annotation,
     read_voc_split,
     voc_folder,
+    voc_splits_found,
+    write_voc_devkit,
 )
 from helpers.datasets.files import (
     CLASS_NAMES,
@@ -102,4 +104,6 @@ __all__ = [
     "read_voc_split",
     "synthetic",
     "voc_folder",
+    "voc_splits_found",
+    "write_voc_devkit",
 ]

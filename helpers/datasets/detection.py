@@ -34,6 +34,8 @@ __all__ = [
     "read_voc_annotation",
     "read_voc_split",
     "voc_folder",
+    "voc_splits_found",
+    "write_voc_devkit",
 ]
 
 # --------------------------------------------------------------------------- detection (A5)
@@ -162,6 +164,13 @@ def _voc_ready(folder: Path, split: str) -> bool:
             and (folder / "ImageSets" / "Main" / f"{split}.txt").is_file())
 
 
+def voc_splits_found(cfg: Config | None = None, root=None) -> dict:
+    """Which VOC 2007 splits are on disk: ``{"train": bool, "val": bool, "trainval": bool, "test": bool}``
+    (the split's list, ``Annotations/`` and ``JPEGImages/`` present in :func:`voc_folder`)."""
+    folder = voc_folder(cfg, root)
+    return {split: _voc_ready(folder, split) for split in VOC_SPLITS}
+
+
 def _locate_voc(folder: Path, split: str, cfg: Config, default_folder: bool) -> None:
     """Make sure the split's files are there, downloading them with torchvision when missing and allowed."""
     if _voc_ready(folder, split):
@@ -179,6 +188,73 @@ def _locate_voc(folder: Path, split: str, cfg: Config, default_folder: bool) -> 
         raise _voc_not_found(folder, split, f"download failed: {type(exc).__name__}: {exc}") from exc
     if not _voc_ready(folder, split):
         raise _voc_not_found(folder, split, "download finished but the expected files are still missing")
+
+
+def _voc_xml(image_id: str, width: int, height: int, objects: list) -> str:
+    """A VOC 2007 annotation (the devkit's tags) for ``objects`` = ``(name, (xmin, ymin, xmax, ymax), truncated,
+    difficult)`` with 1-based inclusive pixel coordinates."""
+    lines = ["<annotation>", "\t<folder>VOC2007</folder>", f"\t<filename>{image_id}.jpg</filename>",
+             "\t<source>", "\t\t<database>The VOC2007 Database</database>", "\t</source>",
+             "\t<size>", f"\t\t<width>{width}</width>", f"\t\t<height>{height}</height>", "\t\t<depth>3</depth>",
+             "\t</size>", "\t<segmented>0</segmented>"]
+    for name, (xmin, ymin, xmax, ymax), truncated, difficult in objects:
+        lines += ["\t<object>", f"\t\t<name>{name}</name>", "\t\t<pose>Unspecified</pose>",
+                  f"\t\t<truncated>{int(truncated)}</truncated>", f"\t\t<difficult>{int(difficult)}</difficult>",
+                  "\t\t<bndbox>", f"\t\t\t<xmin>{xmin}</xmin>", f"\t\t\t<ymin>{ymin}</ymin>",
+                  f"\t\t\t<xmax>{xmax}</xmax>", f"\t\t\t<ymax>{ymax}</ymax>", "\t\t</bndbox>", "\t</object>"]
+    return "\n".join(lines + ["</annotation>"]) + "\n"
+
+
+def write_voc_devkit(folder, parts: dict, width: int | None = None, difficult_every: int = 5) -> Path:
+    """Write :func:`load_detection` dicts as a real-format ``VOCdevkit/VOC2007`` folder (JPEG, XML, lists).
+
+    For tests and timings without the real VOC files: the images (generated scenes, say) become
+    ``JPEGImages/<id>.jpg``, stretched to ``width x height`` (VOC's images are wider than tall; boxes
+    stretched with them); class ``k`` is written as ``VOC_CLASSES[k]``; every ``difficult_every``-th
+    object is ``difficult``, and an object touching the image border is ``truncated``, as in VOC.
+
+    Args:
+        folder: the ``VOC2007`` folder to fill (created).
+        parts: ``{"train": data, "val": data, "test": data}`` (``"test"`` optional): each written under
+            its own ids, listed in ``ImageSets/Main/<split>.txt``; ``trainval.txt`` lists train then val.
+        width: image width (default: 4/3 of the height, VOC's usual 500 x 375 shape).
+
+    Returns:
+        ``folder``.
+    """
+    from PIL import Image
+
+    folder = Path(folder)
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    lists, count = {}, 0
+    for split, data in parts.items():
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"parts must be keyed by 'train', 'val' and 'test', got {split!r}")
+        height = data["images"].shape[-2]
+        out_width = width or round(height * 4 / 3)
+        scale_x = out_width / data["images"].shape[-1]
+        ids = []
+        for image, boxes in zip(data["images"], data["gt_boxes"], strict=True):
+            image_id = f"{count:06d}"
+            count += 1
+            pixels = image.permute(1, 2, 0).numpy()
+            Image.fromarray(pixels).resize((out_width, height), Image.Resampling.BILINEAR).save(
+                folder / "JPEGImages" / f"{image_id}.jpg", quality=90)
+            objects = []
+            for k, (x1, y1, x2, y2, label) in enumerate(boxes[boxes[:, 4] >= 0].tolist()):
+                xmin, xmax = int(x1 * scale_x) + 1, max(int(x1 * scale_x) + 1, round(x2 * scale_x))
+                ymin, ymax = int(y1) + 1, max(int(y1) + 1, round(y2))
+                truncated = xmin <= 1 or ymin <= 1 or xmax >= out_width or ymax >= height
+                objects.append((VOC_CLASSES[int(label)], (xmin, ymin, xmax, ymax), truncated,
+                                (count + k) % difficult_every == 0))
+            (folder / "Annotations" / f"{image_id}.xml").write_text(_voc_xml(image_id, out_width, height, objects))
+            ids.append(image_id)
+        lists[split] = ids
+    lists["trainval"] = lists.get("train", []) + lists.get("val", [])
+    for split, ids in lists.items():
+        (folder / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return folder
 
 
 def _pad_objects(per_image: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
