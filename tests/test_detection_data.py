@@ -309,3 +309,25 @@ def test_load_detection_scenes_has_the_voc_format(voc_root, cfg):
     assert evaluate_detections(predictions, targets, num_classes=10)["mAP"] == 1.0
     shifted = [{**p, "boxes": p["boxes"] + 20} for p in predictions]             # every box far off: nothing found
     assert evaluate_detections(shifted, targets, num_classes=10)["mAP"] < 0.2
+
+
+def test_write_voc_devkit_round_trips_through_the_loader(tmp_path, cfg):
+    scenes = {split: data.load_detection("detection_scenes", split, num=n, image_size=48)
+              for split, n in (("train", 5), ("val", 3), ("test", 2))}
+    folder = data.write_voc_devkit(cfg.data_dir / "VOCdevkit" / "VOC2007", scenes, difficult_every=3)
+    assert data.voc_splits_found(cfg) == {"train": True, "val": True, "trainval": True, "test": True}
+    assert len(data.read_voc_split(folder, "trainval")) == 8 and len(data.read_voc_split(folder, "test")) == 2
+    back = data.load_detection("voc2007", "train", cfg=cfg, image_size=48)
+    assert back["orig_sizes"].tolist() == [[48, 64]] * 5, "stretched to VOC's 4:3"
+    M = back["gt_boxes"].shape[1]  # VOC pads to the most objects of an image, the scenes to 6
+    truth = scenes["train"]["gt_boxes"][:, :M]
+    real = truth[..., 4] >= 0
+    assert M == int(real.sum(1).max()) and torch.equal(back["gt_boxes"][..., 4] >= 0, real)
+    assert torch.allclose(back["gt_boxes"][real], truth[real], atol=1.0), "boxes within a pixel"
+    assert back["difficult"].any() and not back["difficult"][~real].any()
+    annotations = [data.read_voc_annotation(p) for p in sorted((folder / "Annotations").glob("*.xml"))]
+    texts = " ".join(p.read_text() for p in (folder / "Annotations").glob("*.xml"))
+    assert "<truncated>1</truncated>" in texts and "<truncated>0</truncated>" in texts
+    assert sum(int(a["difficult"].sum()) for a in annotations) >= 1
+    (folder / "ImageSets" / "Main" / "test.txt").unlink()
+    assert data.voc_splits_found(cfg)["test"] is False
