@@ -73,8 +73,7 @@ def use_pretrained(pretrained, cfg) -> bool:
             where = cached_weights(REGNET_X_400MF, cfg)
             why = f"cached in {where}" if where is not None else "online: downloaded once by helpers.backbone"
         elif on_voc:
-            why = (f"offline and {REGNET_X_400MF.file_name} not cached (put it in {cfg.data_dir / 'weights'} "
-                   "to use it)")
+            why = f"offline and {REGNET_X_400MF.file_name} not cached: put it in {cfg.data_dir / 'weights'} to use it"
         else:
             why = "the generated scenes' recipe"
     else:
