@@ -187,16 +187,17 @@ def discover_assignments(root: Path | None = None, include_helpers: bool = False
 
 
 def resolve_assignments(names: Iterable[str], root: Path | None = None,
-                        include_helpers: bool = False) -> list[Assignment]:
+                        include_helpers: bool = False, known: list[Assignment] | None = None) -> list[Assignment]:
     """The assignments (and modules) that ``names`` select; none selects every assignment.
 
     A name is a folder (``A1_knn``), its number (``A1``), its topic (``knn``),
     a module stem (``two_layer_net``: that module only) or ``folder/module``.
     Case does not matter; a trailing ``/``, ``.py`` or ``.ipynb`` is ignored.
     Raises ``ValueError`` naming what exists when a name matches nothing or
-    more than one assignment.
+    more than one assignment.  ``known`` replaces the assignments found in ``root`` (a bundle's manifest).
     """
-    known = discover_assignments(root, include_helpers=include_helpers)
+    if known is None:
+        known = discover_assignments(root, include_helpers=include_helpers)
     names = list(names)
     if not names:
         return known
