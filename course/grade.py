@@ -289,7 +289,7 @@ def _graded_files(root: Path) -> dict[str, list[tuple[str, str]]]:
             for a in discover_assignments(root, include_helpers=True)}
 
 
-def build_bundle(out: Path | str, root: Path | None = None) -> Path:
+def build_bundle(out: Path | str, root: Path | None = None, names: Sequence[str] = ()) -> Path:
     """Write the grading bundle to ``out``: everything grading needs and no solution.
 
     The bundle holds this checkout's tests, helpers, teacher tools (``course/``)
@@ -298,7 +298,8 @@ def build_bundle(out: Path | str, root: Path | None = None) -> Path:
     points collected here (the maximum a student can score, fixed now), the
     answer files a student hands in, and the versions it was built with.  A
     test file that does not collect without solutions is refused.  Also
-    written: ``run_autograder`` and ``setup.sh`` for Gradescope.
+    written: ``run_autograder`` and ``setup.sh`` for Gradescope.  ``names`` limits the checks to
+    some assignments (as :func:`grade` reads them; default: all).
     """
     root = Path(root or course_root()).resolve()
     out = Path(out).resolve()
@@ -320,6 +321,10 @@ def build_bundle(out: Path | str, root: Path | None = None) -> Path:
             else:
                 _copy(path, out / rel)
     graded = _graded_files(out)
+    if names:
+        chosen = {a.folder: set(a.modules) for a in resolve_assignments(names, out, include_helpers=True)}
+        graded = {folder: [(m, t) for m, t in pairs if m in chosen[folder]]
+                  for folder, pairs in graded.items() if folder in chosen}
     test_files = [t for pairs in graded.values() for _, t in pairs]
     if not test_files:
         raise GradingError(f"no tests to bundle: {root} has no tests/test_<module>.py for its modules")
@@ -531,7 +536,7 @@ def grade(student_dir: Path | str = ".", names: Sequence[str] = (), root: Path |
     scratch = Path(tempfile.mkdtemp(prefix="dl4cv-grade-"))
     workspace = scratch / "workspace"
     try:
-        bundle = Path(bundle).resolve() if bundle else build_bundle(scratch / "bundle", root)
+        bundle = Path(bundle).resolve() if bundle else build_bundle(scratch / "bundle", root, names)
         manifest = read_manifest(bundle)
         selection = _selection(manifest, names)
         test_files = [t for _, pairs in selection for _, t in pairs]
