@@ -143,9 +143,11 @@ class GroupScore:
 
     @property
     def score(self) -> float:
-        if not self.total or self.rule_broken:
+        """Points shared by the checks that passed; rule checks earn nothing themselves, they gate the group."""
+        graded = [c for c in self.checks if not c.rule]
+        if not graded or self.rule_broken:
             return 0.0
-        return self.points * self.passed / self.total
+        return self.points * sum(c.passed for c in graded) / len(graded)
 
     @property
     def failed(self) -> list[CheckResult]:

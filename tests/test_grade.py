@@ -5,6 +5,7 @@ function put back, the full solution with one function taken out); the rest uses
 written here, so it stays fast.  Attacks on the grader: tests/test_grade_attacks.py.
 """
 
+import ast
 import json
 import os
 import shutil
@@ -95,9 +96,9 @@ def test_a_solution_missing_one_leaf_function_loses_exactly_its_group(tmp_path):
     shutil.copytree(ROOT / "A1_knn", student / "A1_knn", ignore=shutil.ignore_patterns("*.ipynb", "__pycache__"))
     path = student / "A1_knn/knn.py"
     text = path.read_text()
-    start = text.index("def knn_get_best_k(")
-    end = min(i for i in (text.find("\ndef ", start + 1), text.find("\nclass ", start + 1)) if i > 0)
-    path.write_text(text[:start] + text[end + 1:])
+    fn = next(n for n in ast.parse(text).body if getattr(n, "name", "") == "knn_get_best_k")
+    lines = text.splitlines(keepends=True)
+    path.write_text("".join(lines[:fn.lineno - 1] + lines[fn.end_lineno:]))
     report = grade(student, ["A1"])
     lost = {name for name, value in scores(report).items() if value < report.group(name).points}
     assert lost == {"cross-validation"}, lost
