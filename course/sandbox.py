@@ -47,6 +47,7 @@ __all__ = ["Remote", "RemoteModule", "Sandbox", "StudentCodeError", "isolation_a
 
 DEFAULT_MEMORY_MB = 8192
 DEFAULT_IMPORT_SECONDS = 60.0
+START_SECONDS = 180.0  # Python and torch starting in the worker (slow on a loaded machine): not the student's
 DEFAULT_CPU_SECONDS = 3600
 FILE_SIZE_MB = 256
 ENV_PASSED = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LANG", "LC_ALL", "TZ")
@@ -190,7 +191,7 @@ class Sandbox:
         self.starts += 1
         self.releases.clear()
         try:  # start-up (Python, torch) is not the student's time: it has its own budget
-            hello = wire.read_message(_Reader(self.proc.stdout.fileno(), time.monotonic() + self.import_seconds))
+            hello = wire.read_message(_Reader(self.proc.stdout.fileno(), time.monotonic() + START_SECONDS))
         except (TimeoutError, EOFError, OSError, wire.WireError) as exc:
             code = self.proc.poll()
             self.stop()
