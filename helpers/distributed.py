@@ -102,10 +102,15 @@ def init_distributed(device: str = "auto", environ=None) -> Process:
     return Process(rank=rank, world_size=world, local_rank=local, device=where, backend=backend)
 
 
-def teardown() -> None:
-    """Leave the process group (every process calls it at the end; harmless when none was joined)."""
+def teardown(wait: bool = True) -> None:
+    """Leave the process group (every process calls it at the end; harmless when none was joined).
+
+    ``wait``: first wait for the other processes (a finished run); False after an error, when the others
+    may never arrive (torchrun then stops them).
+    """
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

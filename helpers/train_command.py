@@ -127,6 +127,7 @@ def run_training(args, recipe: Recipe) -> int:
     from helpers.train import checkpoint_path, train
 
     process = distributed.init_distributed(args.device)
+    finished = False
     try:
         overrides = {"device": process.device.type}
         if args.out:
@@ -165,8 +166,9 @@ def run_training(args, recipe: Recipe) -> int:
                         find_unused_parameters=True)   # e.g. DETR at stride 8 leaves its trunk's last stage unused
         if process.is_main:
             _finish(model.cpu().eval(), config, history, settings, process, amp, cfg, recipe, model_path, save_model)
+        finished = True
     finally:
-        distributed.teardown()
+        distributed.teardown(wait=finished)
     return 0
 
 
@@ -185,10 +187,5 @@ def _finish(model, config, history, settings, process, amp, cfg, recipe, model_p
         print(f"stopped ({history['stopped']}) after {history['global_step']} steps; run the same command again to "
               f"resume. Wrote {json_path}")
         return
-    from helpers.config import get_config
-
     saved = save_model(model, config, model_path(recipe.model_name, cfg))
-    found = Path(cfg.checkpoint_dir).resolve() == Path(get_config().checkpoint_dir).resolve()
-    print(f"trained: {history['global_step']} steps in {history['time']:.0f} s; wrote {saved} ("
-          + ("predict / export find it" if found else "give it to predict / export with --checkpoint")
-          + f") and {json_path}")
+    print(f"trained: {history['global_step']} steps in {history['time']:.0f} s; wrote {saved} and {json_path}")
