@@ -16,6 +16,11 @@ What it writes, on rank 0 only (``<out>`` is ``--out``, default the course's che
 * ``<out>/<mode>/<model name>_model.pt``: the trained model, where ``predict`` / ``export`` look for it;
 * ``<out>/<mode>/<model name>_train.json``: what was run (arguments, processes, batch per process and in
   total, learning rate, precision), the history and the speed.
+
+On several machines, the first process of each machine loads the data (and downloads pretrained weights)
+before the others read them, so each machine needs the dataset in its ``DL4CV_DATA_DIR``; ``--out`` must be
+a folder every machine sees (a shared filesystem): rank 0 writes the checkpoint and every process reads it
+to resume.
 """
 
 from __future__ import annotations
@@ -135,13 +140,14 @@ def run_training(args, recipe: Recipe) -> int:
         cfg = setup(recipe.default_dataset, recipe.offline_dataset, dataset=args.dataset, verbose=process.is_main,
                     **overrides)
         settings = settings_of(args, recipe, cfg)
-        if not process.is_main:      # rank 0 downloads / caches the data first, the others then read it
+        first = process.local_rank == 0   # downloads data and pretrained weights on its machine; the others wait
+        if not first:
             distributed.barrier()
         data = recipe.data(cfg, settings)
-        if process.is_main:
-            distributed.barrier()
         torch.manual_seed(cfg.seed)               # the same initial weights everywhere (DDP also broadcasts rank 0's)
         model, config = recipe.build(settings, data)
+        if first:
+            distributed.barrier()
         torch.manual_seed(cfg.seed + process.rank)   # each process its own augmentation and dropout draws
         loader = distributed.distributed_loader(data["train"], settings["batch_size"], seed=cfg.seed,
                                                 num_workers=args.workers)
