@@ -433,10 +433,10 @@ class _Trainer:
         self.model.to(self.device)
         if self.path is not None and self.path.exists():
             self._resume()
-        self.forward = self._forward()
         if self.history["epoch"] >= self.num_epochs:
             self.history["stopped"] = "completed"
             return self.history
+        self.forward = self._forward()
         self.history["stopped"] = "running"
         self.model.train()
         self.bar = self._progress_bar()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -10,7 +9,11 @@ import sys
 import pytest
 import torch
 
-from helpers.export import load_model
+from helpers.export import load_model, run_command
+from under_test import load
+
+yolov1 = load("papers.yolov1")
+vit = load("papers.vit")
 
 MODULES = ["papers.detr", "papers.yolov1", "papers.vit", "A5_detection.one_stage_detector",
            "A5_detection.two_stage_detector"]
@@ -20,7 +23,7 @@ TINY = ["--train-size", "8", "--val-size", "8", "--batch-size", "4", "--epochs",
 @pytest.mark.parametrize("module", MODULES)
 def test_train_help_lists_the_recipe_arguments(module, capsys):
     with pytest.raises(SystemExit) as stop:
-        importlib.import_module(module).main(["train", "--help"])
+        load(module).main(["train", "--help"])
     assert stop.value.code == 0
     text = capsys.readouterr().out
     for option in ("--dataset", "--image-size", "--epochs", "--batch-size", "--lr", "--out", "--amp"):
@@ -35,8 +38,6 @@ def test_train_help_runs_as_a_program():
 
 
 def test_yolov1_trains_two_steps_then_resumes_as_finished(tmp_path, capsys):
-    from papers import yolov1
-
     assert yolov1.main(["train", *TINY, "--out", str(tmp_path)]) == 0
     folder = tmp_path / "fast"                                  # tests run in fast mode
     assert sorted(p.name for p in folder.iterdir()) == ["yolov1.pt", "yolov1_model.pt", "yolov1_train.json"]
@@ -54,8 +55,6 @@ def test_yolov1_trains_two_steps_then_resumes_as_finished(tmp_path, capsys):
 def test_vit_trains_with_bf16_and_its_model_predicts(tmp_path):
     from PIL import Image
 
-    from papers import vit
-
     assert vit.main(["train", "--train-size", "64", "--val-size", "32", "--batch-size", "32", "--epochs", "1",
                      "--amp", "--no-progress", "--out", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "fast" / "vit_train.json").read_text())
@@ -70,9 +69,6 @@ def test_vit_trains_with_bf16_and_its_model_predicts(tmp_path):
 
 
 def test_train_refuses_what_it_cannot_run(tmp_path):
-    from helpers.export import run_command
-    from papers import vit
-
     assert run_command(vit.main, ["train", "--image-size", "64", "--train-size", "8", "--val-size", "8",
                                   "--out", str(tmp_path)]) == 2
     assert run_command(vit.main, ["train", "--train-size", "8", "--val-size", "8", "--batch-size", "64",
