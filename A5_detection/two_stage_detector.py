@@ -818,8 +818,8 @@ def main(argv=None) -> int:
     from helpers.export import paper_main
 
     recipe = harness.detection_recipe("a5_faster_rcnn", "a5_faster_rcnn", train_defaults, build_for_training,
-                                      harness.losses_fn, validation_predictions, harness.one_cycle(0.05), weight_decay=1e-4,
-                                      grad_clip=10.0)
+                                      harness.losses_fn, validation_predictions, harness.one_cycle(0.05),
+                                      weight_decay=1e-4, grad_clip=10.0)
     return paper_main(argv, "a5_faster_rcnn", "Faster R-CNN (A5_detection/two_stage_detector.ipynb): train from "
                       "the command line.", None, None, (), None, detector=True, recipe=recipe,
                       module="A5_detection.two_stage_detector")

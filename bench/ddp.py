@@ -69,8 +69,9 @@ def worker(name: str, steps: int, batch: int, out: Path) -> None:
                  progress=False)   # one step first: threads, allocator, DDP's first bucket rebuild
     history = train(model, torch.optim.SGD(model.parameters(), lr=0.01), loader, loss_fn, progress=False)
     if process.is_main:
+        parameters = sum(p.numel() for p in model.parameters())
         out.write_text(json.dumps({"steps": history["global_step"], "seconds": history["time"],
-                                   "warm_seconds": warm["time"], "parameters": sum(p.numel() for p in model.parameters())}))
+                                   "warm_seconds": warm["time"], "parameters": parameters}))
     distributed.teardown()
 
 

@@ -23,7 +23,8 @@ from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers import distributed, train as engine  # noqa: E402
+from helpers import distributed  # noqa: E402
+from helpers import train as engine  # noqa: E402
 
 NUM_SAMPLES, FEATURES, CLASSES = 64, 8, 3
 

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 import torch
+from under_test import load
 
 from helpers.export import load_model, run_command
-from under_test import load
 
 yolov1 = load("papers.yolov1")
 vit = load("papers.vit")
