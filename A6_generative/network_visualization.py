@@ -156,7 +156,7 @@ def feature_inversion_step(img: torch.Tensor, target_features: torch.Tensor, fea
     with torch.no_grad():
         img -= learning_rate * grad / grad.norm().clamp_min(torch.finfo(grad.dtype).tiny)
     ### END SOLUTION
-    return float(loss)
+    return float(loss.detach())
 
 
 def class_visualization_update(img: torch.Tensor, model: torch.nn.Module, target_y: int, l2_reg: float,
@@ -200,8 +200,8 @@ def create_class_visualization(target_y: int, model: torch.nn.Module, image_shap
     """
     checks.class_visualization_loop_args(target_y, model, image_shape, num_iterations, max_jitter, blur_every)
     low, high = value_range
-    device = next(model.parameters()).device
-    img = (0.5 * (low + high) + 0.01 * (high - low) * torch.randn(1, *image_shape, generator=generator)).to(device)
+    like = next(model.parameters())
+    img = (0.5 * (low + high) + 0.01 * (high - low) * torch.randn(1, *image_shape, generator=generator)).to(like)
     confidences = []
     for t in range(num_iterations):
         ox, oy = (int(v) for v in torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator))
