@@ -387,13 +387,15 @@ def content_args(content_weight, current, original) -> float:
 def style_args(feats, style_layers, style_targets, style_weights) -> None:
     """``style_loss``'s arguments: layer indices into ``feats``, one Gram target and one weight per layer."""
     if not isinstance(feats, (list, tuple)) or not feats:
-        raise TypeError(f"feats must be a non-empty list of feature maps (extract_features), got {type(feats).__name__}")
+        raise TypeError("feats must be a non-empty list of feature maps (extract_features), "
+                        f"got {type(feats).__name__}")
     if not isinstance(style_layers, (list, tuple)) or not style_layers:
         raise TypeError(f"style_layers must be a non-empty list of layer indices, got {style_layers!r}")
     for layer in style_layers:
         check_int(layer, "each style layer", minimum=0)
         if layer >= len(feats):
-            raise ValueError(f"style layer {layer} does not exist: feats has {len(feats)} layers (0 to {len(feats) - 1})")
+            raise ValueError(f"style layer {layer} does not exist: feats has {len(feats)} layers "
+                             f"(0 to {len(feats) - 1})")
     for name, values in (("style_targets", style_targets), ("style_weights", style_weights)):
         if not isinstance(values, (list, tuple)) or len(values) != len(style_layers):
             got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
@@ -433,6 +435,7 @@ def transfer_args(content_image, style_image, cnn, content_layer, style_layers, 
         if layer >= len(cnn):
             raise ValueError(f"style layer {layer} does not exist: cnn has {len(cnn)} layers (0 to {len(cnn) - 1})")
     if not isinstance(style_weights, (list, tuple)) or len(style_weights) != len(style_layers):
-        raise ValueError(f"style_weights must have one weight per style layer ({len(style_layers)}), got {style_weights!r}")
+        raise ValueError(f"style_weights must have one weight per style layer ({len(style_layers)}), "
+                         f"got {style_weights!r}")
     check_int(num_iterations, "num_iterations", minimum=0)
     check_int(decay_at, "decay_at", minimum=0)

@@ -22,6 +22,8 @@ computes saliency or attacks for you.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torchvision.transforms.functional as TF
 
@@ -75,24 +77,26 @@ def make_adversarial_attack(X: torch.Tensor, target_y, model: torch.nn.Module, m
         ``max_iter`` steps are returned as far as they got.
 
     Hint: normalise with each image's own gradient norm (``g.flatten(1).norm(dim=1)``), and
-    guard the division for a zero gradient.
+    guard the division for a zero gradient.  Fooled images stay fooled (they no longer move), so
+    later iterations need only the others: forward just those (in eval mode images do not interact).
     """
     X, target = checks.attack_args(X, target_y, model, max_iter, learning_rate)
     X_adv = X.detach().clone()
     ### BEGIN SOLUTION
+    active = torch.arange(X.shape[0], device=X.device)  # images not yet read as their target
     for iteration in range(max_iter):
-        X_adv.requires_grad_(True)
-        scores = model(X_adv)
-        fooled = scores.argmax(dim=1) == target
+        x = X_adv[active].requires_grad_(True)
+        scores = model(x)
+        fooled = scores.argmax(dim=1) == target[active]
         if verbose:
-            print(f"iteration {iteration}: {int(fooled.sum())} of {len(fooled)} images read as their target")
+            print(f"iteration {iteration}: {X.shape[0] - int((~fooled).sum())} of {X.shape[0]} images read as "
+                  "their target")
         if bool(fooled.all()):
             break
-        (grad,) = torch.autograd.grad(scores.gather(1, target[:, None]).sum(), X_adv)
+        (grad,) = torch.autograd.grad(scores.gather(1, target[active][:, None]).sum(), x)
+        grad, active = grad[~fooled], active[~fooled]
         norms = grad.flatten(1).norm(dim=1).clamp_min(torch.finfo(grad.dtype).tiny)
-        moving = (~fooled).to(grad.dtype)
-        step = grad * (learning_rate * moving / norms).view(-1, *([1] * (grad.dim() - 1)))
-        X_adv = (X_adv + step).detach()
+        X_adv[active] += learning_rate * grad / norms.view(-1, *([1] * (grad.dim() - 1)))
     ### END SOLUTION
     return X_adv.detach()
 
@@ -174,12 +178,13 @@ def jitter(X: torch.Tensor, ox: int, oy: int) -> torch.Tensor:
 
 
 def blur_image(X: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
-    """Gaussian blur of images ``(N, C, H, W)`` with standard deviation ``sigma`` pixels (kernel of 2*ceil(2 sigma)+1)."""
-    size = 2 * int(torch.tensor(2 * sigma).ceil()) + 1
+    """Gaussian blur of images ``(N, C, H, W)``: standard deviation ``sigma`` pixels, kernel 2 ceil(2 sigma) + 1."""
+    size = 2 * math.ceil(2 * sigma) + 1
     return TF.gaussian_blur(X, kernel_size=[size, size], sigma=[sigma, sigma])
 
 
-def create_class_visualization(target_y: int, model: torch.nn.Module, image_shape: tuple, *, num_iterations: int = 100,
+def create_class_visualization(target_y: int, model: torch.nn.Module, image_shape: tuple, *,
+                               num_iterations: int = 100,
                                l2_reg: float = 1e-3, learning_rate: float = 25.0, max_jitter: int = 2,
                                blur_every: int = 10, blur_sigma: float = 0.5, value_range=(0.0, 1.0),
                                generator: torch.Generator | None = None, show_every: int = 0,

@@ -111,7 +111,8 @@ def style_transfer(content_image: torch.Tensor, style_image: torch.Tensor, cnn: 
                    content_layer: int, content_weight: float, style_layers: list, style_weights: list,
                    tv_weight: float, *, init_random: bool = False, num_iterations: int = 200,
                    learning_rate: float = 3.0, decay_at: int = 180, decayed_rate: float = 0.1,
-                   generator: torch.Generator | None = None, show_every: int = 0, show=None) -> tuple[torch.Tensor, dict]:
+                   generator: torch.Generator | None = None, show_every: int = 0,
+                   show=None) -> tuple[torch.Tensor, dict]:
     """Optimise an image so its content matches ``content_image`` and its style ``style_image``.
 
     The targets are computed once: the content image's features at ``content_layer`` and the

@@ -9,7 +9,6 @@ probability, feature inversion lowers its error.  Bad inputs give clear errors.
 import pytest
 import torch
 from torch import nn
-
 from under_test import load
 
 nv = load("A6_generative.network_visualization")

@@ -11,7 +11,6 @@ clear errors.
 import pytest
 import torch
 from torch import nn
-
 from under_test import load
 
 st = load("A6_generative.style_transfer")
