@@ -4,7 +4,7 @@
   images in ``[0, 1]`` normalises with, inside the model;
 * :func:`regnet_weights` -- torchvision's ImageNet weights of RegNetX-400MF, **refused offline**
   (``DL4CV_OFFLINE=1``) unless they are already in torch's hub cache, with a message saying what
-  to do: the one offline guard of every pretrained trunk;
+  to do; :func:`guarded_weights` is that guard for any torchvision weights (A6: SqueezeNet 1.1);
 * :class:`RegNetTrunk` -- RegNetX-400MF (the EECS 498 backbone of A4's captioner and A5's
   detectors) cut after its stride-8, 16 and 32 stages (``up_to="c4"`` stops at stride 16, A4's cut);
 * :class:`SmallTrunk` -- a small plain CNN trained from scratch (A5's detectors offline, DETR).
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RegNetTrunk", "SmallTrunk", "regnet_weights"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RegNetTrunk", "SmallTrunk", "guarded_weights", "regnet_weights"]
 
 #: ImageNet channel statistics (RGB): images in [0, 1] are normalised with them inside the models.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -31,7 +31,7 @@ def regnet_weights(user: str = "a pretrained RegNetX-400MF trunk"):
     """The ImageNet weights of RegNetX-400MF (``RegNet_X_400MF_Weights.IMAGENET1K_V1``).
 
     torchvision downloads them on first use.  Offline (``DL4CV_OFFLINE=1``) that is refused unless
-    the file is already in torch's hub cache.
+    the file is already in torch's hub cache (:func:`guarded_weights`).
 
     Args:
         user: what needs the weights, named in the error (``"ImageEncoder(pretrained=True)"``...).
@@ -42,14 +42,31 @@ def regnet_weights(user: str = "a pretrained RegNetX-400MF trunk"):
     """
     from torchvision.models import RegNet_X_400MF_Weights
 
+    return guarded_weights(RegNet_X_400MF_Weights.IMAGENET1K_V1, "RegNetX-400MF", user,
+                           "use pretrained=False (a small CNN trained from scratch)")
+
+
+def guarded_weights(weights, model_name: str, user: str, instead: str):
+    """torchvision ``weights`` (a ``WeightsEnum`` member), refused offline unless already cached.
+
+    Args:
+        weights: e.g. ``SqueezeNet1_1_Weights.IMAGENET1K_V1``; torchvision downloads its file into
+            torch's hub cache on first use.
+        model_name: the network, for the message (``"SqueezeNet 1.1"``).
+        user: what needs the weights, named in the message.
+        instead: the offline way out, completing "Either ..." (``"use pretrained=False (...)"``).
+
+    Raises:
+        FileNotFoundError: ``DL4CV_OFFLINE=1`` and the file is not in the cache; the message gives the
+            URL, the cache folder and the ways out.
+    """
     from helpers.config import get_config
 
-    weights = RegNet_X_400MF_Weights.IMAGENET1K_V1
     cached = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
     if get_config().offline and not cached.is_file():
         raise FileNotFoundError(
-            f"{user} needs the ImageNet weights of RegNetX-400MF ({weights.url}), but DL4CV_OFFLINE=1 and "
-            f"they are not in {cached.parent}. Either use pretrained=False (a small CNN trained from scratch), "
+            f"{user} needs the ImageNet weights of {model_name} ({weights.url}), but DL4CV_OFFLINE=1 and "
+            f"they are not in {cached.parent}. Either {instead}, "
             "or put the file there, or run with DL4CV_OFFLINE=0 to download it.")
     return weights
 
