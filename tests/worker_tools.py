@@ -14,7 +14,8 @@ from contextlib import contextmanager
 
 from under_test import load
 
-__all__ = ["accepts", "arguments_after", "is_instance", "same_object", "shared_dict", "worker_folder"]
+__all__ = ["accepts", "arguments_after", "is_instance", "layers_of", "same_object", "seeded_generator",
+           "shared_dict", "type_name", "worker_folder"]
 
 
 def is_instance(obj, cls) -> bool:
@@ -27,9 +28,24 @@ def same_object(a, b) -> bool:
     return bool(load("operator").is_(a, b))
 
 
+def type_name(obj) -> str:
+    """The class name of ``obj``, asked where it lives (a layer of the student's model while grading)."""
+    return load("builtins").type(obj).__name__
+
+
+def layers_of(model, *names) -> list:
+    """The submodules of ``model`` (itself included) whose class is called one of ``names``, in order."""
+    return [m for m in model.modules() if type_name(m) in names]
+
+
 def accepts(fn, name: str) -> bool:
     """Whether ``fn`` (a function or class of the code under test) takes a parameter called ``name``."""
     return name in load("inspect").signature(fn).parameters
+
+
+def seeded_generator(seed: int):
+    """A ``torch.Generator`` seeded with ``seed``, made where the code under test runs (one cannot be sent there)."""
+    return load("torch").Generator().manual_seed(seed)
 
 
 def shared_dict(values: dict):
