@@ -60,7 +60,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course.sandbox import DEFAULT_MEMORY_MB
+from course.sandbox import DEFAULT_IMPORT_SECONDS, DEFAULT_MEMORY_MB
 from course.student import (
     ASSIGNMENT_DIR,
     COURSE_TOOLS,
@@ -143,9 +143,11 @@ class GroupScore:
 
     @property
     def score(self) -> float:
-        if not self.total or self.rule_broken:
+        """Points shared by the checks that passed; rule checks earn nothing themselves, they gate the group."""
+        graded = [c for c in self.checks if not c.rule]
+        if not graded or self.rule_broken:
             return 0.0
-        return self.points * self.passed / self.total
+        return self.points * sum(c.passed for c in graded) / len(graded)
 
     @property
     def failed(self) -> list[CheckResult]:
@@ -309,7 +311,10 @@ def build_bundle(out: Path | str, root: Path | None = None, names: Sequence[str]
     for name in CONFIG_FILES:
         if (root / name).is_file():
             _copy(root / name, out / name)
-    for folder in [HELPERS, COURSE_TOOLS, TESTS] + [a.folder for a in discover_assignments(root)]:
+    tools = Path(__file__).resolve().parent  # this grader's own tools, whatever course it grades
+    for path in sorted(tools.glob("*.py")):
+        _copy(path, out / COURSE_TOOLS / path.name)
+    for folder in [HELPERS, TESTS] + [a.folder for a in discover_assignments(root)]:
         for path in course_files(root / folder):
             rel = path.relative_to(root).as_posix()
             if path.suffix == ".ipynb" or (folder == TESTS and path.name in TEACHER_ONLY_TESTS):
@@ -509,7 +514,8 @@ def _selection(manifest: dict, names: Sequence[str]) -> list[tuple[Assignment, l
 def grade(student_dir: Path | str = ".", names: Sequence[str] = (), root: Path | None = None, *,
           bundle: Path | str | None = None, timeout: float = DEFAULT_TIMEOUT,
           test_timeout: float = DEFAULT_TEST_TIMEOUT, plugins: Sequence[str] = (), keep_workspace: bool = False,
-          isolation: str = "auto", memory_mb: int = DEFAULT_MEMORY_MB) -> GradeReport:
+          isolation: str = "auto", memory_mb: int = DEFAULT_MEMORY_MB,
+          import_seconds: float = DEFAULT_IMPORT_SECONDS) -> GradeReport:
     """Grade ``student_dir``'s answer files on the assignments ``names`` (none: all) with the bundle's tests.
 
     Args:
@@ -523,6 +529,7 @@ def grade(student_dir: Path | str = ".", names: Sequence[str] = (), root: Path |
         keep_workspace: leave the workspace on disk (``report.workspace``).
         isolation: the worker's sandbox: ``auto`` (bubblewrap when it runs here), ``bwrap`` or ``process``.
         memory_mb: the worker's address-space limit.
+        import_seconds: seconds the worker may take to start, and to import one of the student's modules.
 
     Raises:
         ValueError: unknown assignment name or ``student_dir`` not a folder.
@@ -545,7 +552,8 @@ def grade(student_dir: Path | str = ".", names: Sequence[str] = (), root: Path |
         problems = _build_workspace(bundle, student_dir, manifest["answer_files"], workspace)
         report_path = scratch / "grade-events.jsonl"
         extra = ["--grade-test-timeout", str(test_timeout), "--grade-sandbox", str(workspace),
-                 "--grade-isolation", isolation, "--grade-memory-mb", str(memory_mb)]
+                 "--grade-isolation", isolation, "--grade-memory-mb", str(memory_mb),
+                 "--grade-import-seconds", str(import_seconds)]
         extra += [a for p in plugins for a in ("-p", p)]
         code, output = _pytest(bundle, str(bundle), test_files, report_path, extra, timeout)
         events = _read_events(report_path)

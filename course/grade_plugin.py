@@ -52,6 +52,8 @@ def pytest_addoption(parser):
     group.addoption("--grade-isolation", default="auto", choices=("auto", "bwrap", "process"),
                     help="the worker's isolation (auto: bwrap when it runs here)")
     group.addoption("--grade-memory-mb", type=int, default=8192, help="the worker's address-space limit")
+    group.addoption("--grade-import-seconds", type=float, default=60.0,
+                    help="seconds the worker may take to start and to import one student module")
 
 
 def pytest_configure(config):
@@ -67,7 +69,8 @@ def pytest_configure(config):
         import under_test  # noqa: PLC0415 -- the tests' door to the code under test
 
         box = Sandbox(workspace, isolation=config.getoption("grade_isolation"),
-                      memory_mb=config.getoption("grade_memory_mb"))
+                      memory_mb=config.getoption("grade_memory_mb"),
+                      import_seconds=config.getoption("grade_import_seconds"))
         under_test.set_backend(box)
         _state["box"] = box
         _write(event="isolation", isolation=box.isolation, why=box.why)
@@ -98,7 +101,7 @@ def _message(report) -> str:
         return str(longrepr[2])
     crash = getattr(longrepr, "reprcrash", None)
     if crash is not None and crash.message:
-        return crash.message
+        return crash.message.removeprefix("under_test.NotWritten: ")
     text = str(longrepr).strip().splitlines()
     errors = [line for line in text if line.startswith("E ")]
     return (errors[-1][1:].strip() if errors else (text[-1] if text else ""))[:500]

@@ -46,7 +46,7 @@ from course import wire
 __all__ = ["Remote", "RemoteModule", "Sandbox", "StudentCodeError", "isolation_available", "WorkerLost"]
 
 DEFAULT_MEMORY_MB = 8192
-DEFAULT_IMPORT_SECONDS = 120.0
+DEFAULT_IMPORT_SECONDS = 60.0
 DEFAULT_CPU_SECONDS = 3600
 FILE_SIZE_MB = 256
 ENV_PASSED = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LANG", "LC_ALL", "TZ")
@@ -189,6 +189,16 @@ class Sandbox:
                                      start_new_session=True, preexec_fn=_limits(self.memory_mb, self.cpu_seconds))
         self.starts += 1
         self.releases.clear()
+        try:  # start-up (Python, torch) is not the student's time: it has its own budget
+            hello = wire.read_message(_Reader(self.proc.stdout.fileno(), time.monotonic() + self.import_seconds))
+        except (TimeoutError, EOFError, OSError, wire.WireError) as exc:
+            code = self.proc.poll()
+            self.stop()
+            raise WorkerLost(f"the worker did not start ({type(exc).__name__}, exit code {code}); "
+                             f"isolation: {self.isolation} {self.why}".strip()) from None
+        if hello != {"ready": True}:
+            self.stop()
+            raise WorkerLost("the worker did not start: unexpected greeting")
         self.random.last = None  # a new worker: send the whole state with the next call
 
     def stop(self) -> None:
@@ -298,7 +308,12 @@ class Sandbox:
         return self.modules[name]
 
     def module_ref(self, name: str) -> Remote:
-        return self.request({"op": "import", "name": name})
+        """Import ``name`` in the worker (its own time budget: importing is not a test's time)."""
+        saved, self.deadline = self.deadline, None
+        try:
+            return self.request({"op": "import", "name": name}, timeout=self.import_seconds)
+        finally:
+            self.deadline = saved
 
     def source(self, name: str) -> str:
         """The text of module ``name`` in the workspace (read as text; refused outside it or if not a file)."""
@@ -484,11 +499,20 @@ class RemoteModule:
     """A module of the student's, imported by the worker on first use; missing names become ``Missing``."""
 
     def __init__(self, box: Sandbox, name: str):
-        self._box, self._name, self._ref = box, name, None
+        self._box, self._name, self._ref, self._broken = box, name, None, ""
 
     def _module(self) -> Remote:
+        if self._broken:  # an import that failed or never ended is not tried again
+            raise ImportError(self._broken)
         if self._ref is None or self._ref._gen != self._box.generation:
-            self._ref = self._box.module_ref(self._name)
+            try:
+                self._ref = self._box.module_ref(self._name)
+            except (TimeoutError, WorkerLost) as exc:
+                self._broken = str(exc)
+                raise ImportError(self._broken) from None
+            except Exception as exc:  # noqa: BLE001 -- the student's import raised: the same every time
+                self._broken = f"{type(exc).__name__}: {exc}"
+                raise ImportError(self._broken) from None
         return self._ref
 
     def __getattr__(self, attr: str):
@@ -498,10 +522,8 @@ class RemoteModule:
 
         try:
             module = self._module()
-        except (WorkerLost, TimeoutError) as exc:
+        except ImportError as exc:
             return Missing(self._name, attr, f"{self._name} does not import: {exc}")
-        except Exception as exc:  # noqa: BLE001 -- the student's import failed: every name is missing
-            return Missing(self._name, attr, f"{self._name} does not import: {type(exc).__name__}: {exc}")
         try:
             value = self._box.request({"op": "getattr", "obj": module._ref_for(self._box), "name": attr})
         except AttributeError:

@@ -103,7 +103,8 @@ SKIP_DIRS = frozenset({"__pycache__", ".ipynb_checkpoints", "checkpoints"})
 PACKAGING_FILES = ("pyproject.toml", "setup.cfg", "requirements.txt", "Makefile", "conftest.py",
                    "README.md", "LICENSE", ".gitignore")
 #: Tests of the teacher's side (they need the solutions, or committed notebook outputs).
-TEACHER_ONLY_TESTS = frozenset({"test_student.py", "test_grade.py", "test_notebooks.py", "test_course.py"})
+TEACHER_ONLY_TESTS = frozenset({"test_student.py", "test_grade.py", "test_grade_attacks.py", "test_sandbox.py",
+                                "test_notebooks.py", "test_course.py"})
 
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)###[ \t]*BEGIN SOLUTION(?P<option>(?:[ \t].*)?)$")
 _END = re.compile(r"^[ \t]*###[ \t]*END SOLUTION[ \t]*$")

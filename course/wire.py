@@ -56,7 +56,12 @@ def _np_dtype_for(tensor: torch.Tensor) -> np.dtype:
     name = str(tensor.dtype).removeprefix("torch.")
     if name not in _TORCH_DTYPES:
         raise WireError(f"tensor dtype {tensor.dtype} cannot cross the sandbox")
-    return _NUMPY_OF.get(name, np.dtype(name).newbyteorder("<"))
+    return _numpy_dtype(name)
+
+
+def _numpy_dtype(name: str) -> np.dtype:
+    """The little-endian NumPy dtype that carries a torch dtype's bytes (bfloat16: its int16 bits)."""
+    return _NUMPY_OF[name] if name in _NUMPY_OF else np.dtype(name).newbyteorder("<")
 
 
 def encode(value, refer=None) -> tuple[bytes, list[bytes]]:
@@ -110,6 +115,7 @@ def encode(value, refer=None) -> tuple[bytes, list[bytes]]:
         return go(refer(v), depth)
 
     def tensor(t):
+        requires_grad = bool(t.requires_grad)
         t = t.detach()
         if t.is_sparse or t.layout != torch.strided:
             t = t.to_dense()
@@ -118,7 +124,7 @@ def encode(value, refer=None) -> tuple[bytes, list[bytes]]:
         data = t.view(torch.int16) if t.dtype == torch.bfloat16 else t
         buffers.append(data.numpy().astype(dtype, copy=False).tobytes())
         return {"$": "tensor", "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
-                "grad": bool(t.requires_grad), "b": len(buffers) - 1}
+                "grad": requires_grad, "b": len(buffers) - 1}
 
     header = json.dumps(go(value, 0), allow_nan=False, separators=(",", ":")).encode("utf-8")
     return header, buffers
@@ -169,7 +175,7 @@ def decode(header: bytes, buffers: list[bytes], resolve=None):
             if name not in _TORCH_DTYPES:
                 raise WireError(f"tensor dtype {name!r} not allowed")
             dims, raw = shape(node), buffer(node)
-            np_dtype = _NUMPY_OF.get(name, np.dtype(name).newbyteorder("<"))
+            np_dtype = _numpy_dtype(name)
             if len(raw) != math.prod(dims) * np_dtype.itemsize:
                 raise WireError("tensor buffer has the wrong size")
             array = np.frombuffer(raw, dtype=np_dtype).reshape(dims).copy()

@@ -271,7 +271,9 @@ def main() -> int:
         os.dup2(null, fd)
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 -- for the process's life
     sys.path.insert(0, os.getcwd())
-    Worker(inp, out).serve()
+    worker = Worker(inp, out)
+    worker.send({"ready": True})  # torch and numpy are imported: the grader's clock for calls starts now
+    worker.serve()
     return 0
 
 
