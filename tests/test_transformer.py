@@ -128,6 +128,12 @@ def randomise(module, seed: int = 0):
     return module
 
 
+def each(fn, items, *same_args) -> list:
+    """``[fn(item, *same_args) for item in items]`` in one call where ``fn`` runs (not one round trip per item)."""
+    builtins, itertools = load("builtins"), load("itertools")
+    return builtins.list(builtins.map(fn, list(items), *(itertools.repeat(arg) for arg in same_args)))
+
+
 def dataset(split="train", num=None, emb_dim=16, pos_encode=position_encoding_sinusoid, pad_to=6):
     questions, answers = arithmetic_problems(split, num)
     return AddSubDataset(questions, answers, TOKEN_DICT, ARITHMETIC_SPECIAL_TOKENS, emb_dim, pos_encode,
@@ -172,10 +178,12 @@ def test_tokenisation_round_trip_on_every_arithmetic_problem():
     lengths = {"question": set(), "answer": {}}
     count = 0
     for split in ("train", "val", "test"):
-        for question, answer in zip(*arithmetic_problems(split), strict=True):
-            q = preprocess_input_sequence(question, TOKEN_DICT, ARITHMETIC_SPECIAL_TOKENS)
-            a = preprocess_input_sequence(answer, TOKEN_DICT, ARITHMETIC_SPECIAL_TOKENS)
-            assert decode_tokens(q, TOKEN_DICT) == question and decode_tokens(a, TOKEN_DICT) == answer
+        questions, answers = arithmetic_problems(split)
+        tokens = {"question": each(preprocess_input_sequence, questions, TOKEN_DICT, ARITHMETIC_SPECIAL_TOKENS),
+                  "answer": each(preprocess_input_sequence, answers, TOKEN_DICT, ARITHMETIC_SPECIAL_TOKENS)}
+        assert each(decode_tokens, tokens["question"], TOKEN_DICT) == list(questions)
+        assert each(decode_tokens, tokens["answer"], TOKEN_DICT) == list(answers)
+        for q, a in zip(tokens["question"], tokens["answer"], strict=True):
             lengths["question"].add(len(q))
             lengths["answer"][len(a)] = lengths["answer"].get(len(a), 0) + 1
             count += 1
