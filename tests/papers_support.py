@@ -25,8 +25,8 @@ import torch
 
 from under_test import load
 
-__all__ = ["detr_loss", "mean_ap", "png_bytes", "read_text", "remove_folder", "scratch_folder", "train_steps",
-           "worker_folder", "write_bytes", "yolo_loss"]
+__all__ = ["count_modules", "detr_loss", "entry", "exit_code", "mean_ap", "on_meta", "parameter_shapes", "png_bytes", "read_text",
+           "remove_folder", "scratch_folder", "train_steps", "worker_folder", "write_bytes", "yolo_loss"]
 
 
 # --------------------------------------------------------------------------- where the model lives
@@ -63,6 +63,39 @@ def detr_loss(model, batch) -> torch.Tensor:
     """DETR's set loss of ``batch = (images, set targets)`` over every decoder layer."""
     images, targets = batch
     return load("papers.detr").set_loss(*model.forward_all_layers(images), targets)["loss"]
+
+
+def entry(fn, key, *args, **kwargs):
+    """``fn(*args, **kwargs)[key]``: one term of a function that returns a dict (for ``backward_through``)."""
+    return fn(*args, **kwargs)[key]
+
+
+def on_meta(build, *args, **kwargs):
+    """``build(*args, **kwargs)`` on PyTorch's ``meta`` device: shapes without memory (a 270 M model)."""
+    with torch.device("meta"):
+        return build(*args, **kwargs)
+
+
+def parameter_shapes(model) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` of the model's parameters (meta tensors cannot travel, their shapes can)."""
+    return {name: tuple(p.shape) for name, p in model.named_parameters()}
+
+
+def count_modules(model, kind: str) -> int:
+    """How many of the model's modules are a ``torch.nn.<kind>`` (``"Conv2d"``)."""
+    return sum(isinstance(m, getattr(torch.nn, kind)) for m in model.modules())
+
+
+def exit_code(main, argv: list[str]):
+    """The code of the ``SystemExit`` that ``main(argv)`` raises (argparse's 2 for bad arguments); None if none.
+
+    ``SystemExit`` is not an ``Exception``: the grader's sandbox does not send it back as itself.
+    """
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return exc.code
+    return None
 
 
 def scratch_folder() -> str:
