@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from under_test import load
 
-__all__ = ["count_modules", "detr_loss", "entry", "exit_code", "mean_ap", "on_meta", "parameter_shapes", "png_bytes", "read_text",
-           "remove_folder", "scratch_folder", "train_steps", "worker_folder", "write_bytes", "yolo_loss"]
+__all__ = ["count_modules", "detr_loss", "entry", "exit_code", "folder_in_worker", "mean_ap", "on_meta",
+           "parameter_shapes", "png_bytes", "read_text", "remove_folder", "rule_mark", "scratch_folder", "train_steps",
+           "write_bytes", "yolo_loss"]
 
 
 # --------------------------------------------------------------------------- where the model lives
@@ -142,9 +142,18 @@ def mean_ap(predictions: list[dict], ground_truths: list[dict], num_classes: int
     return reference_voc(predictions, ground_truths, num_classes)[0]
 
 
-@pytest.fixture
-def worker_folder():
-    """A scratch folder where the student's code runs (the worker's ``/tmp`` while grading), removed after."""
+def rule_mark(mark):
+    """The same group and points as the ``grade`` marker ``mark``, marked as a rule check (``rule=True``):
+    when it fails, course.grade scores the group 0."""
+    return pytest.mark.grade(mark.args[0], points=mark.kwargs["points"], rule=True)
+
+
+def folder_in_worker():
+    """A scratch folder where the student's code runs (the worker's ``/tmp`` while grading), removed after.
+
+    A fixture generator: a test file takes it with ``worker_folder = pytest.fixture(folder_in_worker,
+    name="worker_folder")``.
+    """
     support = load("papers_support")
     path = support.scratch_folder()
     yield path

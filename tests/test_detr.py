@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from papers_support import folder_in_worker, mean_ap, png_bytes, rule_mark
 from scipy.optimize import linear_sum_assignment
+from under_test import load, rules_of
 
 from helpers.datasets import gt_boxes_to_targets, load_detection
 from helpers.export import BOX_FORMAT
 from helpers.gradcheck import compute_numeric_gradient, rel_error
-from papers_support import mean_ap, png_bytes, worker_folder  # noqa: F401 -- worker_folder is a fixture
-from under_test import load, rules_of
 
 detr = load("papers.detr")
 DETR = detr.DETR
@@ -42,6 +42,7 @@ sine_encoding = detr.sine_encoding
 weighted_cross_entropy = detr.weighted_cross_entropy
 export = load("helpers.export")          # given code, run where the model lives
 support = load("papers_support")
+worker_folder = pytest.fixture(folder_in_worker, name="worker_folder")  # a scratch folder where the model lives
 backward_through = load("under_test").backward_through
 
 # Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
@@ -70,11 +71,6 @@ def position_encoding_sinusoid(K: int, M: int) -> torch.Tensor:
     return torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(K, -1)[:, :M].float()[None]
 
 
-def rule_mark(mark):
-    """The same group and points, marked as a rule check: when it fails, course.grade scores the group 0."""
-    return pytest.mark.grade(mark.args[0], points=mark.kwargs["points"], rule=True)
-
-
 NO_TORCH_ATTENTION = ("MultiheadAttention", "scaled_dot_product_attention", "multi_head_attention_forward")
 # The rules the docstrings state: how many Python loops, and what may not be used.
 RULES = [("hungarian", HUNGARIAN, None, ("linear_sum_assignment",)),
@@ -82,8 +78,8 @@ RULES = [("hungarian", HUNGARIAN, None, ("linear_sum_assignment",)),
          ("position_encoding_2d", POS, 0, ()),
          ("matching_cost", LOSS, 0, ()), ("weighted_cross_entropy", LOSS, None, ("cross_entropy",)),
          ("decode_predictions", MODEL, 1, ()),
-         ("EncoderLayer.__init__", MODEL, None, NO_TORCH_ATTENTION), ("EncoderLayer.forward", MODEL, None, NO_TORCH_ATTENTION),
-         ("DecoderLayer.__init__", MODEL, None, NO_TORCH_ATTENTION), ("DecoderLayer.forward", MODEL, None, NO_TORCH_ATTENTION)]
+         *[(f"{layer}.{method}", MODEL, None, NO_TORCH_ATTENTION) for layer in ("EncoderLayer", "DecoderLayer")
+           for method in ("__init__", "forward")]]
 
 
 @pytest.mark.parametrize("name, loops, forbid", [pytest.param(n, loops, forbid, marks=rule_mark(mark), id=n)
@@ -533,8 +529,8 @@ def test_command_line_predicts_and_exports(worker_folder):
     config = {**SMALL, "num_classes": 3, "class_names": ["a", "b", "c"]}
     checkpoint = f"{worker_folder}/detr_model.pt"
     export.save_model(model, config, checkpoint)
-    images = [support.write_bytes(f"{worker_folder}/scene{i}.png", png_bytes((torch.rand(50, 70, 3) * 255).to(torch.uint8)))
-              for i in range(2)]
+    images = [support.write_bytes(f"{worker_folder}/scene{i}.png",
+                                  png_bytes((torch.rand(50, 70, 3) * 255).to(torch.uint8))) for i in range(2)]
     out = f"{worker_folder}/out"
     detr.main(["predict", *images, "--checkpoint", checkpoint, "--out", out, "--score-thresh", "0"])
     result = json.loads(support.read_text(f"{out}/predictions.json"))

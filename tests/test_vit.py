@@ -15,11 +15,11 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from papers_support import folder_in_worker, png_bytes, rule_mark
 from torch import nn
+from under_test import load, rules_of
 
 from helpers.gradcheck import compute_numeric_gradient, rel_error
-from papers_support import png_bytes, worker_folder  # noqa: F401 -- worker_folder is a fixture
-from under_test import load, rules_of
 
 vit = load("papers.vit")
 ConvStem = vit.ConvStem
@@ -35,6 +35,7 @@ unpatchify = vit.unpatchify
 vit_loss_fn = vit.vit_loss_fn
 export = load("helpers.export")          # given code, run where the model lives
 support = load("papers_support")
+worker_folder = pytest.fixture(folder_in_worker, name="worker_folder")  # a scratch folder where the model lives
 backward_through = load("under_test").backward_through
 
 PATCHES = pytest.mark.grade("patchify and PatchEmbedding", points=3)
@@ -42,11 +43,6 @@ BLOCK = pytest.mark.grade("ViTBlock (pre-norm)", points=3)
 MODEL = pytest.mark.grade("VisionTransformer", points=3)
 LOOK = pytest.mark.grade("attention rollout", points=2)
 GIVEN = pytest.mark.grade("given code: input checks, loss, export, command line", points=0)
-
-
-def rule_mark(mark):
-    """The same group and points, marked as a rule check: when it fails, course.grade scores the group 0."""
-    return pytest.mark.grade(mark.args[0], points=mark.kwargs["points"], rule=True)
 
 
 def set_weights(model, **values) -> None:
@@ -69,7 +65,8 @@ def tiny_vit(**kwargs):
 # --------------------------------------------------------------------------- rules
 
 # The rules the docstrings state: which functions are loop-free, and that attention is A4's own.
-RULES = [("patchify", PATCHES, 0, ()), ("unpatchify", PATCHES, 0, ()), ("PatchEmbedding.forward", PATCHES, 0, ("conv2d", "Conv2d")),
+RULES = [("patchify", PATCHES, 0, ()), ("unpatchify", PATCHES, 0, ()),
+         ("PatchEmbedding.forward", PATCHES, 0, ("conv2d", "Conv2d")),
          ("ViTBlock.forward", BLOCK, 0, ("MultiheadAttention", "scaled_dot_product_attention",
                                         "multi_head_attention_forward"))]
 

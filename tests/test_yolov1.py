@@ -14,13 +14,12 @@ import math
 
 import pytest
 import torch
-
+from papers_support import folder_in_worker, mean_ap, png_bytes, rule_mark
 from torchvision.ops import box_iou
+from under_test import load, rules_of
 
 from helpers.datasets import gt_boxes_to_targets, load_detection
 from helpers.export import BOX_FORMAT
-from papers_support import mean_ap, png_bytes, worker_folder  # noqa: F401 -- worker_folder is a fixture
-from under_test import load, rules_of
 
 yolo = load("papers.yolov1")
 YOLOv1 = yolo.YOLOv1
@@ -40,6 +39,7 @@ split_predictions = yolo.split_predictions
 yolo_loss = yolo.yolo_loss
 export = load("helpers.export")          # given code, run where the model lives
 support = load("papers_support")
+worker_folder = pytest.fixture(folder_in_worker, name="worker_folder")  # a scratch folder where the model lives
 backward_through = load("under_test").backward_through
 worker_torch = load("torch")             # random generators made where the student's code draws from them
 
@@ -56,17 +56,13 @@ GIVEN = pytest.mark.grade("given code: input checks, export and command line", p
 F64 = torch.float64
 
 
-def rule_mark(mark):
-    """The same group and points, marked as a rule check: when it fails, course.grade scores the group 0."""
-    return pytest.mark.grade(mark.args[0], points=mark.kwargs["points"], rule=True)
-
-
 # The rules the docstrings state: how many Python loops each function may have.
 RULES = [("cell_boxes", DECODE, 0), ("split_predictions", DECODE, 0), ("decode_predictions", DECODE, 1),
          ("responsible_boxes", RESPONSIBLE, 0), ("yolo_loss", LOSS, 0), ("random_scale_translate", AUGMENT, 0)]
 
 
-@pytest.mark.parametrize("name, loops", [pytest.param(n, loops, marks=rule_mark(mark), id=n) for n, mark, loops in RULES])
+@pytest.mark.parametrize("name, loops", [pytest.param(n, loops, marks=rule_mark(mark), id=n)
+                                         for n, mark, loops in RULES])
 def test_rules(name, loops):
     rules_of("papers.yolov1", name, loops=loops)
 
