@@ -284,6 +284,9 @@ class EncoderLayer(nn.Module):
 
     ``forward(x (B, S, d), pos (S, d) or (B, S, d)) -> (B, S, d)``; ``attention.weights_softmax``
     keeps the last ``(B, heads, S, S)`` weights.
+
+    Rule: attention is A4's ``MultiHeadAttention``: you may not use ``nn.MultiheadAttention`` or
+    ``F.scaled_dot_product_attention``.
     """
 
     def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float = 0.0):
@@ -318,6 +321,9 @@ class DecoderLayer(nn.Module):
     Self-attention lets the queries agree on who predicts what (no NMS needed); cross-attention
     lets each query gather the image features of "its" object.  ``cross_attention.weights_softmax``
     keeps the last ``(B, heads, Q, S)`` weights (the decoder attention maps of the notebook).
+
+    Rule: attention is A4's ``MultiHeadAttention``: you may not use ``nn.MultiheadAttention`` or
+    ``F.scaled_dot_product_attention``.
     """
 
     def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float = 0.0):

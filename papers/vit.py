@@ -110,6 +110,9 @@ class PatchEmbedding(nn.Module):
         patch_size: ``P``; in_channels: ``C``; emb_dim: ``D``.
 
     Attributes: ``proj`` (the ``nn.Linear``).  ``forward``: ``(N, C, H, W)`` -> ``(N, L, D)``.
+
+    Rule (``forward``): no loops, and no convolution (``F.conv2d``, ``nn.Conv2d``: the tests compare
+    with one).
     """
 
     def __init__(self, patch_size: int, in_channels: int, emb_dim: int):
@@ -174,6 +177,9 @@ class ViTBlock(nn.Module):
 
     Attributes: ``norm1``, ``attn`` (A4 ``MultiHeadAttention``; its ``weights_softmax`` keeps the last
     ``(N, heads, T, T)`` attention weights), ``norm2``, ``fc1``, ``fc2``, ``dropout``.
+
+    Rule (``forward``): no loops; attention is ``self.attn`` (A4's, written by hand): you may not use
+    ``nn.MultiheadAttention`` or ``F.scaled_dot_product_attention`` (the tests compare with the former).
     """
 
     def __init__(self, emb_dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.0):

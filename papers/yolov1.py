@@ -366,7 +366,7 @@ def yolo_loss(raw: torch.Tensor, targets: torch.Tensor, num_boxes: int, lambda_c
     Returns:
         dict of the five terms (scalars, weighted) ``coord_xy, coord_wh, conf_obj, conf_noobj, class``.
 
-    Rule: no loops over cells or boxes.  Hint: find the responsible boxes under
+    Rule: no loops (over cells, boxes or anything else).  Hint: find the responsible boxes under
     ``torch.no_grad()``; ``F.one_hot`` turns their index into a ``(N, S, S, B)`` mask.
     """
     parts = split_predictions(raw, num_boxes, squash)
