@@ -390,6 +390,9 @@ def _exception(error: dict) -> BaseException:
         return NotWritten(f"not written: {missing}" + ("" if message.startswith("write ") else f" ({message})"))
     name = error.get("builtin", "Exception")
     cls = getattr(builtins, name, None)
+    if cls is SystemExit:  # a command line's exit status (argparse): pytest.raises(SystemExit) works
+        args = error.get("args") if isinstance(error.get("args"), list) else []
+        return SystemExit(*args[:1])
     if not (isinstance(cls, type) and issubclass(cls, Exception)) or cls is Exception:
         kind = (error.get("types") or ["Exception"])[0]
         return StudentCodeError(f"{kind}: {message}")
