@@ -572,9 +572,10 @@ def grade(student_dir: Path | str = ".", names: Sequence[str] = (), root: Path |
             phases.setdefault(e["nodeid"], {})[e["when"]] = e
     graded = {a.folder for a, _ in selection}
     problems = {rel: why for rel, why in problems.items() if rel.split("/")[0] in graded}
-    report = GradeReport(student_dir=student_dir, tests_from=tests_from, assignments=[], missing_files=[r for r, w in problems.items() if w == "missing"],
-                         seconds=0.0, pytest_output=output,
-                         isolation=isolation_event.get("isolation", "none"), isolation_note=isolation_event.get("why", ""))
+    report = GradeReport(student_dir=student_dir, tests_from=tests_from, assignments=[],
+                         missing_files=[r for r, w in problems.items() if w == "missing"], seconds=0.0,
+                         pytest_output=output, isolation=isolation_event.get("isolation", "none"),
+                         isolation_note=isolation_event.get("why", ""))
     for a, pairs in selection:
         report.assignments.append(_score_assignment(a, pairs, manifest["items"], phases, collect_errors,
                                                     stop_reason, problems))

@@ -111,7 +111,8 @@ def _limits(memory_mb: int, cpu_seconds: int):
 
 def _environment(workspace: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ENV_PASSED or k.startswith(ENV_PREFIXES)}
-    env.update(PATH="/usr/bin:/bin", HOME="/tmp", TMPDIR="/tmp", PYTHONPATH=f"{workspace}{os.pathsep}{workspace / 'tests'}",
+    env.update(PATH="/usr/bin:/bin", HOME="/tmp", TMPDIR="/tmp",
+               PYTHONPATH=f"{workspace}{os.pathsep}{workspace / 'tests'}",
                PYTHONDONTWRITEBYTECODE="1", PYTHONNOUSERSITE="1", PYTHONHASHSEED="0", MPLBACKEND="Agg")
     return env
 
@@ -448,7 +449,8 @@ class Remote:
         return self._box.request({"op": op, "obj": self._ref_for(self._box), **fields})
 
     def _with_state(self, op: str, **fields):
-        return self._box.request({"op": op, "obj": self._ref_for(self._box), "state": self._box.random.outgoing(), **fields})
+        return self._box.request({"op": op, "obj": self._ref_for(self._box), "state": self._box.random.outgoing(),
+                                  **fields})
 
     def __call__(self, *args, **kwargs):
         return self._with_state("call", args=list(args), kwargs=kwargs)

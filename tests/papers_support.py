@@ -20,9 +20,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-from under_test import load
+from under_test import load, rule_mark
 
 __all__ = ["count_modules", "detr_loss", "entry", "exit_code", "folder_in_worker", "mean_ap", "on_meta",
            "parameter_shapes", "png_bytes", "read_text", "remove_folder", "rule_mark", "scratch_folder", "train_steps",
@@ -142,10 +141,6 @@ def mean_ap(predictions: list[dict], ground_truths: list[dict], num_classes: int
     return reference_voc(predictions, ground_truths, num_classes)[0]
 
 
-def rule_mark(mark):
-    """The same group and points as the ``grade`` marker ``mark``, marked as a rule check (``rule=True``):
-    when it fails, course.grade scores the group 0."""
-    return pytest.mark.grade(mark.args[0], points=mark.kwargs["points"], rule=True)
 
 
 def folder_in_worker():

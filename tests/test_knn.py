@@ -10,8 +10,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 from sklearn.neighbors import KNeighborsClassifier
-
-from under_test import is_missing, load, rules_of
+from under_test import is_missing, load, rule_mark, rules_of
 
 knn = load("A1_knn.knn")
 KnnClassifier = knn.KnnClassifier
@@ -55,9 +54,6 @@ def digits():
     return x[:1200], y[:1200], x[1200:], y[1200:]
 
 
-def rule_mark(mark):
-    """The same group and points, marked as a rule check: when it fails, course.grade scores the group 0."""
-    return pytest.mark.grade(mark.args[0], points=mark.kwargs["points"], rule=True)
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=rule_mark(GRADE_OF_DISTANCE[n])) for n in DISTANCE_NAMES])

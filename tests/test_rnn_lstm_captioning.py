@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from student_autograd import backward_through, is_instance, parameter_grads, set_parameters, vjp
 from torch import nn
-from under_test import load, rules_of
+from under_test import load, rule_mark, rules_of
 
 cap = load("A4_rnn_transformer.rnn_lstm_captioning")
 LSTM = cap.LSTM
@@ -178,9 +178,6 @@ def torch_lstm(Wx, Wh, b, cell=False):
     return ref
 
 
-def rule_mark(mark):
-    """The same group and points, marked as a rule check: when it fails, course.grade scores the group 0."""
-    return pytest.mark.grade(mark.args[0], points=mark.kwargs["points"], rule=True)
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=rule_mark(group)) for name, (group, _, _) in RULES.items()])

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from student_autograd import backward_through, is_instance, parameter_grads, set_parameters, vjp
 from torch import nn
-from under_test import load, rules_of
+from under_test import load, rule_mark, rules_of
 
 from helpers.datasets.synthetic import ARITHMETIC_SPECIAL_TOKENS, ARITHMETIC_VOCAB, arithmetic_problems
 from helpers.gradcheck import compute_numeric_gradient, rel_error
@@ -140,9 +140,6 @@ def dataset(split="train", num=None, emb_dim=16, pos_encode=position_encoding_si
                          pad_to=pad_to)
 
 
-def rule_mark(mark):
-    """The same group and points, marked as a rule check: when it fails, course.grade scores the group 0."""
-    return pytest.mark.grade(mark.args[0], points=mark.kwargs["points"], rule=True)
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=rule_mark(group)) for name, (group, _, _) in RULES.items()])

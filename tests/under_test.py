@@ -37,8 +37,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["Missing", "NotWritten", "RuleBroken", "backward_through", "has", "is_missing", "load", "loops_in", "not_written_name", "rules_of",
-           "set_backend", "source_of"]
+__all__ = ["Missing", "NotWritten", "RuleBroken", "backward_through", "has", "is_missing", "load", "loops_in",
+           "not_written_name", "rule_mark", "rules_of", "set_backend", "source_of"]
 
 _backend = None
 _NOT_WRITTEN = re.compile(r"^write (?P<name>[\w.]+) in ")
@@ -131,6 +131,16 @@ def has(module, name: str) -> bool:
 def is_missing(value) -> bool:
     """Whether ``value`` is a :class:`Missing` placeholder."""
     return isinstance(value, Missing)
+
+
+def rule_mark(mark):
+    """The ``grade`` marker ``mark``'s group and points, as a rule check (``rule=True``).
+
+    A rule check earns nothing itself; when it fails, ``python -m course.grade`` scores the whole group 0.
+    """
+    import pytest  # noqa: PLC0415 -- only test files mark tests
+
+    return pytest.mark.grade(mark.args[0], points=mark.kwargs["points"], rule=True)
 
 
 def backward_through(fn, inputs: list, upstream=None, **kwargs):
