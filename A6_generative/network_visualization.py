@@ -41,7 +41,7 @@ def compute_saliency_maps(X: torch.Tensor, y: torch.Tensor, model: torch.nn.Modu
     Returns:
         ``(N, H, W)`` saliency maps, non-negative, detached.
 
-    Rule: one forward and one backward pass for the whole batch; do not change ``X``.
+    Rule: no loops: one forward and one backward pass for the whole batch; do not change ``X``.
     Hint: the images of a batch do not interact in eval mode, so the gradient of the *sum* of
     the N correct scores (``scores.gather``) holds each image's own gradient.
     """
@@ -76,6 +76,7 @@ def make_adversarial_attack(X: torch.Tensor, target_y, model: torch.nn.Module, m
         ``X_adv``, ``(N, C, H, W)``, detached; ``X`` is unchanged.  Images not fooled after
         ``max_iter`` steps are returned as far as they got.
 
+    Rule: one loop, over the iterations (each step moves all the images not yet fooled at once).
     Hint: normalise with each image's own gradient norm (``g.flatten(1).norm(dim=1)``), and
     guard the division for a zero gradient.  Fooled images stay fooled (they no longer move), so
     later iterations need only the others: forward just those (in eval mode images do not interact).
@@ -117,6 +118,7 @@ def class_visualization_step(img: torch.Tensor, target_y: int, model: torch.nn.M
     Returns:
         ``img``, after the step, detached.
 
+    Rule: no loops (one step for the whole batch).
     Hint: compute the gradient on a detached copy that requires grad, then update ``img`` under
     ``torch.no_grad()``.  Mind the sign of the penalty.
     """
@@ -150,6 +152,8 @@ def feature_inversion_step(img: torch.Tensor, target_features: torch.Tensor, fea
 
     Returns:
         the loss before the step, a float.
+
+    Rule: no loops (one step for the whole batch).
     """
     l2_reg, learning_rate = checks.inversion_args(img, target_features, feature_fn, l2_reg, learning_rate)
     ### BEGIN SOLUTION

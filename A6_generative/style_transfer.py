@@ -32,6 +32,8 @@ def content_loss(content_weight: float, content_current: torch.Tensor, content_o
 
     Returns:
         a scalar tensor.
+
+    Rule: no loops.
     """
     content_weight = checks.content_args(content_weight, content_current, content_original)
     ### BEGIN SOLUTION
@@ -50,7 +52,8 @@ def gram_matrix(features: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     Returns:
         ``(N, C, C)``.
 
-    Rule: no loops.  Hint: flatten the positions, then one batched matrix product.
+    Rule: no loops; you may not use ``torch.nn.functional``.  Hint: flatten the positions, then one
+    batched matrix product.
     """
     checks.feature_maps(features, "features")
     ### BEGIN SOLUTION
@@ -74,6 +77,8 @@ def style_loss(feats: list, style_layers: list, style_targets: list, style_weigh
 
     Returns:
         a scalar tensor.
+
+    Rule: one loop, over the style layers (call :func:`gram_matrix`).
     """
     checks.style_args(feats, style_layers, style_targets, style_weights)
     ### BEGIN SOLUTION
@@ -96,7 +101,8 @@ def tv_loss(img: torch.Tensor, tv_weight: float) -> torch.Tensor:
     Returns:
         a scalar tensor.
 
-    Rule: no loops.  Hint: slices shifted by one row, then by one column.
+    Rule: no loops; you may not use ``torch.diff`` or ``torch.nn.functional`` (``conv2d``).  Hint: slices
+    shifted by one row, then by one column.
     """
     tv_weight = checks.tv_args(img, tv_weight)
     ### BEGIN SOLUTION

@@ -6,15 +6,20 @@ pixels; the loop on a tiny CNN lowers the style loss.  The given models and pict
 preprocessing round trip, features layer by layer, scikit-learn's photographs, the offline
 guard on SqueezeNet's ImageNet weights, image files.  Bad layers, weights and images get
 clear errors.
+
+The tiny feature network is built twice from one seed (tests/visual_parts.py): here for the
+expected values, and where the code under test runs for the calls to it.
 """
 
 import pytest
 import torch
-from torch import nn
-from under_test import load
+import visual_parts as local
+from under_test import load, rules_of
+from worker_tools import seeded_generator
 
-st = load("A6_generative.style_transfer")
-vm = load("A6_generative.visual_models")
+MODULE = "A6_generative.style_transfer"
+st = load(MODULE)
+remote = load("visual_parts")
 
 CONTENT = pytest.mark.grade("content_loss", points=2)
 GRAM = pytest.mark.grade("gram_matrix", points=3)
@@ -35,12 +40,8 @@ def einsum_gram(f, normalize=True):
 
 
 def tiny_cnn(seed=0):
-    torch.manual_seed(seed)
-    cnn = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1),
-                        nn.ReLU()).double().eval()
-    for p in cnn.parameters():
-        p.requires_grad_(False)
-    return cnn
+    """The tiny feature network (conv, relu, pool, conv, relu), where the code under test runs."""
+    return remote.style_cnn(seed)
 
 
 # --------------------------------------------------------------------------- losses
@@ -58,8 +59,8 @@ def test_content_loss_is_the_weighted_sum_of_squared_differences():
 @CONTENT
 def test_content_loss_gradient_is_twice_the_weighted_difference():
     a, b = randn(1, 2, 3, 3, seed=3).requires_grad_(True), randn(1, 2, 3, 3, seed=4)
-    st.content_loss(0.7, a, b).backward()
-    torch.testing.assert_close(a.grad, 2 * 0.7 * (a - b).detach(), rtol=1e-12, atol=1e-14)
+    _, (grad,) = load("under_test").backward_through(st.content_loss, [0.7, a, b])
+    torch.testing.assert_close(grad, 2 * 0.7 * (a - b).detach(), rtol=1e-12, atol=1e-14)
 
 
 @GRAM
@@ -71,6 +72,11 @@ def test_gram_matrix_equals_einsum(normalize):
     torch.testing.assert_close(gram, einsum_gram(f, normalize), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.grade("content_loss", points=2, rule=True)
+def test_content_loss_rules():
+    rules_of(MODULE, "content_loss", loops=0)
+
+
 @GRAM
 def test_gram_matrix_is_normalised_by_default_and_symmetric():
     f = randn(1, 3, 6, 2, seed=6)
@@ -79,6 +85,11 @@ def test_gram_matrix_is_normalised_by_default_and_symmetric():
     torch.testing.assert_close(gram, gram.transpose(1, 2))
     ones = torch.ones(1, 2, 3, 3, dtype=torch.float64)
     torch.testing.assert_close(st.gram_matrix(ones), torch.full((1, 2, 2), 9 / 18, dtype=torch.float64))
+
+
+@pytest.mark.grade("gram_matrix", points=3, rule=True)
+def test_gram_matrix_rules():
+    rules_of(MODULE, "gram_matrix", loops=0, forbid=("functional",))
 
 
 @STYLE
@@ -98,6 +109,12 @@ def test_style_loss_is_zero_at_the_style_targets():
     feats = [randn(1, 3, 4, 4, seed=12), randn(1, 4, 2, 2, seed=13)]
     targets = [einsum_gram(feats[1]), einsum_gram(feats[0])]
     assert float(st.style_loss(feats, [1, 0], targets, [3.0, 1.0])) == pytest.approx(0.0, abs=1e-24)
+
+
+@pytest.mark.grade("style_loss", points=3, rule=True)
+def test_style_loss_rules():
+    """One loop, over the style layers (gram_matrix, which it calls, has none)."""
+    rules_of(MODULE, "style_loss", loops=1)
 
 
 def direct_tv(img):
@@ -131,21 +148,26 @@ def test_tv_loss_of_a_flat_image_is_zero_and_of_a_step_is_counted_once_per_edge(
     assert float(st.tv_loss(torch.ones(1, 1, 1, 1, dtype=torch.float64), 1.0)) == 0.0
 
 
+@pytest.mark.grade("tv_loss", points=3, rule=True)
+def test_tv_loss_rules():
+    rules_of(MODULE, "tv_loss", loops=0, forbid=("diff", "functional", "conv2d"))
+
+
 # --------------------------------------------------------------------------- the loop
 
 
 @TRANSFER
 def test_style_transfer_lowers_the_style_loss_on_a_tiny_cnn():
-    cnn = tiny_cnn()
+    cnn = local.style_cnn()
     content, style = randn(1, 3, 16, 16, seed=15), randn(1, 3, 12, 12, seed=16)
-    img, history = st.style_transfer(content, style, cnn, 3, 1e-4, [1, 4], [1e3, 1e3], 1e-5, num_iterations=60,
+    img, history = st.style_transfer(content, style, tiny_cnn(), 3, 1e-4, [1, 4], [1e3, 1e3], 1e-5, num_iterations=60,
                                      learning_rate=0.1, decay_at=50, decayed_rate=0.05)
     assert img.shape == content.shape and not img.requires_grad
     assert set(history) == {"content", "style", "tv"} and all(len(v) == 61 for v in history.values())
     assert history["content"][0] == 0.0  # it starts from the content image
     assert history["style"][-1] < 0.1 * history["style"][0]
-    feats = vm.extract_features(img, cnn)
-    style_feats = vm.extract_features(style, cnn)
+    feats = local.layer_outputs(cnn, img)
+    style_feats = local.layer_outputs(cnn, style)
     recomputed = sum(1e3 * ((einsum_gram(feats[i]) - einsum_gram(style_feats[i])) ** 2).sum() for i in (1, 4))
     assert history["style"][-1] == pytest.approx(float(recomputed), rel=1e-9)
 
@@ -156,7 +178,7 @@ def test_style_transfer_with_only_the_content_loss_reconstructs_from_noise():
     content = randn(1, 3, 8, 8, seed=17).clamp(-1.4, 1.4)
     img, history = st.style_transfer(content, content, cnn, 1, 1.0, [1], [0.0], 0.0, init_random=True,
                                      num_iterations=150, learning_rate=0.05, decay_at=150,
-                                     generator=torch.Generator().manual_seed(0))
+                                     generator=seeded_generator(0))
     assert history["content"][-1] < 0.05 * history["content"][0]
     assert all(v == 0.0 for v in history["style"] + history["tv"])
 

@@ -3,25 +3,26 @@
 Preprocessing round trip, features layer by layer, scikit-learn's photographs, the offline guard
 on SqueezeNet's ImageNet weights (refused with the URL, the cache folder and the ways out), the
 fixed random SqueezeNet of offline style transfer, and image files.
+
+The tiny network is built twice from one seed (tests/visual_parts.py): here for the expected
+values, and where the code under test runs for the calls to it; files are written in a folder
+that code can see (``worker_tools.worker_folder``).
 """
 
 import pytest
 import torch
-from torch import nn
+import visual_parts as local
 from under_test import load
+from worker_tools import worker_folder
 
 vm = load("A6_generative.visual_models")
+remote = load("visual_parts")
 
 GIVEN = pytest.mark.grade("given code: models and pictures", points=0)
 
 
 def randn(*shape, seed=0):
     return torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-
-
-def tiny_cnn(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)).double().eval()
 
 
 @GIVEN
@@ -36,9 +37,9 @@ def test_preprocess_and_deprocess_invert_each_other():
 
 @GIVEN
 def test_extract_features_gives_every_layer_in_order():
-    cnn = tiny_cnn()
+    cnn = local.small_cnn()
     x = randn(1, 3, 8, 8, seed=21)
-    feats = vm.extract_features(x, cnn)
+    feats = vm.extract_features(x, remote.small_cnn())
     assert len(feats) == len(cnn)
     torch.testing.assert_close(feats[2], cnn[:3](x))
     torch.testing.assert_close(feats[-1], cnn(x))
@@ -51,23 +52,29 @@ def test_the_offline_feature_network_is_a_fixed_random_squeezenet(monkeypatch):
     monkeypatch.setenv("DL4CV_OFFLINE", "1")
     a, b = vm.feature_cnn(False), vm.feature_cnn(False)
     assert len(a) == 13 and all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
-    assert not any(p.requires_grad for p in a.parameters())
+    assert not remote.trainable(a)
     state = torch.random.get_rng_state()
     vm.feature_cnn(False)
     assert torch.equal(state, torch.random.get_rng_state()), "the caller's random stream is left alone"
 
 
 @GIVEN
-def test_imagenet_weights_are_refused_offline_with_the_ways_out(monkeypatch, tmp_path):
+def test_imagenet_weights_are_refused_offline_with_the_ways_out(monkeypatch):
     monkeypatch.setenv("DL4CV_OFFLINE", "1")
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(FileNotFoundError) as info:
-        vm.feature_cnn(True)
-    message = str(info.value)
-    assert "SqueezeNet 1.1" in message and "squeezenet1_1" in message and str(tmp_path) in message
-    assert "DL4CV_OFFLINE=0" in message
-    with pytest.raises(FileNotFoundError, match="SqueezeNet"):
-        vm.imagenet_classifier()
+    hub = load("torch.hub")  # the cache folder, set where the code under test runs
+    before = hub.get_dir()
+    with worker_folder() as folder:
+        hub.set_dir(folder)
+        try:
+            with pytest.raises(FileNotFoundError) as info:
+                vm.feature_cnn(True)
+            message = str(info.value)
+            assert "SqueezeNet 1.1" in message and "squeezenet1_1" in message and folder in message
+            assert "DL4CV_OFFLINE=0" in message
+            with pytest.raises(FileNotFoundError, match="SqueezeNet"):
+                vm.imagenet_classifier()
+        finally:
+            hub.set_dir(before)
 
 
 @GIVEN
@@ -82,13 +89,13 @@ def test_sample_photos_are_scikit_learns_two_photographs():
 
 
 @GIVEN
-def test_load_image_reads_a_file_and_names_a_missing_one(tmp_path):
-    from PIL import Image
-
+def test_load_image_reads_a_file_and_names_a_missing_one():
     pixels = (torch.arange(20 * 30 * 3) % 256).to(torch.uint8).view(20, 30, 3)
-    Image.fromarray(pixels.numpy()).save(tmp_path / "x.png")
-    img = vm.load_image(tmp_path / "x.png", 20)
-    assert img.shape == (1, 3, 20, 30)
-    torch.testing.assert_close(img[0].permute(1, 2, 0), pixels.float() / 255)
-    with pytest.raises(FileNotFoundError, match="missing.jpg"):
-        vm.load_image(tmp_path / "missing.jpg", 20)
+    path = load("pathlib").Path
+    with worker_folder() as folder:
+        remote.save_png(path(folder, "x.png"), pixels)
+        img = vm.load_image(path(folder, "x.png"), 20)
+        assert img.shape == (1, 3, 20, 30)
+        torch.testing.assert_close(img[0].permute(1, 2, 0), pixels.float() / 255)
+        with pytest.raises(FileNotFoundError, match="missing.jpg"):
+            vm.load_image(path(folder, "missing.jpg"), 20)
