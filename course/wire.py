@@ -110,6 +110,7 @@ def encode(value, refer=None) -> tuple[bytes, list[bytes]]:
         return go(refer(v), depth)
 
     def tensor(t):
+        grad = bool(t.requires_grad)  # read before detach(), which clears it
         t = t.detach()
         if t.is_sparse or t.layout != torch.strided:
             t = t.to_dense()
@@ -118,7 +119,7 @@ def encode(value, refer=None) -> tuple[bytes, list[bytes]]:
         data = t.view(torch.int16) if t.dtype == torch.bfloat16 else t
         buffers.append(data.numpy().astype(dtype, copy=False).tobytes())
         return {"$": "tensor", "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
-                "grad": bool(t.requires_grad), "b": len(buffers) - 1}
+                "grad": grad, "b": len(buffers) - 1}
 
     header = json.dumps(go(value, 0), allow_nan=False, separators=(",", ":")).encode("utf-8")
     return header, buffers
