@@ -110,7 +110,8 @@ def get_fpn_location_coords(shape_per_fpn_level: dict, strides_per_fpn_level: di
     Location ``(i, j)`` (row ``i``, column ``j``) of a level with stride ``s`` looks at the
     image around ``x = (j + 0.5) * s``, ``y = (i + 0.5) * s``.
 
-    No loops over locations (only the given one over the levels).  Hint: ``torch.arange`` and ``torch.meshgrid(..., indexing="ij")``.
+    No loops over locations (only the given one over the levels).  Hint: ``torch.arange`` and
+    ``torch.meshgrid(..., indexing="ij")``.
 
     Args:
         shape_per_fpn_level: level name -> shape of its feature map, ``(B, C, H, W)`` (the

@@ -12,7 +12,8 @@ sandboxed worker (``tests/under_test.py``):
   (:func:`train_steps`, :func:`losses_after_backward`, :func:`stem_gradients`).  Run normally
   (``pytest``) they run in this process like any function.
 * **Here, trusted** -- imported directly: :func:`reference_voc`, the VOC devkit's evaluation
-  written with loops over Python lists, so that no student function decides a test's verdict.
+  written with loops over Python lists, and :func:`fpn_centres`, the FPN locations, so that no
+  student function decides a test's verdict or builds another group's inputs.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from unittest import mock
 import torch
 from torch import nn
 
-__all__ = ["FakeTrunk", "FixedHead", "MeanBox", "TinyBackbone", "backbone_on", "losses_after_backward", "reference_iou",
-           "reference_voc", "stem_gradients", "train_steps"]
+__all__ = ["FakeTrunk", "FixedHead", "MeanBox", "TinyBackbone", "backbone_on", "fpn_centres", "losses_after_backward",
+           "reference_iou", "reference_voc", "stem_gradients", "train_steps"]
 
 STRIDES = {"p3": 8, "p4": 16, "p5": 32}
 
@@ -147,6 +148,16 @@ def stem_gradients(model: nn.Module, images: torch.Tensor, level: str = "p3") ->
 
 
 # --------------------------------------------------------------------------- here, trusted
+
+
+def fpn_centres(shapes: dict, strides: dict, dtype: torch.dtype = torch.float32) -> dict:
+    """Level -> ``(H * W, 2)`` pixel centres ``((j + 0.5) * s, (i + 0.5) * s)``, row-major (shapes end in H, W)."""
+    centres = {}
+    for level, shape in shapes.items():
+        height, width = shape[-2:]
+        rows = [[(j + 0.5) * strides[level], (i + 0.5) * strides[level]] for i in range(height) for j in range(width)]
+        centres[level] = torch.tensor(rows, dtype=dtype).reshape(-1, 2)
+    return centres
 
 
 def reference_iou(a: list, b: list) -> float:
