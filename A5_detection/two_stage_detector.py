@@ -519,7 +519,7 @@ def assign_fpn_levels(boxes: torch.Tensor, strides_per_fpn_level: dict, canonica
     side = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1e-6).sqrt()
     level = torch.floor(canonical_level + torch.log2(side / canonical_size))
     level = level.clamp(numbers[0], numbers[-1]).long()
-    lookup = torch.as_tensor([int(n) for n in numbers], device=boxes.device)
+    lookup = torch.as_tensor(numbers, device=boxes.device).long()  # whole numbers, as floats
     return torch.searchsorted(lookup, level)
     ### END SOLUTION
 
