@@ -131,16 +131,14 @@ def png_bytes(pixels) -> bytes:
 
 
 def mean_ap(predictions: list[dict], ground_truths: list[dict], num_classes: int) -> float:
-    """VOC mAP at IoU 0.5 by the plain reference of ``tests/test_common.py`` (loops over Python lists).
+    """VOC mAP at IoU 0.5 by the plain reference of ``tests/detection_support.py`` (loops over Python lists).
 
     Not ``A5_detection.common.evaluate_detections``: it is partly A5's answer (``box_iou``,
     ``_match_class``), and a papers test must not depend on the student's A5 work.
     """
-    from test_common import reference_voc  # noqa: PLC0415 -- the one reference of the course's mAP
+    from detection_support import reference_voc  # noqa: PLC0415 -- the one reference of the course's mAP
 
     return reference_voc(predictions, ground_truths, num_classes)[0]
-
-
 
 
 def folder_in_worker():
