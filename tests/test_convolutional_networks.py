@@ -17,7 +17,7 @@ from under_test import load, rules_of
 
 from helpers.datasets import DatasetNotFoundError, load_dataset, preprocess_dataset
 from helpers.gradcheck import autograd_gradients as autograd
-from helpers.gradcheck import compute_numeric_gradient, compute_numeric_param_gradient, rel_error
+from helpers.gradcheck import compute_numeric_gradient, rel_error
 
 MODULE = "A3_fc_cnn.convolutional_networks"
 cnn = load(MODULE)
@@ -101,6 +101,11 @@ def test_rules_stated_in_the_docstrings(name, loops, forbid):
     rules_of(MODULE, name, loops=loops, forbid=forbid)
 
 
+def gradcheck_there():
+    """``helpers.gradcheck`` where the code under test runs (behind the grader's sandbox: in the worker)."""
+    return load("helpers.gradcheck")
+
+
 def worker_dict(**items):
     """A dict living where the code under test runs (behind the grader's sandbox: in the worker), so that what
     the code writes into it (batch normalization's running statistics) is seen here; read it with ``[key]``."""
@@ -111,24 +116,30 @@ def randn(*shape, seed=0, scale=1.0):
     return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def check_layer(forward, backward, inputs, reference, zero=(), numeric=True):
-    """Check ``backward`` against numeric gradients and autograd through ``reference``.
+def check_layer(layer, inputs, settings, reference, zero=(), numeric=True):
+    """Check ``layer.backward`` against numeric gradients and autograd through ``reference``.
 
-    ``forward(*inputs) -> (out, cache)``; ``backward(dout, cache)`` returns one gradient
-    per input (a lone tensor for one input); ``reference(*inputs)`` is the same function
+    ``layer.forward(*inputs, *settings) -> (out, cache)``; ``layer.backward(dout, cache)`` returns one
+    gradient per input (a lone tensor for one input); ``reference(*inputs)`` is the same function
     in torch ops.  Gradients at positions ``zero`` are exactly 0 in theory (a bias right
     before batch normalization): there both must be ~0 instead of close in relative error.
+
+    The numeric gradients are computed where the layer runs (behind the grader's sandbox: in the
+    worker, one request instead of one per probe).  What they say cannot be trusted there, but it need
+    not be: the comparison with autograd through ``reference``, made here, pins the same gradients.
     """
-    out, cache = forward(*inputs)
+    inputs = tuple(inputs)
+    out, cache = layer.forward(*inputs, *settings)
     torch.testing.assert_close(out, reference(*inputs), **EXACT)
     dout = randn(*out.shape, seed=99)
-    grads = backward(dout, cache)
+    grads = layer.backward(dout, cache)
     grads = (grads,) if isinstance(grads, torch.Tensor) else tuple(grads)
     assert len(grads) == len(inputs)
-    for i, (grad, x) in enumerate(zip(grads, inputs, strict=True)):
+    numerics = (gradcheck_there().compute_numeric_gradients(layer.forward, list(inputs), dout, after=tuple(settings),
+                                                            index=0) if numeric else [None] * len(inputs))
+    for i, (grad, x, num) in enumerate(zip(grads, inputs, numerics, strict=True)):
         assert grad.shape == x.shape and grad.dtype == x.dtype, i
         if numeric:
-            num = compute_numeric_gradient(lambda t, i=i: forward(*inputs[:i], t, *inputs[i + 1:])[0], x, dout)
             if i in zero:
                 assert grad.abs().max() < 1e-10 and num.abs().max() < 1e-6, i
             else:
@@ -160,9 +171,7 @@ def conv_inputs(x_shape, w_shape):
 def test_conv_naive_forward_and_backward(x_shape, w_shape, stride, pad):
     x, w, b = conv_inputs(x_shape, w_shape)
     param = {"stride": stride, "pad": pad}
-    forward = Conv.forward  # looked up once: each numeric probe is then one call
-    out, _ = check_layer(lambda *t: forward(*t, param), Conv.backward, (x, w, b),
-                         lambda *t: F.conv2d(*t, stride=stride, padding=pad))
+    out, _ = check_layer(Conv, (x, w, b), (param,), lambda *t: F.conv2d(*t, stride=stride, padding=pad))
     H_out = 1 + (x_shape[2] + 2 * pad - w_shape[2]) // stride
     W_out = 1 + (x_shape[3] + 2 * pad - w_shape[3]) // stride
     assert out.shape == (x_shape[0], w_shape[0], H_out, W_out)
@@ -182,9 +191,7 @@ def test_conv_naive_hand_computed():
 def test_fast_conv_forward_and_backward(x_shape, w_shape, stride, pad):
     x, w, b = conv_inputs(x_shape, w_shape)
     param = {"stride": stride, "pad": pad}
-    forward = FastConv.forward
-    check_layer(lambda *t: forward(*t, param), FastConv.backward, (x, w, b),
-                lambda *t: F.conv2d(*t, stride=stride, padding=pad))
+    check_layer(FastConv, (x, w, b), (param,), lambda *t: F.conv2d(*t, stride=stride, padding=pad))
 
 
 @FAST_CONV
@@ -225,9 +232,8 @@ def test_fast_conv_in_chunks_matches_torch(budget):
     try:
         x, w, b = conv_inputs((7, 3, 9, 9), (5, 3, 3, 3))
         for stride, pad in ((1, 1), (2, 1)):
-            check_layer(lambda *t, s=stride, p=pad: FastConv.forward(*t, {"stride": s, "pad": p}),
-                        FastConv.backward, (x, w, b), lambda *t, s=stride, p=pad: F.conv2d(*t, stride=s, padding=p),
-                        numeric=False)
+            check_layer(FastConv, (x, w, b), ({"stride": stride, "pad": pad},),
+                        lambda *t, s=stride, p=pad: F.conv2d(*t, stride=s, padding=p), numeric=False)
     finally:
         chunk_bytes["cpu"] = saved
 
@@ -277,9 +283,7 @@ def pool_param(ph, pw, stride):
 def test_max_pool_naive_forward_and_backward(x_shape, ph, pw, stride):
     x = randn(*x_shape, seed=5)
     param = pool_param(ph, pw, stride)
-    forward = MaxPool.forward
-    out, _ = check_layer(lambda t: forward(t, param), MaxPool.backward, (x,),
-                         lambda t: F.max_pool2d(t, (ph, pw), stride))
+    out, _ = check_layer(MaxPool, (x,), (param,), lambda t: F.max_pool2d(t, (ph, pw), stride))
     assert out.shape == (*x_shape[:2], 1 + (x_shape[2] - ph) // stride, 1 + (x_shape[3] - pw) // stride)
 
 
@@ -288,9 +292,7 @@ def test_max_pool_naive_forward_and_backward(x_shape, ph, pw, stride):
 def test_fast_max_pool_forward_and_backward_equal_naive(x_shape, ph, pw, stride):
     x = randn(*x_shape, seed=6)
     param = pool_param(ph, pw, stride)
-    forward = FastMaxPool.forward
-    check_layer(lambda t: forward(t, param), FastMaxPool.backward, (x,),
-                lambda t: F.max_pool2d(t, (ph, pw), stride))
+    check_layer(FastMaxPool, (x,), (param,), lambda t: F.max_pool2d(t, (ph, pw), stride))
     out_fast, cache_fast = FastMaxPool.forward(x, param)
     out_naive, cache_naive = MaxPool.forward(x, param)
     assert torch.equal(out_fast, out_naive)
@@ -372,8 +374,7 @@ def test_batchnorm_train_forward_normalises():
 @pytest.mark.parametrize("N, D", [(6, 5), (3, 4)])
 def test_batchnorm_backward_numeric_and_autograd(N, D):
     x, gamma, beta = bn_inputs(N, D)
-    forward = BatchNorm.forward
-    check_layer(lambda *t: forward(*t, {"mode": "train"}), BatchNorm.backward, (x, gamma, beta), torch_bn)
+    check_layer(BatchNorm, (x, gamma, beta), ({"mode": "train"},), torch_bn)
 
 
 @BATCHNORM
@@ -452,9 +453,7 @@ def test_spatial_batchnorm_backward_numeric_and_autograd(shape):
     C = shape[1]
     x = randn(*shape, seed=40, scale=2.0) + 1.0
     gamma, beta = randn(C, seed=41) + 1.0, randn(C, seed=42)
-    forward = SpatialBatchNorm.forward
-    check_layer(lambda *t: forward(*t, {"mode": "train"}), SpatialBatchNorm.backward, (x, gamma, beta),
-                torch_spatial_bn)
+    check_layer(SpatialBatchNorm, (x, gamma, beta), ({"mode": "train"},), torch_spatial_bn)
 
 
 @SPATIAL_BN
@@ -517,9 +516,7 @@ def sandwich_cases():
 @pytest.mark.parametrize("name, inputs, settings, reference, zero", sandwich_cases())
 def test_sandwich_layers_gradients(name, inputs, settings, reference, zero):
     """``zero``: the bias right before batch normalization, whose gradient is 0."""
-    layer = getattr(cnn, name)
-    forward = layer.forward
-    check_layer(lambda *t: forward(*t, *settings), layer.backward, inputs, reference, zero=zero)
+    check_layer(getattr(cnn, name), inputs, settings, reference, zero=zero)
 
 
 # --------------------------------------------------------------------------- kaiming_initializer
@@ -558,9 +555,12 @@ def check_model_gradients(model, X, y, reference, zero_names=()):
     loss, grads = model_loss(X, y)
     values = dict(params.items())  # the parameters now (copies when the model runs behind the grader's sandbox)
     assert set(grads) == set(values)
+    # Numeric gradients where the model runs; the autograd reference below, computed here, pins them too.
+    numerics = gradcheck_there().compute_numeric_model_gradients(model, X, y)
+    assert set(numerics) == set(values)
     for name, param in values.items():
         assert grads[name].shape == param.shape, name
-        numeric = compute_numeric_param_gradient(lambda: model_loss(X, y)[0], params, name)
+        numeric = numerics[name]
         if name in zero_names:
             assert grads[name].abs().max() < 1e-10 and numeric.abs().max() < 1e-6, name
         else:
