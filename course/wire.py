@@ -64,6 +64,15 @@ def _numpy_dtype(name: str) -> np.dtype:
     return _NUMPY_OF[name] if name in _NUMPY_OF else np.dtype(name).newbyteorder("<")
 
 
+def _storage_order(t: torch.Tensor) -> list[int] | None:
+    """The order of ``t``'s dimensions in memory when ``t`` is a permutation of a contiguous tensor
+    (``channels_last``, a transpose) and not contiguous itself; else None (sent as a contiguous copy)."""
+    if t.dim() < 2 or t.is_contiguous():
+        return None
+    order = sorted(range(t.dim()), key=lambda d: -t.stride(d))
+    return order if t.permute(order).is_contiguous() else None
+
+
 def encode(value, refer=None) -> tuple[bytes, list[bytes]]:
     """``value`` -> (JSON header, buffers).  ``refer(obj) -> Ref`` handles what is not plain (else: error)."""
     buffers: list[bytes] = []
@@ -119,12 +128,17 @@ def encode(value, refer=None) -> tuple[bytes, list[bytes]]:
         t = t.detach()
         if t.is_sparse or t.layout != torch.strided:
             t = t.to_dense()
-        t = t.cpu().contiguous()
+        t = t.cpu()
+        order = _storage_order(t)  # a permuted layout (channels-last, a transpose) travels as such
+        t = (t if order is None else t.permute(order)).contiguous()
         dtype = _np_dtype_for(t)
         data = t.view(torch.int16) if t.dtype == torch.bfloat16 else t
         buffers.append(data.numpy().astype(dtype, copy=False).tobytes())
-        return {"$": "tensor", "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
+        node = {"$": "tensor", "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
                 "grad": requires_grad, "b": len(buffers) - 1}
+        if order is not None:
+            node["perm"] = order
+        return node
 
     header = json.dumps(go(value, 0), allow_nan=False, separators=(",", ":")).encode("utf-8")
     return header, buffers
@@ -182,6 +196,11 @@ def decode(header: bytes, buffers: list[bytes], resolve=None):
             t = torch.from_numpy(array)
             if name == "bfloat16":
                 t = t.view(torch.bfloat16)
+            if "perm" in node:  # stored in that order: give back the tensor with its original layout
+                order = node["perm"]
+                if not isinstance(order, list) or sorted(order) != list(range(len(dims))):
+                    raise WireError("bad dimension order in message")
+                t = t.permute([order.index(d) for d in range(len(dims))])
             if node.get("grad") and (t.is_floating_point() or t.is_complex()):
                 t.requires_grad_(True)
             return t
