@@ -261,6 +261,9 @@ RULES = textwrap.dedent('''
     def comprehension(a, b):
         return torch.stack([x.sum() for x in a])
 
+    def keyword(a, b):
+        return torch.zeros(3, requires_grad=True) + a
+
     def blank(a, b):
         raise NotImplementedError("write blank in m.py")
 
@@ -289,6 +292,8 @@ def test_rules_count_loops_and_find_forbidden_names_through_calls(rules_module):
     rules_of(rules_module, "sneaky", loops=0, forbid=("cdist",), given=("helper",))
     with pytest.raises(RuleBroken, match="no loop, found 1"):
         rules_of(rules_module, "comprehension", loops=0)
+    with pytest.raises(RuleBroken, match="may not use requires_grad"):
+        rules_of(rules_module, "keyword", forbid=("requires_grad",))
     with pytest.raises(RuleBroken, match="may not use norm"):
         rules_of(rules_module, "Net.forward", forbid=("norm",))
     with pytest.raises(NotWritten, match="still the blank stub"):

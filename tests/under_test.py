@@ -206,13 +206,15 @@ def loops_in(fn: ast.AST) -> list[int]:
 
 
 def _used_names(fn: ast.AST) -> dict[str, int]:
-    """Every plain or dotted name used inside ``fn`` (``torch.cdist``, ``cdist``, ``x.norm``) -> first line."""
+    """Every name used inside ``fn`` (``torch.cdist``, ``cdist``, ``x.norm``, a keyword) -> first line."""
     used: dict[str, int] = {}
     for node in ast.walk(fn):
         if isinstance(node, ast.Attribute):
             used.setdefault(node.attr, node.lineno)
         elif isinstance(node, ast.Name):
             used.setdefault(node.id, node.lineno)
+        elif isinstance(node, ast.keyword) and node.arg:  # torch.zeros(..., requires_grad=True)
+            used.setdefault(node.arg, node.value.lineno)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
             used.setdefault(node.value, node.lineno)  # getattr(torch, "cdist")
     return used
