@@ -45,8 +45,8 @@ def nn_forward_pass(params: dict, X: torch.Tensor) -> tuple[torch.Tensor, torch.
         hidden: ``(N, H)``, the ReLU activations (kept for the backward pass).
 
     Rule: no Python loop (over the examples or anything else: no ``for``, ``while`` or
-    comprehension); no ``torch.relu`` and nothing from ``torch.nn``: write the ReLU yourself
-    (``clamp_min`` or a comparison).
+    comprehension); no ``torch.relu`` and no layer or activation of ``torch.nn`` (``nn.Linear``,
+    ``nn.ReLU``, ``F.relu``): write the ReLU yourself (``clamp_min`` or a comparison).
     """
     checks.net_inputs(params, X)
     W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
@@ -76,7 +76,7 @@ def nn_forward_backward(params: dict, X: torch.Tensor, y: torch.Tensor | None = 
         ``params``, the gradient of the loss (same shape as the parameter).
 
     Rule: the backward pass by hand: no autograd (``backward``, ``.grad``, ``torch.autograd``),
-    nothing from ``torch.nn`` (no ``cross_entropy``, ``softmax`` or ``relu``), and no Python loop
+    no ready-made loss, softmax or ReLU (``cross_entropy``, ``softmax``, ``relu``), and no Python loop
     (no ``for``, ``while`` or comprehension, over the examples or the parameters); the loss is
     numerically stable (shift the scores by their row maximum), and averages over the ``N`` examples.
     Hint: ``d loss / d scores = (softmax - one_hot(y)) / N``; the ReLU passes the

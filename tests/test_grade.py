@@ -262,8 +262,8 @@ def test_import_errors_and_crashes_keep_every_group(toy_course, tmp_path):
     assert scores(report) == {"double": 0, "powers": 0, "given code": 0, "test_shout": 0, "test_shout_empty": 0}
     assert report.max_score == 10, "the maximum comes from the bundle's manifest"
     double = report.group("double").checks[0]
-    assert double.outcome == "failed" and double.message.startswith("not written: double in A7_toy.toy")
-    assert "SyntaxError" in double.message
+    assert double.outcome == "failed" and double.message.startswith("A7_toy.toy does not import: ")
+    assert "SyntaxError" in double.message and double.message.endswith("(so double cannot run)")
     assert report.group("given code").passed == 1, "the test file still runs: only the student's names fail"
     shout, empty = report.group("test_shout").checks[0], report.group("test_shout_empty").checks[0]
     assert shout.outcome == empty.outcome == "failed"
@@ -299,9 +299,15 @@ def test_the_bundle_holds_no_solution_and_fixes_the_maximum(toy_course, tmp_path
 
         def test_mine():
             assert True
+        """, "A7_toy/extra.py": """\
+        from toy import double  # EECS 498's template imports a sibling by its bare name
+
+        def shout(s):
+            return s.upper() + "!" * (double(1) // 2)
         """})
     report = grade(student, ["A7"], bundle=bundle)
-    assert report.max_score == 10 and report.score == pytest.approx(2.0 + 6.0 / 3 * 1)  # double; square(0)
+    # double 2; powers: square(0) only, 1 of 3 checks of 6 points; shout 1 + 1
+    assert report.max_score == 10 and report.score == pytest.approx(2.0 + 6.0 / 3 + 2.0)
     assert {c.name for g in report.assignments[0].groups for c in g.checks} == {
         i["nodeid"].split("::")[1] for i in manifest["items"]}
     with pytest.raises(GradingError, match="not empty"):

@@ -264,6 +264,17 @@ RULES = textwrap.dedent('''
     def keyword(a, b):
         return torch.zeros(3, requires_grad=True) + a
 
+    def own_relu(a, b):
+        relu = lambda t: torch.maximum(t, torch.zeros_like(t))  # noqa: E731
+        return relu(a) + norm_free(b)
+
+    def norm_free(b):
+        return b * b
+
+    def library_relu(a, b):
+        from torch.nn.functional import relu
+        return relu(a)
+
     def blank(a, b):
         raise NotImplementedError("write blank in m.py")
 
@@ -294,6 +305,9 @@ def test_rules_count_loops_and_find_forbidden_names_through_calls(rules_module):
         rules_of(rules_module, "comprehension", loops=0)
     with pytest.raises(RuleBroken, match="may not use requires_grad"):
         rules_of(rules_module, "keyword", forbid=("requires_grad",))
+    rules_of(rules_module, "own_relu", loops=0, forbid=("relu", "norm_free_not"))
+    with pytest.raises(RuleBroken, match="may not use relu"):
+        rules_of(rules_module, "library_relu", forbid=("relu",))
     with pytest.raises(RuleBroken, match="may not use norm"):
         rules_of(rules_module, "Net.forward", forbid=("norm",))
     with pytest.raises(NotWritten, match="still the blank stub"):

@@ -59,8 +59,9 @@ class Missing:
         self._module, self._name, self._reason = module, name, reason
 
     def _fail(self, *args, **kwargs):
-        why = f" ({self._reason})" if self._reason else ""
-        raise NotWritten(f"not written: {self._name} in {self._module}{why}")
+        if self._reason:  # the module is there but does not import: say that, not "not written"
+            raise NotWritten(f"{self._reason} (so {self._name} cannot run)")
+        raise NotWritten(f"not written: {self._name} in {self._module}")
 
     __call__ = _fail
     __iter__ = _fail
@@ -205,18 +206,41 @@ def loops_in(fn: ast.AST) -> list[int]:
     return sorted(n.lineno for n in ast.walk(fn) if isinstance(n, _LOOPS))
 
 
-def _used_names(fn: ast.AST) -> dict[str, int]:
-    """Every name used inside ``fn`` (``torch.cdist``, ``cdist``, ``x.norm``, a keyword) -> first line."""
+def _local_names(fn: ast.AST) -> set[str]:
+    """Names ``fn`` binds itself: arguments, assignment targets, loop variables, inner functions and classes."""
+    names = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+            names.add(node.id)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and node is not fn:
+            names.add(node.name)
+    return names
+
+
+def _used_names(fn: ast.AST, own: set[str] = frozenset()) -> dict[str, int]:
+    """Every name used inside ``fn`` (``torch.cdist``, ``cdist``, ``x.norm``, a keyword) -> first line.
+
+    A bare name the student's code defines itself (a local ``relu = lambda ...``, a function of the same
+    module: ``own``) is the student's own work, not the library's: it is not reported.  Attributes
+    (``torch.relu``, ``F.relu``, ``x.relu()``) always are.
+    """
+    mine = _local_names(fn) | set(own)
     used: dict[str, int] = {}
     for node in ast.walk(fn):
         if isinstance(node, ast.Attribute):
             used.setdefault(node.attr, node.lineno)
-        elif isinstance(node, ast.Name):
+        elif isinstance(node, ast.Name) and node.id not in mine:
             used.setdefault(node.id, node.lineno)
         elif isinstance(node, ast.keyword) and node.arg:  # torch.zeros(..., requires_grad=True)
             used.setdefault(node.arg, node.value.lineno)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier():
             used.setdefault(node.value, node.lineno)  # getattr(torch, "cdist")
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            for alias in node.names:
+                for part in alias.name.split("."):
+                    used.setdefault(part, node.lineno)
     return used
 
 
@@ -269,7 +293,8 @@ def rules_of(module: str, function: str, *, loops: int | None = None, forbid: It
             continue
         seen.add(name)
         fn = functions[name]
-        for used, line in _used_names(fn).items():
+        own = {n for n in functions if "." not in n}
+        for used, line in _used_names(fn, own).items():
             if used in forbidden:
                 raise RuleBroken(f"rule of {function}: may not use {used} (line {line}{_via(name, function)})")
         loop_lines += loops_in(fn)
