@@ -1,11 +1,12 @@
 """pytest plugin of :mod:`course.grade`: record every test's grade group, outcome and failure line.
 
-It imports nothing from the course, so the grader can load it into any pytest
-run (``-p``).  With ``--grade-report PATH`` it appends one JSON object per line
+It imports nothing from the course at load time (only :mod:`course.sandbox`, and
+only with ``--grade-sandbox``), so the grader can load it into any pytest run
+(``-p course.grade_plugin``).  With ``--grade-report PATH`` it appends one JSON object per line
 to ``PATH`` as the run goes, so a run that crashes or times out still leaves
 what happened before:
 
-* ``{"event": "item", "nodeid", "test", "group", "points", "marked", "marker_error"}`` per collected test;
+* ``{"event": "item", "nodeid", "test", "group", "points", "marked", "marker_error", "rule"}`` per collected test;
 * ``{"event": "collect_error", "nodeid", "message"}`` per file that failed to import;
 * ``{"event": "report", "nodeid", "when", "outcome", "message"}`` per setup/call/teardown;
 * ``{"event": "finish"}`` at the end.
