@@ -238,7 +238,8 @@ def invert_features(target_image: torch.Tensor, feature_fn, *, num_iterations: i
     with torch.no_grad():
         target = feature_fn(target_image)
     low, high = value_range
-    img = (low + (high - low) * torch.rand(target_image.shape, generator=generator)).to(target_image)
+    noise = torch.rand(target_image.shape, generator=generator)  # device: a CPU generator; .to below
+    img = (low + (high - low) * noise).to(target_image)
     losses = []
     for t in range(num_iterations):
         losses.append(feature_inversion_step(img, target, feature_fn, l2_reg, learning_rate * decay ** t))

@@ -248,7 +248,12 @@ class Sandbox:
             self.stop()
             raise TimeoutError(f"the student's code ran out of time{seconds}: an endless loop?") from None
         except (EOFError, BrokenPipeError, OSError) as exc:
-            code = self.proc.poll() if self.proc else None
+            code = None
+            if self.proc is not None:  # the channel closes a moment before the exit status is there
+                try:
+                    code = self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    code = None
             self.stop()
             raise WorkerLost(_lost_reason(code, exc)) from None
         except wire.WireError as exc:
