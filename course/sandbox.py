@@ -511,6 +511,7 @@ class RemoteModule:
 
     def __init__(self, box: Sandbox, name: str):
         self._box, self._name, self._ref, self._broken = box, name, None, ""
+        self._originals: dict = {}
 
     def _module(self) -> Remote:
         if self._broken:  # an import that failed or never ended is not tried again
@@ -547,8 +548,16 @@ class RemoteModule:
         if attr.startswith("_"):
             object.__setattr__(self, attr, value)
         else:  # monkeypatch.setattr(module, ...): the worker's module gets it (a callable runs here on call)
+            self._originals.setdefault(attr, getattr(self, attr))
             self._box.request({"op": "setattr", "obj": self._module()._ref_for(self._box), "name": attr,
                                "value": value})
+
+    def __delattr__(self, attr: str) -> None:
+        """Undo a patch: the worker's module gets its own value back (monkeypatch undoes with ``delattr``)."""
+        original = self._originals.pop(attr, None)
+        if original is not None and not type(original).__name__ == "Missing":
+            self.__setattr__(attr, original)
+            self._originals.pop(attr, None)
 
     def __repr__(self) -> str:
         return f"<student's module {self._name} ({self._box.isolation} sandbox)>"

@@ -41,6 +41,7 @@ __all__ = ["Missing", "NotWritten", "RuleBroken", "backward_through", "has", "is
            "not_written_name", "rule_mark", "rules_of", "set_backend", "source_of"]
 
 _backend = None
+_ABSENT = object()
 _NOT_WRITTEN = re.compile(r"^write (?P<name>[\w.]+) in ")
 
 
@@ -82,6 +83,7 @@ class _Local:
 
     def __init__(self, name: str):
         self.__name = name
+        self.__originals = {}
         try:
             self.__module = importlib.import_module(name)
             self.__problem = ""
@@ -105,7 +107,16 @@ class _Local:
         elif self.__module is None:
             raise NotWritten(f"not written: {self.__name} ({self.__problem})")
         else:  # monkeypatch.setattr(module, ...) reaches the module itself
+            self.__originals.setdefault(attr, getattr(self.__module, attr, _ABSENT))
             setattr(self.__module, attr, value)
+
+    def __delattr__(self, attr: str) -> None:
+        """Undo a patch: the module gets its own value back (pytest's monkeypatch undoes with ``delattr``)."""
+        original = self.__originals.pop(attr, _ABSENT)
+        if original is _ABSENT:
+            delattr(self.__module, attr)
+        else:
+            setattr(self.__module, attr, original)
 
     def __repr__(self) -> str:
         return f"<module under test {self.__name} (this process)>"
