@@ -220,7 +220,6 @@ class Sandbox:
                 pass
         proc.wait()
 
-    close = stop
 
     # ------------------------------------------------------------------ requests
 

@@ -33,16 +33,14 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["Missing", "NotWritten", "RuleBroken", "backward_through", "has", "is_missing", "load", "loops_in",
-           "not_written_name", "rule_mark", "rules_of", "set_backend", "source_of"]
+           "rule_mark", "rules_of", "set_backend", "source_of"]
 
 _backend = None
 _ABSENT = object()
-_NOT_WRITTEN = re.compile(r"^write (?P<name>[\w.]+) in ")
 
 
 class NotWritten(NotImplementedError):
@@ -319,10 +317,3 @@ def rules_of(module: str, function: str, *, loops: int | None = None, forbid: It
 
 def _via(name: str, function: str) -> str:
     return "" if name == function else f", in {name}, which {function} calls"
-
-
-def not_written_name(message: str) -> str | None:
-    """``"write X in A1_knn/knn.py"`` (the blank stub's message) -> ``"X"``."""
-    match = _NOT_WRITTEN.match(message)
-    return match.group("name") if match else None
-
