@@ -5,10 +5,15 @@ fast mode, offline, CPU (or ``DL4CV_TEST_DEVICE``), seed 0, and results/checkpoi
 (a test run never overwrites the repository's results/ or resumes a checkpoint).
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 _SCRATCH = tempfile.mkdtemp(prefix="dl4cv-tests-")
+# Removed when this process ends (each pytest-xdist worker makes and removes its own): the notebooks'
+# checkpoints alone are about 250 MB per run, and a machine that runs the suite often fills its disk.
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
 
 os.environ.update({
     "DL4CV_FAST": "1",

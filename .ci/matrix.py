@@ -13,7 +13,11 @@ Environments (each a virtual environment under ``.venvs/<name>``, made again whe
 * ``newest``: the newest Python of those supported that this machine has, and the newest
   release of everything the package index serves (a pip constraint file of this machine, as
   ``/etc/xdg/pip`` may hold, is not applied: it would cap torch).
-* ``--imports X.Y ...``: that Python with whatever pip picks, only installed and imported.
+* ``--imports X.Y ...``: that Python with whatever pip picks, only installed and imported; the
+  environment is removed afterwards (each holds about 6 GB, mostly torch's CUDA libraries).
+
+Before each install the free disk space is checked (``NEEDED_GB``): a full disk is reported as
+such, not as a failed pip install halfway through.
 
 Prints the versions, the pytest summary and the wall time of each environment, then a table;
 exits 1 when any environment fails.  Python interpreters are found as ``pythonX.Y`` on ``PATH``
@@ -40,6 +44,7 @@ COURSE_SECTION = "# The course needs these:"   # requirements.txt: from here ...
 TOOLS_SECTION = "# Tools"                       # ... to here: the libraries pinned in the floor
 REPORTED = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "matplotlib", "ipywidgets", "pytest")
 TEST_COMMAND = ("-m", "pytest")                 # the README's test command, in the environment's Python
+NEEDED_GB = 8                                   # one environment (about 6 GB) and the test run's files
 
 
 def floor_constraints(requirements: Path = REQUIREMENTS) -> list[str]:
@@ -108,6 +113,7 @@ def build(spec: dict, log: Path) -> Path:
         print(f"[{spec['name']}] reusing {venv.relative_to(ROOT)}", flush=True)
         return venv_python
     shutil.rmtree(venv, ignore_errors=True)
+    check_disk(VENVS)
     env = dict(os.environ)
     if spec["constraints"] is None:
         env["PIP_CONSTRAINT"] = os.devnull    # no machine-wide cap: the newest releases served
@@ -123,6 +129,16 @@ def build(spec: dict, log: Path) -> Path:
         raise RuntimeError(f"pip install failed; see {log}")
     stamp.write_text(key)
     return venv_python
+
+
+def check_disk(folder: Path, needed_gb: float = NEEDED_GB) -> None:
+    """Raise ``RuntimeError`` when the disk holding ``folder`` has less than ``needed_gb`` GB free."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free / 1e9
+    print(f"free disk space at {folder}: {free:.1f} GB", flush=True)
+    if free < needed_gb:
+        raise RuntimeError(f"only {free:.1f} GB free at {folder}; an environment needs about {needed_gb} GB. "
+                           f"Free some space (old environments under {VENVS}, temporary files) and run again.")
 
 
 def versions(python: Path, names=REPORTED) -> dict[str, str]:
@@ -195,6 +211,7 @@ def main(argv=None) -> int:
             else:
                 code = import_everything(python, log)
                 result = log.read_text().strip().splitlines()[-1] if log.read_text().strip() else ""
+                shutil.rmtree(python.parent.parent, ignore_errors=True)
         except RuntimeError as error:
             code, found, result = 1, {}, str(error)
             print(log.read_text(errors="replace")[-3000:])

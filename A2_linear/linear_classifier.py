@@ -32,8 +32,10 @@ def svm_loss_naive(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, reg: float
 
     For example ``i`` with scores ``s = x_i W``: ``L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + 1)``.
     Rule: loops over the examples and the classes; compute the gradient in the same loops
-    as the loss.  Hint: each violated margin adds ``x_i`` to column ``j`` of ``dW`` and
-    subtracts it from column ``y_i``.
+    as the loss, by hand: no autograd (``backward``, ``.grad``, ``torch.autograd``) and no
+    ready-made loss (nothing from ``torch.nn``, no ``cross_entropy`` or ``softmax``).
+    Hint: each violated margin adds ``x_i`` to column ``j`` of ``dW`` and subtracts it
+    from column ``y_i``.
 
     Args:
         W: ``(D, C)`` weights.
@@ -74,8 +76,10 @@ def svm_loss_naive(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, reg: float
 def svm_loss_vectorized(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, reg: float):
     """Multiclass SVM loss and gradient with no Python loop; same contract as :func:`svm_loss_naive`.
 
-    Rule: no Python loop.  Hint: the scores of the right classes are ``scores[arange(N), y]``;
-    for the gradient, reuse the margins of the loss: ``dW = X^T @ dscores``.
+    Rule: no Python loop (no ``for``, ``while`` or comprehension); by hand, as in
+    :func:`svm_loss_naive` (no autograd, no ready-made loss).  Hint: the scores of the right
+    classes are ``scores[arange(N), y]``; for the gradient, reuse the margins of the loss:
+    ``dW = X^T @ dscores``.
     """
     checks.loss_inputs(W, X, y, reg)
     ### BEGIN SOLUTION
@@ -101,7 +105,8 @@ def softmax_loss_naive(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, reg: f
     For example ``i`` with scores ``s = x_i W``:
     ``L_i = -log(exp(s_{y_i}) / sum_j exp(s_j))``.  Scores are shifted by their
     maximum before ``exp`` (this changes no probability) so that large scores
-    never overflow.  Rule: loops over the examples (and classes); mind that numeric stability.
+    never overflow.  Rule: loops over the examples (and classes); mind that numeric stability;
+    by hand, as in :func:`svm_loss_naive` (no autograd, no ready-made loss or ``softmax``).
 
     Args, returns: as in :func:`svm_loss_naive`.
     """
@@ -132,8 +137,9 @@ def softmax_loss_naive(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, reg: f
 def softmax_loss_vectorized(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, reg: float):
     """Softmax loss and gradient with no Python loop; same contract as :func:`softmax_loss_naive`.
 
-    Rule: no Python loop, numerically stable.  Hint: the gradient of the loss with respect
-    to the scores is ``probabilities - one_hot(y)``, divided by ``N``.
+    Rule: no Python loop (no ``for``, ``while`` or comprehension), numerically stable; by hand,
+    as in :func:`svm_loss_naive` (no autograd, no ready-made loss or ``softmax``).  Hint: the
+    gradient of the loss with respect to the scores is ``probabilities - one_hot(y)``, divided by ``N``.
     """
     checks.loss_inputs(W, X, y, reg)
     ### BEGIN SOLUTION

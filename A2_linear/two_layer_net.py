@@ -44,11 +44,12 @@ def nn_forward_pass(params: dict, X: torch.Tensor) -> tuple[torch.Tensor, torch.
         scores: ``(N, C)``, ``scores[i, c]`` the score of class ``c`` for ``X[i]``;
         hidden: ``(N, H)``, the ReLU activations (kept for the backward pass).
 
-    Rule: no ``torch.relu`` and nothing from ``torch.nn``: write the ReLU yourself
-    (``clamp_min`` or a comparison).
+    Rule: no Python loop (over the examples or anything else: no ``for``, ``while`` or
+    comprehension); no ``torch.relu`` and no layer or activation of ``torch.nn`` (``nn.Linear``,
+    ``nn.ReLU``, ``F.relu``): write the ReLU yourself (``clamp_min`` or a comparison).
     """
     checks.net_inputs(params, X)
-    W1, b1, W2, b2 = (params[name] for name in PARAM_NAMES)
+    W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
     hidden, scores = None, None
     ### BEGIN SOLUTION
     hidden = (X @ W1 + b1).clamp_min(0)
@@ -74,8 +75,10 @@ def nn_forward_backward(params: dict, X: torch.Tensor, y: torch.Tensor | None = 
         ``loss`` a 0-dim tensor and ``grads`` a dict holding, for each key of
         ``params``, the gradient of the loss (same shape as the parameter).
 
-    Rule: the backward pass by hand (no autograd); the loss is numerically stable (shift
-    the scores by their row maximum), and averages over the ``N`` examples.
+    Rule: the backward pass by hand: no autograd (``backward``, ``.grad``, ``torch.autograd``),
+    no ready-made loss, softmax or ReLU (``cross_entropy``, ``softmax``, ``relu``), and no Python loop
+    (no ``for``, ``while`` or comprehension, over the examples or the parameters); the loss is
+    numerically stable (shift the scores by their row maximum), and averages over the ``N`` examples.
     Hint: ``d loss / d scores = (softmax - one_hot(y)) / N``; the ReLU passes the
     gradient only where it was active.
     """

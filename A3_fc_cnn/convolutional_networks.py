@@ -125,7 +125,7 @@ class Conv:
             ValueError: bad shapes, or ``(H + 2 pad - HH)`` (or the width's) not divisible by the stride.
 
         Rule: loops over the output positions are fine (this is the readable version); nothing
-        from ``torch.nn`` (no ``conv2d``, no ``unfold``).  Hint: pad once, up front, into a
+        from ``torch.nn`` (no ``conv2d``, no ``unfold``), no autograd.  Hint: pad once, up front, into a
         zero tensor (or with ``torch.nn.functional.pad``, the one exception).
         """
         stride, pad, H_out, W_out = check_conv(x, w, b, conv_param)
@@ -155,7 +155,8 @@ class Conv:
         Returns:
             dx: ``(N, C, H, W)``; dw: ``(F, C, HH, WW)``; db: ``(F,)``.
 
-        Rule: as :meth:`forward`.  Hint: every window's gradient adds into the padded ``dx``;
+        Rule: as :meth:`forward` (loops fine; no ``conv2d``, no ``unfold``, no autograd).  Hint: every
+        window's gradient adds into the padded ``dx``;
         cut the padding off at the end.
         """
         x, w, b, conv_param = cache
@@ -192,7 +193,8 @@ FASTCONV_CHUNK_BYTES = {"cpu": 2 << 20}
 def _fastconv_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
     """``x (N, C, H, W)`` as a contiguous channels-last ``(N, H + 2 pad, W + 2 pad, C)`` tensor,
     zero-padded.  With the channels innermost, each window row is one contiguous run of memory.
-    (When ``pad == 0`` and ``x`` is already stored channels-last, this is a view, not a copy.)"""
+    (When ``pad == 0`` and ``x`` is already stored channels-last, this is a view, not a copy.)
+    Rule: :class:`FastConv`'s (no loops here; nothing from ``torch.nn``)."""
     ### BEGIN SOLUTION
     N, C, H, W = x.shape
     x_nhwc = x.permute(0, 2, 3, 1)
@@ -207,7 +209,7 @@ def _fastconv_pad(x: torch.Tensor, pad: int) -> torch.Tensor:
 def _fastconv_windows(x_pad: torch.Tensor, HH: int, WW: int, stride: int, H_out: int, W_out: int) -> torch.Tensor:
     """A strided VIEW ``(N, H', W', HH, WW, C)`` of the padded channels-last input
     ``x_pad (N, Hp, Wp, C)``: entry ``[n, i, j]`` is the window under output position
-    ``(i, j)``.  No copy; ``x_pad`` must be contiguous."""
+    ``(i, j)``.  No copy; ``x_pad`` must be contiguous.  Rule: no loops; not ``unfold``."""
     ### BEGIN SOLUTION
     N, _, _, C = x_pad.shape
     sN, sH, sW, sC = x_pad.stride()
@@ -224,6 +226,8 @@ def _fastconv_col2im_add(dcols: torch.Tensor, dx_pad: torch.Tensor, stride: int)
         dx_pad: ``(n, Hp, Wp, C)``, the padded channels-last input's gradient; updated in place.
             Where windows overlap, their gradients add up.
         stride: of the convolution.
+
+    Rule: no loop over the output positions (one over the ``HH x WW`` filter taps is fine); not ``fold``.
     """
     ### BEGIN SOLUTION
     _, H_out, W_out, HH, WW, _ = dcols.shape
@@ -262,10 +266,11 @@ class FastConv:
 
     The cache is private to this class: use it only through :meth:`backward`.
 
-    Rule: no loop over output positions and nothing from ``torch.nn`` (no ``conv2d``, no
-    ``unfold``).  The three helpers above it (``_fastconv_pad``, ``_fastconv_windows``,
-    ``_fastconv_col2im_add``) are one way to cut the work; they are optional, FastConv is what
-    is tested.  (EECS 498 gives a FastConv built on ``torch.nn.Conv2d``; here you write it.)
+    Rule: no loop over output positions (a loop over chunks of images is fine), nothing from
+    ``torch.nn`` (no ``conv2d``, no ``unfold``), no autograd.  The three helpers above it
+    (``_fastconv_pad``, ``_fastconv_windows``, ``_fastconv_col2im_add``) are one way to cut the
+    work; they are optional, FastConv is what is tested.  (EECS 498 gives a FastConv built on
+    ``torch.nn.Conv2d``; here you write it.)
     """
 
     @staticmethod
@@ -274,6 +279,8 @@ class FastConv:
 
         Returns:
             out: ``(N, F, H', W')``, stored channels-last; cache: for :meth:`backward` only.
+
+        Rule: the class's (no loop over output positions, no ``conv2d``/``unfold``, no autograd).
         """
         stride, pad, H_out, W_out = check_conv(x, w, b, conv_param)
         ### BEGIN SOLUTION
@@ -293,7 +300,10 @@ class FastConv:
 
     @staticmethod
     def backward(dout: torch.Tensor, cache):
-        """Backward pass; returns ``dx, dw, db`` as :meth:`Conv.backward` (``dx`` channels-last)."""
+        """Backward pass; returns ``dx, dw, db`` as :meth:`Conv.backward` (``dx`` channels-last).
+
+        Rule: the class's (no loop over output positions, no ``conv2d``/``unfold``/``fold``, no autograd).
+        """
         ### BEGIN SOLUTION
         x_shape, x_pad, w, stride, pad = cache
         N, C, H, W = x_shape
@@ -343,8 +353,8 @@ class MaxPool:
         Raises:
             ValueError: bad shapes, or windows that do not tile ``x`` (``(H - ph) % s != 0``...).
 
-        Rule: loops over the output positions are fine; no ``torch.nn.functional.max_pool2d``.
-        There is no padding.
+        Rule: loops over the output positions are fine; no ``torch.nn.functional.max_pool2d``, no
+        autograd.  There is no padding.
         """
         ph, pw, stride, H_out, W_out = check_pool(x, pool_param)
         ### BEGIN SOLUTION
@@ -369,6 +379,8 @@ class MaxPool:
 
         Returns:
             dx: ``(N, C, H, W)``.
+
+        Rule: as :meth:`forward` (loops fine; no ``max_pool2d``, no autograd).
         """
         x, pool_param = cache
         ph, pw, stride, H_out, W_out = check_pool(x, pool_param)
@@ -405,6 +417,9 @@ class FastMaxPool:
 
         Returns:
             out: ``(N, C, H', W')``; cache: for :meth:`backward` only.
+
+        Rule: no loop over the output positions (one over the ``ph * pw`` entries of a window is fine);
+        no ``max_pool2d``, no autograd.
         """
         ph, pw, stride, H_out, W_out = check_pool(x, pool_param)
         ### BEGIN SOLUTION
@@ -434,7 +449,10 @@ class FastMaxPool:
 
     @staticmethod
     def backward(dout: torch.Tensor, cache):
-        """Backward pass; returns ``dx`` as :meth:`MaxPool.backward`."""
+        """Backward pass; returns ``dx`` as :meth:`MaxPool.backward`.
+
+        Rule: as :meth:`forward` (no loop over the output positions, no ``max_pool2d``, no autograd).
+        """
         ### BEGIN SOLUTION
         (N, C, H, W), ph, pw, stride, tiled, first_max = cache
         H_out, W_out = (H - ph) // stride + 1, (W - pw) // stride + 1
@@ -492,6 +510,8 @@ class BatchNorm:
 
         Returns:
             out: ``(N, D)``; cache: a dict for :meth:`backward`.
+
+        Rule: no loops; nothing from ``torch.nn.functional`` (no ``batch_norm``), no autograd.
         """
         mode, eps, momentum, running_mean, running_var = check_batchnorm(x, gamma, beta, bn_param)
         cache = {"mode": mode, "x": x, "gamma": gamma, "eps": eps}
@@ -533,6 +553,8 @@ class BatchNorm:
 
         Returns:
             dx: ``(N, D)``; dgamma: ``(D,)``; dbeta: ``(D,)``.
+
+        Rule: no loops; nothing from ``torch.nn.functional``, no autograd.
         """
         check_grad(dout, "dout", cache["x"].shape, "x (N, D)")
         ### BEGIN SOLUTION
@@ -563,6 +585,8 @@ class BatchNorm:
 
         with the sums over the batch.  Hint: derive it on paper from ``xhat``'s formula first; the
         code is then a line or two.
+
+        Rule: no loops; nothing from ``torch.nn.functional``, no autograd, and do not call :meth:`backward`.
         """
         check_grad(dout, "dout", cache["x"].shape, "x (N, D)")
         ### BEGIN SOLUTION
@@ -597,6 +621,8 @@ class SpatialBatchNorm:
 
         Returns:
             out: ``(N, C, H, W)``; cache: for :meth:`backward`.
+
+        Rule: no loops; with :class:`BatchNorm`, nothing from ``torch.nn.functional``, no autograd.
         """
         check_spatial_batchnorm(x, gamma, beta, bn_param)
         ### BEGIN SOLUTION
@@ -613,6 +639,8 @@ class SpatialBatchNorm:
 
         Returns:
             dx: ``(N, C, H, W)``; dgamma: ``(C,)``; dbeta: ``(C,)``.
+
+        Rule: as :meth:`forward` (no loops, no autograd).
         """
         check_images(dout, "dout", "(N, C, H, W)")
         ### BEGIN SOLUTION
@@ -632,7 +660,10 @@ class Conv_ReLU:
 
     @staticmethod
     def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, conv_param: dict):
-        """Shapes as in :meth:`Conv.forward`; returns ``out (N, F, H', W')`` and a cache."""
+        """Shapes as in :meth:`Conv.forward`; returns ``out (N, F, H', W')`` and a cache.
+
+        Rule: with the layers above only (no torch layer or function, no loops, no autograd).
+        """
         ### BEGIN SOLUTION
         a, conv_cache = FastConv.forward(x, w, b, conv_param)
         out, relu_cache = ReLU.forward(a)
@@ -642,7 +673,10 @@ class Conv_ReLU:
 
     @staticmethod
     def backward(dout: torch.Tensor, cache):
-        """Returns ``dx, dw, db``."""
+        """Returns ``dx, dw, db``.
+
+        Rule: with the layers above only (no torch layer or function, no loops, no autograd).
+        """
         ### BEGIN SOLUTION
         conv_cache, relu_cache = cache
         da = ReLU.backward(dout, relu_cache)
@@ -656,7 +690,10 @@ class Conv_ReLU_Pool:
 
     @staticmethod
     def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, conv_param: dict, pool_param: dict):
-        """Shapes as in :meth:`Conv.forward` and :meth:`MaxPool.forward`; returns ``out`` and a cache."""
+        """Shapes as in :meth:`Conv.forward` and :meth:`MaxPool.forward`; returns ``out`` and a cache.
+
+        Rule: with the layers above only (no torch layer or function, no loops, no autograd).
+        """
         ### BEGIN SOLUTION
         a, conv_cache = FastConv.forward(x, w, b, conv_param)
         s, relu_cache = ReLU.forward(a)
@@ -667,7 +704,10 @@ class Conv_ReLU_Pool:
 
     @staticmethod
     def backward(dout: torch.Tensor, cache):
-        """Returns ``dx, dw, db``."""
+        """Returns ``dx, dw, db``.
+
+        Rule: with the layers above only (no torch layer or function, no loops, no autograd).
+        """
         ### BEGIN SOLUTION
         conv_cache, relu_cache, pool_cache = cache
         ds = FastMaxPool.backward(dout, pool_cache)
@@ -684,7 +724,10 @@ class Linear_BatchNorm_ReLU:
     def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                 bn_param: dict):
         """Args: ``x (N, d_1, ..., d_k)``, ``w (D, M)``, ``b, gamma, beta (M,)``, ``bn_param`` as in
-        :class:`BatchNorm`.  Returns ``out (N, M)`` and a cache."""
+        :class:`BatchNorm`.  Returns ``out (N, M)`` and a cache.
+
+        Rule: with the layers above only (no torch layer or function, no loops, no autograd).
+        """
         ### BEGIN SOLUTION
         a, fc_cache = Linear.forward(x, w, b)
         a_bn, bn_cache = BatchNorm.forward(a, gamma, beta, bn_param)
@@ -695,7 +738,10 @@ class Linear_BatchNorm_ReLU:
 
     @staticmethod
     def backward(dout: torch.Tensor, cache):
-        """Returns ``dx, dw, db, dgamma, dbeta``."""
+        """Returns ``dx, dw, db, dgamma, dbeta``.
+
+        Rule: with the layers above only (no torch layer or function, no loops, no autograd).
+        """
         ### BEGIN SOLUTION
         fc_cache, bn_cache, relu_cache = cache
         da_bn = ReLU.backward(dout, relu_cache)
@@ -711,7 +757,10 @@ class Conv_BatchNorm_ReLU:
     @staticmethod
     def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                 conv_param: dict, bn_param: dict):
-        """Shapes as in :meth:`Conv.forward`, ``gamma, beta (F,)``; returns ``out (N, F, H', W')`` and a cache."""
+        """Shapes as in :meth:`Conv.forward`, ``gamma, beta (F,)``; returns ``out (N, F, H', W')`` and a cache.
+
+        Rule: with the layers above only (no torch layer or function, no loops, no autograd).
+        """
         ### BEGIN SOLUTION
         a, conv_cache = FastConv.forward(x, w, b, conv_param)
         an, bn_cache = SpatialBatchNorm.forward(a, gamma, beta, bn_param)
@@ -722,7 +771,10 @@ class Conv_BatchNorm_ReLU:
 
     @staticmethod
     def backward(dout: torch.Tensor, cache):
-        """Returns ``dx, dw, db, dgamma, dbeta``."""
+        """Returns ``dx, dw, db, dgamma, dbeta``.
+
+        Rule: with the layers above only (no torch layer or function, no loops, no autograd).
+        """
         ### BEGIN SOLUTION
         conv_cache, bn_cache, relu_cache = cache
         dan = ReLU.backward(dout, relu_cache)
@@ -738,7 +790,10 @@ class Conv_BatchNorm_ReLU_Pool:
     @staticmethod
     def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                 conv_param: dict, bn_param: dict, pool_param: dict):
-        """Shapes as in :meth:`Conv.forward` and :meth:`MaxPool.forward`; returns ``out`` and a cache."""
+        """Shapes as in :meth:`Conv.forward` and :meth:`MaxPool.forward`; returns ``out`` and a cache.
+
+        Rule: with the layers above only (no torch layer or function, no loops, no autograd).
+        """
         ### BEGIN SOLUTION
         a, conv_cache = FastConv.forward(x, w, b, conv_param)
         an, bn_cache = SpatialBatchNorm.forward(a, gamma, beta, bn_param)
@@ -750,7 +805,10 @@ class Conv_BatchNorm_ReLU_Pool:
 
     @staticmethod
     def backward(dout: torch.Tensor, cache):
-        """Returns ``dx, dw, db, dgamma, dbeta``."""
+        """Returns ``dx, dw, db, dgamma, dbeta``.
+
+        Rule: with the layers above only (no torch layer or function, no loops, no autograd).
+        """
         ### BEGIN SOLUTION
         conv_cache, bn_cache, relu_cache, pool_cache = cache
         ds = FastMaxPool.backward(dout, pool_cache)
@@ -781,6 +839,8 @@ def kaiming_initializer(Din: int, Dout: int, K: int | None = None, relu: bool = 
     Returns:
         ``(Din, Dout)`` with std ``sqrt(gain / Din)`` when ``K`` is None, else
         ``(Dout, Din, K, K)`` with std ``sqrt(gain / (Din * K * K))``.
+
+    Rule: no loops; not ``torch.nn.init``.
     """
     check_kaiming(Din, Dout, K, relu, dtype)
     ### BEGIN SOLUTION
@@ -868,6 +928,8 @@ class ThreeLayerConvNet:
         Returns:
             ``y is None``: scores ``(N, num_classes)``.  Otherwise ``(loss, grads)``: the
             scalar loss (data loss + L2) and the gradients, keyed and shaped like ``params``.
+
+        Rule: with the layers above and ``softmax_loss``; nothing from ``torch.nn``, no autograd.
         """
         check_model_images(X, self.input_dims)
         p = self.params
@@ -999,6 +1061,9 @@ class DeepConvNet:
 
         With ``y`` None batch normalization runs in test mode (running statistics) and
         the scores ``(N, C)`` come back; otherwise in train mode, returning ``(loss, grads)``.
+
+        Rule: with the layers above and ``softmax_loss`` (a loop over the layers is fine); nothing from
+        ``torch.nn``, no autograd.
         """
         check_model_images(X, self.input_dims)
         mode = "test" if y is None else "train"

@@ -90,7 +90,7 @@ class Linear:
         Returns:
             out: ``(N, M)``; cache: ``(x, w, b)`` for :meth:`backward`.
 
-        Rule: no loops, and not ``torch.nn.functional.linear``.  Hint: flatten each example into a row
+        Rule: no loops, no autograd, and not ``torch.nn.functional.linear``.  Hint: flatten each example into a row
         with ``reshape`` (``view`` fails on a tensor stored channels-last).
         """
         D = check_linear(x, w, b)
@@ -111,7 +111,7 @@ class Linear:
         Returns:
             dx: ``(N, d_1, ..., d_k)``; dw: ``(D, M)``; db: ``(M,)``.
 
-        Hint: ``dx`` has the shape of ``x``: reshape the ``(N, D)`` product back.
+        Rule: no loops, no autograd.  Hint: ``dx`` has the shape of ``x``: reshape the ``(N, D)`` product back.
         """
         x, w, b = cache
         check_grad(dout, "dout", (x.shape[0], w.shape[1]), "the output (N, M)")
@@ -136,7 +136,8 @@ class ReLU:
         Returns:
             out: same shape as ``x``; cache: ``x``.
 
-        Rule: leave ``x`` unchanged (no in-place operation on it): the cache keeps it for the backward pass.
+        Rule: no loops, no autograd; leave ``x`` unchanged (no in-place operation on it): the cache keeps it
+        for the backward pass.
         """
         check_float(x, "x", "(any shape)")
         ### BEGIN SOLUTION
@@ -156,7 +157,7 @@ class ReLU:
         Returns:
             dx: shape of ``x``.
 
-        Rule: leave ``dout`` unchanged (no in-place operation on it).
+        Rule: no loops, no autograd; leave ``dout`` unchanged (no in-place operation on it).
         """
         x = cache
         check_grad(dout, "dout", x.shape, "x")
@@ -175,6 +176,8 @@ class Linear_ReLU:
 
         Returns:
             out: ``(N, M)``; cache: ``(linear_cache, relu_cache)``.
+
+        Rule: with :class:`Linear` and :class:`ReLU`; nothing from ``torch.nn``, no loops, no autograd.
         """
         ### BEGIN SOLUTION
         a, fc_cache = Linear.forward(x, w, b)
@@ -185,7 +188,10 @@ class Linear_ReLU:
 
     @staticmethod
     def backward(dout: torch.Tensor, cache):
-        """Backward pass; returns ``dx, dw, db`` as :meth:`Linear.backward`."""
+        """Backward pass; returns ``dx, dw, db`` as :meth:`Linear.backward`.
+
+        Rule: as :meth:`forward` (with the layers' backward passes; no loops, no autograd).
+        """
         ### BEGIN SOLUTION
         fc_cache, relu_cache = cache
         da = ReLU.backward(dout, relu_cache)
@@ -225,7 +231,7 @@ class Dropout:
             (train mode) holds ``0`` for dropped units and ``1 / (1 - p)`` for kept
             ones, or is None in test mode.
 
-        Rule: not ``torch.nn.functional.dropout``.  Hint: ``torch.rand`` draws the mask
+        Rule: no loops, no autograd, not ``torch.nn.functional.dropout``.  Hint: ``torch.rand`` draws the mask
         (with ``generator=`` a ``torch.Generator`` seeded with ``dropout_param["seed"]`` when present).
         """
         p, mode = check_dropout_param(x, dropout_param)
@@ -257,6 +263,8 @@ class Dropout:
 
         Returns:
             dx: shape of ``x``.
+
+        Rule: no loops, no autograd.
         """
         dropout_param, mask = cache
         check_dropout_grad(dout, mask)
@@ -326,6 +334,8 @@ class TwoLayerNet:
             ``y is None``: scores ``(N, C)``.
             Otherwise ``(loss, grads)``: the scalar loss (data loss + L2) and a dict
             of gradients with the keys and shapes of ``params``.
+
+        Rule: with the layers above and ``softmax_loss``; nothing from ``torch.nn``, no autograd.
 
         Hint: ``Linear_ReLU``, ``Linear`` and ``softmax_loss`` do the work; L2 is
         ``reg * sum(W ** 2)`` (no factor 0.5), so its gradient is ``2 * reg * W``.
@@ -434,6 +444,9 @@ class FullyConnectedNet:
         With ``y`` None the network runs in test mode (no dropout) and returns the
         scores ``(N, C)``; otherwise in train mode, returning ``(loss, grads)``.
 
+        Rule: with the layers above and ``softmax_loss`` (a loop over the layers is fine); nothing from
+        ``torch.nn``, no autograd.
+
         Hint: keep each layer's cache in a list and walk it backwards; ``self._dropout_param(l)``
         (given) is the ``dropout_param`` of the dropout after hidden layer ``l`` (``self.dropout_param``
         works too).
@@ -483,6 +496,8 @@ def sgd(w: torch.Tensor, dw: torch.Tensor, config: dict | None = None):
         ``(next_w, config)``.  ``next_w`` may be a new tensor or ``w`` itself updated in
         place (EECS 498's ``w -= learning_rate * dw``): the Solver and the tests accept
         both, for every update rule.
+
+    Rule (every update rule): no loops, not ``torch.optim``.
     """
     config = check_update(w, dw, config)
     config.setdefault("learning_rate", 1e-2)
@@ -498,7 +513,8 @@ def sgd_momentum(w: torch.Tensor, dw: torch.Tensor, config: dict | None = None):
     config: ``learning_rate`` (``1e-2``), ``momentum`` (``0.9``), ``velocity``
     (a tensor like ``w``, starts at zero).  Returns ``(next_w, config)`` as :func:`sgd`.
 
-    Hint: store the new velocity in ``v``; the given code puts it back into ``config``.
+    Rule: no loops, not ``torch.optim``.  Hint: store the new velocity in ``v``; the given code puts it
+    back into ``config``.
     """
     config = check_update(w, dw, config)
     config.setdefault("learning_rate", 1e-2)
@@ -521,6 +537,8 @@ def rmsprop(w: torch.Tensor, dw: torch.Tensor, config: dict | None = None):
     config: ``learning_rate`` (``1e-2``), ``decay_rate`` (``0.99``), ``epsilon``
     (``1e-8``), ``cache`` (a tensor like ``w``, starts at zero).  Returns ``(next_w, config)``
     as :func:`sgd`; store the new moving average in ``config["cache"]``.
+
+    Rule: no loops, not ``torch.optim``.
     """
     config = check_update(w, dw, config)
     config.setdefault("learning_rate", 1e-2)
@@ -548,7 +566,8 @@ def adam(w: torch.Tensor, dw: torch.Tensor, config: dict | None = None):
     ``epsilon`` (``1e-8``), ``m`` and ``v`` (tensors like ``w``, start at zero),
     ``t`` (updates done so far, starts at 0).  Returns ``(next_w, config)`` as :func:`sgd`.
 
-    Hint: increase ``config["t"]`` BEFORE using it, so the first update uses ``t = 1``.
+    Rule: no loops, not ``torch.optim``.  Hint: increase ``config["t"]`` BEFORE using it, so the first
+    update uses ``t = 1``.
     """
     config = check_update(w, dw, config)
     config.setdefault("learning_rate", 1e-3)

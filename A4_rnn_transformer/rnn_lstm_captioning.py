@@ -44,8 +44,9 @@ def rnn_step_forward(x: torch.Tensor, prev_h: torch.Tensor, Wx: torch.Tensor, Wh
                      b: torch.Tensor) -> tuple[torch.Tensor, tuple]:
     """One time step of a vanilla RNN with a tanh non-linearity: ``next_h = tanh(x Wx + prev_h Wh + b)``.
 
-    Rule: plain tensor operations, no loops.  Hint: keep ``next_h`` in the cache -- the
-    derivative of tanh can be written with its output alone.
+    Rule: plain tensor operations, no loops; you may not use ``torch.nn.RNN`` / ``nn.RNNCell``
+    (nor ``torch.rnn_tanh``): they are the tests' reference.  Hint: keep ``next_h`` in the
+    cache -- the derivative of tanh can be written with its output alone.
 
     Args:
         x: ``(N, D)`` inputs of this step.
@@ -69,9 +70,9 @@ def rnn_step_forward(x: torch.Tensor, prev_h: torch.Tensor, Wx: torch.Tensor, Wh
 def rnn_step_backward(dnext_h: torch.Tensor, cache: tuple) -> tuple[torch.Tensor, ...]:
     """Backward pass of :func:`rnn_step_forward`, by hand.
 
-    Rule: no autograd, no loops.  Hint: with ``z = x Wx + prev_h Wh + b``, the gradient
-    reaching ``z`` is ``dnext_h * (1 - next_h ** 2)``; every other gradient is one matrix
-    product with it (or, for ``db``, its sum over the batch).
+    Rule: no autograd (no ``backward``, ``torch.autograd``, ``torch.func``), no loops.  Hint: with
+    ``z = x Wx + prev_h Wh + b``, the gradient reaching ``z`` is ``dnext_h * (1 - next_h ** 2)``;
+    every other gradient is one matrix product with it (or, for ``db``, its sum over the batch).
 
     Args:
         dnext_h: ``(N, H)`` upstream gradient of the loss with respect to ``next_h``.
@@ -98,7 +99,8 @@ def rnn_forward(x: torch.Tensor, h0: torch.Tensor, Wx: torch.Tensor, Wh: torch.T
                 b: torch.Tensor) -> tuple[torch.Tensor, tuple]:
     """Run a vanilla RNN over a whole sequence.
 
-    Rule: one loop over the ``T`` time steps, calling :func:`rnn_step_forward`.  Hint: collect
+    Rule: one loop over the ``T`` time steps, calling :func:`rnn_step_forward`; no
+    ``torch.nn.RNN``.  Hint: collect
     the states in a list and ``torch.stack`` them -- writing them into a preallocated tensor
     works too, but stacking keeps the function differentiable by autograd (:class:`RNN` trains
     through it).
@@ -133,7 +135,7 @@ def rnn_backward(dh: torch.Tensor, cache: tuple) -> tuple[torch.Tensor, ...]:
     gradient that flows from step ``t + 1`` back into ``h[:, t]`` is yours to add.
 
     Rule: one loop over the time steps, last to first, calling :func:`rnn_step_backward`;
-    no autograd.
+    no autograd (no ``backward``, ``torch.autograd``, ``torch.func``).
 
     Args:
         dh: ``(N, T, H)`` upstream gradients of every hidden state.
@@ -280,7 +282,8 @@ class LSTM(nn.Module):
         ``i, f, o = sigmoid(.)``, ``g = tanh(.)``, ``next_c = f * prev_c + i * g``,
         ``next_h = o * tanh(next_c)``.
 
-        Rule: no loops.  Hint: ``a.chunk(4, dim=1)`` gives the four blocks in order.
+        Rule: no loops; you may not use ``torch.nn.LSTM`` / ``nn.LSTMCell`` (nor ``torch.lstm_cell``):
+        they are the tests' reference.  Hint: ``a.chunk(4, dim=1)`` gives the four blocks in order.
 
         Args:
             x: ``(N, D)``; prev_h, prev_c: ``(N, H)``.
@@ -301,7 +304,7 @@ class LSTM(nn.Module):
     def forward(self, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
         """Run the LSTM over a sequence; the cell state starts at zero and is not returned.
 
-        Rule: one loop over the time steps, calling :meth:`step_forward`.
+        Rule: one loop over the time steps, calling :meth:`step_forward`; no ``torch.nn.LSTM``.
 
         Args:
             x: ``(N, T, D)``; h0: ``(N, H)``.
@@ -332,8 +335,10 @@ def dot_product_attention(prev_h: torch.Tensor, A: torch.Tensor) -> tuple[torch.
     The ``Dh * Dw`` grid cells are keys and values at once: with ``a_k`` the feature vector of
     cell ``k``, ``w = softmax_k(prev_h . a_k / sqrt(H))`` and ``attn = sum_k w_k a_k``.
 
-    Rule: no loops.  Hint: flatten the grid to ``(N, H, Dh * Dw)`` and use batched matrix
-    products (``torch.bmm`` or ``@``); give the weights back the grid's shape.
+    Rule: no loops; you may not use ``torch.nn.MultiheadAttention`` or
+    ``F.scaled_dot_product_attention`` (the tests' reference).  Hint: flatten the grid to
+    ``(N, H, Dh * Dw)`` and use batched matrix products (``torch.bmm`` or ``@``); give the
+    weights back the grid's shape.
 
     Args:
         prev_h: ``(N, H)`` hidden state (the query).
@@ -379,7 +384,7 @@ class AttentionLSTM(nn.Module):
                      attn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step: :meth:`LSTM.step_forward` with ``attn Wattn`` added to ``a``.
 
-        Rule: no loops.
+        Rule: no loops; no ``torch.nn.LSTM`` / ``nn.LSTMCell`` (as :meth:`LSTM.step_forward`).
 
         Args:
             x: ``(N, D)``; prev_h, prev_c: ``(N, H)``; attn: ``(N, H)`` attention embedding.
@@ -404,7 +409,8 @@ class AttentionLSTM(nn.Module):
         ``h0 = c0 =`` the mean of ``A`` over the grid (given); at every step the previous hidden
         state attends over ``A`` with :func:`dot_product_attention`.
 
-        Rule: one loop over the time steps, calling :meth:`step_forward`.
+        Rule: one loop over the time steps, calling :func:`dot_product_attention` and
+        :meth:`step_forward`; no ``torch.nn.LSTM``, no ``torch.nn.MultiheadAttention``.
 
         Args:
             x: ``(N, T, D)``; A: ``(N, H, Dh, Dw)``.
@@ -450,7 +456,9 @@ class CaptioningRNN(nn.Module):
 
     What you write: ``__init__`` (the four layers, under the names the given code declares:
     the tests and the given :meth:`image_features` read them), :meth:`initial_state`,
-    :meth:`scores`, :meth:`forward` and :meth:`sample`.
+    :meth:`scores`, :meth:`forward` and :meth:`sample`.  Rule for ``__init__``: the cell is this
+    file's :class:`RNN`, :class:`LSTM` or :class:`AttentionLSTM` (not ``torch.nn.RNN`` / ``nn.LSTM``),
+    the embedding this file's :class:`WordEmbedding`.
 
     Args:
         word_to_idx: vocabulary ``word -> id`` with ids ``0 .. V-1``; must hold ``<NULL>``,
@@ -508,7 +516,7 @@ class CaptioningRNN(nn.Module):
     def initial_state(self, features: torch.Tensor) -> torch.Tensor:
         """Encoder features ``(N, C, Dh, Dw)`` -> ``h0 (N, H)`` (rnn, lstm) or ``A (N, H, Dh, Dw)`` (attn).
 
-        Hint: ``features.mean(dim=(2, 3))`` averages over the grid.
+        Rule: no loops.  Hint: ``features.mean(dim=(2, 3))`` averages over the grid.
         """
         out = None
         ### BEGIN SOLUTION
@@ -543,7 +551,7 @@ class CaptioningRNN(nn.Module):
     def forward(self, images: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
         """Training loss of a batch.
 
-        Hint: :meth:`scores` of the words read, then :func:`temporal_softmax_loss`.
+        Rule: no loops.  Hint: :meth:`scores` of the words read, then :func:`temporal_softmax_loss`.
 
         Args:
             images: ``(N, 3, H, W)`` floats in [0, 1] (or uint8).

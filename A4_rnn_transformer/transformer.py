@@ -94,7 +94,8 @@ def preprocess_input_sequence(input_str: str, token_dict: dict[str, int], spc_to
     becomes its id; a number becomes one id *per digit*: ``"BOS POSITIVE 04 EOS"`` ->
     ``[BOS, POSITIVE, 0, 4, EOS]`` (five ids), so the model writes its answers digit by digit.
 
-    Hint: ``str.split()`` gives the words; a string is a sequence of its characters.
+    Rule: plain Python (``str.split`` and the dictionary), no tokenizer library.  Hint:
+    ``str.split()`` gives the words; a string is a sequence of its characters.
 
     Args:
         input_str: the text, e.g. ``"BOS NEGATIVE 30 subtract NEGATIVE 34 EOS"``.
@@ -134,7 +135,8 @@ def scaled_dot_product_two_loop_single(query: torch.Tensor, key: torch.Tensor, v
     ``y_i = sum_j softmax_j(q_i . k_j / sqrt(M)) v_j``.
 
     Rule: exactly two loops, over the queries and over the keys, each step one dot product
-    scaled by ``sqrt(M)``; then a softmax over the keys and a weighted sum of the values.
+    scaled by ``sqrt(M)``; then a softmax over the keys and a weighted sum of the values.  You may
+    not use ``F.scaled_dot_product_attention`` / ``nn.MultiheadAttention`` (the tests' reference).
 
     Args:
         query: ``(K, M)``; key: ``(K', M)``; value: ``(K', M_v)`` (the course has K' = K, M_v = M).
@@ -160,7 +162,8 @@ def scaled_dot_product_two_loop_batch(query: torch.Tensor, key: torch.Tensor, va
 
     Each loop step handles the whole batch at once: ``scores[:, i, j] = q_i . k_j / sqrt(M)``.
 
-    Rule: exactly two loops (over query and key positions), no loop over the batch.  Hint:
+    Rule: exactly two loops (over query and key positions), no loop over the batch; no
+    ``F.scaled_dot_product_attention`` / ``nn.MultiheadAttention``.  Hint:
     ``torch.bmm`` multiplies the ``N`` weight matrices with the ``N`` value matrices at once.
 
     Args:
@@ -190,7 +193,8 @@ def scaled_dot_product_no_loop_batch(query: torch.Tensor, key: torch.Tensor, val
     lowest float before the softmax (so they get weight 0; a query whose keys are *all*
     hidden spreads its weight evenly); ``y = weights V``.
 
-    Rule: no loops.  Hint: ``torch.bmm`` with the keys transposed gives all scores at once, and
+    Rule: no loops; you may not use ``F.scaled_dot_product_attention`` / ``nn.MultiheadAttention``
+    (the tests' reference).  Hint: ``torch.bmm`` with the keys transposed gives all scores at once, and
     ``Tensor.masked_fill`` hides the masked ones.
 
     Args:
@@ -222,7 +226,9 @@ class SelfAttention(nn.Module):
 
     Rule for ``__init__``: three ``nn.Linear`` layers named ``q``, ``k``, ``v``, each initialised
     Glorot-uniform: weights ``U(-c, c)`` with ``c = sqrt(6 / (D_in + D_out))`` (the given
-    :func:`_uniform_init` does it).
+    :func:`_uniform_init` does it).  Rule for ``forward``: no loops, no
+    ``F.scaled_dot_product_attention`` / ``nn.MultiheadAttention`` (call
+    :func:`scaled_dot_product_no_loop_batch`).
 
     Args:
         dim_in: ``M``, features of each input position.
@@ -272,7 +278,9 @@ class MultiHeadAttention(nn.Module):
     Attributes: ``heads`` (``nn.ModuleList``), ``linear``; ``weights_softmax``, the
     ``(N, num_heads, K, K')`` attention weights of the last forward pass.
 
-    Rule: the heads in an ``nn.ModuleList``; ``linear`` initialised like the heads' layers.
+    Rule: the heads in an ``nn.ModuleList``; ``linear`` initialised like the heads' layers; you
+    may not use ``nn.MultiheadAttention`` / ``F.multi_head_attention_forward`` /
+    ``F.scaled_dot_product_attention`` (the tests' reference).
 
     Args:
         num_heads: number of heads.
@@ -353,6 +361,9 @@ class FeedForwardBlock(nn.Module):
     """Position-wise MLP: ``Linear(inp_dim, hidden) -> ReLU -> Linear(hidden, inp_dim)``.
 
     Attributes: ``fc1``, ``relu``, ``fc2``.  Input and output ``(N, K, inp_dim)``.
+
+    Rule: ``fc1`` and ``fc2`` initialised like the attention layers (:func:`_uniform_init`); no
+    loops in ``forward``.
     """
 
     def __init__(self, inp_dim: int, hidden_dim_feedforward: int):
@@ -379,6 +390,9 @@ class EncoderBlock(nn.Module):
 
     Attributes: ``MultiHeadBlock`` (``MultiHeadAttention(num_heads, emb_dim, emb_dim // num_heads)``),
     ``norm1``, ``norm2`` (:class:`LayerNormalization`), ``feedForward``, ``dropout``.
+
+    Rule: built from this file's layers; you may not use ``nn.TransformerEncoderLayer`` /
+    ``nn.TransformerEncoder``, ``nn.MultiheadAttention`` or ``nn.LayerNorm`` (the tests' reference).
 
     Args:
         num_heads: attention heads; must divide ``emb_dim``.
@@ -414,7 +428,8 @@ class EncoderBlock(nn.Module):
 def get_subsequent_mask(seq: torch.Tensor) -> torch.Tensor:
     """The causal mask of a decoder: position ``i`` may look at positions ``j <= i`` only.
 
-    Rule: no loops.  Hint: compare ``torch.arange(K)`` with itself as a row and as a column.
+    Rule: no loops, no ``nn.Transformer.generate_square_subsequent_mask``.  Hint: compare
+    ``torch.arange(K)`` with itself as a row and as a column.
 
     Args:
         seq: ``(N, K)`` token ids (only the shape is used).
@@ -437,6 +452,9 @@ class DecoderBlock(nn.Module):
 
     Attributes: ``attention_self``, ``attention_cross`` (:class:`MultiHeadAttention` with
     ``emb_dim // num_heads`` per head), ``feed_forward``, ``norm1``, ``norm2``, ``norm3``, ``dropout``.
+
+    Rule: built from this file's layers; you may not use ``nn.TransformerDecoderLayer`` /
+    ``nn.TransformerDecoder``, ``nn.MultiheadAttention`` or ``nn.LayerNorm`` (the tests' reference).
 
     Args: as :class:`EncoderBlock`.
     """
@@ -567,6 +585,9 @@ class Transformer(nn.Module):
 
     Attributes: ``emb_layer`` (:class:`TokenEmbedding`, shared by questions and answers),
     ``encoder``, ``decoder``.
+
+    Rule for :meth:`encode`, :meth:`decode` and :meth:`forward`: no loops; no ``nn.Transformer``
+    (nor its encoder / decoder classes): the model is this file's :class:`Encoder` and :class:`Decoder`.
 
     Args:
         num_heads, emb_dim, feedforward_dim, dropout: of every block (``num_heads`` divides ``emb_dim``).
@@ -718,6 +739,8 @@ def greedy_decode(model: Transformer, ques_b: torch.Tensor, ques_pos: torch.Tens
     with the highest score at the last position is appended.  After an ``EOS`` a row is
     filled with ``PAD``.  The encoder runs once.  Dropout is off (eval mode) during decoding.
 
+    Rule: one loop, over the answer positions (not over the batch).
+
     Args:
         model: a :class:`Transformer`.
         ques_b: ``(N, K_in)`` question ids; ques_pos: ``(N, K_in, M)`` or ``(1, K_in, M)``.
@@ -765,6 +788,9 @@ def warmup_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_
 
     A post-norm Transformer trained with Adam at full rate from the first step often diverges
     or stalls; the warm-up lets Adam's moment estimates settle first.
+
+    Rule: the factor is a plain function of the step, wrapped by the given ``LambdaLR``; no other
+    ``torch.optim.lr_scheduler`` class (``CosineAnnealingLR``, ``LinearLR``, ``SequentialLR``...).
 
     Args:
         optimizer: the optimizer whose rate is scaled.

@@ -110,7 +110,8 @@ def get_fpn_location_coords(shape_per_fpn_level: dict, strides_per_fpn_level: di
     Location ``(i, j)`` (row ``i``, column ``j``) of a level with stride ``s`` looks at the
     image around ``x = (j + 0.5) * s``, ``y = (i + 0.5) * s``.
 
-    No loops over locations.  Hint: ``torch.arange`` and ``torch.meshgrid(..., indexing="ij")``.
+    No loops over locations (only the given one over the levels).  Hint: ``torch.arange`` and
+    ``torch.meshgrid(..., indexing="ij")``.
 
     Args:
         shape_per_fpn_level: level name -> shape of its feature map, ``(B, C, H, W)`` (the
@@ -147,7 +148,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5) -
     lower index first (``torchvision.ops.nms`` on the CPU does the same, so the tests ask for
     identical indices, ties included).
 
-    You may not use ``torchvision.ops.nms``.  Hint: torchvision's CPU kernel (``nms_kernel.cpp``)
+    You may not use ``torchvision.ops.nms`` or ``batched_nms``.  Hint: torchvision's CPU kernel (``nms_kernel.cpp``)
     computes the IoU in the boxes' dtype and compares it with the threshold in float64; a table
     "box i would suppress box j" for all pairs (at most ``NMS_ROW_CHUNK`` rows at a time) leaves
     only one cheap pass down the sorted boxes.
@@ -408,9 +409,9 @@ def roi_align(features: torch.Tensor, boxes, output_size, spatial_scale: float =
     between ``H - 1`` and ``H``) read the edge row.  The values equal ``torchvision.ops.roi_align``.
     Gradients flow to ``features`` (through autograd), not to the boxes -- as in torchvision.
 
-    You may not use ``torchvision.ops.roi_align`` (the tests compare with it), and no loop over
-    boxes.  Hint: bilinear sampling factorises into one weight matrix per axis
-    (:func:`_bilinear_weights`), so a crop is two ``torch.einsum`` products.
+    You may not use ``torchvision.ops.roi_align`` (the tests compare with it); at most one loop,
+    over the images, none over boxes.  Hint: bilinear sampling factorises into one weight matrix
+    per axis (:func:`_bilinear_weights`), so a crop is two ``torch.einsum`` products.
 
     Args:
         features: ``(N, C, H, W)`` feature maps.

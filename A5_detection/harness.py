@@ -29,8 +29,9 @@ from helpers.backbone import REGNET_X_400MF, cached_weights, regnet_available
 from helpers.datasets import gt_boxes_to_targets, load_detection, read_voc_split, voc_folder, voc_splits_found
 from helpers.gradcheck import check_true
 
-__all__ = ["backbone_note", "check_overfit", "class_agnostic_ap", "dataset_splits", "evaluate", "load_splits", "overfit_map",
-           "report_errors", "show_failures", "show_ground_truth", "targets_of", "use_pretrained"]
+__all__ = ["backbone_note", "check_overfit", "class_agnostic_ap", "dataset_splits", "detection_recipe", "evaluate",
+           "load_splits", "losses_fn", "one_cycle", "overfit_map", "report_errors", "show_failures", "show_ground_truth",
+           "targets_of", "use_pretrained"]
 
 _SCENE_SPLITS = {"train": "train", "val": "val", "test": "test"}
 
@@ -257,3 +258,61 @@ def show_failures(images, evaluation: dict, examples: dict, score_thresh: float,
             print(f"{kind}: {len(examples[kind])} images; the first {len(chosen)}")
             vis.show_detections(images[chosen], [predictions[i] for i in chosen], [targets[i] for i in chosen],
                                 class_names, score_thresh=score_thresh, ncols=4)
+
+
+# --------------------------------------------------------------------------- the detectors' `train` command
+
+
+def detection_recipe(checkpoint_name: str, model_name: str, defaults, build, loss_fn, predict, scheduler,
+                     weight_decay: float, grad_clip: float | None):
+    """A detector's notebook training as a :class:`helpers.train_command.Recipe` (its ``train`` command).
+
+    What the four detection notebooks share: the training scenes (``"train"``; VOC's ``"trainval"``) with
+    left-right flips, AdamW, a per-step schedule, and the validation mAP after every epoch (``"val"``; VOC's
+    ``"test"``, as the notebooks).  ``defaults(cfg)`` gives ``image_size``, ``train_size``, ``val_size``,
+    ``draws`` (of new training scenes), ``epochs``, ``batch_size``, ``lr`` and what ``build`` reads;
+    ``build(settings, class_names) -> (model, config)``; ``predict(model, images)``: prediction dicts;
+    ``scheduler(optimizer, settings, total_steps)``.
+    """
+    import torch
+
+    from helpers.datasets import DetectionDataset
+    from helpers.train_command import Recipe
+
+    def data(cfg, settings):
+        voc = cfg.dataset == "voc2007"
+        train = load_detection(cfg.dataset, "trainval" if voc else "train", num=settings["train_size"], cfg=cfg,
+                               image_size=settings["image_size"], draws=1 if voc else settings["draws"])
+        val = load_detection(cfg.dataset, "test" if voc else "val", num=settings["val_size"], cfg=cfg,
+                             image_size=settings["image_size"])
+        return {"train": DetectionDataset(train, flip_prob=0.5), "val": val, "class_names": train["class_names"]}
+
+    def validate(data):
+        targets, num_classes = targets_of(data["val"]), len(data["class_names"])
+        return lambda model: {"val mAP": evaluate_detections(predict(model, data["val"]["images"]), targets,
+                                                             num_classes)["mAP"]}
+
+    return Recipe(checkpoint_name, model_name, "voc2007", "detection_scenes", defaults,
+                  data, lambda settings, data: build(settings, data["class_names"]), loss_fn,
+                  lambda model, s: torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=weight_decay),
+                  scheduler, validate, grad_clip)
+
+
+def one_cycle(pct_start: float):
+    """The schedule of FCOS, Faster R-CNN and YOLOv1's notebooks: ``OneCycleLR`` peaking at ``lr`` after
+    ``pct_start`` of the steps; ``one_cycle(0.05)(optimizer, settings, total_steps)``."""
+    import torch
+
+    def schedule(optimizer, settings, total_steps):
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings["lr"], total_steps=total_steps,
+                                                   pct_start=pct_start)
+
+    return schedule
+
+
+def losses_fn(model, batch):
+    """``loss_fn`` of a detector whose ``model(images, gt_boxes)`` returns a dict of losses: their sum (or its
+    ``"loss"`` entry when it has one), each logged."""
+    losses = model(*batch)
+    total = losses.pop("loss") if "loss" in losses else sum(losses.values())
+    return total, {name: float(value.detach()) for name, value in losses.items()}

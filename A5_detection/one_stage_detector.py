@@ -500,3 +500,41 @@ def predict_detections(model: FCOS, images: torch.Tensor, score_thresh: float = 
     """
     return predict_in_batches(model, images, lambda batch: detections_to_predictions(
         model.inference(batch, score_thresh, nms_thresh, best_class_only=best_class_only)), batch_size)
+
+
+# --------------------------------------------------------------------------- command line (given code)
+
+
+def train_defaults(cfg) -> dict:
+    """The notebook's training recipe (one_stage_detector.ipynb) for ``cfg.dataset`` in ``cfg.mode``."""
+    on_voc = cfg.dataset == "voc2007"
+    return {"image_size": 224 if on_voc else cfg.pick(64, 96), "train_size": cfg.pick(2000, None),
+            "val_size": cfg.pick(200, None), "draws": cfg.pick(1, 9), "epochs": cfg.pick(6, 4),
+            "batch_size": cfg.pick(16, 32), "lr": 2e-3, "pretrained": on_voc}
+
+
+def build_for_training(settings: dict, class_names) -> tuple[FCOS, dict]:
+    """The notebook's FCOS (FPN 64 channels, head stem [96, 96]; the pretrained trunk on VOC) and the keyword
+    arguments that rebuild it (``pretrained=False``: the saved weights replace the trunk's)."""
+    config = {"num_classes": len(class_names), "fpn_channels": 64, "stem_channels": [96, 96]}
+    return FCOS(**config, pretrained=settings["pretrained"]), {**config, "pretrained": False}
+
+
+def main(argv=None) -> int:
+    """``python -m A5_detection.one_stage_detector train [...]``: train FCOS as the notebook does, on one
+    process or under torchrun (``helpers.export.paper_main``, ``helpers.train_command``)."""
+    from A5_detection import harness
+    from helpers.export import paper_main
+
+    recipe = harness.detection_recipe("a5_fcos", "a5_fcos", train_defaults, build_for_training, harness.losses_fn,
+                                      predict_detections, harness.one_cycle(0.05), weight_decay=1e-4, grad_clip=10.0)
+    return paper_main(argv, "a5_fcos", "FCOS (A5_detection/one_stage_detector.ipynb): train from the command line.",
+                      None, None, (), None, detector=True, recipe=recipe, module="A5_detection.one_stage_detector")
+
+
+if __name__ == "__main__":
+    import sys
+
+    from helpers.export import run_command
+
+    sys.exit(run_command(main))

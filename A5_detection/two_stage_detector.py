@@ -519,7 +519,7 @@ def assign_fpn_levels(boxes: torch.Tensor, strides_per_fpn_level: dict, canonica
     side = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1e-6).sqrt()
     level = torch.floor(canonical_level + torch.log2(side / canonical_size))
     level = level.clamp(numbers[0], numbers[-1]).long()
-    lookup = torch.as_tensor([int(n) for n in numbers], device=boxes.device)
+    lookup = torch.as_tensor(numbers, device=boxes.device).long()  # whole numbers, as floats
     return torch.searchsorted(lookup, level)
     ### END SOLUTION
 
@@ -780,3 +780,59 @@ def predict_detections(model: FasterRCNN, images: torch.Tensor, score_thresh: fl
         return [{"boxes": b, "scores": s, "labels": c} for b, s, c in zip(boxes, scores, classes, strict=True)]
 
     return predict_in_batches(model, images, detect, batch_size)
+
+
+# --------------------------------------------------------------------------- command line (given code)
+
+
+def build_faster_rcnn(num_classes: int, fpn_channels: int = 64, stem_channels=(64, 64), anchor_stride_scale: float = 3,
+                      pretrained: bool = False) -> FasterRCNN:
+    """The notebook's Faster R-CNN: backbone + FPN, an RPN (64 anchors sampled per image, 400 proposals before
+    NMS, 100 after) and the second stage (64 proposals sampled per image)."""
+    from A5_detection.common import DetectorBackboneWithFPN
+
+    backbone = DetectorBackboneWithFPN(out_channels=fpn_channels, pretrained=pretrained)
+    rpn = RPN(fpn_channels, list(stem_channels), batch_size_per_image=64, anchor_stride_scale=anchor_stride_scale,
+              pre_nms_topk=400, post_nms_topk=100)
+    return FasterRCNN(backbone, rpn, list(stem_channels), num_classes=num_classes, batch_size_per_image=64)
+
+
+def train_defaults(cfg) -> dict:
+    """The notebook's training recipe (two_stage_detector.ipynb) for ``cfg.dataset`` in ``cfg.mode``."""
+    on_voc = cfg.dataset == "voc2007"
+    return {"image_size": 224 if on_voc else cfg.pick(64, 96), "train_size": cfg.pick(1000, None),
+            "val_size": cfg.pick(200, None), "draws": cfg.pick(1, 5), "epochs": 2, "batch_size": cfg.pick(8, 16),
+            "lr": cfg.pick(4e-3, 2e-3), "pretrained": on_voc, "anchor_stride_scale": 8 if on_voc else 3}
+
+
+def build_for_training(settings: dict, class_names) -> tuple[FasterRCNN, dict]:
+    """:func:`build_faster_rcnn` for ``class_names`` and the keyword arguments that rebuild it."""
+    config = {"num_classes": len(class_names), "anchor_stride_scale": settings["anchor_stride_scale"]}
+    return build_faster_rcnn(**config, pretrained=settings["pretrained"]), {**config, "pretrained": False}
+
+
+def main(argv=None) -> int:
+    """``python -m A5_detection.two_stage_detector train [...]``: train Faster R-CNN as the notebook does, on one
+    process or under torchrun (``helpers.export.paper_main``, ``helpers.train_command``)."""
+    from A5_detection import harness
+    from helpers.export import paper_main
+
+    recipe = harness.detection_recipe("a5_faster_rcnn", "a5_faster_rcnn", train_defaults, build_for_training,
+                                      harness.losses_fn, validation_predictions, harness.one_cycle(0.05),
+                                      weight_decay=1e-4, grad_clip=10.0)
+    return paper_main(argv, "a5_faster_rcnn", "Faster R-CNN (A5_detection/two_stage_detector.ipynb): train from "
+                      "the command line.", None, None, (), None, detector=True, recipe=recipe,
+                      module="A5_detection.two_stage_detector")
+
+
+def validation_predictions(model: FasterRCNN, images: torch.Tensor) -> list[dict]:
+    """:func:`predict_detections` in batches of 100, as the notebook validates."""
+    return predict_detections(model, images, batch_size=100)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from helpers.export import run_command
+
+    sys.exit(run_command(main))

@@ -1,18 +1,20 @@
-"""Input checks of A6 (GANs and VAEs): each raises a clear TypeError / ValueError naming what was expected.
+"""Input checks of A6: each raises a clear TypeError / ValueError naming what was expected.
 
-The solution functions of ``generative_adversarial_networks.py`` and ``variational_autoencoders.py``
-call these in one line, so the student's file shows the assignment and not our checking code.
+The solution functions of ``generative_adversarial_networks.py``, ``variational_autoencoders.py``,
+``network_visualization.py`` and ``style_transfer.py`` call these in one line, so the student's
+file shows the assignment and not our checking code.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.checks import check_int, check_labels
+from helpers.checks import check_int, check_labels, check_real
 
 IMAGE_SIZE = 28 * 28  # the GAN's images are flattened 28x28 grey images
 
@@ -252,3 +254,188 @@ def class_codes(c, num: int, num_classes: int, like: torch.Tensor) -> torch.Tens
         return c.to(dtype=like.dtype, device=like.device)
     check_labels(c, num, num_classes, name="c")
     return F.one_hot(c.to(like.device).long(), num_classes).to(like.dtype)
+
+
+# --------------------------------------------------------------------------- network visualization
+
+_NUM_CLASSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def images(X, name: str = "X") -> torch.Tensor:
+    """``X`` must be a floating ``(N, C, H, W)`` tensor with N >= 1 and finite values."""
+    float_tensor(X, name, "(N, C, H, W)")
+    if X.dim() != 4 or X.shape[0] == 0:
+        raise ValueError(f"{name} must be a batch of images (N, C, H, W) with N >= 1, got {tuple(X.shape)}; "
+                         "a single image (C, H, W) becomes a batch with x[None]")
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return X
+
+
+def num_classes(model, like: torch.Tensor) -> int:
+    """How many scores ``model`` gives per image (one forward pass on ``like[:1]``, then remembered)."""
+    module(model)
+    if model not in _NUM_CLASSES:
+        with torch.no_grad():
+            scores = model(like[:1].detach())
+        if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
+            raise ValueError(f"model must map images (N, C, H, W) to class scores (N, num_classes), got "
+                             f"{shape_of(scores)} for one image")
+        _NUM_CLASSES[model] = scores.shape[1]
+    return _NUM_CLASSES[model]
+
+
+def images_and_labels(X, y, model) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(N, C, H, W)``, labels ``(N,)`` in ``[0, num_classes)`` and a classifier; returns ``y`` as int64."""
+    X = images(X)
+    classes = num_classes(model, X)
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y must be a tensor of {X.shape[0]} integer labels, got {type(y).__name__}")
+    check_labels(y, X.shape[0], classes, name="y")
+    return X, y.to(device=X.device, dtype=torch.long)
+
+
+def class_index(target_y, classes: int, name: str = "target_y") -> int:
+    """An int class in ``[0, classes)``."""
+    check_int(target_y, name, minimum=0)
+    if target_y >= classes:
+        raise ValueError(f"{name} must be a class in [0, {classes}), got {target_y}")
+    return target_y
+
+
+def attack_args(X, target_y, model, max_iter, learning_rate) -> tuple[torch.Tensor, torch.Tensor]:
+    """``make_adversarial_attack``'s arguments; returns ``X`` and the targets as an ``(N,)`` int64 tensor."""
+    X = images(X)
+    classes = num_classes(model, X)
+    check_int(max_iter, "max_iter", minimum=0)
+    check_real(learning_rate, "learning_rate", low=0, low_open=True)
+    if isinstance(target_y, torch.Tensor) and target_y.dim() == 1:
+        check_labels(target_y, X.shape[0], classes, name="target_y")
+        return X, target_y.to(device=X.device, dtype=torch.long)
+    if isinstance(target_y, torch.Tensor) and target_y.dim() == 0 and not target_y.is_floating_point():
+        target_y = int(target_y)
+    class_index(target_y, classes)
+    return X, torch.full((X.shape[0],), target_y, dtype=torch.long, device=X.device)
+
+
+def class_visualization_args(img, target_y, model, kwargs: dict) -> tuple[float, float]:
+    """``class_visualization_step``'s arguments; returns ``(l2_reg, learning_rate)``."""
+    unknown = set(kwargs) - {"l2_reg", "learning_rate"}
+    if unknown:
+        raise TypeError(f"class_visualization_step takes the keywords l2_reg and learning_rate, got {sorted(unknown)}")
+    images(img, "img")
+    class_index(target_y, num_classes(model, img))
+    l2_reg = check_real(kwargs.get("l2_reg", 1e-3), "l2_reg", low=0)
+    learning_rate = check_real(kwargs.get("learning_rate", 25.0), "learning_rate", low=0, low_open=True)
+    return l2_reg, learning_rate
+
+
+def inversion_args(img, target_features, feature_fn, l2_reg, learning_rate) -> tuple[float, float]:
+    """``feature_inversion_step``'s arguments; returns ``(l2_reg, learning_rate)``."""
+    images(img, "img")
+    float_tensor(target_features, "target_features", "(N, ...)")
+    if not callable(feature_fn):
+        raise TypeError(f"feature_fn must be a function of images, got {type(feature_fn).__name__}")
+    if not bool(target_features.detach().square().sum() > 0):
+        raise ValueError("target_features must not be all zeros: the loss is relative to their size")
+    return (check_real(l2_reg, "l2_reg", low=0),
+            check_real(learning_rate, "learning_rate", low=0, low_open=True))
+
+
+def class_visualization_loop_args(target_y, model, image_shape, num_iterations, max_jitter, blur_every) -> None:
+    """``create_class_visualization``'s arguments."""
+    module(model)
+    if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3:
+        raise ValueError(f"image_shape must be (C, H, W), got {image_shape!r}")
+    for i, size in enumerate(image_shape):
+        check_int(size, f"image_shape[{i}]", minimum=1)
+    check_int(target_y, "target_y", minimum=0)
+    check_int(num_iterations, "num_iterations", minimum=1)
+    check_int(max_jitter, "max_jitter", minimum=0)
+    check_int(blur_every, "blur_every", minimum=0)
+
+
+# --------------------------------------------------------------------------- style transfer
+
+
+def weight(value, name: str) -> float:
+    """A loss weight: a finite real number >= 0."""
+    value = check_real(value, name, low=0)
+    if value == float("inf"):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def feature_maps(x, name: str) -> None:
+    """``x`` must be a floating ``(N, C, H, W)`` tensor."""
+    float_tensor(x, name, "(N, C, H, W)")
+    if x.dim() != 4:
+        raise ValueError(f"{name} must be feature maps (N, C, H, W), got {tuple(x.shape)}")
+
+
+def content_args(content_weight, current, original) -> float:
+    """``content_loss``'s arguments: a weight and two feature maps of one shape; returns the weight."""
+    content_weight = weight(content_weight, "content_weight")
+    feature_maps(current, "content_current")
+    feature_maps(original, "content_original")
+    if current.shape != original.shape:
+        raise ValueError(f"content_current {tuple(current.shape)} and content_original {tuple(original.shape)} "
+                         "must have the same shape: features of one layer for images of one size")
+    return content_weight
+
+
+def style_args(feats, style_layers, style_targets, style_weights) -> None:
+    """``style_loss``'s arguments: layer indices into ``feats``, one Gram target and one weight per layer."""
+    if not isinstance(feats, (list, tuple)) or not feats:
+        raise TypeError("feats must be a non-empty list of feature maps (extract_features), "
+                        f"got {type(feats).__name__}")
+    if not isinstance(style_layers, (list, tuple)) or not style_layers:
+        raise TypeError(f"style_layers must be a non-empty list of layer indices, got {style_layers!r}")
+    for layer in style_layers:
+        check_int(layer, "each style layer", minimum=0)
+        if layer >= len(feats):
+            raise ValueError(f"style layer {layer} does not exist: feats has {len(feats)} layers "
+                             f"(0 to {len(feats) - 1})")
+    for name, values in (("style_targets", style_targets), ("style_weights", style_weights)):
+        if not isinstance(values, (list, tuple)) or len(values) != len(style_layers):
+            got = len(values) if isinstance(values, (list, tuple)) else type(values).__name__
+            raise ValueError(f"{name} must be a list with one entry per style layer ({len(style_layers)}), got {got}")
+    for layer, target, w in zip(style_layers, style_targets, style_weights, strict=True):
+        weight(w, f"the weight of style layer {layer}")
+        feature_maps(feats[layer], f"feats[{layer}]")
+        n, c = feats[layer].shape[:2]
+        float_tensor(target, f"the style target of layer {layer}", f"({n}, {c}, {c})")
+        if tuple(target.shape) != (n, c, c):
+            raise ValueError(f"the style target of layer {layer} must be its Gram matrix ({n}, {c}, {c}), "
+                             f"got {tuple(target.shape)}: were style_layers and style_targets listed in one order?")
+
+
+def tv_args(img, tv_weight) -> float:
+    """``tv_loss``'s arguments; returns the weight."""
+    feature_maps(img, "img")
+    return weight(tv_weight, "tv_weight")
+
+
+def transfer_args(content_image, style_image, cnn, content_layer, style_layers, style_weights, num_iterations,
+                  decay_at) -> None:
+    """``style_transfer``'s arguments (the losses check the rest)."""
+    for name, image in (("content_image", content_image), ("style_image", style_image)):
+        images(image, name)
+        if image.shape[:2] != (1, 3):
+            raise ValueError(f"{name} must be one preprocessed RGB image (1, 3, H, W), got {tuple(image.shape)}")
+    if not isinstance(cnn, nn.Sequential):
+        raise TypeError(f"cnn must be an nn.Sequential of layers (SqueezeNet's .features), got {type(cnn).__name__}")
+    check_int(content_layer, "content_layer", minimum=0)
+    if content_layer >= len(cnn):
+        raise ValueError(f"content_layer {content_layer} does not exist: cnn has {len(cnn)} layers")
+    if not isinstance(style_layers, (list, tuple)) or not style_layers:
+        raise TypeError(f"style_layers must be a non-empty list of layer indices, got {style_layers!r}")
+    for layer in style_layers:
+        check_int(layer, "each style layer", minimum=0)
+        if layer >= len(cnn):
+            raise ValueError(f"style layer {layer} does not exist: cnn has {len(cnn)} layers (0 to {len(cnn) - 1})")
+    if not isinstance(style_weights, (list, tuple)) or len(style_weights) != len(style_layers):
+        raise ValueError(f"style_weights must have one weight per style layer ({len(style_layers)}), "
+                         f"got {style_weights!r}")
+    check_int(num_iterations, "num_iterations", minimum=0)
+    check_int(decay_at, "decay_at", minimum=0)

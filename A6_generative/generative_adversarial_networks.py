@@ -103,8 +103,9 @@ def bce_with_logits(logits: torch.Tensor, targets) -> torch.Tensor:
     Returns:
         the losses, same shape as ``logits`` (not reduced).
 
-    Rule: you may not use ``F.binary_cross_entropy_with_logits``, ``nn.BCEWithLogitsLoss`` or
-    ``F.softplus``: this function is what they do.  No loops.
+    Rule: you may not use ``F.binary_cross_entropy_with_logits``, ``F.binary_cross_entropy``,
+    ``nn.BCEWithLogitsLoss``, ``nn.BCELoss``, ``F.softplus``, ``F.logsigmoid`` or ``torch.logaddexp``:
+    this function is what they do.  No loops.
     """
     targets = checks.bce_args(logits, targets)
     ### BEGIN SOLUTION
@@ -144,7 +145,8 @@ def generator_loss(logits_fake: torch.Tensor) -> torch.Tensor:
     Returns:
         loss: a scalar tensor.
 
-    Rule: use your :func:`bce_with_logits`.  Hint: the generator wants its images labelled real.
+    Rule: use your :func:`bce_with_logits` (the library's BCE is not allowed here either).
+    Hint: the generator wants its images labelled real.
     """
     checks.outputs("logits_fake", logits_fake)
     ### BEGIN SOLUTION

@@ -106,7 +106,8 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(N,)`` reconstruction loss of every image (nats).
 
-    Rule: write the formula yourself, with the floor (EECS 498 calls ``F.binary_cross_entropy``,
+    Rule: write the formula yourself, with the floor: you may not use ``F.binary_cross_entropy``,
+    ``F.binary_cross_entropy_with_logits`` or ``nn.BCELoss`` (EECS 498 calls ``F.binary_cross_entropy``,
     which computes the same floored loss: use it to check yours).
     """
     p, target = checks.image_pair(x_hat, x)
@@ -134,7 +135,8 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(N,)`` KL divergence of every row (nats, >= 0).
 
-    Rule: no loops.
+    Rule: no loops, and the closed form written yourself (nothing from ``torch.distributions``:
+    no ``Normal``, no ``kl_divergence``).
     """
     checks.gaussian(mu, logvar)
     ### BEGIN SOLUTION

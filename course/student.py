@@ -103,7 +103,8 @@ SKIP_DIRS = frozenset({"__pycache__", ".ipynb_checkpoints", "checkpoints"})
 PACKAGING_FILES = ("pyproject.toml", "setup.cfg", "requirements.txt", "Makefile", "conftest.py",
                    "README.md", "LICENSE", ".gitignore")
 #: Tests of the teacher's side (they need the solutions, or committed notebook outputs).
-TEACHER_ONLY_TESTS = frozenset({"test_student.py", "test_grade.py", "test_notebooks.py", "test_course.py"})
+TEACHER_ONLY_TESTS = frozenset({"test_student.py", "test_grade.py", "test_grade_attacks.py", "test_sandbox.py",
+                                "test_notebooks.py", "test_course.py"})
 
 _BEGIN = re.compile(r"^(?P<indent>[ \t]*)###[ \t]*BEGIN SOLUTION(?P<option>(?:[ \t].*)?)$")
 _END = re.compile(r"^[ \t]*###[ \t]*END SOLUTION[ \t]*$")
@@ -187,16 +188,17 @@ def discover_assignments(root: Path | None = None, include_helpers: bool = False
 
 
 def resolve_assignments(names: Iterable[str], root: Path | None = None,
-                        include_helpers: bool = False) -> list[Assignment]:
+                        include_helpers: bool = False, known: list[Assignment] | None = None) -> list[Assignment]:
     """The assignments (and modules) that ``names`` select; none selects every assignment.
 
     A name is a folder (``A1_knn``), its number (``A1``), its topic (``knn``),
     a module stem (``two_layer_net``: that module only) or ``folder/module``.
     Case does not matter; a trailing ``/``, ``.py`` or ``.ipynb`` is ignored.
     Raises ``ValueError`` naming what exists when a name matches nothing or
-    more than one assignment.
+    more than one assignment.  ``known`` replaces the assignments found in ``root`` (a bundle's manifest).
     """
-    known = discover_assignments(root, include_helpers=include_helpers)
+    if known is None:
+        known = discover_assignments(root, include_helpers=include_helpers)
     names = list(names)
     if not names:
         return known

@@ -7,7 +7,8 @@
   ``<DL4CV_DATA_DIR>/weights/``, refused offline (``DL4CV_OFFLINE=1``) unless cached, with one
   :class:`WeightsNotFoundError` naming the file, the URL, where to put it by hand and the
   from-scratch alternative; :func:`cached_weights` finds a file without downloading;
-* :data:`KNOWN_WEIGHTS` -- the weight files the course uses (the environment report lists them);
+* :data:`KNOWN_WEIGHTS` -- the weight files the course uses (the environment report lists them):
+  :data:`REGNET_X_400MF` (A4, A5), :data:`SQUEEZENET_1_1` (A6);
 * :func:`regnet_weights` / :func:`regnet_available` -- RegNetX-400MF's ImageNet weights through
   :func:`weights_file`, and whether a pretrained trunk can be built now (online, or cached);
 * :class:`RegNetTrunk` -- RegNetX-400MF (the EECS 498 backbone of A4's captioner and A5's
@@ -28,8 +29,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "KNOWN_WEIGHTS", "REGNET_X_400MF", "RegNetTrunk", "SmallTrunk",
-           "WeightFile", "WeightsNotFoundError", "cached_weights", "regnet_available", "regnet_weights",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "KNOWN_WEIGHTS", "REGNET_X_400MF", "SQUEEZENET_1_1", "RegNetTrunk",
+           "SmallTrunk", "WeightFile", "WeightsNotFoundError", "cached_weights", "regnet_available", "regnet_weights",
            "weights_file"]
 
 #: ImageNet channel statistics (RGB): images in [0, 1] are normalised with them inside the models.
@@ -60,8 +61,13 @@ class WeightFile:
 REGNET_X_400MF = WeightFile("the ImageNet weights of RegNetX-400MF",
                             "https://download.pytorch.org/models/regnet_x_400mf-adf1edd5.pth",
                             "regnet_x_400mf-adf1edd5.pth", sha256="adf1edd5")
+#: SqueezeNet 1.1, ImageNet (torchvision's ``SqueezeNet1_1_Weights.IMAGENET1K_V1``): A6's network
+#: visualization and style transfer when online.
+SQUEEZENET_1_1 = WeightFile("the ImageNet weights of SqueezeNet 1.1",
+                            "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
+                            "squeezenet1_1-b8a52dc0.pth", sha256="b8a52dc0")
 #: Every weight file the course downloads, by short name (the environment report lists them).
-KNOWN_WEIGHTS = {"regnet_x_400mf": REGNET_X_400MF}
+KNOWN_WEIGHTS = {"regnet_x_400mf": REGNET_X_400MF, "squeezenet1_1": SQUEEZENET_1_1}
 
 
 def _weights_folder(cfg) -> Path:

@@ -502,11 +502,21 @@ def run_command(main, argv=None) -> int:
         return 2
 
 
-def predict_parser(name: str, description: str) -> argparse.ArgumentParser:
+def predict_parser(name: str, description: str, module: str | None = None, recipe=None,
+                   predict: bool = True) -> argparse.ArgumentParser:
     """The command line every paper shares: ``predict IMAGE... (--checkpoint C | --export E) [--out DIR]``
-    and ``export --checkpoint C --out FILE.pt2``."""
-    parser = argparse.ArgumentParser(prog=f"python -m papers.{name}", description=description)
+    and ``export --checkpoint C --out FILE.pt2``; with a ``recipe`` (:class:`helpers.train_command.Recipe`)
+    also ``train [...]``.  ``module``: the module run with ``-m`` (default ``papers.<name>``); ``predict=False``
+    leaves out ``predict`` and ``export`` (a model trained from the command line only)."""
+    prog = f"python -m {module or f'papers.{name}'}"
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     commands = parser.add_subparsers(dest="command", required=True)
+    if recipe is not None:
+        from helpers.train_command import add_train_command
+
+        add_train_command(commands, prog)
+    if not predict:
+        return parser
     predict = commands.add_parser("predict", help="predict on image files, write predictions.json")
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG or JPEG files")
     source = predict.add_mutually_exclusive_group()
@@ -571,8 +581,13 @@ def classification_records(paths, probabilities: torch.Tensor, class_names, top:
             for path, values, ids in zip(paths, best.values, best.indices, strict=True)]
 
 
-def paper_main(argv, name: str, description: str, build, metadata, required, answer, detector: bool) -> int:
-    """The whole ``python -m papers.<name> predict | export`` command, shared by every paper.
+def paper_main(argv, name: str, description: str, build, metadata, required, answer, detector: bool,
+               recipe=None, module: str | None = None) -> int:
+    """The whole ``python -m papers.<name> predict | export | train`` command, shared by every paper
+    (and by A5's detectors, ``module="A5_detection.one_stage_detector"``, ``build=None``: ``train`` only).
+
+    ``train`` (given a ``recipe``) trains as the notebook does, on one process or under ``torchrun``
+    (:func:`helpers.train_command.run_training`), and saves the model where ``predict`` finds it.
 
     ``export`` writes the network with its metadata (:func:`export_with_metadata`).  ``predict``
     reads the images at the model's size (:func:`read_good_images`), asks ``answer(network,
@@ -587,8 +602,14 @@ def paper_main(argv, name: str, description: str, build, metadata, required, ans
         argv: the arguments (``None``: ``sys.argv``).
         name, description: the paper (``"yolov1"``) and the help text.
         build, metadata, required: as for :func:`command_model`.
+        recipe: the model's :class:`helpers.train_command.Recipe` (adds ``train``); module: see
+            :func:`predict_parser`.
     """
-    args = predict_parser(name, description).parse_args(argv)
+    args = predict_parser(name, description, module, recipe, predict=build is not None).parse_args(argv)
+    if args.command == "train":
+        from helpers.train_command import run_training
+
+        return run_training(args, recipe)
     network, meta = command_model(args, name, build, metadata, required=required)
     if args.command == "export":
         print(f"wrote {export_with_metadata(network, args.out, meta)}")

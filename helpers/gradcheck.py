@@ -57,6 +57,62 @@ def compute_numeric_gradient(f, x: torch.Tensor, dLdf: torch.Tensor | None = Non
     return grad
 
 
+def compute_numeric_param_gradient(loss, params, name: str, h: float = 1e-7) -> torch.Tensor:
+    """Centred finite differences of a model's loss in one of its parameters.
+
+    The probe is a copy of ``params[name]``, written back into ``params[name]`` before
+    every evaluation (and the original restored at the end), so this also works when
+    ``params`` is not the tensors themselves -- a model run behind the grader's sandbox,
+    whose ``model.params`` hands out copies but accepts ``params[name] = w``.
+
+    Args:
+        loss: function of no argument returning the scalar loss (``lambda: model.loss(X, y)[0]``).
+        params: the model's dict of parameters (``model.params``).
+        name: the parameter to probe.
+        h: step size (float64 parameters for the default).
+
+    Returns:
+        the gradient, shaped like ``params[name]``.
+    """
+    original = params[name]
+    probe = original.detach().clone()
+
+    def loss_at(w):
+        params[name] = w
+        return loss()
+
+    try:
+        return compute_numeric_gradient(loss_at, probe, h=h)
+    finally:
+        params[name] = original
+
+
+def compute_numeric_gradients(fn, inputs, dLdf: torch.Tensor | None = None, *, after=(), index: int | None = None,
+                              h: float = 1e-7) -> list[torch.Tensor]:
+    """Numeric gradients of ``fn(*inputs, *after)`` -- of its item ``index`` when given -- in each input.
+
+    For a layer's ``forward(x, w, b, conv_param) -> (out, cache)``:
+    ``dx, dw, db = compute_numeric_gradients(Conv.forward, [x, w, b], dout, after=(conv_param,), index=0)``.
+    Each input is probed through a copy; the inputs themselves are left unchanged.
+    """
+    inputs = list(inputs)
+    grads = []
+    for i, x in enumerate(inputs):
+        def f(t, i=i):
+            out = fn(*inputs[:i], t, *inputs[i + 1:], *after)
+            return out if index is None else out[index]
+
+        grads.append(compute_numeric_gradient(f, x.detach().clone(), dLdf, h=h))
+    return grads
+
+
+def compute_numeric_model_gradients(model, X: torch.Tensor, y: torch.Tensor, h: float = 1e-7) -> dict:
+    """Numeric gradient of ``model.loss(X, y)[0]`` in every parameter of ``model.params`` (the models the
+    :class:`helpers.solver.Solver` trains), keyed like ``model.params``."""
+    return {name: compute_numeric_param_gradient(lambda: model.loss(X, y)[0], model.params, name, h=h)
+            for name in list(model.params)}
+
+
 def autograd_gradients(fn, *inputs: torch.Tensor, dout: torch.Tensor | None = None) -> list[torch.Tensor]:
     """The reference for hand-written backward passes: PyTorch autograd through ``fn``.
 

@@ -25,6 +25,12 @@ What :func:`train` does for you:
 * loops with several models and optimizers (A6's GAN): pass a dict of optimizers and a
   ``step_fn`` that makes the whole update itself; a ``callback`` may add plain data (sample
   grids...) to the history, which is checkpointed with the rest;
+* data-parallel training under ``torchrun`` (:mod:`helpers.distributed`): when a process group is
+  initialised, the loss is computed through ``DistributedDataParallel`` (gradients averaged over the
+  processes), a ``DistributedSampler`` gets ``set_epoch(epoch)`` before each epoch, the logged loss is
+  the mean over the processes, and only rank 0 shows progress, validates and writes checkpoints;
+* mixed precision with ``amp=True`` (``torch.autocast``: bfloat16 where supported, float16 with a
+  gradient scaler on older GPUs);
 * checkpoints that load with ``torch.load(path, weights_only=True)``: they hold only
   tensors, numbers, strings, None and lists / tuples / dicts of them;
 * checkpoints that cannot be used damaged: every file ends with the SHA-256 of the bytes
@@ -56,6 +62,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from helpers import distributed
 from helpers.checks import check_int
 from helpers.config import Config, get_config
 
@@ -228,7 +235,8 @@ def train(model: nn.Module, optimizer, train_loader, loss_fn=None, *,
           num_epochs: int = 1, scheduler=None, scheduler_interval: str = "epoch",
           checkpoint=None, checkpoint_every: int | None = None, time_limit: float | None = None,
           device=None, grad_clip: float | None = None, val_fn=None,
-          progress: bool = True, log_every: int = 10, step_fn=None, callback=None) -> dict:
+          progress: bool = True, log_every: int = 10, step_fn=None, callback=None,
+          amp=False, find_unused_parameters: bool = False) -> dict:
     """Train ``model`` for ``num_epochs`` epochs, with checkpoints, resume, a NaN guard and a time limit.
 
     Args:
@@ -271,6 +279,20 @@ def train(model: nn.Module, optimizer, train_loader, loss_fn=None, *,
         progress: show a tqdm progress bar.
         log_every: the history gets one point per ``log_every`` steps (means over
             those steps), plus one at the end of each epoch for the remainder.
+        amp: mixed precision for ``loss_fn``: False (float32), True (bfloat16 where the device has it,
+            else float16 with a gradient scaler), ``"bf16"`` or ``"fp16"`` (CUDA only).  The forward pass
+            and the loss run under ``torch.autocast``; weights and optimizer stay in float32.
+        find_unused_parameters: distributed runs only, passed to ``DistributedDataParallel``: True
+            when some parameters get no gradient in some steps (slower).
+
+    Distributed runs (a process group initialised by :func:`helpers.distributed.init_distributed`
+    under ``torchrun``): every process calls :func:`train` with the same arguments and its own
+    loader (:func:`helpers.distributed.distributed_loader`).  ``loss_fn`` runs inside
+    ``DistributedDataParallel``, so gradients are averaged over the processes before the update;
+    the NaN guard and the time limit are decided together (any process's NaN or deadline stops all);
+    only rank 0 validates, shows progress and writes the checkpoint, which holds every process's RNG
+    state; all processes resume from it.  The history returned on other ranks lacks ``val``.
+    ``step_fn`` is refused there (it makes its own updates, which DDP cannot see).
 
     Returns:
         history, a plain dict (it is also saved in the checkpoint)::
@@ -311,13 +333,20 @@ def train(model: nn.Module, optimizer, train_loader, loss_fn=None, *,
     """
     _check_train_args(model, optimizer, loss_fn, num_epochs, scheduler, scheduler_interval, checkpoint,
                       checkpoint_every, time_limit, grad_clip, val_fn, log_every, step_fn, callback)
+    if step_fn is not None and amp:
+        raise ValueError("amp works with loss_fn only: a step_fn makes its own updates (use torch.autocast "
+                         "inside it)")
+    if step_fn is not None and distributed.world()[1] > 1:
+        raise ValueError("step_fn cannot run data-parallel (its updates are its own); give a loss_fn, "
+                         "or run in one process")
     if isinstance(optimizer, Mapping):
         optimizer = _Optimizers(optimizer)
     trainer = _Trainer(model, optimizer, train_loader, loss_fn, num_epochs=num_epochs, scheduler=scheduler,
                        scheduler_interval=scheduler_interval, checkpoint=checkpoint,
                        checkpoint_every=checkpoint_every, time_limit=time_limit, device=device,
                        grad_clip=grad_clip, val_fn=val_fn, progress=progress, log_every=log_every,
-                       step_fn=step_fn, callback=callback)
+                       step_fn=step_fn, callback=callback, amp=amp,
+                       find_unused_parameters=find_unused_parameters)
     return trainer.run()
 
 
@@ -357,6 +386,9 @@ class _Optimizers:
         for optimizer in self.named.values():
             optimizer.step()
 
+    def each(self) -> list:
+        return list(self.named.values())
+
     def state_dict(self) -> dict:
         return {name: optimizer.state_dict() for name, optimizer in self.named.items()}
 
@@ -376,7 +408,7 @@ class _Trainer:
 
     def __init__(self, model, optimizer, loader, loss_fn, *, num_epochs, scheduler, scheduler_interval,
                  checkpoint, checkpoint_every, time_limit, device, grad_clip, val_fn, progress, log_every,
-                 step_fn=None, callback=None):
+                 step_fn=None, callback=None, amp=False, find_unused_parameters=False):
         self.deadline = Deadline(time_limit)
         self.model, self.optimizer, self.loader, self.loss_fn = model, optimizer, loader, loss_fn
         self.step_fn, self.callback = step_fn, callback
@@ -385,6 +417,11 @@ class _Trainer:
         self.checkpoint_every, self.grad_clip = checkpoint_every, grad_clip
         self.val_fn, self.show_progress, self.log_every = val_fn, progress, log_every
         self.device = _training_device(model, device)
+        self.rank, self.world_size = distributed.world()
+        self.amp_dtype = distributed.resolve_amp(amp, self.device)
+        self.scaler = distributed.grad_scaler(self.amp_dtype)
+        self.find_unused = find_unused_parameters
+        self.forward = None     # loss_fn(model, batch), through DistributedDataParallel when distributed
         self.history = new_history()
         self.progress = _new_progress()
         self.time_before = 0.0  # training seconds of earlier calls
@@ -399,6 +436,7 @@ class _Trainer:
         if self.history["epoch"] >= self.num_epochs:
             self.history["stopped"] = "completed"
             return self.history
+        self.forward = self._forward()
         self.history["stopped"] = "running"
         self.model.train()
         self.bar = self._progress_bar()
@@ -413,6 +451,18 @@ class _Trainer:
                 module.training = mode
         return self.history
 
+    def _forward(self):
+        """``loss_fn`` bound to the model: ``forward(batch)``; wrapped in DDP when the run is distributed."""
+        if self.loss_fn is None:
+            return None
+        module = _LossModule(self.model, self.loss_fn)
+        if self.world_size == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=self.find_unused)
+
     def _call_back(self) -> None:
         if self.callback is not None:
             self.callback(self.model, self.history)
@@ -424,9 +474,18 @@ class _Trainer:
         if missing:
             raise ValueError(f"{self.path} was not written by train() (no {missing} entries); "
                              "delete it or pass another checkpoint path")
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.world_size and state["progress"]["batch"] > 0:
+            raise ValueError(f"{self.path} stopped inside an epoch of a run on {saved_world} process(es); this run "
+                             f"has {self.world_size}: resume it with {saved_world} (each process's share of the "
+                             "epoch depends on the number of processes), or delete the checkpoint")
         self.history, self.progress = state["history"], state["progress"]
         self.time_before = self.history["time"]
-        set_rng_state(state["rng"], self.loader)
+        per_rank = state.get("rng_per_rank")
+        same_world = isinstance(per_rank, list) and len(per_rank) == self.world_size
+        set_rng_state(per_rank[self.rank] if same_world else state["rng"], self.loader)
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
     def _progress_bar(self):
         """A tqdm bar over all steps of the run (disabled when progress=False)."""
@@ -435,10 +494,13 @@ class _Trainer:
         except TypeError:  # an iterable without a length
             total = None
         return tqdm(total=total, initial=self.history["global_step"], desc="train", unit="step",
-                    disable=not self.show_progress, dynamic_ncols=True)
+                    disable=not self.show_progress or self.rank != 0, dynamic_ncols=True)
 
     def _run_epoch(self) -> bool:
         """Train on the epoch's remaining batches, then close it.  False when the time limit stopped it."""
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):   # a DistributedSampler: the order of epoch e is fixed by (seed, e)
+            sampler.set_epoch(self.history["epoch"])
         for batch in remaining_batches(self.loader, self.progress):
             self._step(batch)
             self._call_back()
@@ -474,14 +536,26 @@ class _Trainer:
     def _update(self, batch, step: int) -> tuple[float, dict]:
         """zero_grad, loss_fn, backward, clipping and the optimizer step; the loss and metrics as numbers."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss, metrics = _unpack_loss(self.loss_fn(self.model, batch))
-        value = float(loss.detach())
+        with distributed.autocast(self.device, self.amp_dtype):
+            loss, metrics = _unpack_loss(self.forward(batch))
+        value = distributed.all_mean(float(loss.detach()), self.device)   # the same number on every process
         if not math.isfinite(value):
             raise FloatingPointError(self._nan_message(value, step))
-        loss.backward()
+        optimizers = self.optimizer.each() if isinstance(self.optimizer, _Optimizers) else [self.optimizer]
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+            for optimizer in optimizers:
+                self.scaler.unscale_(optimizer)
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:   # float16: a step whose gradients overflowed is skipped and the scale lowered
+            for optimizer in optimizers:
+                self.scaler.step(optimizer)
+            self.scaler.update()
         return value, metrics
 
     def _nan_message(self, value: float, step: int) -> str:
@@ -528,7 +602,7 @@ class _Trainer:
         history = self.history
         self._flush_window()
         history["epoch_loss"].append(self.progress["epoch_loss_sum"] / done)
-        if self.val_fn is not None:
+        if self.val_fn is not None and self.rank == 0:
             _append_row(history["val"], self._validate(), history["epoch"] + 1)
         if self.scheduler is not None and self.scheduler_interval == "epoch":
             self.scheduler.step()
@@ -554,7 +628,7 @@ class _Trainer:
         return {str(name): _as_float(value, f"val_fn result {name!r}") for name, value in result.items()}
 
     def _out_of_time(self) -> bool:
-        return self.deadline.passed()
+        return distributed.any_process(self.deadline.passed(), self.device)
 
     def _stop_for_time(self) -> bool:
         """Save and mark the run as stopped by the time limit.  Returns False (stop training)."""
@@ -567,12 +641,32 @@ class _Trainer:
         self.history["time"] = self.time_before + self.deadline.elapsed()
         if self.path is None:
             return
+        states = distributed.gather(get_rng_state(self.loader))    # every process's RNG, on rank 0
+        if self.rank != 0:
+            return
         _check_finite_parameters(self.model, self.history["global_step"], self.path)
+        extra = {"world_size": self.world_size}
+        if self.world_size > 1:
+            extra["rng_per_rank"] = states
+        if self.scaler is not None:
+            extra["scaler"] = self.scaler.state_dict()
         save_checkpoint(self.path, self.model, self.optimizer, self.scheduler, history=self.history,
-                        progress=self.progress, rng=get_rng_state(self.loader))
+                        progress=self.progress, rng=states[0], **extra)
 
 
 # --------------------------------------------------------------------------- small helpers
+
+
+class _LossModule(nn.Module):
+    """``loss_fn(model, batch)`` as a module's forward, so ``DistributedDataParallel`` sees the whole
+    loss computation (whatever methods of the model ``loss_fn`` calls) and averages its gradients."""
+
+    def __init__(self, model: nn.Module, loss_fn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch):
+        return self.loss_fn(self.model, batch)
 
 
 def _new_window() -> dict:

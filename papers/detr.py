@@ -284,6 +284,9 @@ class EncoderLayer(nn.Module):
 
     ``forward(x (B, S, d), pos (S, d) or (B, S, d)) -> (B, S, d)``; ``attention.weights_softmax``
     keeps the last ``(B, heads, S, S)`` weights.
+
+    Rule: attention is A4's ``MultiHeadAttention``: you may not use ``nn.MultiheadAttention`` or
+    ``F.scaled_dot_product_attention``.
     """
 
     def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float = 0.0):
@@ -318,6 +321,9 @@ class DecoderLayer(nn.Module):
     Self-attention lets the queries agree on who predicts what (no NMS needed); cross-attention
     lets each query gather the image features of "its" object.  ``cross_attention.weights_softmax``
     keeps the last ``(B, heads, Q, S)`` weights (the decoder attention maps of the notebook).
+
+    Rule: attention is A4's ``MultiHeadAttention``: you may not use ``nn.MultiheadAttention`` or
+    ``F.scaled_dot_product_attention``.
     """
 
     def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float = 0.0):
@@ -746,13 +752,56 @@ def _answer(network, images: torch.Tensor, meta: dict, score_thresh: float) -> l
     return decode_predictions(*network(images), meta["image_size"], score_thresh)
 
 
+def train_defaults(cfg) -> dict:
+    """The notebook's training recipe (papers/detr.ipynb) for ``cfg.dataset`` in ``cfg.mode``."""
+    on_voc = cfg.dataset == "voc2007"
+    return {"image_size": 224 if on_voc else cfg.pick(64, 96), "train_size": cfg.pick(1000, None),
+            "val_size": cfg.pick(200, None), "draws": cfg.pick(1, 8), "epochs": cfg.pick(3, 2),
+            "batch_size": cfg.pick(16, 32), "lr": 1e-3, "warmup": cfg.pick(50, 300)}
+
+
+def build_for_training(settings: dict, class_names) -> tuple[DETR, dict]:
+    """The notebook's DETR for ``class_names`` at ``settings["image_size"]``, and its keyword arguments."""
+    config = {"num_classes": len(class_names), "d_model": 128, "num_heads": 4, "num_encoder_layers": 2,
+              "num_decoder_layers": 3, "ffn_dim": 256, "num_queries": 12, "feature_stride": 8,
+              "query_type": "anchor", "dropout": 0.0, "image_size": settings["image_size"],
+              "class_names": list(class_names)}
+    return DETR(**config), config
+
+
+def set_loss_fn(model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
+    """DETR's set loss on a batch of ``(images, gt_boxes)``, summed over the decoder layers; each term logged."""
+    images, gt_boxes = batch
+    targets = gt_boxes_to_set_targets(gt_boxes, tuple(images.shape[-2:]))
+    losses = set_loss(*model.forward_all_layers(images), targets)
+    return losses["loss"], {name: float(value) for name, value in losses.items() if name != "loss"}
+
+
+def warmup_cosine(optimizer, settings: dict, total_steps: int):
+    """Linear warm-up over ``settings["warmup"]`` steps, then a cosine decay to 0 at the last step."""
+    import math
+
+    warmup = settings["warmup"]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (
+        1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+
+
+def train_recipe():
+    """``python -m papers.detr train``: the notebook's training (:func:`A5_detection.harness.detection_recipe`)."""
+    from A5_detection import harness
+
+    return harness.detection_recipe("detr", "detr", train_defaults, build_for_training, set_loss_fn,
+                                    predict_detections, warmup_cosine, weight_decay=1e-4, grad_clip=0.5)
+
+
 def main(argv=None) -> int:
-    """``python -m papers.detr predict IMAGE... [--checkpoint P | --export P] [--out DIR]`` or ``export``
-    (``helpers.export.paper_main``; boxes in the original images' pixels)."""
+    """``python -m papers.detr predict IMAGE... [--checkpoint P | --export P] [--out DIR]``, ``export`` or
+    ``train [...]`` (``helpers.export.paper_main``; boxes in the original images' pixels)."""
     from helpers.export import paper_main
 
-    return paper_main(argv, "detr", "DETR detector (papers/detr.ipynb): predict on images, or export", DETR,
-                      inference_metadata, ("image_size", "class_names"), _answer, detector=True)
+    return paper_main(argv, "detr", "DETR detector (papers/detr.ipynb): train, predict on images, or export", DETR,
+                      inference_metadata, ("image_size", "class_names"), _answer, detector=True,
+                      recipe=train_recipe())
 
 
 if __name__ == "__main__":

@@ -110,6 +110,9 @@ class PatchEmbedding(nn.Module):
         patch_size: ``P``; in_channels: ``C``; emb_dim: ``D``.
 
     Attributes: ``proj`` (the ``nn.Linear``).  ``forward``: ``(N, C, H, W)`` -> ``(N, L, D)``.
+
+    Rule (``forward``): no loops, and no convolution (``F.conv2d``, ``nn.Conv2d``: the tests compare
+    with one).
     """
 
     def __init__(self, patch_size: int, in_channels: int, emb_dim: int):
@@ -174,6 +177,9 @@ class ViTBlock(nn.Module):
 
     Attributes: ``norm1``, ``attn`` (A4 ``MultiHeadAttention``; its ``weights_softmax`` keeps the last
     ``(N, heads, T, T)`` attention weights), ``norm2``, ``fc1``, ``fc2``, ``dropout``.
+
+    Rule (``forward``): no loops; attention is ``self.attn`` (A4's, written by hand): you may not use
+    ``nn.MultiheadAttention`` or ``F.scaled_dot_product_attention`` (the tests compare with the former).
     """
 
     def __init__(self, emb_dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.0):
@@ -406,18 +412,71 @@ def _answer(network, images: torch.Tensor, meta: dict, score_thresh: float) -> t
     return predict(network, images)
 
 
+def train_defaults(cfg) -> dict:
+    """The notebook's training recipe (papers/vit.ipynb) for ``cfg.dataset`` in ``cfg.mode``: the images keep the
+    dataset's size; the validation images are the last ``val_size`` of the training split."""
+    return {"image_size": None, "train_size": cfg.pick(5000, None), "val_size": cfg.pick(1000, 5000),
+            "epochs": cfg.pick(4, 10), "batch_size": 64, "lr": 2e-3}
+
+
+def _training_data(cfg, settings: dict) -> dict:
+    """The training images and the validation images after them (``{"train", "x_val", "y_val", ...}``)."""
+    from torch.utils.data import TensorDataset
+
+    from helpers.datasets import CLASS_NAMES, load_dataset
+
+    num_val, num_train = settings["val_size"], settings["train_size"]
+    x, y, _, _ = load_dataset(cfg.dataset, num_train=None if num_train is None else num_train + num_val,
+                              num_test=1, cfg=cfg)
+    if settings["image_size"] not in (None, x.shape[-1]):
+        raise ValueError(f"the ViT trains at the dataset's image size ({x.shape[-1]} px for {cfg.dataset}); "
+                         f"leave out --image-size (got {settings['image_size']})")
+    if num_val >= x.shape[0]:
+        raise ValueError(f"--val-size {num_val} leaves no training image out of {x.shape[0]}")
+    return {"train": TensorDataset(x[:-num_val], y[:-num_val]), "x_val": x[-num_val:], "y_val": y[-num_val:],
+            "class_names": list(CLASS_NAMES[cfg.dataset]), "dataset": cfg.dataset, "fast": cfg.fast}
+
+
+def build_for_training(settings: dict, data: dict) -> tuple[VisionTransformer, dict]:
+    """The notebook's ViT for the dataset (patch 7 on 28-px images, 4 on CIFAR-10's 32-px; smaller in fast mode)."""
+    images = data["train"].tensors[0]
+    cifar = data["dataset"] == "cifar10"
+    shape = (dict(patch_size=7, emb_dim=32, depth=2, num_heads=2, mlp_dim=64) if data["fast"]
+             else dict(patch_size=7, emb_dim=128, depth=6, num_heads=4, mlp_dim=256))
+    if cifar:
+        shape["patch_size"] = 4
+    mean, std = CIFAR10_STATS if cifar else FASHION_MNIST_STATS
+    config = dict(image_size=images.shape[-1], in_channels=images.shape[1], num_classes=len(data["class_names"]),
+                  dropout=0.0, mean=mean, std=std, class_names=data["class_names"], **shape)
+    return VisionTransformer(**config), config
+
+
+def train_recipe():
+    """``python -m papers.vit train``: the notebook's training (AdamW, warm-up then cosine, label smoothing)."""
+    from A4_rnn_transformer.transformer import warmup_scheduler
+    from helpers.train_command import Recipe
+
+    return Recipe(
+        "vit", "vit", "cifar10", "fashion_mnist", train_defaults, _training_data, build_for_training,
+        vit_loss_fn(smoothing=0.1, max_shift=0),
+        lambda model, s: torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=0.05),
+        lambda optimizer, s, total: warmup_scheduler(optimizer, max(1, total // 10), total),
+        lambda data: (lambda model: {"acc": accuracy(model, data["x_val"], data["y_val"])}))
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m papers.vit predict IMAGE... [--checkpoint P | --export P] [--out DIR]`` and ``export``.
 
     ``predict`` writes ``<out>/predictions.json``: per image its file, the top-3 classes and their
     probabilities.  ``export`` turns a saved model (``helpers.export.save_model``, which the
-    notebook writes) into a ``torch.export`` file.  See ``helpers.export.paper_main``.
+    notebook writes) into a ``torch.export`` file.  ``train [...]`` trains as the notebook does.  See
+    ``helpers.export.paper_main``.
     """
     from helpers.export import paper_main
 
     return paper_main(argv, "vit", "ViT image classification: predict classes of image files, or export a model.",
                       VisionTransformer, inference_metadata, ("image_size", "in_channels", "class_names"), _answer,
-                      detector=False)
+                      detector=False, recipe=train_recipe())
 
 
 if __name__ == "__main__":

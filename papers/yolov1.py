@@ -366,7 +366,7 @@ def yolo_loss(raw: torch.Tensor, targets: torch.Tensor, num_boxes: int, lambda_c
     Returns:
         dict of the five terms (scalars, weighted) ``coord_xy, coord_wh, conf_obj, conf_noobj, class``.
 
-    Rule: no loops over cells or boxes.  Hint: find the responsible boxes under
+    Rule: no loops (over cells, boxes or anything else).  Hint: find the responsible boxes under
     ``torch.no_grad()``; ``F.one_hot`` turns their index into a ``(N, S, S, B)`` mask.
     """
     parts = split_predictions(raw, num_boxes, squash)
@@ -632,15 +632,48 @@ def _answer(network, images: torch.Tensor, meta: dict, score_thresh: float) -> l
                               squash=meta["squash"])
 
 
+def train_defaults(cfg) -> dict:
+    """The notebook's training recipe (papers/yolov1.ipynb) for ``cfg.dataset`` in ``cfg.mode``."""
+    on_voc = cfg.dataset == "voc2007"
+    return {"image_size": 448 if on_voc else cfg.pick(64, 96), "train_size": cfg.pick(2000, None),
+            "val_size": cfg.pick(200, None), "draws": cfg.pick(1, 4), "epochs": cfg.pick(5, 6),
+            "batch_size": cfg.pick(16, 32), "lr": cfg.pick(3e-3, 4e-3), "paper_layout": on_voc}
+
+
+def build_for_training(settings: dict, class_names) -> tuple[YOLOv1, dict]:
+    """The notebook's YOLOv1 (the paper's layout and head on VOC, the small ones on the generated scenes)."""
+    size, paper = settings["image_size"], settings["paper_layout"]
+    config = dict(num_classes=len(class_names), image_size=size,
+                  grid_size=size // 64 if paper else size // layout_stride(SMALL_LAYOUT), num_boxes=2,
+                  layout="paper" if paper else "small", head="fc" if paper else "conv", hidden=4096 if paper else 128,
+                  dropout=0.5 if paper else 0.0, class_names=list(class_names))
+    return YOLOv1(**config), config
+
+
+def yolo_loss_fn(model: YOLOv1, batch) -> tuple[torch.Tensor, dict]:
+    """The YOLOv1 loss of a batch ``(images, gt_boxes)``, each term logged."""
+    losses = model.loss(*batch)
+    return sum(losses.values()), {name: float(value.detach()) for name, value in losses.items()}
+
+
+def train_recipe():
+    """``python -m papers.yolov1 train``: the notebook's training (:func:`A5_detection.harness.detection_recipe`)."""
+    from A5_detection import harness
+
+    return harness.detection_recipe("yolov1", "yolov1", train_defaults, build_for_training, yolo_loss_fn,
+                                    predict_detections, harness.one_cycle(0.1), weight_decay=5e-4, grad_clip=10.0)
+
+
 def main(argv=None) -> int:
     """``python -m papers.yolov1 predict IMAGE... [--checkpoint P | --export P] [--out DIR]`` writes
     ``DIR/predictions.json`` (boxes in the original images' pixels) and ``DIR/<image>_yolov1.png``;
     ``python -m papers.yolov1 export [--checkpoint P] [--out FILE.pt2]`` writes the export (decoding
-    settings inside).  See ``helpers.export.paper_main``."""
+    settings inside); ``train [...]`` trains as the notebook does.  See ``helpers.export.paper_main``."""
     from helpers.export import paper_main
 
-    return paper_main(argv, "yolov1", "YOLOv1 (Redmon et al., 2016): detect objects in images.", YOLOv1,
-                      inference_metadata, ("image_size", "num_boxes", "squash", "class_names"), _answer, detector=True)
+    return paper_main(argv, "yolov1", "YOLOv1 (Redmon et al., 2016): train, or detect objects in images.", YOLOv1,
+                      inference_metadata, ("image_size", "num_boxes", "squash", "class_names"), _answer, detector=True,
+                      recipe=train_recipe())
 
 
 if __name__ == "__main__":

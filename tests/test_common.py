@@ -8,34 +8,36 @@ VOC devkit's rules written below with loops over Python lists, and on hand-compu
 """
 
 import math
-from unittest import mock
 
 import pytest
 import torch
 import torchvision.ops as tvo
+from detection_support import reference_voc
+from under_test import load, rules_of
 
-from A5_detection import common
-from A5_detection.common import (
-    ERROR_KINDS,
-    DetectorBackboneWithFPN,
-    RegNetTrunk,
-    average_precision,
-    box_iou,
-    class_candidates,
-    class_spec_nms,
-    confusion_counts,
-    count_errors,
-    detection_errors,
-    evaluate_detections,
-    generalized_box_iou,
-    get_fpn_location_coords,
-    ignore_classes,
-    nms,
-    paired_iou,
-    predict_in_batches,
-    roi_align,
-)
 from helpers.gradcheck import compute_numeric_gradient, rel_error
+
+common = load("A5_detection.common")
+support = load("detection_support")  # stand-in trunks and autograd, where the student's model lives
+ut = load("under_test")
+ERROR_KINDS = common.ERROR_KINDS
+DetectorBackboneWithFPN = common.DetectorBackboneWithFPN
+RegNetTrunk = load("helpers.backbone").RegNetTrunk
+average_precision = common.average_precision
+box_iou = common.box_iou
+class_candidates = common.class_candidates
+class_spec_nms = common.class_spec_nms
+confusion_counts = common.confusion_counts
+count_errors = common.count_errors
+detection_errors = common.detection_errors
+evaluate_detections = common.evaluate_detections
+generalized_box_iou = common.generalized_box_iou
+get_fpn_location_coords = common.get_fpn_location_coords
+ignore_classes = common.ignore_classes
+nms = common.nms
+paired_iou = common.paired_iou
+predict_in_batches = common.predict_in_batches
+roi_align = common.roi_align
 
 # Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 IOU = pytest.mark.grade("box_iou", points=2)
@@ -52,6 +54,30 @@ BACKBONE = pytest.mark.grade("DetectorBackboneWithFPN", points=4)
 GIVEN = pytest.mark.grade("given code: input checks", points=0)
 
 F64 = torch.float64
+# The rules each docstring states: how many Python loops (None: not limited), what it may not call, and
+# the given functions of the module it calls that the check does not follow.
+RULES = {
+    "box_iou": (IOU, 0, ("torchvision", "box_iou")),
+    "generalized_box_iou": (GIOU, 0, ("torchvision", "generalized_box_iou")),
+    "paired_iou": (PAIRED_IOU, 0, ()),
+    "nms": (NMS, None, ("torchvision", "nms", "batched_nms")),
+    "class_candidates": (CLASS_NMS, 0, ()),
+    "roi_align": (ROI_ALIGN, 1, ("torchvision", "roi_align")),  # one loop: over the images
+    "get_fpn_location_coords": (FPN, 1, ()),  # the given loop over the levels
+    "average_precision": (AP, 0, ()),
+}
+
+
+def rule_mark(mark):
+    """The same group and points, marked as a rule check: when it fails, course.grade scores the group 0."""
+    return pytest.mark.grade(mark.args[0], points=mark.kwargs["points"], rule=True)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=rule_mark(mark)) for n, (mark, *_) in RULES.items()])
+def test_rules_of_the_docstrings(name):
+    """The docstrings' rules: no loops where they say so, and not the torchvision function the tests compare with."""
+    _, loops, forbid, *given = RULES[name]
+    rules_of("A5_detection.common", name, loops=loops, forbid=forbid, given=given)
 
 
 def gen(seed=0):
@@ -304,15 +330,16 @@ def test_roi_align_matches_torchvision_values_and_gradients(sampling_ratio, alig
     g = gen(sampling_ratio + 10 * aligned + int(1 / spatial_scale))
     features = torch.randn(3, 4, 9, 11, generator=g, dtype=F64)
     rois = roi_rows(14, 3, 9, 11, g, spatial_scale)
-    ours_in, ref_in = features.clone().requires_grad_(), features.clone().requires_grad_()
-    out = roi_align(ours_in, rois, (3, 4), spatial_scale, sampling_ratio, aligned)
+    ref_in = features.clone().requires_grad_()
     ref = tvo.roi_align(ref_in, rois, (3, 4), spatial_scale, sampling_ratio, aligned)
+    weights = torch.randn(ref.shape, generator=g, dtype=F64)
+    # autograd runs where roi_align lives (``under_test.backward_through``)
+    out, (grad,) = ut.backward_through(roi_align, [features.clone().requires_grad_(), rois, (3, 4), spatial_scale,
+                                                   sampling_ratio, aligned], weights)
     assert out.shape == (14, 4, 3, 4) and out.dtype == F64
-    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
-    weights = torch.randn(out.shape, generator=g, dtype=F64)
-    (out * weights).sum().backward()
+    torch.testing.assert_close(out, ref.detach(), rtol=0, atol=1e-12)
     (ref * weights).sum().backward()
-    torch.testing.assert_close(ours_in.grad, ref_in.grad, rtol=0, atol=1e-12)
+    torch.testing.assert_close(grad, ref_in.grad, rtol=0, atol=1e-12)
 
 
 @ROI_ALIGN
@@ -342,13 +369,13 @@ def test_roi_align_gradient_matches_numeric_gradient():
     def f(x):
         return (roi_align(x, rois, (2, 3), sampling_ratio=2, aligned=True) * weights).sum()
 
-    x = features.clone().requires_grad_()
-    f(x).backward()
-    assert rel_error(x.grad, compute_numeric_gradient(f, features.clone())) < 1e-7
+    _, (grad,) = ut.backward_through(roi_align, [features.clone().requires_grad_(), rois, (2, 3)], weights,
+                                     sampling_ratio=2, aligned=True)
+    assert rel_error(grad, compute_numeric_gradient(f, features.clone())) < 1e-7
     # no gradient reaches the boxes (as in torchvision)
-    boxes = rois.clone().requires_grad_()
-    roi_align(features.clone().requires_grad_(), boxes, 2).sum().backward()
-    assert boxes.grad is None
+    _, (_, box_grad) = ut.backward_through(roi_align, [features.clone().requires_grad_(),
+                                                       rois.clone().requires_grad_(), 2])
+    assert box_grad is None
 
 
 @ROI_ALIGN
@@ -408,65 +435,6 @@ def test_fpn_location_coords_match_a_loop():
 
 
 # --------------------------------------------------------------------------- VOC mAP: a plain reference
-
-
-def reference_iou(a, b):
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def reference_voc(predictions, ground_truths, num_classes, iou_threshold=0.5):
-    """The VOC devkit's evaluation, written with loops over Python lists (no tensor arithmetic)."""
-    aps, curves = [], []
-    for cls in range(num_classes):
-        truth, num_positives = [], 0
-        for gt in ground_truths:
-            flags = gt["difficult"].tolist() if "difficult" in gt else [False] * len(gt["labels"])
-            triples = zip(gt["boxes"].tolist(), gt["labels"].tolist(), flags, strict=True)
-            rows = [[box, hard, False] for box, label, hard in triples if label == cls]
-            truth.append(rows)
-            num_positives += sum(1 for row in rows if not row[1])
-        detections = []
-        for image, pred in enumerate(predictions):
-            triples = zip(pred["boxes"].tolist(), pred["scores"].tolist(), pred["labels"].tolist(), strict=True)
-            for box, score, label in triples:
-                if label == cls:
-                    detections.append((score, image, box))
-        detections = sorted(detections, key=lambda d: -d[0])  # sorted() is stable: ties keep input order
-        outcomes = []
-        for _, image, box in detections:
-            best, best_row = -1.0, None
-            for row in truth[image]:
-                overlap = reference_iou(box, row[0])
-                if overlap > best:
-                    best, best_row = overlap, row
-            if best_row is not None and best >= iou_threshold:
-                if best_row[1]:
-                    continue  # difficult: ignored
-                outcomes.append(not best_row[2])
-                best_row[2] = True
-            else:
-                outcomes.append(False)
-        if num_positives == 0:
-            aps.append(math.nan)
-            curves.append(([], []))
-            continue
-        precision, recall, tp = [], [], 0
-        for rank, ok in enumerate(outcomes, start=1):
-            tp += ok
-            precision.append(tp / rank)
-            recall.append(tp / num_positives)
-        # the devkit's formulation: pad, make precision monotone from the right, sum where recall changes
-        mrec, mpre = [0.0] + recall + [1.0], [0.0] + precision + [0.0]
-        for i in range(len(mpre) - 2, -1, -1):
-            mpre[i] = max(mpre[i], mpre[i + 1])
-        aps.append(sum((mrec[i] - mrec[i - 1]) * mpre[i] for i in range(1, len(mrec)) if mrec[i] != mrec[i - 1]))
-        curves.append((precision, recall))
-    valid = [ap for ap in aps if not math.isnan(ap)]
-    return (sum(valid) / len(valid) if valid else math.nan), aps, curves
 
 
 def random_scene(g, num_images, num_classes):
@@ -788,27 +756,9 @@ def test_evaluate_detections_refuses_bad_input_clearly():
 # --------------------------------------------------------------------------- backbone with FPN
 
 
-class FakeTrunk(torch.nn.Module):
-    """Returns fixed ``c3, c4, c5`` maps and records the (normalised) images it was given."""
-
-    def __init__(self, feats):
-        super().__init__()
-        self.feats, self.out_channels, self.seen = feats, {k: v.shape[1] for k, v in feats.items()}, None
-
-    def forward(self, x):
-        self.seen = x
-        return self.feats
-
-
-def backbone_on(trunk, out_channels=8):
-    """A ``DetectorBackboneWithFPN`` built on ``trunk`` (its FPN convolutions sized for the trunk's channels)."""
-    torch.manual_seed(0)
-    with mock.patch.object(common, "_make_trunk", lambda pretrained: trunk):
-        return DetectorBackboneWithFPN(out_channels)
-
-
 def fake_backbone(feats, out_channels=8):
-    return backbone_on(FakeTrunk(feats), out_channels).eval()
+    """The student's ``DetectorBackboneWithFPN`` on a trunk that returns ``feats`` (``detection_support.FakeTrunk``)."""
+    return support.backbone_on(support.FakeTrunk(feats), out_channels).eval()
 
 
 @BACKBONE
@@ -816,14 +766,15 @@ def fake_backbone(feats, out_channels=8):
 def test_backbone_shapes_and_strides(size):
     torch.manual_seed(0)
     model = DetectorBackboneWithFPN(out_channels=16)
-    assert model.fpn_strides == {"p3": 8, "p4": 16, "p5": 32}
+    assert dict(model.fpn_strides) == {"p3": 8, "p4": 16, "p5": 32}
     feats = model(torch.rand(2, 3, size, size))
     assert sorted(feats) == ["p3", "p4", "p5"]
     for level, stride in model.fpn_strides.items():
         assert feats[level].shape == (2, 16, size // stride, size // stride)
         assert torch.isfinite(feats[level]).all()
-    feats["p3"].mean().backward()  # every FPN level reaches the trunk's first layer
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.stem.parameters())
+    # every FPN level reaches the trunk's first layer (autograd where the model lives)
+    grads = support.stem_gradients(model, torch.rand(2, 3, size, size))
+    assert grads and all(grad is not None and grad.abs().sum() > 0 for grad in grads)
 
 
 @BACKBONE
@@ -856,7 +807,7 @@ def test_backbone_normalises_images_with_imagenet_statistics():
 @BACKBONE
 def test_backbone_on_the_regnet_trunk_without_downloading():
     """The ``pretrained=True`` trunk, built with random weights (no network): same interface."""
-    model = backbone_on(RegNetTrunk())
+    model = support.backbone_on(RegNetTrunk())
     with torch.no_grad():
         feats = model.eval()(torch.rand(1, 3, 64, 64))
     assert {k: tuple(v.shape) for k, v in feats.items()} == {"p3": (1, 8, 8, 8), "p4": (1, 8, 4, 4),
@@ -963,27 +914,13 @@ def test_confusion_counts_and_class_agnostic_ap():
     assert evaluate_detections(ignore_classes([mislabelled]), ignore_classes([gt]), num_classes=1)["mAP"] == 1.0
 
 
-class _MeanBox(torch.nn.Module):
-    """A stand-in detector: one box per image, scored by the image's mean; records its mode and batches."""
-
-    def __init__(self):
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.ones(()))
-        self.seen = []
-
-    def detect(self, batch):
-        self.seen.append((self.training, batch.dtype, batch.shape[0]))
-        return [{"boxes": torch.tensor([[0.0, 0.0, 2.0, 2.0]]), "scores": (image.mean() * self.weight)[None],
-                 "labels": torch.zeros(1, dtype=torch.int64)} for image in batch]
-
-
 @GIVEN
 def test_predict_in_batches_scales_uint8_batches_and_restores_the_mode():
-    model = _MeanBox()
+    model = support.MeanBox()
     images = torch.full((5, 3, 4, 4), 255, dtype=torch.uint8)
     predictions = predict_in_batches(model, images, model.detect, batch_size=2)
     assert [p["scores"].item() for p in predictions] == [1.0] * 5  # 255 -> 1.0
-    assert model.seen == [(False, torch.float32, 2), (False, torch.float32, 2), (False, torch.float32, 1)]
+    assert list(model.seen) == [(False, torch.float32, 2), (False, torch.float32, 2), (False, torch.float32, 1)]
     assert model.training and not predictions[0]["scores"].requires_grad
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         predict_in_batches(model, images[0], model.detect)
@@ -1026,13 +963,13 @@ def test_generalized_box_iou_gradient():
     gen = torch.Generator().manual_seed(1)
     a, b = _random_boxes(4, gen, scale=10.0), _random_boxes(3, gen, scale=10.0)
     weights = torch.randn(4, 3, generator=gen, dtype=torch.float64)
-    a1, b1 = a.clone().requires_grad_(), b.clone().requires_grad_()
-    (generalized_box_iou(a1, b1) * weights).sum().backward()
+    _, (grad_a, grad_b) = ut.backward_through(generalized_box_iou, [a.clone().requires_grad_(),
+                                                                    b.clone().requires_grad_()], weights)
     a2, b2 = a.clone().requires_grad_(), b.clone().requires_grad_()
     (tvo.generalized_box_iou(a2, b2) * weights).sum().backward()
-    assert rel_error(a1.grad, a2.grad) < 1e-10 and rel_error(b1.grad, b2.grad) < 1e-10
+    assert rel_error(grad_a, a2.grad) < 1e-10 and rel_error(grad_b, b2.grad) < 1e-10
     numeric = compute_numeric_gradient(lambda x: (generalized_box_iou(x, b) * weights).sum(), a.clone())
-    assert rel_error(a1.grad, numeric) < 1e-6
+    assert rel_error(grad_a, numeric) < 1e-6
 
 
 @GIVEN

@@ -13,33 +13,28 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from under_test import load, rules_of
 
-from A3_fc_cnn import convolutional_networks as cnn
-from A3_fc_cnn.convolutional_networks import (
-    OVERFIT_NET,
-    OVERFIT_SOLVER,
-    BatchNorm,
-    Conv,
-    Conv_BatchNorm_ReLU,
-    Conv_BatchNorm_ReLU_Pool,
-    Conv_ReLU,
-    Conv_ReLU_Pool,
-    DeepConvNet,
-    FastConv,
-    FastMaxPool,
-    Linear_BatchNorm_ReLU,
-    MaxPool,
-    SpatialBatchNorm,
-    ThreeLayerConvNet,
-    create_convolutional_solver_instance,
-    find_overfit_parameters,
-    kaiming_initializer,
-)
-from A3_fc_cnn.fully_connected_networks import adam
 from helpers.datasets import DatasetNotFoundError, load_dataset, preprocess_dataset
 from helpers.gradcheck import autograd_gradients as autograd
 from helpers.gradcheck import compute_numeric_gradient, rel_error
-from helpers.solver import Solver
+
+MODULE = "A3_fc_cnn.convolutional_networks"
+cnn = load(MODULE)
+OVERFIT_NET = cnn.OVERFIT_NET
+OVERFIT_SOLVER = cnn.OVERFIT_SOLVER
+BatchNorm = cnn.BatchNorm
+Conv = cnn.Conv
+DeepConvNet = cnn.DeepConvNet
+FastConv = cnn.FastConv
+FastMaxPool = cnn.FastMaxPool
+MaxPool = cnn.MaxPool
+SpatialBatchNorm = cnn.SpatialBatchNorm
+ThreeLayerConvNet = cnn.ThreeLayerConvNet
+create_convolutional_solver_instance = cnn.create_convolutional_solver_instance
+find_overfit_parameters = cnn.find_overfit_parameters
+kaiming_initializer = cnn.kaiming_initializer
+adam = load("A3_fc_cnn.fully_connected_networks").adam
 
 TOL = 1e-7  # numeric vs analytic gradients, float64
 EXACT = {"rtol": 1e-12, "atol": 1e-12}  # float64 results that only differ by rounding
@@ -60,29 +55,91 @@ HYPER = pytest.mark.grade("your hyper-parameters", points=3)
 CUDA = pytest.mark.grade("DeepConvNet on CUDA", points=0)  # not scored: most graders have no GPU
 GIVEN = pytest.mark.grade("given code: input checks, save/load", points=0)
 
+# What the docstrings forbid: autograd everywhere (the backward passes are written by hand), torch's own
+# layers where the layer is yours to write.
+NO_AUTOGRAD = ("autograd", "requires_grad", "requires_grad_", "enable_grad", "set_grad_enabled")
+NO_CONV = (*NO_AUTOGRAD, "conv2d", "Conv2d", "unfold", "Unfold", "fold", "Fold", "conv_transpose2d")
+NO_POOL = (*NO_AUTOGRAD, "max_pool2d", "MaxPool2d", "max_pool2d_with_indices", "adaptive_max_pool2d")
+NO_BATCHNORM = (*NO_AUTOGRAD, "batch_norm", "BatchNorm1d", "BatchNorm2d", "functional")
+NO_TORCH_LAYERS = (*NO_CONV, *NO_POOL, *NO_BATCHNORM, "linear", "relu", "cross_entropy")
+
+
+def rule_mark(mark):
+    """The same group and points, marked as a rule check: when it fails, course.grade scores the group 0."""
+    return pytest.mark.grade(mark.args[0], points=mark.kwargs["points"], rule=True)
+
+
+# (function, group, most loops allowed, names it may not use): the rules its docstring states.
+RULES_STATED = [
+    ("Conv.forward", CONV, None, NO_CONV),
+    ("Conv.backward", CONV, None, NO_CONV),
+    ("FastConv.forward", FAST_CONV, None, NO_CONV),
+    ("FastConv.backward", FAST_CONV, None, NO_CONV),
+    ("MaxPool.forward", MAX_POOL, None, NO_POOL),
+    ("MaxPool.backward", MAX_POOL, None, NO_POOL),
+    ("FastMaxPool.forward", FAST_POOL, None, NO_POOL),
+    ("FastMaxPool.backward", FAST_POOL, None, NO_POOL),
+    ("BatchNorm.forward", BATCHNORM, 0, NO_BATCHNORM),
+    ("BatchNorm.backward", BATCHNORM, 0, NO_BATCHNORM),
+    ("BatchNorm.backward_alt", BN_ALT, 0, (*NO_BATCHNORM, "backward")),
+    ("SpatialBatchNorm.forward", SPATIAL_BN, 0, NO_BATCHNORM),
+    ("SpatialBatchNorm.backward", SPATIAL_BN, 0, NO_BATCHNORM),
+    *((f"{name}.{step}", SANDWICH, 0, NO_TORCH_LAYERS)
+      for name in ("Conv_ReLU", "Conv_ReLU_Pool", "Linear_BatchNorm_ReLU", "Conv_BatchNorm_ReLU",
+                   "Conv_BatchNorm_ReLU_Pool") for step in ("forward", "backward")),
+    ("kaiming_initializer", KAIMING, 0, ("init", "kaiming_normal_", "kaiming_uniform_")),
+    ("ThreeLayerConvNet.loss", THREE_LAYER, None, NO_TORCH_LAYERS),
+    ("DeepConvNet.loss", DEEP, None, NO_TORCH_LAYERS),
+]
+
+
+@pytest.mark.parametrize("name, loops, forbid",
+                         [pytest.param(n, loops, forbid, marks=rule_mark(mark), id=n)
+                          for n, mark, loops, forbid in RULES_STATED])
+def test_rules_stated_in_the_docstrings(name, loops, forbid):
+    """No autograd, no torch layer doing the layer's work, no loops where the docstring says so."""
+    rules_of(MODULE, name, loops=loops, forbid=forbid)
+
+
+def gradcheck_there():
+    """``helpers.gradcheck`` where the code under test runs (behind the grader's sandbox: in the worker)."""
+    return load("helpers.gradcheck")
+
+
+def worker_dict(**items):
+    """A dict living where the code under test runs (behind the grader's sandbox: in the worker), so that what
+    the code writes into it (batch normalization's running statistics) is seen here; read it with ``[key]``."""
+    return load("types").SimpleNamespace(d=items).d
+
 
 def randn(*shape, seed=0, scale=1.0):
     return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def check_layer(forward, backward, inputs, reference, zero=(), numeric=True):
-    """Check ``backward`` against numeric gradients and autograd through ``reference``.
+def check_layer(layer, inputs, settings, reference, zero=(), numeric=True):
+    """Check ``layer.backward`` against numeric gradients and autograd through ``reference``.
 
-    ``forward(*inputs) -> (out, cache)``; ``backward(dout, cache)`` returns one gradient
-    per input (a lone tensor for one input); ``reference(*inputs)`` is the same function
+    ``layer.forward(*inputs, *settings) -> (out, cache)``; ``layer.backward(dout, cache)`` returns one
+    gradient per input (a lone tensor for one input); ``reference(*inputs)`` is the same function
     in torch ops.  Gradients at positions ``zero`` are exactly 0 in theory (a bias right
     before batch normalization): there both must be ~0 instead of close in relative error.
+
+    The numeric gradients are computed where the layer runs (behind the grader's sandbox: in the
+    worker, one request instead of one per probe).  What they say cannot be trusted there, but it need
+    not be: the comparison with autograd through ``reference``, made here, pins the same gradients.
     """
-    out, cache = forward(*inputs)
+    inputs = tuple(inputs)
+    out, cache = layer.forward(*inputs, *settings)
     torch.testing.assert_close(out, reference(*inputs), **EXACT)
     dout = randn(*out.shape, seed=99)
-    grads = backward(dout, cache)
+    grads = layer.backward(dout, cache)
     grads = (grads,) if isinstance(grads, torch.Tensor) else tuple(grads)
     assert len(grads) == len(inputs)
-    for i, (grad, x) in enumerate(zip(grads, inputs, strict=True)):
+    numerics = (gradcheck_there().compute_numeric_gradients(layer.forward, list(inputs), dout, after=tuple(settings),
+                                                            index=0) if numeric else [None] * len(inputs))
+    for i, (grad, x, num) in enumerate(zip(grads, inputs, numerics, strict=True)):
         assert grad.shape == x.shape and grad.dtype == x.dtype, i
         if numeric:
-            num = compute_numeric_gradient(lambda t, i=i: forward(*inputs[:i], t, *inputs[i + 1:])[0], x, dout)
             if i in zero:
                 assert grad.abs().max() < 1e-10 and num.abs().max() < 1e-6, i
             else:
@@ -114,8 +171,7 @@ def conv_inputs(x_shape, w_shape):
 def test_conv_naive_forward_and_backward(x_shape, w_shape, stride, pad):
     x, w, b = conv_inputs(x_shape, w_shape)
     param = {"stride": stride, "pad": pad}
-    out, _ = check_layer(lambda *t: Conv.forward(*t, param), Conv.backward, (x, w, b),
-                         lambda *t: F.conv2d(*t, stride=stride, padding=pad))
+    out, _ = check_layer(Conv, (x, w, b), (param,), lambda *t: F.conv2d(*t, stride=stride, padding=pad))
     H_out = 1 + (x_shape[2] + 2 * pad - w_shape[2]) // stride
     W_out = 1 + (x_shape[3] + 2 * pad - w_shape[3]) // stride
     assert out.shape == (x_shape[0], w_shape[0], H_out, W_out)
@@ -135,8 +191,7 @@ def test_conv_naive_hand_computed():
 def test_fast_conv_forward_and_backward(x_shape, w_shape, stride, pad):
     x, w, b = conv_inputs(x_shape, w_shape)
     param = {"stride": stride, "pad": pad}
-    check_layer(lambda *t: FastConv.forward(*t, param), FastConv.backward, (x, w, b),
-                lambda *t: F.conv2d(*t, stride=stride, padding=pad))
+    check_layer(FastConv, (x, w, b), (param,), lambda *t: F.conv2d(*t, stride=stride, padding=pad))
 
 
 @FAST_CONV
@@ -169,13 +224,18 @@ def test_fast_conv_float32_and_non_contiguous_input():
 
 @FAST_CONV
 @pytest.mark.parametrize("budget", [1, 3 * 9 * 9 * 8 * 27])  # one image per chunk; chunks of 3, the last short
-def test_fast_conv_in_chunks_matches_torch(monkeypatch, budget):
+def test_fast_conv_in_chunks_matches_torch(budget):
     """FastConv builds its window matrix a few images at a time: every chunking gives the same result."""
-    monkeypatch.setitem(cnn.FASTCONV_CHUNK_BYTES, "cpu", budget)
-    x, w, b = conv_inputs((7, 3, 9, 9), (5, 3, 3, 3))
-    for stride, pad in ((1, 1), (2, 1)):
-        check_layer(lambda *t, s=stride, p=pad: FastConv.forward(*t, {"stride": s, "pad": p}), FastConv.backward,
-                    (x, w, b), lambda *t, s=stride, p=pad: F.conv2d(*t, stride=s, padding=p), numeric=False)
+    chunk_bytes = cnn.FASTCONV_CHUNK_BYTES  # the module's own dict (monkeypatch cannot send its marker there)
+    saved = chunk_bytes["cpu"]
+    chunk_bytes["cpu"] = budget
+    try:
+        x, w, b = conv_inputs((7, 3, 9, 9), (5, 3, 3, 3))
+        for stride, pad in ((1, 1), (2, 1)):
+            check_layer(FastConv, (x, w, b), ({"stride": stride, "pad": pad},),
+                        lambda *t, s=stride, p=pad: F.conv2d(*t, stride=s, padding=p), numeric=False)
+    finally:
+        chunk_bytes["cpu"] = saved
 
 
 @FAST_CONV
@@ -223,8 +283,7 @@ def pool_param(ph, pw, stride):
 def test_max_pool_naive_forward_and_backward(x_shape, ph, pw, stride):
     x = randn(*x_shape, seed=5)
     param = pool_param(ph, pw, stride)
-    out, _ = check_layer(lambda t: MaxPool.forward(t, param), MaxPool.backward, (x,),
-                         lambda t: F.max_pool2d(t, (ph, pw), stride))
+    out, _ = check_layer(MaxPool, (x,), (param,), lambda t: F.max_pool2d(t, (ph, pw), stride))
     assert out.shape == (*x_shape[:2], 1 + (x_shape[2] - ph) // stride, 1 + (x_shape[3] - pw) // stride)
 
 
@@ -233,8 +292,7 @@ def test_max_pool_naive_forward_and_backward(x_shape, ph, pw, stride):
 def test_fast_max_pool_forward_and_backward_equal_naive(x_shape, ph, pw, stride):
     x = randn(*x_shape, seed=6)
     param = pool_param(ph, pw, stride)
-    check_layer(lambda t: FastMaxPool.forward(t, param), FastMaxPool.backward, (x,),
-                lambda t: F.max_pool2d(t, (ph, pw), stride))
+    check_layer(FastMaxPool, (x,), (param,), lambda t: F.max_pool2d(t, (ph, pw), stride))
     out_fast, cache_fast = FastMaxPool.forward(x, param)
     out_naive, cache_naive = MaxPool.forward(x, param)
     assert torch.equal(out_fast, out_naive)
@@ -253,6 +311,7 @@ TIE_CASES = [(2, 2, 2), (3, 3, 1), (2, 4, 2), (3, 2, 3)]
 
 def assert_ties_match_torch(layer, ph, pw, stride):
     """On inputs full of ties, ``layer``'s gradient equals ``F.max_pool2d``'s exactly."""
+    layer = getattr(cnn, layer)
     for x in tie_inputs():
         out, cache = layer.forward(x, pool_param(ph, pw, stride))
         dout = randn(*out.shape, seed=8)
@@ -263,13 +322,13 @@ def assert_ties_match_torch(layer, ph, pw, stride):
 @MAX_POOL
 @pytest.mark.parametrize("ph, pw, stride", TIE_CASES)
 def test_max_pool_naive_ties_go_to_the_first_maximum_like_torch(ph, pw, stride):
-    assert_ties_match_torch(MaxPool, ph, pw, stride)
+    assert_ties_match_torch("MaxPool", ph, pw, stride)
 
 
 @FAST_POOL
 @pytest.mark.parametrize("ph, pw, stride", TIE_CASES)
 def test_fast_max_pool_ties_go_to_the_first_maximum_like_torch(ph, pw, stride):
-    assert_ties_match_torch(FastMaxPool, ph, pw, stride)
+    assert_ties_match_torch("FastMaxPool", ph, pw, stride)
     # Exactly one entry per window receives its gradient (all-zero input, tiled windows).
     out, cache = FastMaxPool.forward(torch.zeros(1, 1, 4, 4), pool_param(2, 2, 2))
     dx = FastMaxPool.backward(torch.ones_like(out), cache)
@@ -315,8 +374,7 @@ def test_batchnorm_train_forward_normalises():
 @pytest.mark.parametrize("N, D", [(6, 5), (3, 4)])
 def test_batchnorm_backward_numeric_and_autograd(N, D):
     x, gamma, beta = bn_inputs(N, D)
-    check_layer(lambda *t: BatchNorm.forward(*t, {"mode": "train"}), BatchNorm.backward, (x, gamma, beta),
-                torch_bn)
+    check_layer(BatchNorm, (x, gamma, beta), ({"mode": "train"},), torch_bn)
 
 
 @BATCHNORM
@@ -330,7 +388,7 @@ def test_batchnorm_running_stats_match_batchnorm1d(momentum):
     with torch.no_grad():
         bn.weight.copy_(gamma)
         bn.bias.copy_(beta)
-    param = {"mode": "train", "eps": eps, "momentum": momentum}
+    param = worker_dict(mode="train", eps=eps, momentum=momentum)  # the running statistics are written into it
     for step in range(4):
         x = randn(7 + step, D, seed=20 + step, scale=1.0 + step) + 2.0 * step  # moving statistics
         out, _ = BatchNorm.forward(x, gamma, beta, param)
@@ -357,12 +415,12 @@ def test_batchnorm_running_stats_match_batchnorm1d(momentum):
 @BATCHNORM
 def test_batchnorm_first_call_creates_running_stats():
     x, gamma, beta = bn_inputs(N=4, D=3)
-    param = {"mode": "test"}  # no statistics yet: zeros and ones
+    param = worker_dict(mode="test")  # no statistics yet: zeros and ones
     out, _ = BatchNorm.forward(x, gamma, beta, param)
     torch.testing.assert_close(out, gamma * x / math.sqrt(1 + 1e-5) + beta, **EXACT)
     assert torch.equal(param["running_mean"], torch.zeros(3, dtype=torch.float64))
     assert torch.equal(param["running_var"], torch.ones(3, dtype=torch.float64))
-    param = {"mode": "train"}  # default momentum 0.9
+    param = worker_dict(mode="train")  # default momentum 0.9
     BatchNorm.forward(x, gamma, beta, param)
     torch.testing.assert_close(param["running_mean"], 0.1 * x.mean(dim=0), **EXACT)
     torch.testing.assert_close(param["running_var"], 0.9 + 0.1 * x.var(dim=0, unbiased=True), **EXACT)
@@ -380,7 +438,8 @@ def test_batchnorm_backward_alt_equals_backward(N, D, mode):
     for a, b in zip(alt, BatchNorm.backward(dout, cache), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     if mode == "train" and N > 2:  # with N = 2, xhat = +-1 and dx ~ 0: finite differences are all noise
-        numeric = compute_numeric_gradient(lambda t: BatchNorm.forward(t, gamma, beta, {"mode": "train"})[0], x, dout)
+        forward = BatchNorm.forward
+        numeric = compute_numeric_gradient(lambda t: forward(t, gamma, beta, {"mode": "train"})[0], x, dout)
         assert rel_error(alt[0], numeric) < TOL
 
 
@@ -394,8 +453,7 @@ def test_spatial_batchnorm_backward_numeric_and_autograd(shape):
     C = shape[1]
     x = randn(*shape, seed=40, scale=2.0) + 1.0
     gamma, beta = randn(C, seed=41) + 1.0, randn(C, seed=42)
-    check_layer(lambda *t: SpatialBatchNorm.forward(*t, {"mode": "train"}), SpatialBatchNorm.backward,
-                (x, gamma, beta), torch_spatial_bn)
+    check_layer(SpatialBatchNorm, (x, gamma, beta), ({"mode": "train"},), torch_spatial_bn)
 
 
 @SPATIAL_BN
@@ -406,7 +464,7 @@ def test_spatial_batchnorm_running_stats_match_batchnorm2d():
     with torch.no_grad():
         bn.weight.copy_(gamma)
         bn.bias.copy_(beta)
-    param = {"mode": "train", "eps": eps, "momentum": momentum}
+    param = worker_dict(mode="train", eps=eps, momentum=momentum)
     for step in range(3):
         x = randn(2 + step, C, 4, 3, seed=50 + step, scale=1.0 + step) - step
         out, _ = SpatialBatchNorm.forward(x, gamma, beta, param)
@@ -437,30 +495,28 @@ def sandwich_cases():
     def conv_bn(x_, w_, b_, g_, be_):
         return F.batch_norm(F.conv2d(x_, w_, b_, padding=1), None, None, g_, be_, training=True, eps=1e-5)
 
+    # (layer, its inputs, the arguments after them, the reference in torch ops, gradients that are 0)
     return [
-        pytest.param(lambda *t: Conv_ReLU.forward(*t, CONV1), Conv_ReLU.backward, (x, w, b),
+        pytest.param("Conv_ReLU", (x, w, b), (CONV1,),
                      lambda x_, w_, b_: F.relu(F.conv2d(x_, w_, b_, padding=1)), (), id="Conv_ReLU"),
-        pytest.param(lambda *t: Conv_ReLU_Pool.forward(*t, CONV1, POOL2), Conv_ReLU_Pool.backward, (x, w, b),
+        pytest.param("Conv_ReLU_Pool", (x, w, b), (CONV1, POOL2),
                      lambda x_, w_, b_: F.max_pool2d(F.relu(F.conv2d(x_, w_, b_, padding=1)), 2, 2), (),
                      id="Conv_ReLU_Pool"),
-        pytest.param(lambda *t: Linear_BatchNorm_ReLU.forward(*t, {"mode": "train"}), Linear_BatchNorm_ReLU.backward,
-                     (xl, wl, bl, gl, bel),
+        pytest.param("Linear_BatchNorm_ReLU", (xl, wl, bl, gl, bel), ({"mode": "train"},),
                      lambda x_, w_, b_, g_, be_: F.relu(torch_bn(F.linear(x_.reshape(5, 6), w_.T, b_), g_, be_)),
                      (2,), id="Linear_BatchNorm_ReLU"),
-        pytest.param(lambda *t: Conv_BatchNorm_ReLU.forward(*t, CONV1, {"mode": "train"}),
-                     Conv_BatchNorm_ReLU.backward, (x, w, b, gamma, beta),
+        pytest.param("Conv_BatchNorm_ReLU", (x, w, b, gamma, beta), (CONV1, {"mode": "train"}),
                      lambda *t: F.relu(conv_bn(*t)), (2,), id="Conv_BatchNorm_ReLU"),
-        pytest.param(lambda *t: Conv_BatchNorm_ReLU_Pool.forward(*t, CONV1, {"mode": "train"}, POOL2),
-                     Conv_BatchNorm_ReLU_Pool.backward, (x, w, b, gamma, beta),
+        pytest.param("Conv_BatchNorm_ReLU_Pool", (x, w, b, gamma, beta), (CONV1, {"mode": "train"}, POOL2),
                      lambda *t: F.max_pool2d(F.relu(conv_bn(*t)), 2, 2), (2,), id="Conv_BatchNorm_ReLU_Pool"),
     ]
 
 
 @SANDWICH
-@pytest.mark.parametrize("forward, backward, inputs, reference, zero", sandwich_cases())
-def test_sandwich_layers_gradients(forward, backward, inputs, reference, zero):
+@pytest.mark.parametrize("name, inputs, settings, reference, zero", sandwich_cases())
+def test_sandwich_layers_gradients(name, inputs, settings, reference, zero):
     """``zero``: the bias right before batch normalization, whose gradient is 0."""
-    check_layer(forward, backward, inputs, reference, zero=zero)
+    check_layer(getattr(cnn, name), inputs, settings, reference, zero=zero)
 
 
 # --------------------------------------------------------------------------- kaiming_initializer
@@ -486,27 +542,33 @@ def test_kaiming_initializer_shape_and_std(Din, Dout, K, relu):
 
 def randomise_biases(model, seed=0):
     """Random biases, gammas and betas: away from zero-initialised symmetric points."""
-    for name, value in model.params.items():
+    params = model.params  # the model's own dict: writes to it reach the model
+    for name, value in params.items():
         if name.startswith(("b", "gamma", "beta")):
-            model.params[name] = randn(*value.shape, seed=seed + len(model.params) + len(name), scale=0.3) \
+            params[name] = randn(*value.shape, seed=seed + len(params) + len(name), scale=0.3) \
                 + (1.0 if name.startswith("gamma") else 0.0)
 
 
 def check_model_gradients(model, X, y, reference, zero_names=()):
     """Every gradient of ``model.loss`` vs numeric and vs autograd through ``reference(params)``."""
-    loss, grads = model.loss(X, y)
-    assert set(grads) == set(model.params)
-    for name, param in model.params.items():
+    params, model_loss = model.params, model.loss
+    loss, grads = model_loss(X, y)
+    values = dict(params.items())  # the parameters now (copies when the model runs behind the grader's sandbox)
+    assert set(grads) == set(values)
+    # Numeric gradients where the model runs; the autograd reference below, computed here, pins them too.
+    numerics = gradcheck_there().compute_numeric_model_gradients(model, X, y)
+    assert set(numerics) == set(values)
+    for name, param in values.items():
         assert grads[name].shape == param.shape, name
-        numeric = compute_numeric_gradient(lambda _: model.loss(X, y)[0], param)
+        numeric = numerics[name]
         if name in zero_names:
             assert grads[name].abs().max() < 1e-10 and numeric.abs().max() < 1e-6, name
         else:
             assert grads[name].abs().max() > 0, name  # no dead layer: the check means something
             assert rel_error(grads[name], numeric) < TOL, name
-    names = list(model.params)
-    ref_grads = autograd(lambda *ps: reference(dict(zip(names, ps, strict=True))), *model.params.values())
-    torch.testing.assert_close(loss, reference(model.params), **EXACT)
+    names = list(values)
+    ref_grads = autograd(lambda *ps: reference(dict(zip(names, ps, strict=True))), *values.values())
+    torch.testing.assert_close(loss, reference(values), **EXACT)
     for name, ref in zip(names, ref_grads, strict=True):
         torch.testing.assert_close(grads[name], ref, rtol=1e-10, atol=1e-12, msg=name)
 
@@ -524,19 +586,25 @@ def three_layer_reference(X, y, reg):
     return loss
 
 
-def deep_scores(p, X, model, running=None):
+def architecture(model) -> tuple[int, bool, list[int]]:
+    """A DeepConvNet's ``(num_layers, batchnorm, max_pools)``, read once."""
+    return model.num_layers, model.batchnorm, list(model.max_pools)
+
+
+def deep_scores(p, X, arch, running=None):
     """DeepConvNet's scores in torch ops; batch statistics, or ``running`` [(mean, var), ...] when given."""
+    num_layers, batchnorm, max_pools = arch
     out = X
-    for layer in range(1, model.num_layers):
+    for layer in range(1, num_layers):
         out = F.conv2d(out, p[f"W{layer}"], p[f"b{layer}"], padding=1)
-        if model.batchnorm:
+        if batchnorm:
             mean, var = (None, None) if running is None else running[layer - 1]
             out = F.batch_norm(out, mean, var, p[f"gamma{layer}"], p[f"beta{layer}"], training=running is None,
                                eps=1e-5)
         out = F.relu(out)
-        if layer - 1 in model.max_pools:
+        if layer - 1 in max_pools:
             out = F.max_pool2d(out, 2, 2)
-    L = model.num_layers
+    L = num_layers
     return F.linear(out.flatten(1), p[f"W{L}"].T, p[f"b{L}"])
 
 
@@ -561,16 +629,17 @@ def test_three_layer_convnet_shapes_and_initial_loss():
     torch.manual_seed(0)
     model = ThreeLayerConvNet(input_dims=(3, 8, 10), num_filters=6, filter_size=5, hidden_dim=20, num_classes=7,
                               weight_scale=1e-3, dtype=torch.float64)
-    shapes = {k: tuple(v.shape) for k, v in model.params.items()}
+    params = dict(model.params.items())
+    shapes = {k: tuple(v.shape) for k, v in params.items()}
     assert shapes == {"W1": (6, 3, 5, 5), "b1": (6,), "W2": (6 * 4 * 5, 20), "b2": (20,), "W3": (20, 7),
                       "b3": (7,)}
-    assert all((model.params[f"b{i}"] == 0).all() for i in (1, 2, 3))
-    assert model.params["W2"].std().item() == pytest.approx(1e-3, rel=0.1)
+    assert all((params[f"b{i}"] == 0).all() for i in (1, 2, 3))
+    assert params["W2"].std().item() == pytest.approx(1e-3, rel=0.1)
     X, y = randn(20, 3, 8, 10, seed=1), torch.arange(20) % 7
     assert model.loss(X).shape == (20, 7)
     assert model.loss(X, y)[0].item() == pytest.approx(math.log(7), abs=1e-3)
     model.reg = 2.0
-    extra = 2.0 * sum((model.params[k] ** 2).sum() for k in ("W1", "W2", "W3")).item()
+    extra = 2.0 * sum((params[k] ** 2).sum() for k in ("W1", "W2", "W3")).item()
     assert model.loss(X, y)[0].item() == pytest.approx(math.log(7) + extra, abs=1e-3)
     float_model = ThreeLayerConvNet(input_dims=(1, 4, 4), num_filters=2, filter_size=3, hidden_dim=3)
     assert all(v.dtype == torch.float32 for v in float_model.params.values())
@@ -588,7 +657,8 @@ def test_deep_convnet_gradients(batchnorm, reg):
     randomise_biases(model)
     X, y = image_batch(4, (2, 4, 4))
     zero = ("b1", "b2") if batchnorm else ()  # a bias right before batchnorm has no effect
-    check_model_gradients(model, X, y, lambda p: F.cross_entropy(deep_scores(p, X, model), y) + l2(p, reg),
+    arch = architecture(model)
+    check_model_gradients(model, X, y, lambda p: F.cross_entropy(deep_scores(p, X, arch), y) + l2(p, reg),
                           zero_names=zero)
 
 
@@ -597,18 +667,19 @@ def test_deep_convnet_shapes_and_kaiming():
     torch.manual_seed(0)
     model = DeepConvNet(input_dims=(3, 16, 8), num_filters=[16, 32, 32], max_pools=[0, 2], batchnorm=True,
                         num_classes=5, weight_scale="kaiming", dtype=torch.float64)
-    shapes = {k: tuple(v.shape) for k, v in model.params.items()}
+    params = dict(model.params.items())
+    shapes = {k: tuple(v.shape) for k, v in params.items()}
     assert shapes == {"W1": (16, 3, 3, 3), "b1": (16,), "gamma1": (16,), "beta1": (16,),
                       "W2": (32, 16, 3, 3), "b2": (32,), "gamma2": (32,), "beta2": (32,),
                       "W3": (32, 32, 3, 3), "b3": (32,), "gamma3": (32,), "beta3": (32,),
                       "W4": (32 * 4 * 2, 5), "b4": (5,)}
-    assert all((model.params[f"gamma{i}"] == 1).all() and (model.params[f"beta{i}"] == 0).all() for i in (1, 2, 3))
-    assert model.params["W3"].std().item() == pytest.approx(math.sqrt(2 / (32 * 9)), rel=0.05)
-    assert model.params["W4"].std().item() == pytest.approx(math.sqrt(1 / 256), rel=0.1)  # no ReLU after it
+    assert all((params[f"gamma{i}"] == 1).all() and (params[f"beta{i}"] == 0).all() for i in (1, 2, 3))
+    assert params["W3"].std().item() == pytest.approx(math.sqrt(2 / (32 * 9)), rel=0.05)
+    assert params["W4"].std().item() == pytest.approx(math.sqrt(1 / 256), rel=0.1)  # no ReLU after it
     plain = DeepConvNet(input_dims=(1, 8, 8), num_filters=[4, 4], max_pools=[], weight_scale=0.05)
     assert {k: tuple(v.shape) for k, v in plain.params.items()} == {
         "W1": (4, 1, 3, 3), "b1": (4,), "W2": (4, 4, 3, 3), "b2": (4,), "W3": (4 * 8 * 8, 10), "b3": (10,)}
-    assert plain.params["W2"].dtype == torch.float32 and plain.bn_params == []
+    assert plain.params["W2"].dtype == torch.float32 and list(plain.bn_params) == []
     linear = DeepConvNet(input_dims=(2, 3, 3), num_filters=[], max_pools=[], num_classes=4)
     assert set(linear.params) == {"W1", "b1"} and linear.params["W1"].shape == (18, 4)
 
@@ -633,17 +704,18 @@ def test_deep_convnet_batchnorm_modes_and_running_stats():
                         weight_scale=0.5, dtype=torch.float64)
     randomise_biases(model)
     bns = [torch.nn.BatchNorm2d(3, momentum=0.1, dtype=torch.float64) for _ in range(2)]  # our momentum 0.9
+    arch = architecture(model)
     for step in range(3):
         X, y = image_batch(5, (2, 4, 4), seed=step)
         model.loss(X, y)
+        p = dict(model.params.items())
         out = X
         with torch.no_grad():  # the torch layers see what ours saw
             for layer, bn in enumerate(bns, start=1):
-                out = F.conv2d(out, model.params[f"W{layer}"], model.params[f"b{layer}"], padding=1)
+                out = F.conv2d(out, p[f"W{layer}"], p[f"b{layer}"], padding=1)
                 bn(out)
-                out = F.relu(F.batch_norm(out, None, None, model.params[f"gamma{layer}"],
-                                          model.params[f"beta{layer}"], training=True))
-                if layer - 1 in model.max_pools:
+                out = F.relu(F.batch_norm(out, None, None, p[f"gamma{layer}"], p[f"beta{layer}"], training=True))
+                if layer - 1 in arch[2]:
                     out = F.max_pool2d(out, 2, 2)
     for bn_param, bn in zip(model.bn_params, bns, strict=True):
         torch.testing.assert_close(bn_param["running_mean"], bn.running_mean, **EXACT)
@@ -652,7 +724,7 @@ def test_deep_convnet_batchnorm_modes_and_running_stats():
     stats = [(p["running_mean"].clone(), p["running_var"].clone()) for p in model.bn_params]
     scores = model.loss(X)
     assert all(p["mode"] == "test" for p in model.bn_params)
-    torch.testing.assert_close(scores, deep_scores(model.params, X, model, running=stats), **EXACT)
+    torch.testing.assert_close(scores, deep_scores(dict(model.params.items()), X, arch, running=stats), **EXACT)
     assert all(torch.equal(p["running_mean"], s[0]) for p, s in zip(model.bn_params, stats, strict=True))
     assert torch.equal(model.loss(X[:1]), scores[:1])  # test mode: each example on its own
 
@@ -672,6 +744,8 @@ def test_deep_convnet_float32_and_float64():
 @CUDA
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_deep_convnet_on_cuda_matches_cpu():
+    if not load("torch").cuda.is_available():
+        pytest.skip("the code under test runs without a CUDA device (the grader's sandbox shows it none)")
     torch.manual_seed(0)
     cpu = DeepConvNet(input_dims=(3, 8, 8), num_filters=[4, 6], max_pools=[0, 1], batchnorm=True,
                       weight_scale="kaiming", reg=0.1, dtype=torch.float64)
@@ -692,6 +766,12 @@ def test_deep_convnet_on_cuda_matches_cpu():
 # --------------------------------------------------------------------------- save / load
 
 
+def saved_file(path: str) -> dict:
+    """``torch.load(path, weights_only=True)`` where the model that wrote ``path`` runs (behind the grader's
+    sandbox: the worker, whose /tmp is its own)."""
+    return load("torch").load(path, weights_only=True)
+
+
 @GIVEN
 def test_deep_convnet_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
@@ -700,13 +780,13 @@ def test_deep_convnet_save_load_round_trip(tmp_path):
     X, y = torch.randn(6, 1, 8, 8), torch.arange(6) % 3
     for _ in range(2):
         model.loss(X, y)  # running statistics move away from zeros and ones
-    path = tmp_path / "sub" / "deep.pt"
+    path = str(tmp_path / "sub" / "deep.pt")  # written and read where the model lives (see saved_file)
     model.save(path)
-    raw = torch.load(path, weights_only=True)
+    raw = saved_file(path)
     assert raw["model"] == "DeepConvNet"
     other = DeepConvNet(input_dims=(3, 4, 4), num_filters=[2], max_pools=[])
     other.load(path)
-    assert other.reg == 0.05 and other.num_layers == 3 and other.max_pools == [1] and other.batchnorm
+    assert other.reg == 0.05 and other.num_layers == 3 and list(other.max_pools) == [1] and other.batchnorm
     assert other.input_dims == (1, 8, 8)
     for mine, theirs in zip(other.bn_params, model.bn_params, strict=True):
         assert torch.equal(mine["running_mean"], theirs["running_mean"])
@@ -723,21 +803,23 @@ def test_three_layer_convnet_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     model = ThreeLayerConvNet(input_dims=(1, 6, 6), num_filters=2, filter_size=3, hidden_dim=4, num_classes=3,
                               reg=0.2, weight_scale=0.1)
-    model.save(tmp_path / "three.pt")
+    path = str(tmp_path / "three.pt")
+    model.save(path)
     other = ThreeLayerConvNet(input_dims=(3, 4, 4), num_filters=1, filter_size=1, hidden_dim=2)
-    other.load(tmp_path / "three.pt")
+    other.load(path)
     X = torch.randn(3, 1, 6, 6)
     assert other.reg == 0.2 and other.input_dims == (1, 6, 6) and torch.equal(other.loss(X), model.loss(X))
     with pytest.raises(ValueError, match="does not hold a DeepConvNet"):
-        DeepConvNet().load(tmp_path / "three.pt")
+        DeepConvNet().load(path)
 
 
 # --------------------------------------------------------------------------- errors
 
 
 @GIVEN
-@pytest.mark.parametrize("layer", [Conv, FastConv])
+@pytest.mark.parametrize("layer", ["Conv", "FastConv"])
 def test_conv_errors(layer):
+    layer = getattr(cnn, layer)
     x, w, b = conv_inputs((2, 3, 5, 5), (4, 3, 3, 3))
     ok = {"stride": 1, "pad": 1}
     with pytest.raises(ValueError, match="does not tile"):
@@ -763,8 +845,9 @@ def test_conv_errors(layer):
 
 
 @GIVEN
-@pytest.mark.parametrize("layer", [Conv, FastConv])
+@pytest.mark.parametrize("layer", ["Conv", "FastConv"])
 def test_conv_backward_checks_dout(layer):
+    layer = getattr(cnn, layer)
     x, w, b = conv_inputs((2, 3, 5, 5), (4, 3, 3, 3))
     _, cache = layer.forward(x, w, b, {"stride": 1, "pad": 1})
     with pytest.raises(ValueError, match=r"dout must have the shape of the output \(N, F, H', W'\), \(2, 4, 5, 5\)"):
@@ -772,8 +855,9 @@ def test_conv_backward_checks_dout(layer):
 
 
 @GIVEN
-@pytest.mark.parametrize("layer", [MaxPool, FastMaxPool])
+@pytest.mark.parametrize("layer", ["MaxPool", "FastMaxPool"])
 def test_max_pool_errors(layer):
+    layer = getattr(cnn, layer)
     x = randn(2, 3, 5, 6)
     with pytest.raises(ValueError, match="does not tile"):
         layer.forward(x, pool_param(2, 2, 2))  # height 5 - 2 = 3 is odd
@@ -898,9 +982,11 @@ def test_find_overfit_parameters_overfits_50_images(fashion):
     small = {k: v[:50] for k, v in fashion.items()}
     torch.manual_seed(0)
     model = DeepConvNet(input_dims=small["X_train"].shape[1:], num_classes=10, weight_scale=weight_scale,
-                        **OVERFIT_NET)
-    solver = Solver(model, small, update_rule=adam, optim_config={"learning_rate": learning_rate},
-                    verbose=False, seed=0, **OVERFIT_SOLVER)
+                        **dict(OVERFIT_NET.items()))
+    # Built where the model lives (behind the grader's sandbox: in the worker, no round trip per step).
+    solver = load("helpers.solver").Solver(model, small, update_rule=adam,
+                                           optim_config={"learning_rate": learning_rate}, verbose=False, seed=0,
+                                           **dict(OVERFIT_SOLVER.items()))
     solver.train()
     assert max(solver.train_acc_history) == 1.0  # reaches 100% within 30 epochs
 
@@ -908,11 +994,12 @@ def test_find_overfit_parameters_overfits_50_images(fashion):
 @HYPER
 def test_create_convolutional_solver_instance(fashion):
     solver = create_convolutional_solver_instance(fashion, dtype=torch.float64, verbose=False, num_epochs=3)
-    assert isinstance(solver, Solver) and isinstance(solver.model, DeepConvNet)
+    is_a = load("builtins").isinstance  # asked where the objects live
+    assert is_a(solver, load("helpers.solver").Solver) and is_a(solver.model, DeepConvNet)
     model = solver.model
     assert model.input_dims == (1, 28, 28) and model.params[f"b{model.num_layers}"].shape == (10,)
     assert all(v.dtype == torch.float64 for v in model.params.values())
-    assert solver.num_epochs == 3 and solver.epoch == 0 and solver.loss_history == []  # untrained
+    assert solver.num_epochs == 3 and solver.epoch == 0 and list(solver.loss_history) == []  # untrained
     # Five updates of the chosen batch size already beat chance (10%) clearly.
     n = 5 * solver.batch_size
     assert fashion["X_train"].shape[0] >= n, "batch size too large for this test's subset"

@@ -4,6 +4,10 @@ The Hungarian algorithm is checked against ``scipy.optimize.linear_sum_assignmen
 cost matrices (square, wide, tall, tied and integer costs, empty); the set loss on hand-built
 cases whose value is known (a perfect prediction, a permutation of the queries, no targets);
 the model by shapes, by overfitting a few scenes, by its export and by its command line.
+
+The student's objects may live in the grader's worker (``tests/under_test.py``): weights are set
+with ``load_state_dict``, autograd runs there (``backward_through``), and so do training, exports
+and the command line's files (``tests/papers_support.py``); mAP is computed here by a reference.
 """
 
 import itertools
@@ -13,30 +17,33 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from papers_support import folder_in_worker, mean_ap, png_bytes, rule_mark
 from scipy.optimize import linear_sum_assignment
+from under_test import load, rules_of
 
-from A4_rnn_transformer.transformer import position_encoding_sinusoid
-from A5_detection.common import evaluate_detections
 from helpers.datasets import gt_boxes_to_targets, load_detection
-from helpers.export import BOX_FORMAT, export_model, load_exported, max_difference, read_images, save_model
+from helpers.export import BOX_FORMAT
 from helpers.gradcheck import compute_numeric_gradient, rel_error
-from papers import detr
-from papers.detr import (
-    DETR,
-    box_cxcywh_to_xyxy,
-    box_position_code,
-    box_xyxy_to_cxcywh,
-    decode_predictions,
-    gt_boxes_to_set_targets,
-    hungarian,
-    match_predictions,
-    matching_cost,
-    position_encoding_2d,
-    predict_detections,
-    set_loss,
-    sine_encoding,
-    weighted_cross_entropy,
-)
+
+detr = load("papers.detr")
+DETR = detr.DETR
+box_cxcywh_to_xyxy = detr.box_cxcywh_to_xyxy
+box_position_code = detr.box_position_code
+box_xyxy_to_cxcywh = detr.box_xyxy_to_cxcywh
+decode_predictions = detr.decode_predictions
+gt_boxes_to_set_targets = detr.gt_boxes_to_set_targets
+hungarian = detr.hungarian
+match_predictions = detr.match_predictions
+matching_cost = detr.matching_cost
+position_encoding_2d = detr.position_encoding_2d
+predict_detections = detr.predict_detections
+set_loss = detr.set_loss
+sine_encoding = detr.sine_encoding
+weighted_cross_entropy = detr.weighted_cross_entropy
+export = load("helpers.export")          # given code, run where the model lives
+support = load("papers_support")
+worker_folder = pytest.fixture(folder_in_worker, name="worker_folder")  # a scratch folder where the model lives
+backward_through = load("under_test").backward_through
 
 # Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 HUNGARIAN = pytest.mark.grade("hungarian", points=5)
@@ -54,6 +61,31 @@ SMALL = {"d_model": 32, "num_heads": 2, "num_encoder_layers": 1, "num_decoder_la
 def small_model(seed=0, num_classes=3, **kw):
     torch.manual_seed(seed)
     return DETR(num_classes, **{**SMALL, **kw})
+
+
+def position_encoding_sinusoid(K: int, M: int) -> torch.Tensor:
+    """A4's sinusoid ``(1, K, M)`` from its formula, ``PE[p, 2i] = sin(p / 10000^(2i / M))`` and
+    ``PE[p, 2i + 1] = cos(...)``, in float64 then float32 (A4's answer is not this test's reference)."""
+    positions = torch.arange(K, dtype=torch.float64)[:, None]
+    angles = positions / 10000 ** (torch.arange(0, M, 2, dtype=torch.float64) / M)  # (K, ceil(M / 2))
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(K, -1)[:, :M].float()[None]
+
+
+NO_TORCH_ATTENTION = ("MultiheadAttention", "scaled_dot_product_attention", "multi_head_attention_forward")
+# The rules the docstrings state: how many Python loops, and what may not be used.
+RULES = [("hungarian", HUNGARIAN, None, ("linear_sum_assignment",)),
+         ("box_cxcywh_to_xyxy", BOXES, 0, ()), ("box_xyxy_to_cxcywh", BOXES, 0, ()),
+         ("position_encoding_2d", POS, 0, ()),
+         ("matching_cost", LOSS, 0, ()), ("weighted_cross_entropy", LOSS, None, ("cross_entropy",)),
+         ("decode_predictions", MODEL, 1, ()),
+         *[(f"{layer}.{method}", MODEL, None, NO_TORCH_ATTENTION) for layer in ("EncoderLayer", "DecoderLayer")
+           for method in ("__init__", "forward")]]
+
+
+@pytest.mark.parametrize("name, loops, forbid", [pytest.param(n, loops, forbid, marks=rule_mark(mark), id=n)
+                                                 for n, mark, loops, forbid in RULES])
+def test_rules(name, loops, forbid):
+    rules_of("papers.detr", name, loops=loops, forbid=forbid)
 
 
 # --------------------------------------------------------------------------- Hungarian
@@ -206,8 +238,8 @@ def test_box_position_code_puts_a_box_on_the_grid_of_position_encoding_2d():
     probe = torch.rand(3, 4, dtype=torch.float64)
     numeric = compute_numeric_gradient(lambda b: box_position_code(b, (3, 5), 8), probe)
     probe.requires_grad_()
-    box_position_code(probe, (3, 5), 8).sum().backward()
-    assert rel_error(probe.grad, numeric) < 1e-6
+    _, (grad,) = backward_through(box_position_code, [probe, (3, 5), 8])
+    assert rel_error(grad, numeric) < 1e-6
     with pytest.raises(ValueError, match=r"\(\.\.\., 4\)"):
         box_position_code(torch.rand(3, 5), (3, 5), 8)
     with pytest.raises(ValueError, match="even"):
@@ -290,9 +322,9 @@ def test_set_loss_with_empty_targets_is_only_the_no_object_cross_entropy():
     expected = F.cross_entropy(logits.detach().flatten(0, 1), torch.full((10,), 3))
     assert out["loss_class"].item() == pytest.approx(expected.item(), rel=1e-6)
     assert out["loss_l1"].item() == 0.0 and out["loss_giou"].item() == 0.0
-    out["loss"].backward()
-    assert boxes.grad is not None and float(boxes.grad.abs().max()) == 0.0
-    assert float(logits.grad.abs().max()) > 0
+    _, (logits_grad, boxes_grad) = backward_through(support.entry, [set_loss, "loss", logits, boxes, empty])
+    assert boxes_grad is not None and float(boxes_grad.abs().max()) == 0.0
+    assert float(logits_grad.abs().max()) > 0
 
 
 @LOSS
@@ -343,10 +375,9 @@ def test_weighted_cross_entropy_matches_pytorch():
     logits = torch.randn(20, 5, dtype=torch.float64, requires_grad=True)
     labels = torch.randint(0, 5, (20,))
     weights = torch.tensor([1.0, 1.0, 0.5, 2.0, 0.1], dtype=torch.float64)
-    ours = weighted_cross_entropy(logits, labels, weights)
+    ours, (g1,) = backward_through(weighted_cross_entropy, [logits, labels, weights])
     ref = F.cross_entropy(logits, labels, weight=weights)
     assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
-    g1, = torch.autograd.grad(ours, logits)
     g2, = torch.autograd.grad(ref, logits)
     assert torch.allclose(g1, g2, atol=1e-12)
 
@@ -412,13 +443,15 @@ def test_detr_refuses_bad_images_and_arguments():
 def test_anchor_queries_refine_their_boxes_layer_by_layer():
     model = small_model(num_decoder_layers=3)
     images = torch.rand(2, 3, 64, 64)
+    last = f"box_head.{len(model.box_head) - 1}"
+    weights = model.state_dict()
+    model.load_state_dict({f"{last}.weight": torch.zeros_like(weights[f"{last}.weight"]),
+                           f"{last}.bias": torch.zeros_like(weights[f"{last}.bias"])}, strict=False)
     with torch.no_grad():
-        model.box_head[-1].weight.zero_()
-        model.box_head[-1].bias.zero_()
         _, boxes = model.forward_all_layers(images)
         start = model.query_boxes.sigmoid()
         assert torch.allclose(boxes, start.expand_as(boxes), atol=1e-6), "no correction: every layer keeps the anchor"
-        model.box_head[-1].bias.copy_(torch.tensor([0.5, 0.0, 0.0, 0.0]))
+        model.load_state_dict({f"{last}.bias": torch.tensor([0.5, 0.0, 0.0, 0.0])}, strict=False)
         _, boxes = model.forward_all_layers(images)
     # Each layer adds 0.5 to the logit of cx: layer l holds sigmoid(logit(anchor) + 0.5 (l + 1)).
     for layer in range(3):
@@ -462,30 +495,23 @@ def test_detr_overfits_a_few_scenes():
     images, gt = data["images"].float() / 255, data["gt_boxes"]
     targets = gt_boxes_to_set_targets(gt, 64)
     model = small_model(seed=0, num_classes=10, d_model=64, num_heads=4, num_queries=8)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    first = None
-    for _ in range(150):
-        loss = set_loss(*model.forward_all_layers(images), targets)["loss"]
-        first = loss.item() if first is None else first
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-    assert loss.item() < first / 4
+    losses = support.train_steps(model, support.detr_loss, (images, targets), steps=150, lr=1e-3, optimizer="adamw",
+                                 grad_clip=1.0)
+    assert losses[-1] < losses[0] / 4
     preds = predict_detections(model, data["images"])
-    assert evaluate_detections(preds, gt_boxes_to_targets(gt), 10)["mAP"] > 0.8
+    assert mean_ap(preds, gt_boxes_to_targets(gt), 10) > 0.8
 
 
 # --------------------------------------------------------------------------- export and command line
 
 
 @DEPLOY
-def test_export_equals_the_eager_model(tmp_path):
+def test_export_equals_the_eager_model(worker_folder):
     model = small_model().eval()
-    path = export_model(model, torch.rand(2, 3, 64, 64), tmp_path / "detr.pt2")
-    exported = load_exported(path)
+    path = export.export_model(model, torch.rand(2, 3, 64, 64), f"{worker_folder}/detr.pt2")
+    exported = export.load_exported(path)
     images = torch.rand(5, 3, 64, 64)
-    assert max_difference(model, exported, images) < 1e-5
+    assert export.max_difference(model, exported, images) < 1e-5
     with torch.no_grad():
         eager = decode_predictions(*model(images), 64)
         other = decode_predictions(*exported(images), 64)
@@ -498,20 +524,16 @@ def test_export_equals_the_eager_model(tmp_path):
 
 
 @DEPLOY
-def test_command_line_predicts_and_exports(tmp_path):
-    from PIL import Image
-
+def test_command_line_predicts_and_exports(worker_folder):
     model = small_model(class_names=["a", "b", "c"])
     config = {**SMALL, "num_classes": 3, "class_names": ["a", "b", "c"]}
-    checkpoint = save_model(model, config, tmp_path / "detr_model.pt")
-    images = []
-    for i in range(2):
-        path = tmp_path / f"scene{i}.png"
-        Image.fromarray((torch.rand(50, 70, 3) * 255).to(torch.uint8).numpy()).save(path)
-        images.append(str(path))
-    out = tmp_path / "out"
-    detr.main(["predict", *images, "--checkpoint", str(checkpoint), "--out", str(out), "--score-thresh", "0"])
-    result = json.loads((out / "predictions.json").read_text())
+    checkpoint = f"{worker_folder}/detr_model.pt"
+    export.save_model(model, config, checkpoint)
+    images = [support.write_bytes(f"{worker_folder}/scene{i}.png",
+                                  png_bytes((torch.rand(50, 70, 3) * 255).to(torch.uint8))) for i in range(2)]
+    out = f"{worker_folder}/out"
+    detr.main(["predict", *images, "--checkpoint", checkpoint, "--out", out, "--score-thresh", "0"])
+    result = json.loads(support.read_text(f"{out}/predictions.json"))
     assert [r["image"] for r in result["images"]] == images
     # threshold 0: every (query, class) pair is a detection
     assert all(len(r["detections"]) == SMALL["num_queries"] * 3 for r in result["images"])
@@ -519,17 +541,18 @@ def test_command_line_predicts_and_exports(tmp_path):
     # one box convention for every paper: corners in the original 70 x 50 image's pixels, stated in the file
     assert result["box_format"] == BOX_FORMAT and all((r["width"], r["height"]) == (70, 50) for r in result["images"])
     with torch.no_grad():
-        expected = decode_predictions(*model.eval()(read_images(images, 64, 3)), 64, 0.0)
+        expected = decode_predictions(*model.eval()(export.read_images(images, 64, 3)), 64, 0.0)
     scale = np.array([70 / 64, 50 / 64, 70 / 64, 50 / 64])
     for record, pred in zip(result["images"], expected, strict=True):
         assert np.allclose([d["box"] for d in record["detections"]], pred["boxes"].numpy() * scale, atol=0.01)
-    assert sorted(p.name for p in out.glob("*.png")) == ["scene0_detr.png", "scene1_detr.png"]
+    assert sorted(name for name in load("os").listdir(out) if name.endswith(".png")) == ["scene0_detr.png",
+                                                                                          "scene1_detr.png"]
     # The export gives the same detections as the checkpoint.
-    pt2 = tmp_path / "detr.pt2"
-    detr.main(["export", "--checkpoint", str(checkpoint), "--out", str(pt2)])
-    out2 = tmp_path / "out2"
-    detr.main(["predict", *images, "--export", str(pt2), "--out", str(out2), "--score-thresh", "0"])
-    again = json.loads((out2 / "predictions.json").read_text())
+    pt2 = f"{worker_folder}/detr.pt2"
+    detr.main(["export", "--checkpoint", checkpoint, "--out", pt2])
+    out2 = f"{worker_folder}/out2"
+    detr.main(["predict", *images, "--export", pt2, "--out", out2, "--score-thresh", "0"])
+    again = json.loads(support.read_text(f"{out2}/predictions.json"))
     for a, b in zip(result["images"], again["images"], strict=True):
         assert [d["label"] for d in a["detections"]] == [d["label"] for d in b["detections"]]
         assert [d["class"] for d in a["detections"]] == [d["class"] for d in b["detections"]], \

@@ -292,3 +292,25 @@ def test_a_requirement_without_a_lower_bound_is_refused(tmp_path):
     broken.write_text("# The course needs these:\ntorch\n# Tools\npytest>=7\n")
     with pytest.raises(SystemExit, match="name>=version"):
         _matrix().floor_constraints(broken)
+
+
+def test_a_full_disk_is_reported_before_an_install_starts(tmp_path):
+    _matrix().check_disk(tmp_path, needed_gb=0)
+    with pytest.raises(RuntimeError, match=r"GB free at .*Free some space"):
+        _matrix().check_disk(tmp_path, needed_gb=1e9)
+
+
+def test_a_test_run_removes_its_scratch_folder(tmp_path):
+    """conftest's throw-away folder (notebook results and checkpoints) is gone when pytest ends."""
+    shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_scratch.py").write_text(
+        "import os\n"
+        "def test_it():\n"
+        "    folder = os.path.dirname(os.environ['DL4CV_RESULTS_DIR'])\n"
+        "    assert os.path.isdir(folder)\n"
+        "    print('SCRATCH=' + folder)\n")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "test_scratch.py"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    folder = re.search(r"SCRATCH=(\S+)", result.stdout)[1]
+    assert "dl4cv-tests-" in folder and not os.path.exists(folder)

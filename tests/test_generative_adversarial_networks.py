@@ -18,28 +18,31 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from under_test import load, rules_of
+from worker_tools import is_instance, layers_of, seeded_generator, type_name, worker_folder
 
-from A6_generative import generative_adversarial_networks as gan
-from A6_generative.generative_adversarial_networks import (
-    bce_with_logits,
-    build_dc_classifier,
-    build_dc_generator,
-    count_params,
-    discriminator,
-    discriminator_loss,
-    generate_images,
-    generator,
-    generator_loss,
-    get_optimizer,
-    ls_discriminator_loss,
-    ls_generator_loss,
-    run_a_gan,
-    sample_noise,
-    to_images,
-)
 from helpers.gradcheck import autograd_gradients
-from helpers.train import atomic_save
+
+MODULE = "A6_generative.generative_adversarial_networks"
+gan = load(MODULE)
+bce_with_logits = gan.bce_with_logits
+build_dc_classifier = gan.build_dc_classifier
+build_dc_generator = gan.build_dc_generator
+count_params = gan.count_params
+discriminator = gan.discriminator
+discriminator_loss = gan.discriminator_loss
+generate_images = gan.generate_images
+generator = gan.generator
+generator_loss = gan.generator_loss
+get_optimizer = gan.get_optimizer
+ls_discriminator_loss = gan.ls_discriminator_loss
+ls_generator_loss = gan.ls_generator_loss
+run_a_gan = gan.run_a_gan
+sample_noise = gan.sample_noise
+to_images = gan.to_images
+# Models, optimizers, loaders and reference losses for run_a_gan, built where it runs (tests/gan_parts.py).
+parts = load("gan_parts")
+tnn = load("torch.nn")
 
 EXACT = {"rtol": 1e-12, "atol": 1e-12}  # float64 results that differ only by rounding
 
@@ -53,6 +56,16 @@ OPTIM = pytest.mark.grade("get_optimizer", points=1)
 DC = pytest.mark.grade("DC-GAN networks", points=3)
 TRAINING = pytest.mark.grade("training a GAN with your parts", points=2)
 GIVEN = pytest.mark.grade("given code: run_a_gan, checkpoints, tools", points=0)
+# The rule checks of the groups above (a broken rule scores its group 0).
+NOISE_RULES = pytest.mark.grade("sample_noise", points=2, rule=True)
+BCE_RULES = pytest.mark.grade("bce_with_logits", points=3, rule=True)
+GAN_LOSS_RULES = pytest.mark.grade("discriminator_loss and generator_loss", points=4, rule=True)
+LS_LOSS_RULES = pytest.mark.grade("least-squares losses", points=2, rule=True)
+
+# The docstrings' rules: the binary cross-entropy written by hand (none of the library's versions, in
+# bce_with_logits and in the losses that must use it), and no Python loop where a docstring says so.
+LIBRARY_BCE = ("binary_cross_entropy_with_logits", "binary_cross_entropy", "BCEWithLogitsLoss", "BCELoss",
+               "softplus", "logsigmoid", "logaddexp")
 
 
 def randn(*shape, seed=0, scale=1.0):
@@ -65,13 +78,22 @@ def param_shapes(model):
 
 def activations(model):
     """(name, LeakyReLU slope or None) of every activation module, in order."""
-    kinds = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid)
-    return [(type(m).__name__, getattr(m, "negative_slope", None)) for m in model.modules() if isinstance(m, kinds)]
+    return [(type_name(m), m.negative_slope if type_name(m) == "LeakyReLU" else None)
+            for m in layers_of(model, "ReLU", "LeakyReLU", "Tanh", "Sigmoid")]
+
+
+def worker_autograd(fn, *inputs, dout=None):
+    """``autograd_gradients(fn, *inputs)`` run where ``fn`` lives: its autograd graph cannot cross to here."""
+    return load("helpers.gradcheck").autograd_gradients(fn, *inputs, dout=dout)
 
 
 @contextmanager
 def library_bce_banned():
-    """Make the library's ready-made binary cross-entropies fail: the losses must be written by hand."""
+    """Make the library's ready-made binary cross-entropies fail: the losses must be written by hand.
+
+    It bans them in this process: in a plain ``pytest`` run that is where the module runs; while grading
+    the module runs in the worker and the rule checks (``LIBRARY_BCE``, on the source) do the banning.
+    """
     def banned(*args, **kwargs):
         raise AssertionError("write the binary cross-entropy by hand, without the library's version")
     with pytest.MonkeyPatch.context() as patch:
@@ -99,6 +121,19 @@ def ref_bce(logits, targets):
 
 
 REF_BCE = F.binary_cross_entropy_with_logits  # mean over the batch
+
+
+@pytest.mark.parametrize("name, loops, forbid", [
+    pytest.param("sample_noise", 0, (), marks=NOISE_RULES),
+    pytest.param("bce_with_logits", 0, LIBRARY_BCE, marks=BCE_RULES),
+    pytest.param("discriminator_loss", None, LIBRARY_BCE, marks=GAN_LOSS_RULES),
+    pytest.param("generator_loss", None, LIBRARY_BCE, marks=GAN_LOSS_RULES),
+    pytest.param("ls_discriminator_loss", 0, (), marks=LS_LOSS_RULES),
+    pytest.param("ls_generator_loss", 0, (), marks=LS_LOSS_RULES),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_rules(name, loops, forbid):
+    """The docstrings' rules; discriminator_loss and generator_loss are checked with the bce_with_logits they call."""
+    rules_of(MODULE, name, loops=loops, forbid=forbid)
 
 # --------------------------------------------------------------------------- sample_noise
 
@@ -130,8 +165,8 @@ def test_sample_noise_follows_the_global_seed_or_a_generator():
     a = sample_noise(4, 6)
     torch.manual_seed(3)
     assert torch.equal(a, sample_noise(4, 6))
-    b = sample_noise(4, 6, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(b, sample_noise(4, 6, generator=torch.Generator().manual_seed(1)))
+    b = sample_noise(4, 6, generator=seeded_generator(1))
+    assert torch.equal(b, sample_noise(4, 6, generator=seeded_generator(1)))
     assert not torch.equal(a, b)
 
 
@@ -237,7 +272,7 @@ def test_bce_with_logits_gradient_matches_autograd_of_pytorch():
                         torch.tensor([0.0, 1e4, -1e4, 40.0, -40.0], dtype=torch.float64)])
     targets = torch.rand(logits.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     dout = randn(*logits.shape, seed=5)
-    ours = autograd_gradients(lambda x: hand_bce(x, targets), logits, dout=dout)[0]
+    ours = worker_autograd(load("functools").partial(bce_with_logits, targets=targets), logits, dout=dout)[0]
     ref = autograd_gradients(lambda x: ref_bce(x, targets), logits, dout=dout)[0]
     assert torch.isfinite(ours).all()
     torch.testing.assert_close(ours, ref, **EXACT)
@@ -306,12 +341,12 @@ def test_gan_loss_gradients_match_autograd_of_pytorch():
     def ref_d(r, f):
         return REF_BCE(r, torch.ones_like(r)) + REF_BCE(f, torch.zeros_like(f))
 
-    ours = autograd_gradients(hand_d_loss, real, fake)
+    ours = worker_autograd(discriminator_loss, real, fake)
     ref = autograd_gradients(ref_d, real, fake)
     for a, b in zip(ours, ref, strict=True):
         assert torch.isfinite(a).all()
         torch.testing.assert_close(a, b, **EXACT)
-    ours_g = autograd_gradients(hand_g_loss, fake)[0]
+    ours_g = worker_autograd(generator_loss, fake)[0]
     ref_g = autograd_gradients(lambda f: REF_BCE(f, torch.ones_like(f)), fake)[0]
     torch.testing.assert_close(ours_g, ref_g, **EXACT)
 
@@ -373,10 +408,10 @@ def test_ls_losses_values_and_gradients_match_the_formula(shape):
     assert ls_discriminator_loss(real, fake).shape == () and ls_generator_loss(fake).shape == ()
     torch.testing.assert_close(ls_discriminator_loss(real, fake), ref_d(real, fake), **EXACT)
     torch.testing.assert_close(ls_generator_loss(fake), ref_g(fake), **EXACT)
-    for a, b in zip(autograd_gradients(ls_discriminator_loss, real, fake), autograd_gradients(ref_d, real, fake),
+    for a, b in zip(worker_autograd(ls_discriminator_loss, real, fake), autograd_gradients(ref_d, real, fake),
                     strict=True):
         torch.testing.assert_close(a, b, **EXACT)
-    torch.testing.assert_close(autograd_gradients(ls_generator_loss, fake)[0], autograd_gradients(ref_g, fake)[0],
+    torch.testing.assert_close(worker_autograd(ls_generator_loss, fake)[0], autograd_gradients(ref_g, fake)[0],
                                **EXACT)
 
 
@@ -385,12 +420,15 @@ def test_ls_losses_values_and_gradients_match_the_formula(shape):
 
 @OPTIM
 def test_get_optimizer_is_the_courses_adam():
-    model = nn.Linear(3, 2)
+    model = tnn.Linear(3, 2)  # built where get_optimizer runs
     opt = get_optimizer(model)
-    assert isinstance(opt, torch.optim.Adam)
+    assert is_instance(opt, load("torch.optim").Adam)
     group = opt.param_groups[0]
     assert group["lr"] == pytest.approx(1e-3) and tuple(group["betas"]) == pytest.approx((0.5, 0.999))
-    assert [id(p) for g in opt.param_groups for p in g["params"]] == [id(p) for p in model.parameters()]
+    # the very parameter objects of the model: compared by id() where they live
+    ids, groups = load("builtins").id, opt.param_groups
+    optimised = [i for k in range(len(groups)) for i in load("builtins").map(ids, groups[k]["params"])]
+    assert optimised == list(load("builtins").map(ids, model.parameters()))
 
 
 @GIVEN
@@ -408,7 +446,7 @@ def test_dc_classifier_parameter_count_layers_and_shape():
     assert count_params(D) == 1_102_721  # the course's figure
     assert param_shapes(D) == [(32, 1, 5, 5), (32,), (64, 32, 5, 5), (64,), (1024, 1024), (1024,), (1, 1024), (1,)]
     assert activations(D) == [("LeakyReLU", 0.01)] * 3
-    pools = [m for m in D.modules() if isinstance(m, nn.MaxPool2d)]
+    pools = layers_of(D, "MaxPool2d")
     assert len(pools) == 2 and all(m.kernel_size in (2, (2, 2)) and m.stride in (2, (2, 2)) for m in pools)
     torch.manual_seed(0)
     assert D(torch.rand(3, 784) * 2 - 1).shape == (3, 1)
@@ -424,9 +462,9 @@ def test_dc_generator_parameter_count_and_layers():
     assert param_shapes(G) == [(1024, 96), (1024,), (1024,), (1024,), (6272, 1024), (6272,), (6272,), (6272,),
                                (128, 64, 4, 4), (64,), (64,), (64,), (64, 1, 4, 4), (1,)]
     assert activations(G) == [("ReLU", None)] * 3 + [("Tanh", None)]
-    norms = [(type(m).__name__, m.num_features) for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [(type_name(m), m.num_features) for m in layers_of(G, "BatchNorm1d", "BatchNorm2d", "BatchNorm3d")]
     assert norms == [("BatchNorm1d", 1024), ("BatchNorm1d", 6272), ("BatchNorm2d", 64)]
-    ups = [m for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
+    ups = layers_of(G, "ConvTranspose2d")
     assert [(m.stride, m.padding) for m in ups] == [((2, 2), (1, 1))] * 2
 
 
@@ -446,15 +484,8 @@ def test_dc_generator_output_shape_and_range():
 
 
 def image_loader(num=48, batch_size=16, seed=0):
-    """Random 'images' in [0, 1]: bright squares on a dark background, in (images, labels) batches."""
-    gen = torch.Generator().manual_seed(seed)
-    x = 0.1 * torch.rand(num, 1, 28, 28, generator=gen)
-    for i in range(num):
-        r, c = torch.randint(0, 20, (2,), generator=gen).tolist()
-        x[i, 0, r:r + 8, c:c + 8] = 0.9
-    y = torch.zeros(num, dtype=torch.int64)
-    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, drop_last=True,
-                      generator=torch.Generator().manual_seed(seed + 1))
+    """Toy images in (images, labels) batches, a DataLoader built where run_a_gan runs (tests/gan_parts.py)."""
+    return parts.image_loader(num, batch_size, seed)
 
 
 @TRAINING
@@ -483,7 +514,7 @@ def test_the_discriminator_learns_to_tell_real_from_noise():
     """With a frozen generator, a few D steps on the module's loss separate real squares from its images."""
     torch.manual_seed(0)
     D, G = discriminator(), generator(8)
-    frozen = torch.optim.SGD(G.parameters(), lr=0.0)
+    frozen = load("torch.optim").SGD(G.parameters(), lr=0.0)
     with library_bce_banned():
         history = run_a_gan(D, G, get_optimizer(D), frozen, discriminator_loss, generator_loss,
                             image_loader(num=64), num_epochs=3, noise_size=8, num_show=0)
@@ -497,40 +528,18 @@ def test_the_discriminator_learns_to_tell_real_from_noise():
 # --------------------------------------------------------------------------- run_a_gan itself (given code)
 
 
-class TinyGenerator(nn.Module):
-    """noise (N, 4) -> (N, 784) in [-1, 1], with a BatchNorm whose running statistics must be checkpointed."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.BatchNorm1d(16), nn.Linear(16, 784), nn.Tanh())
-
-    def forward(self, z):
-        return self.net(z)
-
-
-def ref_d_loss(real, fake):
-    return REF_BCE(real, torch.ones_like(real)) + REF_BCE(fake, torch.zeros_like(fake))
-
-
-def ref_g_loss(fake):
-    return REF_BCE(fake, torch.ones_like(fake))
-
-
 def tiny_gan(seed=0):
-    torch.manual_seed(seed)
-    D = nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.LeakyReLU(0.01), nn.Linear(8, 1))
-    G = TinyGenerator()
-    D_solver = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.999))
-    G_solver = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.999))
-    return D, G, D_solver, G_solver
+    """``(D, G, D_solver, G_solver)`` of tests/gan_parts.py, built where run_a_gan runs."""
+    return tuple(parts.tiny_gan(seed))
 
 
-def run_tiny(tmp_path=None, name="gan.pt", models=None, loader=None, loss=ref_d_loss, **kwargs):
+def run_tiny(folder=None, name="gan.pt", models=None, loader=None, loss=None, **kwargs):
+    """run_a_gan on the tiny GAN with the library's losses (``loss`` replaces the discriminator's)."""
     D, G, D_solver, G_solver = models or tiny_gan()
     options = {"num_epochs": 3, "noise_size": 4, "show_every": 4, "num_show": 3}
     options.update(kwargs)
-    history = run_a_gan(D, G, D_solver, G_solver, loss, ref_g_loss, loader or image_loader(), **options,
-                        checkpoint=None if tmp_path is None else tmp_path / name)
+    history = run_a_gan(D, G, D_solver, G_solver, loss or parts.ref_d_loss, parts.ref_g_loss,
+                        loader or image_loader(), **options, checkpoint=None if folder is None else f"{folder}/{name}")
     return history, (D, G, D_solver, G_solver)
 
 
@@ -560,89 +569,85 @@ def test_run_a_gan_history_and_samples():
 
 
 @GIVEN
-def test_run_a_gan_resumed_after_time_limit_stops_equals_an_uninterrupted_run(tmp_path):
-    expected = run_tiny(tmp_path, "whole.pt")
-    calls, history = 0, {"stopped": "time_limit"}
-    while history["stopped"] == "time_limit":
-        # like a fresh kernel every time: new models, optimizers and loader, another global random state
-        models = tiny_gan(seed=0 if calls == 0 else 50 + calls)
-        history, models = run_tiny(tmp_path, "pieces.pt", models=models, loader=image_loader(), time_limit=0)
-        calls += 1
-    # time_limit=0 stops after every step, and after every epoch's closing: 9 steps + 3 closings
-    assert calls == 12 and expected[0]["global_step"] == 9
-    assert_same_run(*expected, history, models)
+def test_run_a_gan_resumed_after_time_limit_stops_equals_an_uninterrupted_run():
+    with worker_folder() as folder:
+        expected = run_tiny(folder, "whole.pt")
+        calls, history = 0, {"stopped": "time_limit"}
+        while history["stopped"] == "time_limit":
+            # like a fresh kernel every time: new models, optimizers and loader, another global random state
+            models = tiny_gan(seed=0 if calls == 0 else 50 + calls)
+            history, models = run_tiny(folder, "pieces.pt", models=models, loader=image_loader(), time_limit=0)
+            calls += 1
+        # time_limit=0 stops after every step, and after every epoch's closing: 9 steps + 3 closings
+        assert calls == 12 and expected[0]["global_step"] == 9
+        assert_same_run(*expected, history, models)
 
 
 @GIVEN
-def test_run_a_gan_resumed_after_a_crash_equals_an_uninterrupted_run(tmp_path):
-    expected = run_tiny(None)
+def test_run_a_gan_resumed_after_a_crash_equals_an_uninterrupted_run():
+    with worker_folder() as folder:
+        expected = run_tiny(None)
 
-    class Crash(Exception):
-        pass
-
-    calls = []
-
-    def crashing_loss(real, fake):
-        calls.append(1)
-        if len(calls) == 6:  # in the middle of the second epoch; the last checkpoint is after step 4
-            raise Crash
-        return ref_d_loss(real, fake)
-
-    models = tiny_gan()
-    with pytest.raises(Crash):
-        run_tiny(tmp_path, models=models, loss=crashing_loss, checkpoint_every=2)
-    torch.manual_seed(123)  # whatever happened to the random state since
-    history, models = run_tiny(tmp_path, models=models, checkpoint_every=2)
-    assert_same_run(*expected, history, models)
-    checkpoint = torch.load(tmp_path / "gan.pt", weights_only=True)
-    assert checkpoint["history"]["global_step"] == 9 and set(checkpoint["model"]) >= {"D.1.weight", "G.net.0.weight"}
+        # the 6th call is in the middle of the second epoch; the last checkpoint is after step 4
+        crashing_loss = parts.crashing_d_loss(6)
+        models = tiny_gan()
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            run_tiny(folder, models=models, loss=crashing_loss, checkpoint_every=2)
+        torch.manual_seed(123)  # whatever happened to the random state since
+        history, models = run_tiny(folder, models=models, checkpoint_every=2)
+        assert_same_run(*expected, history, models)
+        checkpoint = load("torch").load(f"{folder}/gan.pt", weights_only=True)
+        assert checkpoint["history"]["global_step"] == 9
+        assert set(checkpoint["model"]) >= {"D.1.weight", "G.net.0.weight"}
 
 
 @GIVEN
-def test_run_a_gan_finished_run_only_loads(tmp_path):
-    history, _ = run_tiny(tmp_path, num_epochs=1)
-    models = tiny_gan(seed=7)
-    again, (D, G, *_) = run_tiny(tmp_path, models=models, num_epochs=1)
-    assert again["step"] == history["step"] and again["global_step"] == 3
-    saved = torch.load(tmp_path / "gan.pt", weights_only=True)["model"]
-    assert all(torch.equal(saved[f"G.{k}"], v) for k, v in G.state_dict().items())
-    more, _ = run_tiny(tmp_path, models=tiny_gan(seed=8), num_epochs=2)  # a longer run goes on from there
-    assert more["global_step"] == 6 and more["step"][:3] == history["step"]
+def test_run_a_gan_finished_run_only_loads():
+    with worker_folder() as folder:
+        history, _ = run_tiny(folder, num_epochs=1)
+        models = tiny_gan(seed=7)
+        again, (D, G, *_) = run_tiny(folder, models=models, num_epochs=1)
+        assert again["step"] == history["step"] and again["global_step"] == 3
+        saved = load("torch").load(f"{folder}/gan.pt", weights_only=True)["model"]
+        assert all(torch.equal(saved[f"G.{k}"], v) for k, v in G.state_dict().items())
+        more, _ = run_tiny(folder, models=tiny_gan(seed=8), num_epochs=2)  # a longer run goes on from there
+        assert more["global_step"] == 6 and more["step"][:3] == history["step"]
 
 
 @GIVEN
-def test_run_a_gan_rejects_bad_arguments(tmp_path):
-    D, G, D_solver, G_solver = tiny_gan()
-    loader = image_loader()
+def test_run_a_gan_rejects_bad_arguments():
+    with worker_folder() as folder:
+        D, G, D_solver, G_solver = tiny_gan()
+        loader = image_loader()
 
-    def call(**changes):
-        args = {"D": D, "G": G, "D_solver": D_solver, "G_solver": G_solver, "discriminator_loss": ref_d_loss,
-                "generator_loss": ref_g_loss, "loader": loader}
-        options = {k: changes.pop(k) for k in list(changes) if k not in args}
-        args.update(changes)
-        return run_a_gan(*args.values(), noise_size=4, **options)
+        def call(**changes):
+            args = {"D": D, "G": G, "D_solver": D_solver, "G_solver": G_solver,
+                    "discriminator_loss": parts.ref_d_loss, "generator_loss": parts.ref_g_loss, "loader": loader}
+            options = {k: changes.pop(k) for k in list(changes) if k not in args}
+            args.update(changes)
+            return run_a_gan(*args.values(), noise_size=4, **options)
 
-    with pytest.raises(ValueError, match="D_solver"):
-        call(D_solver=G_solver, G_solver=D_solver)
-    with pytest.raises(TypeError, match="nn.Module"):
-        call(D=lambda x: x)
-    with pytest.raises(TypeError, match="function"):
-        call(generator_loss=None)
-    with pytest.raises(ValueError, match="num_epochs"):
-        call(num_epochs=0)
-    with pytest.raises(ValueError, match="checkpoint path"):
-        call(checkpoint_every=2)
-    with pytest.raises(ValueError, match="time_limit"):
-        call(time_limit=-1)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        call(loader=[torch.full((4, 784), 255.0)])
-    with pytest.raises(ValueError, match="do not match"):
-        call(loader=[torch.rand(4, 100)])
-    with pytest.raises(ValueError, match="no batches"):
-        call(loader=[])
-    atomic_save({"model": {}}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="does not fit|not written by run_a_gan"):
-        call(checkpoint=tmp_path / "other.pt")
+        with pytest.raises(ValueError, match="D_solver"):
+            call(D_solver=G_solver, G_solver=D_solver)
+        with pytest.raises(TypeError, match="nn.Module"):
+            call(D=lambda x: x)
+        with pytest.raises(TypeError, match="function"):
+            call(generator_loss=None)
+        with pytest.raises(ValueError, match="num_epochs"):
+            call(num_epochs=0)
+        with pytest.raises(ValueError, match="checkpoint path"):
+            call(checkpoint_every=2)
+        with pytest.raises(ValueError, match="time_limit"):
+            call(time_limit=-1)
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            call(loader=[torch.full((4, 784), 255.0)])
+        with pytest.raises(ValueError, match="do not match"):
+            call(loader=[torch.rand(4, 100)])
+        with pytest.raises(ValueError, match="no batches"):
+            call(loader=[])
+        load("helpers.train").atomic_save({"model": {}}, load("pathlib").Path(folder, "other.pt"))
+        with pytest.raises(ValueError, match="does not fit|not written by run_a_gan"):
+            call(checkpoint=f"{folder}/other.pt")
 
 
 @GIVEN
@@ -656,17 +661,17 @@ def test_run_a_gan_stops_on_a_non_finite_loss():
 
 @GIVEN
 def test_count_params_to_images_and_generate_images():
-    assert count_params(nn.Linear(3, 2)) == 8
-    assert count_params(nn.BatchNorm1d(5)) == 10  # running statistics are buffers, not parameters
+    assert count_params(tnn.Linear(3, 2)) == 8
+    assert count_params(tnn.BatchNorm1d(5)) == 10  # running statistics are buffers, not parameters
     x = torch.tensor([[-1.0, 0.0, 1.0] + [0.0] * 781])
     images = to_images(x)
     assert images.shape == (1, 1, 28, 28) and images[0, 0, 0, :3].tolist() == [0.0, 0.5, 1.0]
     with pytest.raises(ValueError, match="784"):
         to_images(torch.zeros(2, 28, 28))
-    G = TinyGenerator()
+    G = parts.TinyGenerator()
     G.train()
-    a = generate_images(G, 5, 4, batch_size=2, generator=torch.Generator().manual_seed(0))
-    b = generate_images(G, 5, 4, batch_size=5, generator=torch.Generator().manual_seed(0))
+    a = generate_images(G, 5, 4, batch_size=2, generator=seeded_generator(0))
+    b = generate_images(G, 5, 4, batch_size=5, generator=seeded_generator(0))
     assert a.shape == (5, 1, 28, 28)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg="eval mode: the batch size changes nothing")
     assert G.training
@@ -694,5 +699,5 @@ def test_given_code_needs_only_eecs_498s_sample_noise_signature(monkeypatch):
     monkeypatch.setattr(gan, "sample_noise", eecs_sample_noise)
     history, (D, G, *_) = run_tiny(num_epochs=1, show_every=2)
     assert history["global_step"] == 3 and [step for step, _ in history["samples"]] == [0, 2, 3]
-    images = generate_images(G, 4, 4, generator=torch.Generator().manual_seed(0))
+    images = generate_images(G, 4, 4, generator=seeded_generator(0))
     assert images.shape == (4, 1, 28, 28)

@@ -1,11 +1,14 @@
-"""course.grade: our tests run on the student's modules (never on ours) and score per group.
+"""course.grade: our tests run on the student's modules (in a sandboxed worker) and score per group.
 
-The real A1 is graded three times (full repository, its student version, that version with one
-function put back); the rest uses a tiny torch-free course written here, so it stays fast.
+The real A1 is graded four times (full repository, its student version, that version with one
+function put back, the full solution with one function taken out); the rest uses a tiny course
+written here, so it stays fast.  Attacks on the grader: tests/test_grade_attacks.py.
 """
 
+import ast
 import json
 import os
+import shutil
 import textwrap
 from importlib.util import find_spec
 from pathlib import Path
@@ -13,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from course import grade as grade_module
-from course.grade import GradingError, grade
+from course.grade import GradingError, build_bundle, grade, read_manifest
 from course.student import find_regions, make_student_version
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +57,6 @@ def test_full_repository_scores_full_marks():
     for g in report.assignments[0].groups:
         assert g.passed == g.total > 0, (g.name, [(c.name, c.message) for c in g.failed])
     assert {"distances: two loops", "voting", "cross-validation"} <= set(scores(report))
-    assert report.modules["A1_knn.knn"] == "A1_knn/knn.py"
     assert "100.0%" in report.table().splitlines()[-1]
 
 
@@ -65,13 +67,13 @@ def test_student_version_scores_zero_and_it_is_the_students_code_that_ran(a1_stu
     scored = [g for g in report.assignments[0].groups if g.points]
     assert scored and all(g.score == 0 and g.passed == 0 for g in scored)
     messages = {c.message for g in scored for c in g.checks}
-    assert all(m.startswith("NotImplementedError: write ") and m.endswith(" in A1_knn/knn.py") for m in messages)
-    assert "NotImplementedError: write compute_distances_two_loops in A1_knn/knn.py" in messages
-    assert report.modules["A1_knn.knn"] == "A1_knn/knn.py"  # imported from the workspace, not from ROOT
+    assert all(m.startswith("not written: ") for m in messages), messages
+    assert "not written: compute_distances_two_loops" in messages
     assert report.missing_files == []
+    assert report.isolation in ("bwrap", "process")
     table = report.table()
-    assert "✗ test_distances_match_cdist[shape0-compute_distances_two_loops]: NotImplementedError: write " \
-           "compute_distances_two_loops in A1_knn/knn.py" in table
+    assert "✗ test_distances_match_cdist[shape0-compute_distances_two_loops]: not written: " \
+           "compute_distances_two_loops" in table
     assert table.splitlines()[-1].split()[1:] == ["0.00", f"{report.max_score:g}", "0.0%"]
 
 
@@ -82,10 +84,28 @@ def test_restoring_one_function_raises_exactly_its_group(a1_student, tmp_path):
     restore(copy, "A1_knn/knn.py", "compute_distances_two_loops")
     after = grade(copy, ["A1"])
     group = after.group("distances: two loops")
-    assert group.passed == group.total == 3 and group.score == group.points > 0
+    assert group.passed == group.total == 4 and group.score == group.points > 0
     changed = {name for name, value in scores(after).items() if value != scores(before)[name]}
     assert changed == {"distances: two loops"}
     assert after.score == pytest.approx(before.score + group.points)
+
+
+def test_a_solution_missing_one_leaf_function_loses_exactly_its_group(tmp_path):
+    """The full solution without ``knn_get_best_k`` (its def deleted): only cross-validation drops, named."""
+    student = tmp_path / "student"
+    shutil.copytree(ROOT / "A1_knn", student / "A1_knn", ignore=shutil.ignore_patterns("*.ipynb", "__pycache__"))
+    path = student / "A1_knn/knn.py"
+    text = path.read_text()
+    fn = next(n for n in ast.parse(text).body if getattr(n, "name", "") == "knn_get_best_k")
+    lines = text.splitlines(keepends=True)
+    path.write_text("".join(lines[:fn.lineno - 1] + lines[fn.end_lineno:]))
+    report = grade(student, ["A1"])
+    lost = {name for name, value in scores(report).items() if value < report.group(name).points}
+    assert lost == {"cross-validation"}, lost
+    group = report.group("cross-validation")
+    assert 0 < group.passed < group.total and group.score == pytest.approx(group.points * group.passed / group.total)
+    assert {c.message for c in group.failed} == {"not written: knn_get_best_k in A1_knn.knn"}
+    assert report.max_score == 20
 
 
 # --------------------------------------------------------------------------- a small course written here
@@ -113,8 +133,10 @@ def cube(x):
 
 TEST_TOY = '''\
 import pytest
+from under_test import load
 
-from A7_toy.toy import cube, double, square
+toy = load("A7_toy.toy")
+cube, double, square = toy.cube, toy.double, toy.square
 
 pytestmark = pytest.mark.grade("powers", points=6)  # every test of this file not marked otherwise
 
@@ -145,7 +167,9 @@ def test_given():
 EXTRA = 'def shout(s):\n    ### BEGIN SOLUTION\n    return s.upper() + "!"\n    ### END SOLUTION\n'
 
 TEST_EXTRA = '''\
-from A7_toy.extra import shout
+from under_test import load
+
+shout = load("A7_toy.extra").shout
 
 
 def test_shout():
@@ -163,7 +187,8 @@ def toy_course(tmp_path):
     root = tmp_path / "course"
     for rel, text in {"A7_toy/__init__.py": "", "A7_toy/toy.py": TOY, "A7_toy/extra.py": EXTRA,
                       "tests/test_toy.py": TEST_TOY, "tests/test_extra.py": TEST_EXTRA,
-                      "pyproject.toml": "[tool.pytest.ini_options]\n"}.items():
+                      "pyproject.toml": "[tool.pytest.ini_options]\n",
+                      "tests/under_test.py": (ROOT / "tests/under_test.py").read_text()}.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     return root
@@ -212,10 +237,10 @@ def test_partial_credit_timeouts_missing_files_and_tampering(toy_course, tmp_pat
                                             "test_shout": 0, "test_shout_empty": 0})
     assert report.score == pytest.approx(5.0) and report.max_score == 10
     cube = next(c for c in report.group("powers").checks if c.name == "test_cube")
-    assert cube.outcome == "failed" and "TimeoutError: the test ran out of time" in cube.message
+    assert cube.outcome == "failed" and "TimeoutError: the student's code ran out of time" in cube.message
     assert report.missing_files == ["A7_toy/extra.py"]
     assert "A7_toy/extra.py is missing: graded as the blank student version" in report.assignments[0].problems
-    assert report.group("test_shout").checks[0].message == "NotImplementedError: write shout in A7_toy/extra.py"
+    assert report.group("test_shout").checks[0].message == "not written: shout"
     table = report.table()
     assert "✗ test_double[2]: assert 0 == (2 * 2)" in table and "✗ test_cube: TimeoutError" in table
     data = report.to_json()
@@ -231,17 +256,62 @@ def test_partial_credit_timeouts_missing_files_and_tampering(toy_course, tmp_pat
 def test_import_errors_and_crashes_keep_every_group(toy_course, tmp_path):
     student = write_student(tmp_path / "student", {
         "A7_toy/toy.py": "def double(x):\n    return 2 * x\n\ndef square(x) return x\n",  # syntax error
-        "A7_toy/extra.py": "import os\n\ndef shout(s):\n    os._exit(3)\n",  # kills pytest mid-run
+        "A7_toy/extra.py": "import os\n\ndef shout(s):\n    os._exit(3)\n",  # ends the worker mid-call
     })
     report = grade(student, ["A7"], root=toy_course)
     assert scores(report) == {"double": 0, "powers": 0, "given code": 0, "test_shout": 0, "test_shout_empty": 0}
-    assert report.max_score == 10, "the groups of the file that failed to import come from the grading checkout"
-    assert any("tests/test_toy.py could not be collected" in p and "SyntaxError" in p
-               for p in report.assignments[0].problems)
-    assert all(c.outcome == "error" for c in report.group("double").checks)
+    assert report.max_score == 10, "the maximum comes from the bundle's manifest"
+    double = report.group("double").checks[0]
+    assert double.outcome == "failed" and double.message.startswith("A7_toy.toy does not import: ")
+    assert "SyntaxError" in double.message and double.message.endswith("(so double cannot run)")
+    assert report.group("given code").passed == 1, "the test file still runs: only the student's names fail"
     shout, empty = report.group("test_shout").checks[0], report.group("test_shout_empty").checks[0]
-    assert shout.outcome == "not run" and "pytest stopped early (exit code 3)" in shout.message
-    assert empty.outcome == "not run"
+    assert shout.outcome == empty.outcome == "failed"
+    assert "ended the worker process (exit code 3)" in shout.message
+
+
+def test_answer_files_that_are_links_or_not_files_are_refused(toy_course, tmp_path):
+    student = tmp_path / "student"
+    (student / "A7_toy").mkdir(parents=True)
+    (student / "A7_toy/toy.py").symlink_to(toy_course / "A7_toy/toy.py")  # the teacher's solution
+    (student / "A7_toy/extra.py").mkdir()
+    report = grade(student, ["A7"], root=toy_course)
+    assert report.score == 0 and report.max_score == 10
+    problems = report.assignments[0].problems
+    assert "A7_toy/toy.py refused: A7_toy/toy.py is a symbolic link; hand in the file itself: graded as the " \
+           "blank student version" in problems
+    assert "A7_toy/extra.py refused: not a regular file: graded as the blank student version" in problems
+
+
+def test_the_bundle_holds_no_solution_and_fixes_the_maximum(toy_course, tmp_path):
+    bundle = build_bundle(tmp_path / "bundle", toy_course)
+    assert not find_regions((bundle / "A7_toy/toy.py").read_text())
+    assert "return x * x" not in (bundle / "A7_toy/toy.py").read_text()
+    manifest = read_manifest(bundle)
+    assert manifest["answer_files"] == ["A7_toy/extra.py", "A7_toy/toy.py"]
+    assert len(manifest["items"]) == 10 and (bundle / "run_autograder").stat().st_mode & 0o111
+    # a student whose module defines tests of its own and aliases one function to another
+    student = write_student(tmp_path / "student", {"A7_toy/toy.py": """\
+        def double(x):
+            return 2 * x
+
+        square = cube = double
+
+        def test_mine():
+            assert True
+        """, "A7_toy/extra.py": """\
+        from toy import double  # EECS 498's template imports a sibling by its bare name
+
+        def shout(s):
+            return s.upper() + "!" * (double(1) // 2)
+        """})
+    report = grade(student, ["A7"], bundle=bundle)
+    # double 2; powers: square(0) only, 1 of 3 checks of 6 points; shout 1 + 1
+    assert report.max_score == 10 and report.score == pytest.approx(2.0 + 6.0 / 3 + 2.0)
+    assert {c.name for g in report.assignments[0].groups for c in g.checks} == {
+        i["nodeid"].split("::")[1] for i in manifest["items"]}
+    with pytest.raises(GradingError, match="not empty"):
+        build_bundle(bundle, toy_course)
 
 
 def test_inconsistent_points_are_refused(toy_course, tmp_path):
@@ -251,14 +321,6 @@ def test_inconsistent_points_are_refused(toy_course, tmp_path):
         "def test_shout_empty()", '@pytest.mark.grade("s", points=2)\ndef test_shout_empty()'))
     with pytest.raises(GradingError, match=r"group 's' declares different points"):
         grade(toy_course, ["extra"], root=toy_course)
-
-
-def test_code_from_outside_the_workspace_is_refused(tmp_path):
-    events = [{"event": "modules", "modules": {"A1_knn.knn": str(ROOT / "A1_knn/knn.py")}}]
-    with pytest.raises(GradingError, match="not from the student's copy"):
-        grade_module._check_modules(events, tmp_path)
-    inside = [{"event": "modules", "modules": {"A1_knn.knn": str(tmp_path / "A1_knn/knn.py")}}]
-    assert grade_module._check_modules(inside, tmp_path) == {"A1_knn.knn": "A1_knn/knn.py"}
 
 
 def test_command_line(toy_course, tmp_path, monkeypatch, capsys):

@@ -1,15 +1,17 @@
 """A5_detection/harness.py: the detection notebooks' shared cells report what evaluate_detections says."""
 
-import dataclasses
-
 import matplotlib
 import pytest
 import torch
+from under_test import load
 
-from A5_detection import harness
-from A5_detection.common import count_errors, evaluate_detections
-from helpers.config import get_config
 from helpers.datasets import gt_boxes_to_targets, load_detection
+
+# given code that calls the student's evaluation: reached like the student's modules
+harness = load("A5_detection.harness")
+common = load("A5_detection.common")
+count_errors = common.count_errors
+evaluate_detections = common.evaluate_detections
 
 matplotlib.use("Agg")
 
@@ -28,7 +30,8 @@ def _as_predictions(targets, labels=None):
 
 
 def test_load_splits_loads_three_splits_and_prints_them(capsys):
-    cfg = dataclasses.replace(get_config(), dataset="detection_scenes")
+    # the config object is built where harness runs (it is not plain data, so it could not be sent there)
+    cfg = load("dataclasses").replace(load("helpers.config").get_config(), dataset="detection_scenes")
     data = harness.load_splits(cfg, 64, {"train": 3, "val": 2, "test": 2}, {"train": "train", "val": "val",
                                                                               "test": "test"},
                                {"train": 1, "val": 1, "test": 1})

@@ -10,18 +10,18 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 from sklearn.neighbors import KNeighborsClassifier
+from under_test import is_missing, load, rule_mark, rules_of
 
-import A1_knn.knn as knn
-from A1_knn.knn import (
-    KnnClassifier,
-    compute_distances_no_loops,
-    compute_distances_one_loop,
-    compute_distances_two_loops,
-    knn_cross_validate,
-    knn_get_best_k,
-    predict_labels,
-)
+knn = load("A1_knn.knn")
+KnnClassifier = knn.KnnClassifier
+compute_distances_two_loops = knn.compute_distances_two_loops
+compute_distances_one_loop = knn.compute_distances_one_loop
+compute_distances_no_loops = knn.compute_distances_no_loops
+knn_cross_validate = knn.knn_cross_validate
+knn_get_best_k = knn.knn_get_best_k
+predict_labels = knn.predict_labels
 
+DISTANCE_NAMES = ["compute_distances_two_loops", "compute_distances_one_loop", "compute_distances_no_loops"]
 DISTANCES = [compute_distances_two_loops, compute_distances_one_loop, compute_distances_no_loops]
 
 # Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
@@ -32,13 +32,15 @@ VOTING = pytest.mark.grade("voting", points=4)
 CLASSIFIER = pytest.mark.grade("classifier", points=3)
 CROSS_VALIDATION = pytest.mark.grade("cross-validation", points=3)
 OPTIONAL = pytest.mark.grade("optional helpers and given extras", points=0)
-GRADE_OF_DISTANCE = {compute_distances_two_loops: TWO_LOOPS, compute_distances_one_loop: ONE_LOOP,
-                     compute_distances_no_loops: NO_LOOPS}
+GRADE_OF_DISTANCE = dict(zip(DISTANCE_NAMES, [TWO_LOOPS, ONE_LOOP, NO_LOOPS], strict=True))
+# The rules each docstring states: how many Python loops, and what it may not call.
+NOT_LIBRARY = ("cdist", "norm", "pdist", "nn", "vector_norm", "pairwise_distance")
+LOOPS_ALLOWED = {"compute_distances_two_loops": 2, "compute_distances_one_loop": 1, "compute_distances_no_loops": 0}
 
 
 def course_extra(owner, name: str):
     """``owner.name``, or skip: the course's knn.py has it, one written to the EECS 498 spec need not."""
-    if not hasattr(owner, name):
+    if not hasattr(owner, name) or is_missing(getattr(owner, name)):
         pytest.skip(f"{name} is an extra of the course's knn.py (not in the EECS 498 API)")
     return getattr(owner, name)
 
@@ -52,9 +54,18 @@ def digits():
     return x[:1200], y[:1200], x[1200:], y[1200:]
 
 
-@pytest.mark.parametrize("fn", [pytest.param(fn, marks=GRADE_OF_DISTANCE[fn]) for fn in DISTANCES])
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=rule_mark(GRADE_OF_DISTANCE[n])) for n in DISTANCE_NAMES])
+def test_distance_rules(name):
+    """The docstrings' rules: the stated number of loops, and no library distance (torch.cdist, torch.norm...)."""
+    rules_of("A1_knn.knn", name, loops=LOOPS_ALLOWED[name], forbid=NOT_LIBRARY)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=GRADE_OF_DISTANCE[n]) for n in DISTANCE_NAMES])
 @pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 4)])
-def test_distances_match_cdist(fn, shape):
+def test_distances_match_cdist(name, shape):
+    fn = getattr(knn, name)
     gen = torch.Generator().manual_seed(0)
     x_train = torch.randn(7, *shape, generator=gen, dtype=torch.float64)
     x_test = torch.randn(4, *shape, generator=gen, dtype=torch.float64)

@@ -16,42 +16,44 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from student_autograd import backward_through, is_instance, parameter_grads, set_parameters, vjp
 from torch import nn
+from under_test import load, rule_mark, rules_of
 
-from A4_rnn_transformer.transformer import (
-    AddSubDataset,
-    CrossEntropyLoss,
-    Decoder,
-    DecoderBlock,
-    Encoder,
-    EncoderBlock,
-    FeedForwardBlock,
-    LabelSmoothingLoss,
-    LayerNormalization,
-    MultiHeadAttention,
-    SelfAttention,
-    TokenEmbedding,
-    Transformer,
-    answer_accuracy,
-    attention_weights,
-    decode_tokens,
-    generate_token_dict,
-    get_subsequent_mask,
-    greedy_decode,
-    position_encoding_simple,
-    position_encoding_sinusoid,
-    predict_answers,
-    prepocess_input_sequence,
-    preprocess_input_sequence,
-    scaled_dot_product_no_loop_batch,
-    scaled_dot_product_two_loop_batch,
-    scaled_dot_product_two_loop_single,
-    token_accuracy,
-    train_transformer,
-    warmup_scheduler,
-)
 from helpers.datasets.synthetic import ARITHMETIC_SPECIAL_TOKENS, ARITHMETIC_VOCAB, arithmetic_problems
 from helpers.gradcheck import compute_numeric_gradient, rel_error
+
+tr = load("A4_rnn_transformer.transformer")
+AddSubDataset = tr.AddSubDataset
+CrossEntropyLoss = tr.CrossEntropyLoss
+Decoder = tr.Decoder
+DecoderBlock = tr.DecoderBlock
+Encoder = tr.Encoder
+EncoderBlock = tr.EncoderBlock
+FeedForwardBlock = tr.FeedForwardBlock
+LabelSmoothingLoss = tr.LabelSmoothingLoss
+LayerNormalization = tr.LayerNormalization
+MultiHeadAttention = tr.MultiHeadAttention
+SelfAttention = tr.SelfAttention
+TokenEmbedding = tr.TokenEmbedding
+Transformer = tr.Transformer
+answer_accuracy = tr.answer_accuracy
+attention_weights = tr.attention_weights
+decode_tokens = tr.decode_tokens
+generate_token_dict = tr.generate_token_dict
+get_subsequent_mask = tr.get_subsequent_mask
+greedy_decode = tr.greedy_decode
+position_encoding_simple = tr.position_encoding_simple
+position_encoding_sinusoid = tr.position_encoding_sinusoid
+predict_answers = tr.predict_answers
+prepocess_input_sequence = tr.prepocess_input_sequence
+preprocess_input_sequence = tr.preprocess_input_sequence
+scaled_dot_product_no_loop_batch = tr.scaled_dot_product_no_loop_batch
+scaled_dot_product_two_loop_batch = tr.scaled_dot_product_two_loop_batch
+scaled_dot_product_two_loop_single = tr.scaled_dot_product_two_loop_single
+token_accuracy = tr.token_accuracy
+train_transformer = tr.train_transformer
+warmup_scheduler = tr.warmup_scheduler
 
 # Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 TOKENS = pytest.mark.grade("tokens", points=3)
@@ -65,6 +67,39 @@ LOSSES = pytest.mark.grade("losses", points=5)
 DECODING = pytest.mark.grade("greedy decoding and accuracies", points=5)
 SCHEDULE = pytest.mark.grade("warm-up schedule", points=2)
 GIVEN = pytest.mark.grade("given code: input checks, embedding, accuracy", points=0)
+
+# The rules the docstrings state: how many Python loops (None: not stated), and which library routes are off limits.
+ATTENTION_LIBRARY = ("scaled_dot_product_attention", "MultiheadAttention", "multi_head_attention_forward")
+BLOCK_LIBRARY = ATTENTION_LIBRARY + ("TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder",
+                                     "TransformerDecoder", "LayerNorm", "layer_norm")
+LOSS_LIBRARY = ("cross_entropy", "log_softmax", "nll_loss")
+SCHEDULERS = ("CosineAnnealingLR", "CosineAnnealingWarmRestarts", "LinearLR", "SequentialLR", "OneCycleLR",
+              "PolynomialLR", "ChainedScheduler", "ExponentialLR", "StepLR", "MultiStepLR")
+RULES = {  # function: (its group, loops allowed, names forbidden)
+    "scaled_dot_product_two_loop_single": (DOT, 2, ATTENTION_LIBRARY),
+    "scaled_dot_product_two_loop_batch": (DOT, 2, ATTENTION_LIBRARY),
+    "scaled_dot_product_no_loop_batch": (DOT, 0, ATTENTION_LIBRARY),
+    "SelfAttention.forward": (ATTENTION, 0, ATTENTION_LIBRARY),
+    "MultiHeadAttention.__init__": (ATTENTION, None, ATTENTION_LIBRARY),
+    "MultiHeadAttention.forward": (ATTENTION, None, ATTENTION_LIBRARY),
+    "LayerNormalization.forward": (NORM, 0, ("LayerNorm", "layer_norm")),
+    "FeedForwardBlock.forward": (BLOCKS, 0, ()),
+    "EncoderBlock.__init__": (BLOCKS, None, BLOCK_LIBRARY),
+    "EncoderBlock.forward": (BLOCKS, None, BLOCK_LIBRARY),
+    "DecoderBlock.__init__": (BLOCKS, None, BLOCK_LIBRARY),
+    "DecoderBlock.forward": (BLOCKS, None, BLOCK_LIBRARY),
+    "get_subsequent_mask": (BLOCKS, 0, ("generate_square_subsequent_mask",)),
+    "position_encoding_simple": (POSITIONS, 0, ()),
+    "position_encoding_sinusoid": (POSITIONS, 0, ()),
+    "Transformer.encode": (MODEL, 0, BLOCK_LIBRARY),
+    "Transformer.decode": (MODEL, 0, BLOCK_LIBRARY),
+    "Transformer.forward": (MODEL, 0, BLOCK_LIBRARY),
+    "CrossEntropyLoss": (LOSSES, None, LOSS_LIBRARY),
+    "LabelSmoothingLoss": (LOSSES, None, LOSS_LIBRARY),
+    # one loop over the positions, plus the generator expression of the given line that reads the special ids
+    "greedy_decode": (DECODING, 2, ()),
+    "warmup_scheduler": (SCHEDULE, 0, SCHEDULERS),
+}
 
 TOKEN_DICT = {token: index for index, token in enumerate(ARITHMETIC_VOCAB)}  # what generate_token_dict returns
 PAD = len(ARITHMETIC_VOCAB) - 1  # "PAD" is the last token of the vocabulary
@@ -85,19 +120,33 @@ def copy_linear(target: nn.Linear, weight: torch.Tensor, bias: torch.Tensor) -> 
         target.bias.copy_(bias)
 
 
-def randomise(module: nn.Module, seed: int = 0) -> nn.Module:
+def randomise(module, seed: int = 0):
     """Random values in every parameter (biases, gamma and beta included), so no term hides behind a 0 or 1."""
     g = gen(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.5)
+    values = {name: torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.5 for name, p in module.named_parameters()}
+    set_parameters(module, values)
     return module
+
+
+def each(fn, items, *same_args) -> list:
+    """``[fn(item, *same_args) for item in items]`` in one call where ``fn`` runs (not one round trip per item)."""
+    builtins, itertools = load("builtins"), load("itertools")
+    return builtins.list(builtins.map(fn, list(items), *(itertools.repeat(arg) for arg in same_args)))
 
 
 def dataset(split="train", num=None, emb_dim=16, pos_encode=position_encoding_sinusoid, pad_to=6):
     questions, answers = arithmetic_problems(split, num)
     return AddSubDataset(questions, answers, TOKEN_DICT, ARITHMETIC_SPECIAL_TOKENS, emb_dim, pos_encode,
                          pad_to=pad_to)
+
+
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=rule_mark(group)) for name, (group, _, _) in RULES.items()])
+def test_docstring_rules(name):
+    """Each function's stated rule: its number of Python loops, and no library route to the answer."""
+    _, loops, forbidden = RULES[name]
+    rules_of("A4_rnn_transformer.transformer", name, loops=loops, forbid=forbidden)
 
 
 # --------------------------------------------------------------------------- tokens
@@ -126,10 +175,12 @@ def test_tokenisation_round_trip_on_every_arithmetic_problem():
     lengths = {"question": set(), "answer": {}}
     count = 0
     for split in ("train", "val", "test"):
-        for question, answer in zip(*arithmetic_problems(split), strict=True):
-            q = preprocess_input_sequence(question, TOKEN_DICT, ARITHMETIC_SPECIAL_TOKENS)
-            a = preprocess_input_sequence(answer, TOKEN_DICT, ARITHMETIC_SPECIAL_TOKENS)
-            assert decode_tokens(q, TOKEN_DICT) == question and decode_tokens(a, TOKEN_DICT) == answer
+        questions, answers = arithmetic_problems(split)
+        tokens = {"question": each(preprocess_input_sequence, questions, TOKEN_DICT, ARITHMETIC_SPECIAL_TOKENS),
+                  "answer": each(preprocess_input_sequence, answers, TOKEN_DICT, ARITHMETIC_SPECIAL_TOKENS)}
+        assert each(decode_tokens, tokens["question"], TOKEN_DICT) == list(questions)
+        assert each(decode_tokens, tokens["answer"], TOKEN_DICT) == list(answers)
+        for q, a in zip(tokens["question"], tokens["answer"], strict=True):
             lengths["question"].add(len(q))
             lengths["answer"][len(a)] = lengths["answer"].get(len(a), 0) + 1
             count += 1
@@ -197,20 +248,19 @@ def test_no_loop_attention_gradients_numeric_and_autograd(masked):
     query, key, value = randn(2, 3, 4, seed=11), randn(2, 5, 4, seed=12), randn(2, 5, 2, seed=13)
     mask = torch.tensor([[False, True, False, True, False]]).expand(2, 3, 5) if masked else None
     dout = randn(2, 3, 2, seed=14)
-    leaves = [x.clone().requires_grad_() for x in (query, key, value)]
-    scaled_dot_product_no_loop_batch(*leaves, mask)[0].backward(dout)
+    _, ours = vjp(scaled_dot_product_no_loop_batch, [query, key, value], dout, mask=mask)
     reference = [x.clone().requires_grad_() for x in (query, key, value)]
     torch_attention(*reference, mask).backward(dout)
     inputs = [query, key, value]
-    for i, leaf in enumerate(leaves):
+    for i, grad in enumerate(ours):
         def f(x, i=i):
             args = list(inputs)
             args[i] = x
             return scaled_dot_product_no_loop_batch(*args, mask)[0]
 
         numeric = compute_numeric_gradient(f, inputs[i].clone(), dout)
-        assert rel_error(leaf.grad, numeric) < 1e-7
-        assert rel_error(leaf.grad, reference[i].grad) < 1e-12
+        assert rel_error(grad, numeric) < 1e-7
+        assert rel_error(grad, reference[i].grad) < 1e-12
 
 
 # --------------------------------------------------------------------------- SelfAttention, MultiHeadAttention
@@ -275,15 +325,15 @@ def test_multi_head_attention_matches_torch(masked):
 @ATTENTION
 def test_multi_head_attention_structure_and_gradients():
     ours, theirs = mha_pair(num_heads=2, emb_dim=6, seed=23)
-    assert len(ours.heads) == 2 and all(isinstance(h, SelfAttention) for h in ours.heads)
+    assert len(ours.heads) == 2 and all(is_instance(h, SelfAttention) for h in ours.heads)
     assert (ours.linear.in_features, ours.linear.out_features) == (6, 6)
     x = randn(2, 3, 6, seed=24, dtype=torch.float64).requires_grad_()
     x_ref = x.detach().clone().requires_grad_()
     dout = randn(2, 3, 6, seed=25)
-    ours(x, x, x).backward(dout)
+    _, (dq, dk, dv) = backward_through(ours, [x, x, x], dout)
     theirs(x_ref, x_ref, x_ref)[0].backward(dout)
-    assert rel_error(x.grad, x_ref.grad) < 1e-12
-    grad_q0 = ours.heads[0].q.weight.grad
+    assert rel_error(dq + dk + dv, x_ref.grad) < 1e-12  # x read three times: its gradient is the sum
+    grad_q0 = parameter_grads(ours, "heads.0.q.")["heads.0.q.weight"]
     assert rel_error(grad_q0, theirs.in_proj_weight.grad[:3]) < 1e-12
     # heads wider or narrower than emb_dim / num_heads are allowed (the course's dim_out is per head)
     assert MultiHeadAttention(3, 8, 5)(randn(1, 2, 8).float(), randn(1, 4, 8).float(),
@@ -312,22 +362,22 @@ def test_layer_norm_gradients_numeric_and_autograd():
     norm = randomise(LayerNormalization(5).double(), seed=28)
     x = randn(3, 5, seed=29)
     dout = randn(3, 5, seed=30)
-    leaf = x.clone().requires_grad_()
-    norm(leaf).backward(dout)
-    assert rel_error(leaf.grad, compute_numeric_gradient(lambda v: norm(v), x.clone(), dout)) < 1e-7
+    _, (dx,) = backward_through(norm, [x.clone().requires_grad_()], dout)
+    grads = parameter_grads(norm)
+    assert rel_error(dx, compute_numeric_gradient(lambda v: norm(v), x.clone(), dout)) < 1e-7
     reference = [t.detach().clone().requires_grad_() for t in (x, norm.gamma, norm.beta)]
     F.layer_norm(reference[0], (5,), reference[1], reference[2], eps=1e-10).backward(dout)
-    assert rel_error(leaf.grad, reference[0].grad) < 1e-10
-    assert rel_error(norm.gamma.grad, reference[1].grad) < 1e-12
-    assert rel_error(norm.beta.grad, reference[2].grad) < 1e-12
+    assert rel_error(dx, reference[0].grad) < 1e-10
+    assert rel_error(grads["gamma"], reference[1].grad) < 1e-12
+    assert rel_error(grads["beta"], reference[2].grad) < 1e-12
     gamma = norm.gamma.detach().clone()
 
     def with_gamma(g):
+        set_parameters(norm, {"gamma": g})
         with torch.no_grad():
-            norm.gamma.copy_(g)
             return norm(x)
 
-    assert rel_error(norm.gamma.grad, compute_numeric_gradient(with_gamma, gamma.clone(), dout)) < 1e-7
+    assert rel_error(grads["gamma"], compute_numeric_gradient(with_gamma, gamma.clone(), dout)) < 1e-7
 
 
 @NORM
@@ -497,8 +547,11 @@ def test_every_parameter_gets_a_gradient():
     model = small_model(layers=2)
     data = dataset("train", 4)
     ques, ques_pos, ans, ans_pos = batch_of(data, 4)
-    CrossEntropyLoss(model(ques, ques_pos, ans, ans_pos), ans[:, 1:], ignore_index=PAD).backward()
-    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    # the chain rule across the two calls: the loss's gradient of the scores, then back through the model
+    scores = model(ques, ques_pos, ans, ans_pos)
+    _, (dscores,) = backward_through(CrossEntropyLoss, [scores.detach().requires_grad_(), ans[:, 1:]], ignore_index=PAD)
+    backward_through(model, [ques, ques_pos, ans, ans_pos], dscores)
+    missing = [name for name, g in parameter_grads(model).items() if g is None or not g.abs().sum() > 0]
     assert not missing
 
 
@@ -507,8 +560,9 @@ def test_a_tiny_transformer_learns_a_small_set_by_heart(tmp_path):
     data = dataset("train", 32, emb_dim=32)
     model = small_model(seed=1, emb_dim=32)
     before = token_accuracy(model, data)
+    # a path on the model's side (when grading, the worker's own temporary folder)
     history = train_transformer(model, data, num_epochs=100, batch_size=32, lr=5e-3, warmup_steps=10,
-                                checkpoint=tmp_path / "tiny.pt")
+                                checkpoint=str(tmp_path / "tiny.pt"))
     assert history["stopped"] == "completed" and history["global_step"] == 100
     assert history["epoch_loss"][-1] < 0.05 * history["epoch_loss"][0]
     after = token_accuracy(model, data)
@@ -541,16 +595,16 @@ def test_cross_entropy_matches_torch(reduction):
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
 def test_label_smoothing_matches_torch_and_its_gradient(smoothing):
     pred, ground = scores_and_targets(seed=42)
-    leaf, reference = pred.clone().requires_grad_(), pred.clone().requires_grad_()
-    ours = LabelSmoothingLoss(leaf, ground, smoothing, ignore_index=PAD, reduction="mean")
+    reference = pred.clone().requires_grad_()
+    ours, (grad,) = backward_through(LabelSmoothingLoss, [pred.clone().requires_grad_(), ground, smoothing],
+                                     ignore_index=PAD, reduction="mean")
     # PyTorch spreads label_smoothing over all V tokens, the course over the V - 1 wrong ones
     theirs = F.cross_entropy(reference, ground.reshape(-1), ignore_index=PAD, reduction="mean",
                              label_smoothing=smoothing * VOCAB / (VOCAB - 1))
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
-    ours.backward()
     theirs.backward()
-    assert rel_error(leaf.grad, reference.grad) < 1e-12
-    assert (leaf.grad.reshape(3, 4, VOCAB)[ground == PAD] == 0).all(), "PAD positions get no gradient"
+    assert rel_error(grad, reference.grad) < 1e-12
+    assert (grad.reshape(3, 4, VOCAB)[ground == PAD] == 0).all(), "PAD positions get no gradient"
 
 
 @LOSSES
@@ -602,10 +656,10 @@ def test_greedy_decode_agrees_with_teacher_forcing_on_its_own_output():
 @DECODING
 def test_greedy_decode_pads_after_eos():
     model = small_model(seed=4)
-    with torch.no_grad():  # a decoder that always says EOS
-        model.decoder.proj_to_vocab.weight.zero_()
-        model.decoder.proj_to_vocab.bias.zero_()
-        model.decoder.proj_to_vocab.bias[TOKEN_DICT["EOS"]] = 1.0
+    projection = model.decoder.proj_to_vocab  # a decoder that always says EOS
+    bias = torch.zeros_like(projection.bias)
+    bias[TOKEN_DICT["EOS"]] = 1.0
+    set_parameters(projection, {"weight": torch.zeros_like(projection.weight), "bias": bias})
     data = dataset("val", 3)
     ques, ques_pos, _, _ = batch_of(data, 3)
     out = greedy_decode(model, ques, ques_pos, TOKEN_DICT, 5, position_encoding_sinusoid)
@@ -660,7 +714,8 @@ def test_answer_accuracy_by_hand():
 @SCHEDULE
 def test_warmup_then_cosine_or_inverse_sqrt():
     def factors(**kwargs):
-        optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=2.0)
+        # built where the scheduler runs (when grading, in the worker)
+        optimizer = load("torch.optim").SGD([torch.zeros(1, requires_grad=True)], lr=2.0)
         scheduler = warmup_scheduler(optimizer, **kwargs)
         out = []
         for _ in range(12):
@@ -797,6 +852,6 @@ def test_model_and_losses_refuse_bad_inputs():
     with pytest.raises(ValueError, match="reduction"):
         CrossEntropyLoss(pred, torch.zeros(6, dtype=torch.int64), reduction="avg")
     with pytest.raises(ValueError, match="total_steps"):
-        warmup_scheduler(torch.optim.SGD(model.parameters(), lr=0.1), warmup_steps=10, total_steps=5)
+        warmup_scheduler(load("torch.optim").SGD(model.parameters(), lr=0.1), warmup_steps=10, total_steps=5)
     with pytest.raises(ValueError, match="BOS"):
         greedy_decode(model, ques, pos9, {"EOS": 15, "PAD": 16}, 6, position_encoding_simple)

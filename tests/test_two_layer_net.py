@@ -5,50 +5,59 @@ what it implements); the course's extras (momentum, ``find_best_net``'s training
 ``BEST_TRAINING``, ``train_settings``) are tested in groups worth 0 points, skipped when absent.
 """
 
-import inspect
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from under_test import has, is_missing, load, rules_of
+from worker_tools import accepts, is_instance, shared_dict, worker_folder
 
-import A2_linear.two_layer_net as tln
-from A2_linear.two_layer_net import (
-    TwoLayerNet,
-    find_best_net,
-    nn_forward_backward,
-    nn_forward_pass,
-    nn_get_search_params,
-    nn_predict,
-    nn_train,
-)
+from A2_linear import checks
 from helpers.datasets import find_dataset_folder, load_dataset, preprocess_dataset
 from helpers.gradcheck import compute_numeric_gradient, rel_error
-from helpers.train import atomic_save
+
+MODULE = "A2_linear.two_layer_net"
+tln = load(MODULE)
+TwoLayerNet = tln.TwoLayerNet
+find_best_net = tln.find_best_net
+nn_forward_backward = tln.nn_forward_backward
+nn_forward_pass = tln.nn_forward_pass
+nn_get_search_params = tln.nn_get_search_params
+nn_predict = tln.nn_predict
+nn_train = tln.nn_train
 
 NAMES = ("W1", "b1", "W2", "b2")
 
 # Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 FORWARD = pytest.mark.grade("forward pass", points=3)
 BACKWARD = pytest.mark.grade("loss and backward pass", points=7)
+# Their rule checks (a broken rule scores the group 0).
+FORWARD_RULES = pytest.mark.grade("forward pass", points=3, rule=True)
+BACKWARD_RULES = pytest.mark.grade("loss and backward pass", points=7, rule=True)
 TRAINING = pytest.mark.grade("training and prediction", points=5)
 SEARCH = pytest.mark.grade("hyper-parameter search", points=3)
 GIVEN = pytest.mark.grade("input checks and model plumbing (given code)", points=0)
 EXTRAS = pytest.mark.grade("course extras: momentum and training settings", points=0)
 
 
-def accepts(fn, name: str) -> bool:
-    """Whether ``fn`` takes the keyword ``name`` (the course's extras; EECS 498's functions lack them)."""
-    return name in inspect.signature(fn).parameters
+# The docstrings' rules: no loop over the examples (no Python loop at all) in the forward and backward
+# passes, the ReLU written by hand, nothing from torch.nn, and the backward pass without autograd.
+NOT_IN_FORWARD = ("relu", "relu_", "ReLU", "Linear", "linear")
+NOT_IN_BACKWARD = NOT_IN_FORWARD + ("backward", "grad", "autograd", "requires_grad", "requires_grad_",
+                                    "cross_entropy", "log_softmax", "softmax")
 
 
-def needs_extra(fn, name: str) -> None:
-    if not accepts(fn, name):
-        pytest.skip(f"{fn.__qualname__}({name}=...) is an extra of the course (not in the EECS 498 API)")
+def needs_extra(fn, name: str, label: str) -> None:
+    """Skip unless ``fn`` (called ``label`` in the message) takes the course's extra keyword ``name``."""
+    if is_missing(fn) or not accepts(fn, name):
+        pytest.skip(f"{label}({name}=...) is an extra of the course (not in the EECS 498 API)")
 
 
 def extras_of(fn, **kwargs) -> dict:
     """The keyword arguments ``fn`` accepts: an EECS 498 function runs with its own defaults."""
+    if is_missing(fn):
+        return {}
     return {name: value for name, value in kwargs.items() if accepts(fn, name)}
 
 
@@ -91,6 +100,11 @@ def blobs(n_per_class=100, num_classes=3, dim=6, seed=0):
 # --------------------------------------------------------------------------- forward
 
 
+@FORWARD_RULES
+def test_forward_rules():
+    rules_of(MODULE, "nn_forward_pass", loops=0, forbid=NOT_IN_FORWARD)
+
+
 @FORWARD
 def test_forward_matches_a_direct_torch_computation():
     params, X, _ = toy_problem()
@@ -117,6 +131,12 @@ def test_forward_on_fixed_numbers():
 
 
 # --------------------------------------------------------------------------- loss and backward
+
+
+@BACKWARD_RULES
+def test_backward_rules():
+    """Checked with nn_forward_pass, which it calls."""
+    rules_of(MODULE, "nn_forward_backward", loops=0, forbid=NOT_IN_BACKWARD)
 
 
 @BACKWARD
@@ -262,7 +282,7 @@ def test_training_on_blobs_lowers_loss_and_raises_accuracy():
 @pytest.mark.skipif(find_dataset_folder("fashion_mnist") is None, reason="Fashion-MNIST is not installed")
 def test_training_on_fashion_mnist_subset_beats_chance_by_far():
     """Real images: 3000 training images, a few epochs with momentum, well above the 10% of chance."""
-    needs_extra(TwoLayerNet.train, "momentum")
+    needs_extra(TwoLayerNet.train, "momentum", "TwoLayerNet.train")
     x_train, y_train, x_test, y_test = load_dataset("fashion_mnist", num_train=3000, num_test=500)
     data = preprocess_dataset(x_train, y_train, x_test, y_test, validation_ratio=0.1)
     torch.manual_seed(0)
@@ -276,7 +296,7 @@ def test_training_on_fashion_mnist_subset_beats_chance_by_far():
 
 @EXTRAS
 def test_momentum_reaches_a_lower_loss_with_the_same_steps():
-    needs_extra(TwoLayerNet.train, "momentum")
+    needs_extra(TwoLayerNet.train, "momentum", "TwoLayerNet.train")
     X, y = blobs(seed=1)
     losses = {}
     for momentum in (0.0, 0.9):
@@ -313,7 +333,8 @@ def counting_functions(calls):
         calls["pred"] += 1
         return torch.zeros(X.shape[0], dtype=torch.long)
 
-    params = {"W1": torch.zeros(2, 3), "b1": torch.zeros(3), "W2": torch.zeros(3, 2), "b2": torch.zeros(2)}
+    # nn_train updates params in place: a dict that lives where nn_train runs
+    params = shared_dict({"W1": torch.zeros(2, 3), "b1": torch.zeros(3), "W2": torch.zeros(3, 2), "b2": torch.zeros(2)})
     return params, loss_func, pred_func
 
 
@@ -335,7 +356,7 @@ def test_nn_train_follows_the_given_functions():
 @EXTRAS
 def test_nn_train_momentum_steps_follow_the_velocity():
     """With momentum the steps follow v = m v - lr g, p += v."""
-    needs_extra(nn_train, "momentum")
+    needs_extra(nn_train, "momentum", "nn_train")
     params, loss_func, pred_func = counting_functions({"loss": 0, "pred": 0})
     X, y = torch.zeros(10, 2), torch.zeros(10, dtype=torch.long)
     nn_train(params, loss_func, pred_func, X, y, X, y, learning_rate=1.0, learning_rate_decay=1.0,
@@ -374,7 +395,7 @@ def test_learning_rate_decays_once_per_epoch():
         seen.append(float(params["b2"][0]))
         return torch.zeros(X.shape[0], dtype=torch.long)
 
-    params = {"W1": torch.zeros(2, 3), "b1": torch.zeros(3), "W2": torch.zeros(3, 2), "b2": torch.zeros(2)}
+    params = shared_dict({"W1": torch.zeros(2, 3), "b1": torch.zeros(3), "W2": torch.zeros(3, 2), "b2": torch.zeros(2)})
     X, y = torch.zeros(10, 2), torch.zeros(10, dtype=torch.long)
     nn_train(params, loss_func, pred_func, X, y, X, y, learning_rate=1.0, learning_rate_decay=0.5,
              num_iters=6, batch_size=5)
@@ -436,39 +457,43 @@ def test_nn_predict_takes_the_argmax_of_the_loss_funcs_scores():
 
 
 @TRAINING
-def test_save_load_round_trip(tmp_path):
-    torch.manual_seed(0)
-    net = TwoLayerNet(6, 5, 3, std=0.1, device="cpu")
-    path = tmp_path / "net.pt"
-    net.save(path)
-    other = TwoLayerNet(6, 5, 3, std=0.1, device="cpu")
-    other.params = {name: value + 1 for name, value in other.params.items()}
-    other.load(path)
-    for name in NAMES:
-        assert torch.equal(other.params[name], net.params[name])
-    X = torch.randn(4, 6)
-    assert torch.equal(other.predict(X), net.predict(X))
+def test_save_load_round_trip():
+    with worker_folder() as folder:
+        torch.manual_seed(0)
+        net = TwoLayerNet(6, 5, 3, std=0.1, device="cpu")
+        path = f"{folder}/net.pt"
+        net.save(path)
+        other = TwoLayerNet(6, 5, 3, std=0.1, device="cpu")
+        other.params = {name: value + 1 for name, value in other.params.items()}
+        other.load(path)
+        for name in NAMES:
+            assert torch.equal(other.params[name], net.params[name])
+        X = torch.randn(4, 6)
+        assert torch.equal(other.predict(X), net.predict(X))
 
 
 @GIVEN
-def test_load_keeps_the_nets_dtype(tmp_path):
-    torch.manual_seed(0)
-    TwoLayerNet(6, 5, 3, std=0.1, device="cpu").save(tmp_path / "net.pt")
-    as64 = TwoLayerNet(6, 5, 3, dtype=torch.float64, device="cpu")
-    as64.load(tmp_path / "net.pt")
-    assert as64.params["W1"].dtype == torch.float64
+def test_load_keeps_the_nets_dtype():
+    with worker_folder() as folder:
+        torch.manual_seed(0)
+        TwoLayerNet(6, 5, 3, std=0.1, device="cpu").save(f"{folder}/net.pt")
+        as64 = TwoLayerNet(6, 5, 3, dtype=torch.float64, device="cpu")
+        as64.load(f"{folder}/net.pt")
+        assert as64.params["W1"].dtype == torch.float64
 
 
 @GIVEN
-def test_load_rejects_other_files(tmp_path):
-    path = tmp_path / "bad.pt"
-    atomic_save({"W1": torch.zeros(2, 2)}, path)
-    with pytest.raises(ValueError, match="does not hold a two-layer net"):
-        TwoLayerNet(2, 2, 2, device="cpu").load(path)
-    atomic_save({"W1": torch.zeros(2, 3), "b1": torch.zeros(4), "W2": torch.zeros(3, 2), "b2": torch.zeros(2)},
-                path)
-    with pytest.raises(ValueError, match=r"params\['b1'\] must have shape \(3,\)"):
-        TwoLayerNet(2, 2, 2, device="cpu").load(path)
+def test_load_rejects_other_files():
+    with worker_folder() as folder:
+        path = load("pathlib").Path(folder, "bad.pt")  # written where the code under test reads it
+        atomic_save = load("helpers.train").atomic_save
+        atomic_save({"W1": torch.zeros(2, 2)}, path)
+        with pytest.raises(ValueError, match="does not hold a two-layer net"):
+            TwoLayerNet(2, 2, 2, device="cpu").load(path)
+        atomic_save({"W1": torch.zeros(2, 3), "b1": torch.zeros(4), "W2": torch.zeros(3, 2), "b2": torch.zeros(2)},
+                    path)
+        with pytest.raises(ValueError, match=r"params\['b1'\] must have shape \(3,\)"):
+            TwoLayerNet(2, 2, 2, device="cpu").load(path)
 
 
 # --------------------------------------------------------------------------- search
@@ -486,7 +511,7 @@ def test_search_params_are_four_non_empty_lists():
 
 @EXTRAS
 def test_best_training_names_how_find_best_net_trains():
-    if not hasattr(tln, "BEST_TRAINING"):
+    if not has(tln, "BEST_TRAINING"):
         pytest.skip("BEST_TRAINING is an extra of the course (not in the EECS 498 API)")
     assert set(tln.BEST_TRAINING) == {"num_iters", "batch_size", "momentum", "std"}
 
@@ -503,7 +528,7 @@ def test_find_best_net_returns_the_best_of_the_grid(capsys):
     torch.manual_seed(0)
     extras = extras_of(find_best_net, num_iters=100, batch_size=50, momentum=0.5, std=0.1, verbose=True)
     net, stats, val_acc = find_best_net(data, grid, **extras)
-    assert isinstance(net, TwoLayerNet) and sizes(net)[0] == 5 and sizes(net)[2] == 3
+    assert is_instance(net, TwoLayerNet) and sizes(net)[0] == 5 and sizes(net)[2] == 3
     accuracy = (net.predict(data["X_val"]) == data["y_val"]).float().mean().item()
     assert val_acc == pytest.approx(accuracy) or val_acc == pytest.approx(100 * accuracy)  # fraction or percent
     assert accuracy >= 0.9
@@ -516,18 +541,24 @@ def test_find_best_net_returns_the_best_of_the_grid(capsys):
 
 
 @EXTRAS
-def test_find_best_net_trains_with_best_training_by_default(monkeypatch):
-    if not hasattr(tln, "BEST_TRAINING"):
+def test_find_best_net_trains_with_best_training_by_default():
+    if not has(tln, "BEST_TRAINING"):
         pytest.skip("BEST_TRAINING is an extra of the course (not in the EECS 498 API)")
-    monkeypatch.setitem(tln.BEST_TRAINING, "num_iters", 7)
-    monkeypatch.setitem(tln.BEST_TRAINING, "batch_size", 20)
-    X, y = blobs(dim=4)
-    data = {"X_train": X[:200], "y_train": y[:200], "X_val": X[200:], "y_val": y[200:]}
-    torch.manual_seed(0)
-    net, stats, _ = find_best_net(data, lambda: ([0.1], [3], [0.0], [1.0]))
+    best = tln.BEST_TRAINING  # the module's own dict: items written here reach find_best_net
+    saved = {key: best[key] for key in ("num_iters", "batch_size")}
+    best["num_iters"], best["batch_size"] = 7, 20
+    try:
+        X, y = blobs(dim=4)
+        data = {"X_train": X[:200], "y_train": y[:200], "X_val": X[200:], "y_val": y[200:]}
+        torch.manual_seed(0)
+        net, stats, _ = find_best_net(data, lambda: ([0.1], [3], [0.0], [1.0]))
+    finally:
+        for key, value in saved.items():
+            best[key] = value
     assert len(stats["loss_history"]) == 7
-    assert net.train_settings == {"learning_rate": 0.1, "learning_rate_decay": 1.0, "reg": 0.0, "num_iters": 7,
-                                  "batch_size": 20, "momentum": tln.BEST_TRAINING["momentum"]}
+    assert dict(net.train_settings.items()) == {"learning_rate": 0.1, "learning_rate_decay": 1.0, "reg": 0.0,
+                                                "num_iters": 7, "batch_size": 20,
+                                                "momentum": tln.BEST_TRAINING["momentum"]}
     assert len(stats["val_acc_history"]) == 1  # 200 // 20 = 10 iterations per epoch
     assert net.sizes == (4, 3, 3) and net.params["W1"].dtype == torch.float32
 
@@ -588,7 +619,7 @@ def test_clear_errors_on_bad_input():
     with pytest.raises(TypeError, match="share dtype"):
         nn_forward_pass(dict(params, b2=params["b2"].float()), X)
     with pytest.raises(ValueError, match="X is on meta but the weights are on cpu"):
-        nn_forward_pass(params, X.to("meta"))
+        checks.net_inputs(params, X.to("meta"))  # the check nn_forward_pass runs (a meta tensor cannot be sent)
     with pytest.raises(TypeError, match="must be a torch.Tensor"):
         nn_forward_pass(params, X.tolist())
     with pytest.raises(ValueError, match="at least one example"):

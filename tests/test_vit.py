@@ -4,6 +4,10 @@ The patch embedding is checked against ``F.conv2d`` (a P x P convolution with st
 block against ``nn.MultiheadAttention`` / ``F.layer_norm`` / ``F.gelu`` carrying the same
 weights, gradients against numeric ones, attention rollout against a plain loop, and the
 export and the command line against the eager model.
+
+The student's objects may live in the grader's worker (``tests/under_test.py``): weights are set
+with ``load_state_dict``, autograd runs there (``backward_through``), and so do training, exports
+and the command line's files (``tests/papers_support.py``).
 """
 
 import json
@@ -11,24 +15,28 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from papers_support import folder_in_worker, png_bytes, rule_mark
 from torch import nn
+from under_test import load, rules_of
 
-from helpers.export import export_model, load_exported, load_model, max_difference, save_model
 from helpers.gradcheck import compute_numeric_gradient, rel_error
-from papers import vit
-from papers.vit import (
-    ConvStem,
-    PatchEmbedding,
-    VisionTransformer,
-    ViTBlock,
-    accuracy,
-    attention_maps,
-    attention_rollout,
-    patchify,
-    position_similarity,
-    unpatchify,
-    vit_loss_fn,
-)
+
+vit = load("papers.vit")
+ConvStem = vit.ConvStem
+PatchEmbedding = vit.PatchEmbedding
+VisionTransformer = vit.VisionTransformer
+ViTBlock = vit.ViTBlock
+accuracy = vit.accuracy
+attention_maps = vit.attention_maps
+attention_rollout = vit.attention_rollout
+patchify = vit.patchify
+position_similarity = vit.position_similarity
+unpatchify = vit.unpatchify
+vit_loss_fn = vit.vit_loss_fn
+export = load("helpers.export")          # given code, run where the model lives
+support = load("papers_support")
+worker_folder = pytest.fixture(folder_in_worker, name="worker_folder")  # a scratch folder where the model lives
+backward_through = load("under_test").backward_through
 
 PATCHES = pytest.mark.grade("patchify and PatchEmbedding", points=3)
 BLOCK = pytest.mark.grade("ViTBlock (pre-norm)", points=3)
@@ -37,11 +45,36 @@ LOOK = pytest.mark.grade("attention rollout", points=2)
 GIVEN = pytest.mark.grade("given code: input checks, loss, export, command line", points=0)
 
 
-def tiny_vit(**kwargs) -> VisionTransformer:
+def set_weights(model, **values) -> None:
+    """Set some of the model's parameters or buffers (``head__weight`` names ``head.weight``)."""
+    model.load_state_dict({name.replace("__", "."): value for name, value in values.items()}, strict=False)
+
+
+def normal_head(model) -> None:
+    """``nn.init.normal_`` on the model's head weight (the zero-initialised head hides everything)."""
+    set_weights(model, head__weight=torch.randn_like(model.head.weight))
+
+
+def tiny_vit(**kwargs):
     settings = dict(image_size=8, patch_size=4, in_channels=1, num_classes=3, emb_dim=8, depth=2, num_heads=2,
                     mlp_dim=16)
     settings.update(kwargs)
     return VisionTransformer(**settings)
+
+
+# --------------------------------------------------------------------------- rules
+
+# The rules the docstrings state: which functions are loop-free, and that attention is A4's own.
+RULES = [("patchify", PATCHES, 0, ()), ("unpatchify", PATCHES, 0, ()),
+         ("PatchEmbedding.forward", PATCHES, 0, ("conv2d", "Conv2d")),
+         ("ViTBlock.forward", BLOCK, 0, ("MultiheadAttention", "scaled_dot_product_attention",
+                                        "multi_head_attention_forward"))]
+
+
+@pytest.mark.parametrize("name, loops, forbid", [pytest.param(n, loops, forbid, marks=rule_mark(mark), id=n)
+                                                 for n, mark, loops, forbid in RULES])
+def test_rules(name, loops, forbid):
+    rules_of("papers.vit", name, loops=loops, forbid=forbid)
 
 
 # --------------------------------------------------------------------------- patches
@@ -84,34 +117,35 @@ def test_patch_embedding_is_a_strided_convolution():
 # --------------------------------------------------------------------------- the block
 
 
-def reference_block(block: ViTBlock, x: torch.Tensor) -> torch.Tensor:
-    """The same computation with PyTorch's layers, carrying the block's weights."""
-    D = block.emb_dim
-    heads = block.attn.heads
-    mha = nn.MultiheadAttention(D, len(heads), batch_first=True).to(x.dtype)
+def reference_block(weights: dict, num_heads: int, x: torch.Tensor) -> torch.Tensor:
+    """The same computation with PyTorch's layers, carrying the block's weights (its ``state_dict``)."""
+    D = x.shape[-1]
+    mha = nn.MultiheadAttention(D, num_heads, batch_first=True).to(x.dtype)
     with torch.no_grad():
-        mha.in_proj_weight.copy_(torch.cat([torch.cat([getattr(h, name).weight for h in heads])
-                                            for name in ("q", "k", "v")]))
-        mha.in_proj_bias.copy_(torch.cat([torch.cat([getattr(h, name).bias for h in heads])
-                                          for name in ("q", "k", "v")]))
-        mha.out_proj.weight.copy_(block.attn.linear.weight)
-        mha.out_proj.bias.copy_(block.attn.linear.bias)
-    h = F.layer_norm(x, (D,), block.norm1.gamma, block.norm1.beta, eps=1e-6)
+        for kind, target in (("weight", mha.in_proj_weight), ("bias", mha.in_proj_bias)):
+            target.copy_(torch.cat([weights[f"attn.heads.{h}.{name}.{kind}"]
+                                    for name in ("q", "k", "v") for h in range(num_heads)]))
+        mha.out_proj.weight.copy_(weights["attn.linear.weight"])
+        mha.out_proj.bias.copy_(weights["attn.linear.bias"])
+    h = F.layer_norm(x, (D,), weights["norm1.gamma"], weights["norm1.beta"], eps=1e-6)
     x = x + mha(h, h, h, need_weights=False)[0]
-    h = F.layer_norm(x, (D,), block.norm2.gamma, block.norm2.beta, eps=1e-6)
-    return x + block.fc2(F.gelu(block.fc1(h)))
+    h = F.layer_norm(x, (D,), weights["norm2.gamma"], weights["norm2.beta"], eps=1e-6)
+    h = F.linear(F.gelu(F.linear(h, weights["fc1.weight"], weights["fc1.bias"])), weights["fc2.weight"],
+                 weights["fc2.bias"])
+    return x + h
 
 
 @BLOCK
 def test_block_matches_pytorch_layers():
     torch.manual_seed(1)
     block = ViTBlock(emb_dim=12, num_heads=3, mlp_dim=20).double()
-    with torch.no_grad():
-        for norm in (block.norm1, block.norm2):
-            norm.gamma.uniform_(0.5, 1.5)
-            norm.beta.uniform_(-0.3, 0.3)
+    norms = {}
+    for norm in ("norm1", "norm2"):
+        norms[f"{norm}__gamma"] = torch.empty(12, dtype=torch.float64).uniform_(0.5, 1.5)
+        norms[f"{norm}__beta"] = torch.empty(12, dtype=torch.float64).uniform_(-0.3, 0.3)
+    set_weights(block, **norms)
     x = torch.randn(2, 7, 12, dtype=torch.float64)
-    assert rel_error(block(x), reference_block(block, x)) < 1e-10
+    assert rel_error(block(x), reference_block(block.state_dict(), 3, x)) < 1e-10
     assert block.attn.weights_softmax.shape == (2, 3, 7, 7)
 
 
@@ -121,18 +155,17 @@ def test_block_gradient_matches_numeric_gradient():
     block = ViTBlock(emb_dim=8, num_heads=2, mlp_dim=12).double()
     x = torch.randn(2, 5, 8, dtype=torch.float64, requires_grad=True)
     dout = torch.randn(2, 5, 8, dtype=torch.float64)
-    (block(x) * dout).sum().backward()
+    _, (grad,) = backward_through(block, [x], dout)
     numeric = compute_numeric_gradient(lambda t: block(t), x.detach().clone(), dout)
-    assert rel_error(x.grad, numeric) < 1e-7
+    assert rel_error(grad, numeric) < 1e-7
 
 
 @BLOCK
 def test_block_residual_path_is_an_identity_when_sublayers_output_zero():
     block = ViTBlock(emb_dim=8, num_heads=2, mlp_dim=12)
-    with torch.no_grad():
-        for layer in (block.attn.linear, block.fc2):
-            layer.weight.zero_()
-            layer.bias.zero_()
+    weights = block.state_dict()
+    set_weights(block, **{name.replace(".", "__"): torch.zeros_like(weights[name])
+                          for name in ("attn.linear.weight", "attn.linear.bias", "fc2.weight", "fc2.bias")})
     x = torch.randn(3, 4, 8)
     assert torch.equal(block(x), x)
 
@@ -172,20 +205,19 @@ def test_model_refuses_wrong_image_sizes():
 def test_without_position_embeddings_the_model_sees_a_bag_of_patches():
     torch.manual_seed(3)
     model = tiny_vit(image_size=12)
-    nn.init.normal_(model.head.weight)
+    normal_head(model)
     images = torch.rand(2, 1, 12, 12)
     order = torch.randperm(9)
     shuffled = unpatchify(patchify(images, 4)[:, order], 4, 12, 12)
     assert rel_error(model(images), model(shuffled)) > 1e-4, "position embeddings make patch order matter"
-    with torch.no_grad():
-        model.pos_embedding.zero_()
+    set_weights(model, pos_embedding=torch.zeros_like(model.pos_embedding))
     assert rel_error(model(images), model(shuffled)) < 1e-5
 
 
 @MODEL
 def test_model_normalises_inputs_with_its_buffers():
     model = tiny_vit(in_channels=3, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.25))
-    nn.init.normal_(model.head.weight)
+    normal_head(model)
     images = torch.rand(2, 3, 8, 8)
     assert model.mean.shape == (1, 3, 1, 1) and "mean" in model.state_dict()
     shifted = VisionTransformer(image_size=8, patch_size=4, in_channels=3, num_classes=3, emb_dim=8, depth=2,
@@ -201,12 +233,12 @@ def test_model_normalises_inputs_with_its_buffers():
 def test_whole_model_gradient_matches_numeric_gradient(stem_channels):
     torch.manual_seed(4)
     model = tiny_vit(stem_channels=stem_channels).double()  # the hybrid's BatchNorm in training mode
-    nn.init.normal_(model.head.weight)
+    normal_head(model)
     images = torch.rand(3, 1, 8, 8, dtype=torch.float64, requires_grad=True)
     dout = torch.randn(3, 3, dtype=torch.float64)
-    (model(images) * dout).sum().backward()
+    _, (grad,) = backward_through(model, [images], dout)
     numeric = compute_numeric_gradient(lambda t: model(t), images.detach().clone(), dout)
-    assert rel_error(images.grad, numeric) < 1e-7
+    assert rel_error(grad, numeric) < 1e-7
 
 
 @MODEL
@@ -216,31 +248,25 @@ def test_model_learns_a_small_training_set():
     torch.manual_seed(0)
     x, y, _, _ = load_fashion_mnist(num_train=64, num_test=1)
     model = VisionTransformer(emb_dim=32, depth=2, num_heads=2, mlp_dim=64, patch_size=7)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     loss_fn = vit_loss_fn(smoothing=0.0, augment=False)
-    first = None
-    for _ in range(60):
-        loss, _ = loss_fn(model, (x, y))
-        first = loss.item() if first is None else first
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    assert loss.item() < first / 10
+    losses = support.train_steps(model, loss_fn, (x, y), steps=60, lr=3e-3, optimizer="adamw")
+    assert losses[-1] < losses[0] / 10
     assert accuracy(model, x, y) == 1.0
 
 
 # --------------------------------------------------------------------------- the hybrid (a CNN stem)
 
 
-def trained_like_stem(model: VisionTransformer) -> None:
+def trained_like_stem(model) -> None:
     """Give the stem's BatchNorms non-trivial running statistics and affine weights."""
     torch.manual_seed(11)
-    for layer in model.stem.layers:
-        if isinstance(layer, nn.BatchNorm2d):
-            layer.running_mean.uniform_(-0.5, 0.5)
-            layer.running_var.uniform_(0.5, 2.0)
-            nn.init.uniform_(layer.weight, 0.5, 1.5)
-            nn.init.uniform_(layer.bias, -0.2, 0.2)
+    weights = model.state_dict()
+    values = {}
+    for norm in [name.removesuffix(".running_mean") for name in weights if name.endswith(".running_mean")]:
+        for name, low, high in (("running_mean", -0.5, 0.5), ("running_var", 0.5, 2.0), ("weight", 0.5, 1.5),
+                                ("bias", -0.2, 0.2)):
+            values[f"{norm}.{name}"] = torch.empty_like(weights[f"{norm}.{name}"]).uniform_(low, high)
+    model.load_state_dict(values, strict=False)
 
 
 @MODEL
@@ -248,13 +274,16 @@ def test_hybrid_cuts_its_patches_from_the_stem_features():
     torch.manual_seed(8)
     model = tiny_vit(stem_channels=(3, 5)).eval()
     trained_like_stem(model)
-    nn.init.normal_(model.head.weight)
+    normal_head(model)
     images = torch.rand(2, 1, 8, 8)
     features = (images - model.mean) / model.std
-    for conv, norm in zip(model.stem.layers[0::3], model.stem.layers[1::3], strict=True):
-        features = F.conv2d(features, conv.weight, padding=1)
-        features = F.relu(F.batch_norm(features, norm.running_mean, norm.running_var, norm.weight, norm.bias,
-                                       eps=norm.eps))
+    w = model.state_dict()
+    for conv, norm in ((0, 1), (3, 4)):  # conv, BatchNorm, ReLU per stem layer
+        eps = model.stem.layers[norm].eps
+        features = F.conv2d(features, w[f"stem.layers.{conv}.weight"], padding=1)
+        features = F.relu(F.batch_norm(features, *(w[f"stem.layers.{norm}.{name}"] for name in (
+            "running_mean", "running_var", "weight", "bias")), eps=eps))
+    assert f"stem.layers.{6}.weight" not in w, "two convolutions"
     assert features.shape == (2, 5, 8, 8), "stride 1: the feature map keeps the image size"
     assert model.patch_embed.proj.in_features == 5 * 4 * 4
     tokens = model.patch_embed(features)
@@ -262,7 +291,9 @@ def test_hybrid_cuts_its_patches_from_the_stem_features():
     for block in model.blocks:
         x = block(x)
     assert rel_error(model(images), model.head(model.norm(x)[:, 0])) < 1e-6
-    assert isinstance(tiny_vit().stem, nn.Identity), "no stem: the plain ViT"
+    plain = tiny_vit()
+    assert not any(name.startswith("stem.") for name in plain.state_dict()), "no stem: the plain ViT"
+    assert torch.equal(plain.stem(images), images), "the plain ViT's stem is an identity"
 
 
 @GIVEN
@@ -277,18 +308,18 @@ def test_stem_refuses_bad_channels():
 
 
 @GIVEN
-def test_hybrid_export_and_saved_model_equal_the_eager_model(tmp_path):
+def test_hybrid_export_and_saved_model_equal_the_eager_model(worker_folder):
     torch.manual_seed(10)
     config = dict(image_size=8, patch_size=4, in_channels=1, num_classes=3, emb_dim=8, depth=2, num_heads=2,
                   mlp_dim=16, stem_channels=[3, 4])
     model = VisionTransformer(**config).eval()
     trained_like_stem(model)
-    nn.init.normal_(model.head.weight)
-    exported = load_exported(export_model(model, torch.rand(2, 1, 8, 8), tmp_path / "hybrid.pt2"))
-    reloaded = load_model(save_model(model, config, tmp_path / "hybrid.pt"), VisionTransformer)
+    normal_head(model)
+    exported = export.load_exported(export.export_model(model, torch.rand(2, 1, 8, 8), f"{worker_folder}/hybrid.pt2"))
+    reloaded = export.load_model(export.save_model(model, config, f"{worker_folder}/hybrid.pt"), VisionTransformer)
     for batch in (1, 5):
         images = torch.rand(batch, 1, 8, 8)
-        assert max_difference(model, exported, images) < 1e-5
+        assert export.max_difference(model, exported, images) < 1e-5
         assert torch.equal(model(images), reloaded(images))
 
 
@@ -350,7 +381,7 @@ def test_attention_maps_and_position_similarity_shapes():
 def test_loss_is_label_smoothed_cross_entropy():
     torch.manual_seed(6)
     model = tiny_vit()
-    nn.init.normal_(model.head.weight)
+    normal_head(model)
     images, labels = torch.rand(5, 1, 8, 8), torch.randint(0, 3, (5,))
     loss, metrics = vit_loss_fn(smoothing=0.1, augment=False)(model, (images, labels))
     # The course's smoothing puts 0.1 on the wrong classes; PyTorch's spreads eps over all V classes.
@@ -360,55 +391,49 @@ def test_loss_is_label_smoothed_cross_entropy():
 
 
 @GIVEN
-def test_export_equals_the_eager_model(tmp_path):
+def test_export_equals_the_eager_model(worker_folder):
     torch.manual_seed(7)
     model = tiny_vit()
-    nn.init.normal_(model.head.weight)
-    exported = load_exported(export_model(model, torch.rand(2, 1, 8, 8), tmp_path / "vit.pt2"))
+    normal_head(model)
+    exported = export.load_exported(export.export_model(model, torch.rand(2, 1, 8, 8), f"{worker_folder}/vit.pt2"))
     for batch in (1, 5):
-        assert max_difference(model, exported, torch.rand(batch, 1, 8, 8)) < 1e-5
+        assert export.max_difference(model, exported, torch.rand(batch, 1, 8, 8)) < 1e-5
 
 
 @GIVEN
-def test_command_line_predicts_from_a_saved_model_and_from_its_export(tmp_path):
-    from PIL import Image
-
+def test_command_line_predicts_from_a_saved_model_and_from_its_export(worker_folder):
     torch.manual_seed(8)
     names = [f"kind{i}" for i in range(10)]
     config = dict(image_size=8, patch_size=4, in_channels=1, num_classes=10, emb_dim=8, depth=1, num_heads=2,
                   mlp_dim=8, class_names=names)
     model = VisionTransformer(**config)
-    nn.init.normal_(model.head.weight)
-    saved = save_model(model, config, tmp_path / "vit_model.pt")
-    paths = []
-    for i in range(2):
-        paths.append(str(tmp_path / f"img{i}.png"))
-        Image.fromarray((torch.rand(8, 8, 3) * 255).to(torch.uint8).numpy()).save(paths[-1])
-    assert vit.main(["predict", *paths, "--checkpoint", str(saved), "--out", str(tmp_path / "a")]) == 0
-    assert vit.main(["export", "--checkpoint", str(saved), "--out", str(tmp_path / "vit.pt2")]) == 0
-    assert vit.main(["predict", *paths, "--export", str(tmp_path / "vit.pt2"), "--out", str(tmp_path / "b")]) == 0
-    eager = json.loads((tmp_path / "a" / "predictions.json").read_text())["predictions"]
-    export = json.loads((tmp_path / "b" / "predictions.json").read_text())["predictions"]
+    normal_head(model)
+    saved = f"{worker_folder}/vit_model.pt"
+    export.save_model(model, config, saved)
+    paths = [support.write_bytes(f"{worker_folder}/img{i}.png", png_bytes((torch.rand(8, 8, 3) * 255).to(torch.uint8)))
+             for i in range(2)]
+    assert vit.main(["predict", *paths, "--checkpoint", saved, "--out", f"{worker_folder}/a"]) == 0
+    assert vit.main(["export", "--checkpoint", saved, "--out", f"{worker_folder}/vit.pt2"]) == 0
+    assert vit.main(["predict", *paths, "--export", f"{worker_folder}/vit.pt2", "--out", f"{worker_folder}/b"]) == 0
+    eager = json.loads(support.read_text(f"{worker_folder}/a/predictions.json"))["predictions"]
+    exported = json.loads(support.read_text(f"{worker_folder}/b/predictions.json"))["predictions"]
     assert [row["image"] for row in eager] == paths
     assert len(eager[0]["top"]) == 3 and eager[0]["top"][0]["class"] == names[eager[0]["top"][0]["id"]]
-    for a, b in zip(eager, export, strict=True):
+    for a, b in zip(eager, exported, strict=True):
         assert [t["id"] for t in a["top"]] == [t["id"] for t in b["top"]]
         assert all(abs(s["probability"] - t["probability"]) < 1e-5 for s, t in zip(a["top"], b["top"], strict=True))
 
 
 @GIVEN
-def test_command_line_errors_are_clear(tmp_path):
-    from PIL import Image
-
+def test_command_line_errors_are_clear(worker_folder):
     with pytest.raises(FileNotFoundError, match="run the paper's notebook first"):
-        vit.main(["predict", str(tmp_path / "x.png"), "--checkpoint", str(tmp_path / "missing.pt")])
-    with pytest.raises(SystemExit):
-        vit.main(["predict"])
-    image = tmp_path / "a.png"
-    Image.new("RGB", (8, 8)).save(image)
-    bare = export_model(tiny_vit(), torch.rand(2, 1, 8, 8), tmp_path / "bare.pt2")
+        vit.main(["predict", f"{worker_folder}/x.png", "--checkpoint", f"{worker_folder}/missing.pt"])
+    assert support.exit_code(vit.main, ["predict"]) == 2, "argparse refuses a missing --checkpoint/--export"
+    image = support.write_bytes(f"{worker_folder}/a.png", png_bytes(torch.zeros(8, 8, 3)))
+    bare = f"{worker_folder}/bare.pt2"
+    export.export_model(tiny_vit(), torch.rand(2, 1, 8, 8), bare)
     with pytest.raises(ValueError, match="lacks image_size, in_channels, class_names"):
-        vit.main(["predict", str(image), "--export", str(bare)])
+        vit.main(["predict", image, "--export", bare])
     with pytest.raises(ValueError, match="class_names must name the 3 classes"):
         tiny_vit(class_names=["a", "b"])
 

@@ -1,8 +1,12 @@
 """Paper YOLOv1 (``papers/yolov1.py``): model, targets, responsible boxes, loss, decoding, export, CLI.
 
 The loss is checked on cases worked out by hand and against a plain per-cell loop written here;
-targets by hand and by encode/decode round trips; the IoU against ``A5_detection.common.box_iou``;
+targets by hand and by encode/decode round trips; the IoU against ``torchvision.ops.box_iou``;
 deployment by exporting a small untrained model and by running the command line on image files.
+
+The student's objects may live in the grader's worker (``tests/under_test.py``): weights are set
+with ``load_state_dict``, autograd runs there (``backward_through``), and so do training, exports
+and the command line's files (``tests/papers_support.py``); mAP is computed here by a reference.
 """
 
 import json
@@ -10,29 +14,34 @@ import math
 
 import pytest
 import torch
+from papers_support import folder_in_worker, mean_ap, png_bytes, rule_mark
+from torchvision.ops import box_iou
+from under_test import load, rules_of
 
-from A5_detection.common import box_iou, evaluate_detections
 from helpers.datasets import gt_boxes_to_targets, load_detection
-from helpers.export import BOX_FORMAT, export_metadata, load_exported, max_difference, save_model
-from papers.yolov1 import (
-    PAPER_LAYOUT,
-    SMALL_LAYOUT,
-    YOLOv1,
-    build_backbone,
-    cell_boxes,
-    decode_predictions,
-    decode_targets,
-    encode_targets,
-    layout_stride,
-    main,
-    predict_detections,
-    random_scale_translate,
-    responsible_boxes,
-    save_export,
-    shares_cell,
-    split_predictions,
-    yolo_loss,
-)
+from helpers.export import BOX_FORMAT
+
+yolo = load("papers.yolov1")
+YOLOv1 = yolo.YOLOv1
+build_backbone = yolo.build_backbone
+cell_boxes = yolo.cell_boxes
+decode_predictions = yolo.decode_predictions
+decode_targets = yolo.decode_targets
+encode_targets = yolo.encode_targets
+layout_stride = yolo.layout_stride
+main = yolo.main
+predict_detections = yolo.predict_detections
+random_scale_translate = yolo.random_scale_translate
+responsible_boxes = yolo.responsible_boxes
+save_export = yolo.save_export
+shares_cell = yolo.shares_cell
+split_predictions = yolo.split_predictions
+yolo_loss = yolo.yolo_loss
+export = load("helpers.export")          # given code, run where the model lives
+support = load("papers_support")
+worker_folder = pytest.fixture(folder_in_worker, name="worker_folder")  # a scratch folder where the model lives
+backward_through = load("under_test").backward_through
+worker_torch = load("torch")             # random generators made where the student's code draws from them
 
 # Score groups of `python -m course.grade` (README, "For teachers"): points are each group's total.
 MODEL = pytest.mark.grade("YOLOv1 backbone and head", points=3)
@@ -45,6 +54,17 @@ TRAIN = pytest.mark.grade("YOLOv1 learns", points=2)
 GIVEN = pytest.mark.grade("given code: input checks, export and command line", points=0)
 
 F64 = torch.float64
+
+
+# The rules the docstrings state: how many Python loops each function may have.
+RULES = [("cell_boxes", DECODE, 0), ("split_predictions", DECODE, 0), ("decode_predictions", DECODE, 1),
+         ("responsible_boxes", RESPONSIBLE, 0), ("yolo_loss", LOSS, 0), ("random_scale_translate", AUGMENT, 0)]
+
+
+@pytest.mark.parametrize("name, loops", [pytest.param(n, loops, marks=rule_mark(mark), id=n)
+                                         for n, mark, loops in RULES])
+def test_rules(name, loops):
+    rules_of("papers.yolov1", name, loops=loops)
 
 
 def padded(rows, m=6):
@@ -64,18 +84,20 @@ def logit(p):
 
 @MODEL
 def test_paper_layout_has_24_convolutions_stride_64_and_the_papers_parameter_count():
-    convs = [e for e in PAPER_LAYOUT if e != "M"]
-    assert len(convs) == 24 and layout_stride(PAPER_LAYOUT) == 64  # 448 px -> 7 x 7
-    with torch.device("meta"):  # 270 M parameters: counted without allocating them
-        model = YOLOv1(20, image_size=448, grid_size=7, num_boxes=2, layout="paper", hidden=4096, batch_norm=False)
+    paper_layout = yolo.PAPER_LAYOUT
+    convs = [e for e in paper_layout if e != "M"]
+    assert len(convs) == 24 and layout_stride(paper_layout) == 64  # 448 px -> 7 x 7
+    # 270 M parameters: counted without allocating them (on the meta device)
+    model = support.on_meta(YOLOv1, 20, image_size=448, grid_size=7, num_boxes=2, layout="paper", hidden=4096,
+                            batch_norm=False)
     # independent count: weights + biases of every convolution, then the two fully connected layers
     count, channels = 0, 3
     for kernel, out, _ in convs:
         count += kernel * kernel * channels * out + out
         channels = out
     count += 7 * 7 * 1024 * 4096 + 4096 + 4096 * 7 * 7 * 30 + 7 * 7 * 30
-    assert sum(p.numel() for p in model.parameters()) == count
-    assert sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) == 24
+    assert sum(math.prod(shape) for shape in support.parameter_shapes(model).values()) == count
+    assert support.count_modules(model, "Conv2d") == 24
 
 
 @MODEL
@@ -83,10 +105,11 @@ def test_paper_layout_has_24_convolutions_stride_64_and_the_papers_parameter_cou
 def test_output_shape_and_small_layout(head):
     torch.manual_seed(0)
     model = YOLOv1(3, image_size=64, grid_size=4, num_boxes=2, head=head, hidden=16)
-    assert layout_stride(SMALL_LAYOUT) == 16
+    small_layout = yolo.SMALL_LAYOUT
+    assert layout_stride(small_layout) == 16
     out = model(torch.rand(5, 3, 64, 64))
     assert out.shape == (5, 4, 4, 2 * 5 + 3)
-    backbone, channels = build_backbone(SMALL_LAYOUT)
+    backbone, channels = build_backbone(small_layout)
     assert backbone(torch.rand(2, 3, 96, 96)).shape == (2, channels, 6, 6)
 
 
@@ -268,9 +291,8 @@ def test_empty_image_has_only_the_noobj_term():
     for name in ("coord_xy", "coord_wh", "conf_obj", "class"):
         assert float(losses[name]) == 0.0
     model = YOLOv1(4, image_size=48, grid_size=3, hidden=8, layout=((3, 8, 2), "M", (3, 8, 2), "M"))
-    total = sum(model.loss(torch.rand(2, 3, 48, 48), torch.full((2, 6, 5), -1.0)).values())
-    total.backward()
-    assert math.isfinite(float(total.detach()))
+    total, _ = backward_through(support.yolo_loss, [model, (torch.rand(2, 3, 48, 48), torch.full((2, 6, 5), -1.0))])
+    assert math.isfinite(float(total))
 
 
 def loop_loss(raw, gt_rows, grid_size, image_size, num_boxes, num_classes, squash, rescore,
@@ -351,8 +373,8 @@ def test_loss_gradient_does_not_flow_through_the_iou_target():
     targets = encode_targets(padded([(16.0, 16.0, 48.0, 48.0, 1.0)]), 2, 64, 2).double()
     raw = raw_grid({(0, 1, 1): [0.0, 0.0, 0.5, 0.5, 0.8, 0.25, 0.0, 0.6, 0.6, 0.3, 0.1, 0.7]}, 2, 2)
     raw.requires_grad_()
-    yolo_loss(raw, targets, num_boxes=2, squash=False)["conf_obj"].backward()
-    grad = raw.grad[0, 1, 1]
+    _, (grad,) = backward_through(support.entry, [yolo_loss, "conf_obj", raw, targets], num_boxes=2, squash=False)
+    grad = grad[0, 1, 1]
     assert grad[9] != 0 and not grad[5:9].any(), "conf_obj moves the confidence only"
 
 
@@ -430,7 +452,7 @@ def test_scale_translate_moves_boxes_with_the_pixels():
     image = torch.zeros(1, 1, 64, 64)
     image[0, 0, 20:36, 10:30] = 1.0  # the box (10, 20, 30, 36)
     gt = padded([(10.0, 20.0, 30.0, 36.0, 0.0)])
-    g = torch.Generator().manual_seed(0)
+    g = worker_torch.Generator().manual_seed(0)
     for _ in range(5):
         out, boxes = random_scale_translate(image, gt, max_scale=0.2, max_shift=0.15, generator=g)
         bright = (out[0, 0] > 0.5).nonzero()
@@ -453,7 +475,7 @@ def test_scale_translate_drops_boxes_pushed_out():
         if float(shift[0]) < -0.3 and abs(float(shift[1])) < 0.3:
             break
     _, boxes = random_scale_translate(image, gt, max_scale=0.0, max_shift=0.5,
-                                      generator=torch.Generator().manual_seed(seed))
+                                      generator=worker_torch.Generator().manual_seed(seed))
     assert boxes[0, 0].tolist() == [-1.0] * 5, "the corner box left the image: padding"
     expected = torch.tensor([30.0, 30.0, 40.0, 40.0]) + 64 * shift.repeat(2)
     assert torch.allclose(boxes[0, 1, :4], expected, atol=1e-4) and boxes[0, 1, 4] == 2.0
@@ -469,15 +491,9 @@ def test_overfits_a_few_scenes():
     images = data["images"].float() / 255
     model = YOLOv1(10, image_size=64, grid_size=8, head="conv", hidden=64,
                    layout=((3, 16, 2), "M", (3, 32, 1), (3, 64, 2)), dropout=0.0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss = sum(model.loss(images, data["gt_boxes"]).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    support.train_steps(model, support.yolo_loss, (images, data["gt_boxes"]), steps=150, lr=3e-3, optimizer="adam")
     predictions = predict_detections(model, data["images"])
-    result = evaluate_detections(predictions, gt_boxes_to_targets(data["gt_boxes"]), 10)
-    assert result["mAP"] > 0.9
+    assert mean_ap(predictions, gt_boxes_to_targets(data["gt_boxes"]), 10) > 0.9
 
 
 # --------------------------------------------------------------------------- export and command line
@@ -490,16 +506,16 @@ def tiny_model(seed=0):
 
 
 @GIVEN
-def test_export_equals_the_eager_model(tmp_path):
+def test_export_equals_the_eager_model(worker_folder):
     model = tiny_model().eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)  # not only the initial values
-    path = save_export(model, tmp_path / "yolo.pt2")
-    exported = load_exported(path)
+    with torch.no_grad():  # not only the initial values
+        moved = {name: p.detach() + torch.randn_like(p) * 0.1 for name, p in dict(model.named_parameters()).items()}
+    model.load_state_dict(moved, strict=False)
+    path = save_export(model, f"{worker_folder}/yolo.pt2")
+    exported = export.load_exported(path)
     images = torch.rand(3, 3, 32, 32)
-    assert max_difference(model, exported, images) < 1e-5
-    config = export_metadata(path)
+    assert export.max_difference(model, exported, images) < 1e-5
+    config = export.export_metadata(path)
     assert config["num_boxes"] == 2 and config["class_names"] == ["class0", "class1", "class2"]
     with torch.no_grad():
         a = decode_predictions(model(images), 2, 32, score_thresh=0.0)
@@ -509,36 +525,33 @@ def test_export_equals_the_eager_model(tmp_path):
 
 
 @GIVEN
-def test_command_line_predict_and_export(tmp_path):
-    from PIL import Image
-
+def test_command_line_predict_and_export(worker_folder):
     model = tiny_model()
-    checkpoint = save_model(model, {"num_classes": 3, "image_size": 32, "grid_size": 4, "hidden": 8,
-                                    "layout": ((3, 8, 2), "M", (3, 8, 2)),
-                                    "class_names": ["class0", "class1", "class2"]}, tmp_path / "m.pt")
+    checkpoint = f"{worker_folder}/m.pt"
+    export.save_model(model, {"num_classes": 3, "image_size": 32, "grid_size": 4, "hidden": 8,
+                              "layout": ((3, 8, 2), "M", (3, 8, 2)),
+                              "class_names": ["class0", "class1", "class2"]}, checkpoint)
     g = torch.Generator().manual_seed(0)
     files = []
     for i, size in enumerate([(40, 30), (32, 32)]):
-        pixels = (torch.rand(size[1], size[0], 3, generator=g) * 255).to(torch.uint8).numpy()
-        files.append(tmp_path / f"img{i}.png")
-        Image.fromarray(pixels).save(files[-1])
-    out = tmp_path / "out"
-    assert main(["predict", *map(str, files), "--checkpoint", str(checkpoint), "--out", str(out),
-                 "--score-thresh", "0.0"]) == 0
-    result = json.loads((out / "predictions.json").read_text())
-    assert [e["image"] for e in result["images"]] == list(map(str, files))
+        pixels = (torch.rand(size[1], size[0], 3, generator=g) * 255).to(torch.uint8)
+        files.append(support.write_bytes(f"{worker_folder}/img{i}.png", png_bytes(pixels)))
+    out = f"{worker_folder}/out"
+    assert main(["predict", *files, "--checkpoint", checkpoint, "--out", out, "--score-thresh", "0.0"]) == 0
+    result = json.loads(support.read_text(f"{out}/predictions.json"))
+    assert [e["image"] for e in result["images"]] == files
     first = result["images"][0]
     assert (first["width"], first["height"]) == (40, 30) and first["detections"]
     assert result["box_format"] == BOX_FORMAT, "one box convention for every paper, stated in the file"
     det = first["detections"][0]
     assert set(det) == {"label", "class", "score", "box"} and det["class"] == f"class{det['label']}"
     assert all(0 <= v <= 40 for v in det["box"][0::2]) and all(0 <= v <= 30 for v in det["box"][1::2])
-    assert (out / "img0_yolov1.png").stat().st_size > 0 and (out / "img1_yolov1.png").is_file()
-    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.pt2")]) == 0
-    out2 = tmp_path / "out2"
-    assert main(["predict", *map(str, files), "--export", str(tmp_path / "m.pt2"), "--out", str(out2),
-                 "--score-thresh", "0.0"]) == 0
-    again = json.loads((out2 / "predictions.json").read_text())
+    paths = load("os.path")
+    assert paths.getsize(f"{out}/img0_yolov1.png") > 0 and paths.isfile(f"{out}/img1_yolov1.png")
+    assert main(["export", "--checkpoint", checkpoint, "--out", f"{worker_folder}/m.pt2"]) == 0
+    out2 = f"{worker_folder}/out2"
+    assert main(["predict", *files, "--export", f"{worker_folder}/m.pt2", "--out", out2, "--score-thresh", "0.0"]) == 0
+    again = json.loads(support.read_text(f"{out2}/predictions.json"))
     for e1, e2 in zip(result["images"], again["images"], strict=True):
         assert [d["label"] for d in e1["detections"]] == [d["label"] for d in e2["detections"]]
         boxes1 = torch.tensor([d["box"] for d in e1["detections"]])
@@ -546,14 +559,10 @@ def test_command_line_predict_and_export(tmp_path):
 
 
 @GIVEN
-def test_command_line_export_without_decoding_settings_is_refused(tmp_path):
+def test_command_line_export_without_decoding_settings_is_refused(worker_folder):
     model = tiny_model()
-    from helpers.export import export_model
-
-    path = export_model(model, torch.rand(2, 3, 32, 32), tmp_path / "bare.pt2")
-    image = tmp_path / "a.png"
-    from PIL import Image
-
-    Image.new("RGB", (32, 32)).save(image)
+    path = f"{worker_folder}/bare.pt2"
+    export.export_model(model, torch.rand(2, 3, 32, 32), path)
+    image = support.write_bytes(f"{worker_folder}/a.png", png_bytes(torch.zeros(32, 32, 3)))
     with pytest.raises(ValueError, match="lacks image_size, num_boxes"):
-        main(["predict", str(image), "--export", str(path), "--out", str(tmp_path / "o")])
+        main(["predict", image, "--export", path, "--out", f"{worker_folder}/o"])
