@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from A5_detection import checks
-from helpers.backbone import IMAGENET_MEAN, IMAGENET_STD, RegNetTrunk, SmallTrunk
+from helpers.backbone import IMAGENET_MEAN, IMAGENET_STD, make_trunk
 from helpers.checks import check_boxes, check_gt_boxes, check_image_batch
 
 __all__ = [
@@ -62,8 +62,9 @@ class DetectorBackboneWithFPN(nn.Module):
     Hint: ``F.interpolate(x, size=..., mode="nearest")`` upsamples.
 
     Args: ``out_channels``, channels of every FPN map; ``pretrained``: torchvision's RegNetX-400MF
-    with ImageNet weights as in EECS 498 (online only), else :class:`SmallTrunk`, a small CNN
-    trained from scratch (offline; a detector trains on a 2-core CPU in minutes).
+    with ImageNet weights as in EECS 498 (online, or cached), else :class:`SmallTrunk`, a small CNN
+    trained from scratch (offline; a detector trains on a 2-core CPU in minutes); ``trunk``: the
+    architecture when it is not the one ``pretrained`` implies (``helpers.backbone.make_trunk``).
     Attribute ``fpn_strides``: ``{"p3": 8, "p4": 16, "p5": 32}``.
 
     ``forward(images)``: ``images (B, 3, H, W)`` floats in [0, 1] (normalised inside with the
@@ -71,14 +72,14 @@ class DetectorBackboneWithFPN(nn.Module):
     ``{"p3": (B, out_channels, H/8, W/8), "p4": (..., H/16, W/16), "p5": (..., H/32, W/32)}``.
     """
 
-    def __init__(self, out_channels: int, pretrained: bool = False):
+    def __init__(self, out_channels: int, pretrained: bool = False, trunk: str | None = None):
         super().__init__()
         checks.check_backbone(out_channels, pretrained)
         self.out_channels = out_channels
         self.fpn_strides = {"p3": 8, "p4": 16, "p5": 32}
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.backbone = _make_trunk(pretrained)
+        self.backbone = make_trunk(pretrained, trunk, user="DetectorBackboneWithFPN")
         trunk_channels = self.backbone.out_channels  # {"c3": ..., "c4": ..., "c5": ...}
         self.fpn_params = nn.ModuleDict()
         ### BEGIN SOLUTION
@@ -727,13 +728,3 @@ def ignore_classes(items: list[dict]) -> list[dict]:
     (``evaluate_detections(ignore_classes(preds), ignore_classes(gts), num_classes=1)``), which
     measures how well objects are found whatever their class."""
     return [dict(item, labels=torch.zeros_like(item["labels"])) for item in items]
-
-
-# --------------------------------------------------------------------------- the backbone's trunk
-
-
-def _make_trunk(pretrained: bool) -> nn.Module:
-    """The trunk of :class:`DetectorBackboneWithFPN`: RegNetX-400MF with ImageNet weights, or :class:`SmallTrunk`."""
-    if pretrained:
-        return RegNetTrunk(pretrained=True, user="DetectorBackboneWithFPN(pretrained=True)")
-    return SmallTrunk()

@@ -30,8 +30,8 @@ from helpers.datasets import gt_boxes_to_targets, load_detection, read_voc_split
 from helpers.gradcheck import check_true
 
 __all__ = ["backbone_note", "check_overfit", "class_agnostic_ap", "dataset_splits", "detection_recipe", "evaluate",
-           "load_splits", "losses_fn", "one_cycle", "overfit_map", "report_errors", "show_failures", "show_ground_truth",
-           "targets_of", "use_pretrained"]
+           "load_splits", "losses_fn", "one_cycle", "overfit_map", "report_errors", "show_failures",
+           "show_ground_truth", "targets_of", "use_pretrained"]
 
 _SCENE_SPLITS = {"train": "train", "val": "val", "test": "test"}
 
@@ -267,9 +267,10 @@ def detection_recipe(checkpoint_name: str, model_name: str, defaults, build, los
                      weight_decay: float, grad_clip: float | None):
     """A detector's notebook training as a :class:`helpers.train_command.Recipe` (its ``train`` command).
 
-    What the four detection notebooks share: the training scenes (``"train"``; VOC's ``"trainval"``) with
-    left-right flips, AdamW, a per-step schedule, and the validation mAP after every epoch (``"val"``; VOC's
-    ``"test"``, as the notebooks).  ``defaults(cfg)`` gives ``image_size``, ``train_size``, ``val_size``,
+    What the four detection notebooks share: the training split of :func:`dataset_splits` (the scenes'
+    ``"train"``; VOC's ``"trainval"``, or ``"train"`` without the test archive) with left-right flips, AdamW,
+    a per-step schedule, and the validation mAP after every epoch on its validation split (``"val"``; VOC's
+    ``"test"``, or ``"val"``), as the notebooks.  ``defaults(cfg)`` gives ``image_size``, ``train_size``, ``val_size``,
     ``draws`` (of new training scenes), ``epochs``, ``batch_size``, ``lr`` and what ``build`` reads;
     ``build(settings, class_names) -> (model, config)``; ``predict(model, images)``: prediction dicts;
     ``scheduler(optimizer, settings, total_steps)``.
@@ -280,10 +281,10 @@ def detection_recipe(checkpoint_name: str, model_name: str, defaults, build, los
     from helpers.train_command import Recipe
 
     def data(cfg, settings):
-        voc = cfg.dataset == "voc2007"
-        train = load_detection(cfg.dataset, "trainval" if voc else "train", num=settings["train_size"], cfg=cfg,
-                               image_size=settings["image_size"], draws=1 if voc else settings["draws"])
-        val = load_detection(cfg.dataset, "test" if voc else "val", num=settings["val_size"], cfg=cfg,
+        splits = dataset_splits(cfg)
+        train = load_detection(cfg.dataset, splits["train"], num=settings["train_size"], cfg=cfg,
+                               image_size=settings["image_size"], draws=settings["draws"])
+        val = load_detection(cfg.dataset, splits["val"], num=settings["val_size"], cfg=cfg,
                              image_size=settings["image_size"])
         return {"train": DetectionDataset(train, flip_prob=0.5), "val": val, "class_names": train["class_names"]}
 

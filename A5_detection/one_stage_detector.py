@@ -35,6 +35,7 @@ from A5_detection.common import (
     get_fpn_location_coords,
     predict_in_batches,
 )
+from helpers.backbone import regnet_available
 from helpers.checks import check_int
 
 __all__ = [
@@ -313,15 +314,15 @@ class FCOS(nn.Module):
         num_classes: ``C``.
         fpn_channels: channels of the FPN maps.
         stem_channels: head stem channels, e.g. ``[64, 64]``.
-        pretrained: backbone trunk (see ``common.DetectorBackboneWithFPN``).
+        pretrained, trunk: the backbone's trunk (see ``common.DetectorBackboneWithFPN``).
         scale_ranges: per-level size ranges for matching (default :func:`default_scale_ranges`).
     """
 
     def __init__(self, num_classes: int, fpn_channels: int, stem_channels: list, pretrained: bool = False,
-                 scale_ranges: dict | None = None):
+                 scale_ranges: dict | None = None, trunk: str | None = None):
         super().__init__()
         self.num_classes = check_int(num_classes, "num_classes", minimum=1)
-        self.backbone = DetectorBackboneWithFPN(fpn_channels, pretrained=pretrained)
+        self.backbone = DetectorBackboneWithFPN(fpn_channels, pretrained=pretrained, trunk=trunk)
         self.pred_net = FCOSPredictionNetwork(num_classes, fpn_channels, stem_channels)
         self.scale_ranges = scale_ranges
 
@@ -508,15 +509,17 @@ def predict_detections(model: FCOS, images: torch.Tensor, score_thresh: float = 
 def train_defaults(cfg) -> dict:
     """The notebook's training recipe (one_stage_detector.ipynb) for ``cfg.dataset`` in ``cfg.mode``."""
     on_voc = cfg.dataset == "voc2007"
-    return {"image_size": 224 if on_voc else cfg.pick(64, 96), "train_size": cfg.pick(2000, None),
-            "val_size": cfg.pick(200, None), "draws": cfg.pick(1, 9), "epochs": cfg.pick(6, 4),
-            "batch_size": cfg.pick(16, 32), "lr": 2e-3, "pretrained": on_voc}
+    return {"image_size": cfg.pick(128, 224) if on_voc else cfg.pick(64, 96),
+            "train_size": cfg.pick(1000 if on_voc else 2000, None), "val_size": cfg.pick(100 if on_voc else 200, None),
+            "draws": 1 if on_voc else cfg.pick(1, 9), "epochs": cfg.pick(3 if on_voc else 6, 4),
+            "batch_size": cfg.pick(16, 32), "lr": 2e-3, "pretrained": on_voc and regnet_available(cfg)}
 
 
 def build_for_training(settings: dict, class_names) -> tuple[FCOS, dict]:
-    """The notebook's FCOS (FPN 64 channels, head stem [96, 96]; the pretrained trunk on VOC) and the keyword
-    arguments that rebuild it (``pretrained=False``: the saved weights replace the trunk's)."""
-    config = {"num_classes": len(class_names), "fpn_channels": 64, "stem_channels": [96, 96]}
+    """The notebook's FCOS (FPN 64 channels, head stem [96, 96]; the pretrained trunk on VOC when it can be had)
+    and the keyword arguments that rebuild it (the same trunk, not pretrained: the saved weights replace it)."""
+    config = {"num_classes": len(class_names), "fpn_channels": 64, "stem_channels": [96, 96],
+              "trunk": "regnet" if settings["pretrained"] else "small"}
     return FCOS(**config, pretrained=settings["pretrained"]), {**config, "pretrained": False}
 
 

@@ -50,6 +50,7 @@ from A5_detection.common import (
     predict_in_batches,
     roi_align,
 )
+from helpers.backbone import regnet_available
 
 __all__ = [
     "FasterRCNN", "RPN", "RPNPredictionNetwork", "assign_fpn_levels", "generate_fpn_anchors", "iou",
@@ -786,12 +787,13 @@ def predict_detections(model: FasterRCNN, images: torch.Tensor, score_thresh: fl
 
 
 def build_faster_rcnn(num_classes: int, fpn_channels: int = 64, stem_channels=(64, 64), anchor_stride_scale: float = 3,
-                      pretrained: bool = False) -> FasterRCNN:
+                      pretrained: bool = False, trunk: str | None = None) -> FasterRCNN:
     """The notebook's Faster R-CNN: backbone + FPN, an RPN (64 anchors sampled per image, 400 proposals before
-    NMS, 100 after) and the second stage (64 proposals sampled per image)."""
+    NMS, 100 after) and the second stage (64 proposals sampled per image); ``pretrained``, ``trunk``: as in
+    ``common.DetectorBackboneWithFPN``."""
     from A5_detection.common import DetectorBackboneWithFPN
 
-    backbone = DetectorBackboneWithFPN(out_channels=fpn_channels, pretrained=pretrained)
+    backbone = DetectorBackboneWithFPN(out_channels=fpn_channels, pretrained=pretrained, trunk=trunk)
     rpn = RPN(fpn_channels, list(stem_channels), batch_size_per_image=64, anchor_stride_scale=anchor_stride_scale,
               pre_nms_topk=400, post_nms_topk=100)
     return FasterRCNN(backbone, rpn, list(stem_channels), num_classes=num_classes, batch_size_per_image=64)
@@ -800,14 +802,17 @@ def build_faster_rcnn(num_classes: int, fpn_channels: int = 64, stem_channels=(6
 def train_defaults(cfg) -> dict:
     """The notebook's training recipe (two_stage_detector.ipynb) for ``cfg.dataset`` in ``cfg.mode``."""
     on_voc = cfg.dataset == "voc2007"
-    return {"image_size": 224 if on_voc else cfg.pick(64, 96), "train_size": cfg.pick(1000, None),
-            "val_size": cfg.pick(200, None), "draws": cfg.pick(1, 5), "epochs": 2, "batch_size": cfg.pick(8, 16),
-            "lr": cfg.pick(4e-3, 2e-3), "pretrained": on_voc, "anchor_stride_scale": 8 if on_voc else 3}
+    return {"image_size": cfg.pick(128, 224) if on_voc else cfg.pick(64, 96),
+            "train_size": cfg.pick(600 if on_voc else 1000, None), "val_size": cfg.pick(100 if on_voc else 200, None),
+            "draws": 1 if on_voc else cfg.pick(1, 5), "epochs": 2, "batch_size": cfg.pick(8, 16),
+            "lr": cfg.pick(4e-3, 2e-3), "pretrained": on_voc and regnet_available(cfg),
+            "anchor_stride_scale": round(8 * cfg.pick(128, 224) / 224) if on_voc else 3}  # 8 at 224 px
 
 
 def build_for_training(settings: dict, class_names) -> tuple[FasterRCNN, dict]:
     """:func:`build_faster_rcnn` for ``class_names`` and the keyword arguments that rebuild it."""
-    config = {"num_classes": len(class_names), "anchor_stride_scale": settings["anchor_stride_scale"]}
+    config = {"num_classes": len(class_names), "anchor_stride_scale": settings["anchor_stride_scale"],
+              "trunk": "regnet" if settings["pretrained"] else "small"}
     return build_faster_rcnn(**config, pretrained=settings["pretrained"]), {**config, "pretrained": False}
 
 

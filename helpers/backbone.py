@@ -13,7 +13,10 @@
   :func:`weights_file`, and whether a pretrained trunk can be built now (online, or cached);
 * :class:`RegNetTrunk` -- RegNetX-400MF (the EECS 498 backbone of A4's captioner and A5's
   detectors) cut after its stride-8, 16 and 32 stages (``up_to="c4"`` stops at stride 16, A4's cut);
-* :class:`SmallTrunk` -- a small plain CNN trained from scratch (A5's detectors offline, DETR).
+* :class:`SmallTrunk` -- a small plain CNN trained from scratch (A5's detectors offline, DETR);
+* :func:`make_trunk` -- one of the two for A5's detectors and DETR: its architecture (``trunk``) and
+  whether it starts from ImageNet weights (``pretrained``) are separate, so a model trained from a
+  pretrained trunk is rebuilt from its saved weights without downloading anything.
 
 Both trunks return a dict of feature maps ``{"c3": (N, C3, H/8, W/8), "c4": ..., "c5": ...}``
 with :attr:`out_channels` channels each.
@@ -29,9 +32,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "KNOWN_WEIGHTS", "REGNET_X_400MF", "SQUEEZENET_1_1", "RegNetTrunk",
-           "SmallTrunk", "WeightFile", "WeightsNotFoundError", "cached_weights", "regnet_available", "regnet_weights",
-           "weights_file"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "KNOWN_WEIGHTS", "REGNET_X_400MF", "SQUEEZENET_1_1", "TRUNKS",
+           "RegNetTrunk", "SmallTrunk", "WeightFile", "WeightsNotFoundError", "cached_weights", "make_trunk",
+           "regnet_available",
+           "regnet_weights", "weights_file"]
 
 #: ImageNet channel statistics (RGB): images in [0, 1] are normalised with them inside the models.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -245,3 +249,32 @@ class SmallTrunk(nn.Module):
         c3 = self.stage3(self.stem(x))
         c4 = self.stage4(c3)
         return {"c3": c3, "c4": c4, "c5": self.stage5(c4)}
+
+
+#: The trunks :func:`make_trunk` builds.
+TRUNKS = {"regnet": RegNetTrunk, "small": SmallTrunk}
+
+
+def make_trunk(pretrained: bool = False, trunk: str | None = None, user: str = "the detector") -> nn.Module:
+    """A detector's trunk: ``"regnet"`` (RegNetX-400MF) or ``"small"`` (:class:`SmallTrunk`, from scratch).
+
+    Args:
+        pretrained: start from the ImageNet weights (RegNet only; downloaded once, refused offline
+            unless cached: :func:`regnet_weights`).
+        trunk: the architecture; ``None``: ``"regnet"`` when ``pretrained``, else ``"small"``.
+            ``trunk="regnet", pretrained=False`` is a randomly initialised RegNet, the way a model
+            trained from the pretrained trunk is rebuilt before its saved weights are loaded.
+        user: what builds the trunk, named in the offline error.
+
+    Returns ``c3, c4, c5`` maps (strides 8, 16, 32) with ``out_channels`` channels (see the classes).
+    """
+    if not isinstance(pretrained, bool):
+        raise TypeError(f"pretrained must be a bool, got {pretrained!r}")
+    trunk = ("regnet" if pretrained else "small") if trunk is None else trunk
+    if trunk not in TRUNKS:
+        raise ValueError(f"trunk must be one of {sorted(TRUNKS)} or None, got {trunk!r}")
+    if trunk == "small":
+        if pretrained:
+            raise ValueError("the small trunk has no pretrained weights: use trunk='regnet' or pretrained=False")
+        return SmallTrunk()
+    return RegNetTrunk(pretrained=pretrained, user=f"{user}(pretrained=True)")

@@ -8,8 +8,8 @@ Prints one line per required package (``OK torch 2.5.1`` or ``FAIL ...`` with th
 remedy), the Python version and platform, the configuration (``DL4CV_*``), the
 device, where each classification dataset is (present, downloadable, or
 missing with what to do), PASCAL VOC 2007 (which of its trainval / test archives are there), COCO
-captions and the pretrained weight files (cached, downloadable or missing).  Exit code 0 when every package imports and the
-configuration is valid, 1 otherwise.
+captions and the pretrained weight files (cached, downloadable or missing).  Exit code 0 when every
+package imports and the configuration is valid, 1 otherwise.
 
 It lives in ``helpers/`` (not in the teacher's ``course/``) because students
 need it: it ships in the student version, and ``make check`` runs it there.

@@ -236,7 +236,7 @@ def detr_settings(num_classes, d_model, num_heads, num_encoder_layers, num_decod
     if query_type not in ("anchor", "learned"):
         raise ValueError(f"query_type must be 'anchor' or 'learned', got {query_type!r}")
     if feature_stride not in (8, 16, 32):
-        raise ValueError(f"feature_stride must be 8, 16 or 32 (SmallTrunk's c3, c4, c5), got {feature_stride!r}")
+        raise ValueError(f"feature_stride must be 8, 16 or 32 (the trunk's c3, c4, c5), got {feature_stride!r}")
     if d_model % 2:
         raise ValueError(f"d_model must be even (2-D positional encoding), got {d_model}")
     if image_size % 32:

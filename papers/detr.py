@@ -57,7 +57,7 @@ from A4_rnn_transformer.transformer import (
     position_encoding_sinusoid,
 )
 from A5_detection.common import check_gt_boxes, class_candidates, generalized_box_iou, predict_in_batches
-from helpers.backbone import IMAGENET_MEAN, IMAGENET_STD, SmallTrunk
+from helpers.backbone import IMAGENET_MEAN, IMAGENET_STD, make_trunk, regnet_available
 from papers import checks
 
 __all__ = [
@@ -73,9 +73,11 @@ __all__ = [
     "inference_metadata",
     "main",
     "match_predictions",
+    "no_object_weight_for",
     "matching_cost",
     "position_encoding_2d",
     "predict_detections",
+    "queries_for",
     "set_loss",
     "sine_encoding",
     "weighted_cross_entropy",
@@ -358,7 +360,9 @@ class DecoderLayer(nn.Module):
 class DETR(nn.Module):
     """DETR: CNN backbone, transformer encoder-decoder, ``num_queries`` object queries.
 
-    The backbone is A5's :class:`~helpers.backbone.SmallTrunk` (from scratch, no download);
+    The backbone is A5's trunk (given code, :func:`helpers.backbone.make_trunk`): its
+    :class:`~helpers.backbone.SmallTrunk` from scratch (no download), or with ``pretrained=True``
+    RegNetX-400MF from ImageNet weights (the paper starts from an ImageNet ResNet-50);
     its map at ``feature_stride`` (16: ``c4``, 32: ``c5``, 8: ``c3``) is projected to ``d_model``
     channels by a 1x1 convolution and flattened to ``S = H W / stride²`` tokens.  The heads turn
     every decoder output into ``num_classes + 1`` logits (the last one is "no object") and a box
@@ -393,6 +397,8 @@ class DETR(nn.Module):
         image_size: the side of the (square) training images: the size the command line and the
             export use; any multiple of 32 works in ``forward``.
         class_names: optional names of the ``C`` classes (kept for the command line).
+        pretrained, trunk: the backbone (:func:`helpers.backbone.make_trunk`): ``self.backbone``,
+            given; its maps have ``self.backbone.out_channels[level]`` channels.
 
     ``forward(images (B, 3, H, W))`` in [0, 1] returns ``(class_logits (B, Q, C + 1), boxes (B, Q, 4))``
     of the last decoder layer; :meth:`forward_all_layers` returns every decoder layer's
@@ -401,7 +407,8 @@ class DETR(nn.Module):
 
     def __init__(self, num_classes: int, d_model: int = 128, num_heads: int = 4, num_encoder_layers: int = 2,
                  num_decoder_layers: int = 3, ffn_dim: int = 256, num_queries: int = 12, feature_stride: int = 16,
-                 dropout: float = 0.0, image_size: int = 96, class_names=None, query_type: str = "anchor"):
+                 dropout: float = 0.0, image_size: int = 96, class_names=None, query_type: str = "anchor",
+                 pretrained: bool = False, trunk: str | None = None):
         super().__init__()
         checks.detr_settings(num_classes, d_model, num_heads, num_encoder_layers, num_decoder_layers, ffn_dim,
                              num_queries, feature_stride, image_size, class_names, query_type)
@@ -411,9 +418,9 @@ class DETR(nn.Module):
         self.level = {8: "c3", 16: "c4", 32: "c5"}[feature_stride]
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.backbone = make_trunk(pretrained, trunk, user="DETR")
         ### BEGIN SOLUTION
-        self.backbone = SmallTrunk()
-        self.input_proj = nn.Conv2d(SmallTrunk.out_channels[self.level], d_model, 1)
+        self.input_proj = nn.Conv2d(self.backbone.out_channels[self.level], d_model, 1)
         self.encoder = nn.ModuleList([EncoderLayer(d_model, num_heads, ffn_dim, dropout)
                                       for _ in range(num_encoder_layers)])
         self.decoder = nn.ModuleList([DecoderLayer(d_model, num_heads, ffn_dim, dropout)
@@ -504,8 +511,21 @@ class DETR(nn.Module):
 
 #: The paper's weights of the matching cost and of the loss: class, L1 on boxes, generalised IoU.
 DEFAULT_WEIGHTS = {"class": 1.0, "l1": 5.0, "giou": 2.0}
-#: Weight of the "no object" class in the cross-entropy (the paper's ``eos_coef``).
+#: Weight of the "no object" class in the cross-entropy (the paper's ``eos_coef``), with 12 queries.
 NO_OBJECT_WEIGHT = 0.1
+
+
+def queries_for(dataset: str) -> int:
+    """Object queries for ``dataset``: PASCAL VOC 2007 50 (its images hold up to 42 objects, 37 in
+    trainval), the generated scenes 12 (they hold at most 6; measured in ``bench/detr_queries.py``)."""
+    return 50 if dataset == "voc2007" else 12
+
+
+def no_object_weight_for(num_queries: int) -> float:
+    """The "no object" weight for ``num_queries``: :data:`NO_OBJECT_WEIGHT` (measured with 12 queries)
+    times ``12 / num_queries``.  With more queries, more of them are empty; shrinking their weight
+    keeps the empty queries' share of the class loss what it was when the recipe was measured."""
+    return NO_OBJECT_WEIGHT * 12 / num_queries
 
 
 def matching_cost(logits: torch.Tensor, boxes: torch.Tensor, target: dict, weights: dict | None = None) -> torch.Tensor:
@@ -755,25 +775,29 @@ def _answer(network, images: torch.Tensor, meta: dict, score_thresh: float) -> l
 def train_defaults(cfg) -> dict:
     """The notebook's training recipe (papers/detr.ipynb) for ``cfg.dataset`` in ``cfg.mode``."""
     on_voc = cfg.dataset == "voc2007"
-    return {"image_size": 224 if on_voc else cfg.pick(64, 96), "train_size": cfg.pick(1000, None),
-            "val_size": cfg.pick(200, None), "draws": cfg.pick(1, 8), "epochs": cfg.pick(3, 2),
-            "batch_size": cfg.pick(16, 32), "lr": 1e-3, "warmup": cfg.pick(50, 300)}
+    return {"image_size": cfg.pick(128, 224) if on_voc else cfg.pick(64, 96),
+            "train_size": cfg.pick(600 if on_voc else 1000, None), "val_size": cfg.pick(100 if on_voc else 200, None),
+            "draws": 1 if on_voc else cfg.pick(1, 8), "epochs": cfg.pick(2 if on_voc else 3, 2),
+            "batch_size": cfg.pick(16, 32), "lr": 1e-3, "warmup": cfg.pick(50, 300),
+            "num_queries": queries_for(cfg.dataset), "pretrained": on_voc and regnet_available(cfg)}
 
 
 def build_for_training(settings: dict, class_names) -> tuple[DETR, dict]:
-    """The notebook's DETR for ``class_names`` at ``settings["image_size"]``, and its keyword arguments."""
+    """The notebook's DETR for ``class_names`` at ``settings["image_size"]``, and the keyword arguments that
+    rebuild it (the same trunk, not pretrained: the saved weights replace it)."""
     config = {"num_classes": len(class_names), "d_model": 128, "num_heads": 4, "num_encoder_layers": 2,
-              "num_decoder_layers": 3, "ffn_dim": 256, "num_queries": 12, "feature_stride": 8,
+              "num_decoder_layers": 3, "ffn_dim": 256, "num_queries": settings["num_queries"], "feature_stride": 8,
               "query_type": "anchor", "dropout": 0.0, "image_size": settings["image_size"],
-              "class_names": list(class_names)}
-    return DETR(**config), config
+              "class_names": list(class_names), "trunk": "regnet" if settings["pretrained"] else "small"}
+    return DETR(**config, pretrained=settings["pretrained"]), {**config, "pretrained": False}
 
 
 def set_loss_fn(model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
     """DETR's set loss on a batch of ``(images, gt_boxes)``, summed over the decoder layers; each term logged."""
     images, gt_boxes = batch
     targets = gt_boxes_to_set_targets(gt_boxes, tuple(images.shape[-2:]))
-    losses = set_loss(*model.forward_all_layers(images), targets)
+    weight = no_object_weight_for(model.num_queries)
+    losses = set_loss(*model.forward_all_layers(images), targets, no_object_weight=weight)
     return losses["loss"], {name: float(value) for name, value in losses.items() if name != "loss"}
 
 

@@ -635,13 +635,15 @@ def _answer(network, images: torch.Tensor, meta: dict, score_thresh: float) -> l
 def train_defaults(cfg) -> dict:
     """The notebook's training recipe (papers/yolov1.ipynb) for ``cfg.dataset`` in ``cfg.mode``."""
     on_voc = cfg.dataset == "voc2007"
-    return {"image_size": 448 if on_voc else cfg.pick(64, 96), "train_size": cfg.pick(2000, None),
-            "val_size": cfg.pick(200, None), "draws": cfg.pick(1, 4), "epochs": cfg.pick(5, 6),
-            "batch_size": cfg.pick(16, 32), "lr": cfg.pick(3e-3, 4e-3), "paper_layout": on_voc}
+    return {"image_size": cfg.pick(112, 224) if on_voc else cfg.pick(64, 96),
+            "train_size": cfg.pick(1000 if on_voc else 2000, None), "val_size": cfg.pick(100 if on_voc else 200, None),
+            "draws": 1 if on_voc else cfg.pick(1, 4), "epochs": cfg.pick(3 if on_voc else 5, 6),
+            "batch_size": cfg.pick(16, 32), "lr": cfg.pick(3e-3, 4e-3), "paper_layout": False}
 
 
 def build_for_training(settings: dict, class_names) -> tuple[YOLOv1, dict]:
-    """The notebook's YOLOv1 (the paper's layout and head on VOC, the small ones on the generated scenes)."""
+    """The notebook's YOLOv1: the small layout and conv head (on VOC too: a laptop trains it); with
+    ``settings["paper_layout"]`` the paper's layout and FC head (448-px images give its 7 x 7 grid)."""
     size, paper = settings["image_size"], settings["paper_layout"]
     config = dict(num_classes=len(class_names), image_size=size,
                   grid_size=size // 64 if paper else size // layout_stride(SMALL_LAYOUT), num_boxes=2,

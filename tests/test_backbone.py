@@ -16,6 +16,7 @@ from helpers.backbone import (
     WeightFile,
     WeightsNotFoundError,
     cached_weights,
+    make_trunk,
     regnet_available,
     regnet_weights,
     weights_file,
@@ -120,3 +121,27 @@ def test_regnet_available_offline_only_when_cached(tmp_path, monkeypatch):
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     (tmp_path / "hub" / "checkpoints" / REGNET_X_400MF.file_name).write_bytes(b"x")
     assert cached_weights(REGNET_X_400MF, offline) is not None and regnet_available(offline)
+
+
+def test_make_trunk_separates_architecture_from_pretraining(monkeypatch):
+    from torchvision.models import regnet_x_400mf
+
+    assert isinstance(make_trunk(), SmallTrunk) and isinstance(make_trunk(False, "regnet"), RegNetTrunk)
+    torch.manual_seed(0)
+    stand_in = regnet_x_400mf(weights=None).state_dict()  # in place of the ImageNet file (no download here)
+    monkeypatch.setattr("helpers.backbone.regnet_weights", lambda *a, **k: stand_in)
+    pretrained = make_trunk(True)
+    assert isinstance(pretrained, RegNetTrunk)
+    assert torch.equal(pretrained.stem[0].weight, stand_in["stem.0.weight"]), "started from the file's weights"
+    rebuilt = make_trunk(False, "regnet")  # how a saved model is rebuilt before its weights are loaded
+    assert not torch.equal(rebuilt.stem[0].weight, stand_in["stem.0.weight"])
+    rebuilt.load_state_dict(pretrained.state_dict())
+    x = torch.rand(1, 3, 64, 64)
+    pretrained.eval(), rebuilt.eval()
+    torch.testing.assert_close(rebuilt(x)["c5"], pretrained(x)["c5"])
+    with pytest.raises(ValueError, match="small trunk has no pretrained weights"):
+        make_trunk(True, "small")
+    with pytest.raises(ValueError, match="trunk must be one of"):
+        make_trunk(False, "resnet")
+    with pytest.raises(TypeError, match="pretrained must be a bool"):
+        make_trunk("yes")

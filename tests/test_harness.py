@@ -4,6 +4,7 @@ import matplotlib
 import pytest
 import torch
 from under_test import load
+from worker_tools import worker_folder
 
 from helpers.datasets import gt_boxes_to_targets, load_detection
 
@@ -91,47 +92,61 @@ def test_pictures_draw(split, capsys):
     assert capsys.readouterr().out.startswith("mislabelled: ")
 
 
-def test_dataset_splits_follow_the_voc_archives_found(tmp_path, capsys):
-    from helpers.datasets import write_voc_devkit
+def _voc_config(folder: str, **changes):
+    """The course configuration on VOC 2007 under ``folder``, built where ``harness`` runs (not plain data)."""
+    dataclasses, config = load("dataclasses"), load("helpers.config")
+    settings = {"dataset": "voc2007", "data_dir": load("pathlib").Path(folder), "offline": True, **changes}
+    return dataclasses.replace(config.get_config(), **settings)
 
-    cfg = dataclasses.replace(get_config(), dataset="voc2007", data_dir=tmp_path, offline=True)
+
+def test_dataset_splits_follow_the_voc_archives_found(capsys):
+    replace = load("dataclasses").replace
+    write_voc_devkit = load("helpers.datasets").write_voc_devkit
     scenes = {split: load_detection("detection_scenes", split, num=n, image_size=32)
               for split, n in (("train", 4), ("val", 3), ("test", 2))}
-    folder = tmp_path / "VOCdevkit" / "VOC2007"
-    write_voc_devkit(folder, {k: scenes[k] for k in ("train", "val")})
-    splits = harness.dataset_splits(cfg)
-    assert splits == {"train": "train", "val": "val", "test": "val"}
-    assert harness.dataset_splits(dataclasses.replace(cfg, offline=False)) == splits, "trainval present: no download"
-    data = harness.load_splits(cfg, 32, {"train": 2000, "val": 2, "test": None}, splits,
-                               {"train": 1, "val": 1, "test": 1})
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == (f"VOC 2007 in {folder}: found trainval -- no test split (VOCtest_06-Nov-2007.tar): "
-                        "validating and testing on val; using train on train (4 images), val on val (2 images), "
-                        "test on val (all images)")
-    assert [data[k]["images"].shape[0] for k in ("train", "val", "test")] == [4, 2, 3], "sizes cut to the split"
-    write_voc_devkit(folder, scenes)
-    assert harness.dataset_splits(cfg) == {"train": "trainval", "val": "test", "test": "test"}
-    assert harness.dataset_splits(dataclasses.replace(cfg, dataset="detection_scenes")) == {
-        "train": "train", "val": "val", "test": "test"}
-    empty = dataclasses.replace(cfg, data_dir=tmp_path / "nothing")
-    assert harness.dataset_splits(dataclasses.replace(empty, offline=False))["test"] == "test", "online: downloads"
+    with worker_folder() as root:
+        cfg = _voc_config(root)
+        folder = f"{root}/VOCdevkit/VOC2007"
+        write_voc_devkit(folder, {k: scenes[k] for k in ("train", "val")})
+        splits = harness.dataset_splits(cfg)
+        assert splits == {"train": "train", "val": "val", "test": "val"}
+        assert harness.dataset_splits(replace(cfg, offline=False)) == splits, "trainval present: no download"
+        data = harness.load_splits(cfg, 32, {"train": 2000, "val": 2, "test": None}, splits,
+                                   {"train": 1, "val": 1, "test": 1})
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == (f"VOC 2007 in {folder}: found trainval -- no test split (VOCtest_06-Nov-2007.tar): "
+                            "validating and testing on val; using train on train (4 images), val on val (2 images), "
+                            "test on val (all images)")
+        assert [data[k]["images"].shape[0] for k in ("train", "val", "test")] == [4, 2, 3], "sizes cut to the split"
+        write_voc_devkit(folder, scenes)
+        assert harness.dataset_splits(cfg) == {"train": "trainval", "val": "test", "test": "test"}
+        assert harness.dataset_splits(replace(cfg, dataset="detection_scenes")) == {
+            "train": "train", "val": "val", "test": "test"}
+        empty = _voc_config(f"{root}/nothing", offline=False)
+        assert harness.dataset_splits(empty)["test"] == "test", "online: downloads"
 
 
-def test_use_pretrained_resolves_the_notebook_parameter(tmp_path, monkeypatch, capsys):
-    import torch
-
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    voc = dataclasses.replace(get_config(), dataset="voc2007", data_dir=tmp_path, offline=True)
-    assert harness.use_pretrained(None, voc) is False
-    assert "backbone: small CNN from scratch (offline and regnet_x_400mf-adf1edd5.pth not cached" in \
-        capsys.readouterr().out
-    assert harness.use_pretrained(None, dataclasses.replace(voc, offline=False)) is True
-    assert "RegNetX-400MF pretrained on ImageNet (online" in capsys.readouterr().out
-    scenes = dataclasses.replace(voc, dataset="detection_scenes", offline=False)
-    assert harness.use_pretrained(None, scenes) is False and capsys.readouterr().out == "", "scenes: as measured"
-    assert harness.use_pretrained(True, scenes) is True
-    (tmp_path / "weights").mkdir()
-    (tmp_path / "weights" / "regnet_x_400mf-adf1edd5.pth").write_bytes(b"x")
-    assert harness.use_pretrained(None, voc) is True, "offline with the weights cached"
-    with pytest.raises(TypeError, match="PRETRAINED must be None, True or False"):
-        harness.use_pretrained("yes", voc)
+def test_use_pretrained_resolves_the_notebook_parameter(capsys):
+    replace = load("dataclasses").replace
+    hub = load("torch.hub")  # the cache folder, set where the code under test runs
+    before = hub.get_dir()
+    with worker_folder() as root:
+        hub.set_dir(f"{root}/hub")  # an empty hub cache
+        try:
+            voc = _voc_config(root)
+            assert harness.use_pretrained(None, voc) is False
+            assert "backbone: small CNN from scratch (offline and regnet_x_400mf-adf1edd5.pth not cached" in \
+                capsys.readouterr().out
+            assert harness.use_pretrained(None, replace(voc, offline=False)) is True
+            assert "RegNetX-400MF pretrained on ImageNet (online" in capsys.readouterr().out
+            scenes = replace(voc, dataset="detection_scenes", offline=False)
+            assert harness.use_pretrained(None, scenes) is False and capsys.readouterr().out == "", \
+                "scenes: as measured"
+            assert harness.use_pretrained(True, scenes) is True
+            load("os").makedirs(f"{root}/weights")
+            load("pathlib").Path(f"{root}/weights/regnet_x_400mf-adf1edd5.pth").write_bytes(b"x")
+            assert harness.use_pretrained(None, voc) is True, "offline with the weights cached"
+            with pytest.raises(TypeError, match="PRETRAINED must be None, True or False"):
+                harness.use_pretrained("yes", voc)
+        finally:
+            hub.set_dir(before)
