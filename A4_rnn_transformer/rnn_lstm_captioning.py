@@ -11,7 +11,8 @@ here; the hand-written RNN backward is checked against it, as in the course.
 
 LSTM gates are packed in the course's order **i, f, o, g**: ``Wx (D, 4H)`` holds
 ``[Wx_i | Wx_f | Wx_o | Wx_g]`` (``torch.nn.LSTM`` packs i, f, g, o); the bias starts at 1 on
-the forget block and 0 elsewhere (:func:`lstm_bias`, given).  Captions are integer
+the forget block and 0 elsewhere (:func:`lstm_bias`, given), and ``LSTM.forward`` starts its cell
+state at ``c0 = h0`` (EECS 498: 0).  Captions are integer
 tensors ``(N, T + 1)``: ``<START> w1 ... wk <END> <NULL> ...``; the model reads
 ``captions[:, :-1]`` and is scored on predicting ``captions[:, 1:]``.
 
@@ -330,7 +331,7 @@ class LSTM(nn.Module):
         return next_h, next_c
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
-        """Run the LSTM over a sequence; the cell state starts at zero and is not returned.
+        """Run the LSTM over a sequence; the cell state starts equal to ``h0`` and is not returned.
 
         Rule: one loop over the time steps, calling :meth:`step_forward`; no ``torch.nn.LSTM``.
 
@@ -341,7 +342,9 @@ class LSTM(nn.Module):
             hn: ``(N, T, H)`` hidden states of every step.
         """
         checks.lstm_inputs(x, h0)
-        c0 = torch.zeros_like(h0)  # the initial cell state, given
+        # the initial cell state, given: h0 too (EECS 498: zero), so that what h0 carries -- the image, in
+        # captioning -- starts in the cell, the LSTM's memory, as in AttentionLSTM (Xu et al., 2015)
+        c0 = h0
         hn = None
         ### BEGIN SOLUTION
         prev_h, prev_c = h0, c0
@@ -606,8 +609,9 @@ class CaptioningRNN(nn.Module):
         ``model.eval()`` first (or use :func:`caption_images`).
 
         Rule: one loop over the ``max_length`` steps, each calling the cell's ``step_forward``
-        once.  The cell state starts at zero for ``"lstm"``; for ``"attn"``, ``h0 = c0 =`` the
-        mean of ``A`` over the grid, as in :meth:`AttentionLSTM.forward`.
+        once.  The cell state starts equal to the hidden state, as in the cells' ``forward``:
+        ``c0 = h0`` for ``"lstm"`` (:meth:`LSTM.forward`); for ``"attn"``, ``h0 = c0 =`` the mean of
+        ``A`` over the grid (:meth:`AttentionLSTM.forward`).
 
         Args:
             images: ``(N, 3, H, W)``.
@@ -629,7 +633,7 @@ class CaptioningRNN(nn.Module):
             h = c = A.mean(dim=(2, 3))
             attn_weights_all = A.new_zeros(n, max_length, A.shape[2], A.shape[3])
         else:
-            h, c = state, torch.zeros_like(state)
+            h, c = state, state
         words = torch.full((n,), self._start, dtype=torch.int64, device=device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
         for t in range(max_length):

@@ -426,7 +426,7 @@ def test_lstm_forward_matches_nn_lstm_values_and_gradients():
     h, grads = lstm_gradients(x, h0, Wx, Wh, b, dout=dh)
     ref = torch_lstm(Wx, Wh, b)
     xr, h0r = x.clone().requires_grad_(), h0.clone().requires_grad_()
-    expected, _ = ref(xr, (h0r[None], torch.zeros_like(h0)[None]))
+    expected, _ = ref(xr, (h0r[None], h0r[None]))  # the cell starts at c0 = h0
     expected.backward(dh)
     assert h.shape == (N, T, H) and rel_error(h, expected) < 1e-12
     assert rel_error(grads[0], xr.grad) < 1e-12 and rel_error(grads[1], h0r.grad) < 1e-12
@@ -462,7 +462,7 @@ def test_lstm_module():
     h = layer(x, h0)
     params = [layer.Wx.detach(), layer.Wh.detach(), layer.b.detach()]
     assert torch.equal(h.detach(), lstm_fn(x, h0, *params))
-    next_h, next_c = layer.step_forward(x[:, 0], h0, torch.zeros_like(h0))
+    next_h, next_c = layer.step_forward(x[:, 0], h0, h0)
     assert torch.allclose(next_h, h[:, 0])
     backward_through(layer, [x, h0])  # the gradient of h.sum()
     grads = parameter_grads(layer)
