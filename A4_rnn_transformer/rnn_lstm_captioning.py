@@ -10,7 +10,9 @@ is given: it shows how a layer wraps the functions.  Autograd trains every ``nn.
 here; the hand-written RNN backward is checked against it, as in the course.
 
 LSTM gates are packed in the course's order **i, f, o, g**: ``Wx (D, 4H)`` holds
-``[Wx_i | Wx_f | Wx_o | Wx_g]`` (``torch.nn.LSTM`` packs i, f, g, o).  Captions are integer
+``[Wx_i | Wx_f | Wx_o | Wx_g]`` (``torch.nn.LSTM`` packs i, f, g, o); the bias starts at 1 on
+the forget block and 0 elsewhere (:func:`lstm_bias`, given), and ``LSTM.forward`` starts its cell
+state at ``c0 = h0`` (EECS 498: 0).  Captions are integer
 tensors ``(N, T + 1)``: ``<START> w1 ... wk <END> <NULL> ...``; the model reads
 ``captions[:, :-1]`` and is scored on predicting ``captions[:, 1:]``.
 
@@ -259,10 +261,37 @@ def temporal_softmax_loss(x: torch.Tensor, y: torch.Tensor, ignore_index: int | 
 # --------------------------------------------------------------------------- LSTM
 
 
+#: Initial bias of the forget gate (Jozefowicz, Zaremba and Sutskever, 2015).
+FORGET_BIAS = 1.0
+
+
+def lstm_bias(hidden_dim: int, forget_bias: float = FORGET_BIAS) -> torch.Tensor:
+    """The initial bias ``(4H,)`` of an LSTM whose gates are packed i, f, o, g (given code).
+
+    Zero, except the forget-gate block ``b[H:2H] = forget_bias``.  Why not all zeros: with
+    small weights the gate pre-activations start near 0 and ``f = sigmoid(0) = 0.5``, so the
+    cell keeps half of itself per step -- after ``t`` steps ``0.5 ** t`` of what was written
+    (1/1000 after 10) -- and the gradient back through ``c`` shrinks as fast.  With bias 1,
+    ``f = sigmoid(1) ~ 0.73`` and the cell remembers from the first step; training can still
+    lower ``f`` where forgetting helps.
+
+    Args:
+        hidden_dim: ``H``; forget_bias: the forget block's value (0 gives the all-zero bias).
+
+    Returns:
+        b: ``(4 * H,)`` float32.
+    """
+    hidden_dim = check_int(hidden_dim, "hidden_dim", minimum=1)
+    b = torch.zeros(4 * hidden_dim)
+    b[hidden_dim:2 * hidden_dim] = forget_bias  # the blocks are i, f, o, g: f is the second
+    return b
+
+
 class LSTM(nn.Module):
     """A single-layer LSTM (gates packed i, f, o, g); autograd computes its backward pass.
 
-    Parameters: ``Wx (D, 4H) ~ N(0, 1/D)``, ``Wh (H, 4H) ~ N(0, 1/H)``, ``b (4H,) = 0``.
+    Parameters: ``Wx (D, 4H) ~ N(0, 1/D)``, ``Wh (H, 4H) ~ N(0, 1/H)``; ``b (4H,)`` is 0 except
+    its forget-gate block ``b[H:2H] = 1`` (see :func:`lstm_bias`).
 
     Args:
         input_dim: ``D``; hidden_dim: ``H``.
@@ -274,7 +303,7 @@ class LSTM(nn.Module):
         self.hidden_dim = check_int(hidden_dim, "hidden_dim", minimum=1)
         self.Wx = nn.Parameter(torch.randn(input_dim, 4 * hidden_dim) / math.sqrt(input_dim))
         self.Wh = nn.Parameter(torch.randn(hidden_dim, 4 * hidden_dim) / math.sqrt(hidden_dim))
-        self.b = nn.Parameter(torch.zeros(4 * hidden_dim))
+        self.b = nn.Parameter(lstm_bias(hidden_dim))
 
     def step_forward(self, x: torch.Tensor, prev_h: torch.Tensor,
                      prev_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -302,7 +331,7 @@ class LSTM(nn.Module):
         return next_h, next_c
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
-        """Run the LSTM over a sequence; the cell state starts at zero and is not returned.
+        """Run the LSTM over a sequence; the cell state starts equal to ``h0`` and is not returned.
 
         Rule: one loop over the time steps, calling :meth:`step_forward`; no ``torch.nn.LSTM``.
 
@@ -313,7 +342,9 @@ class LSTM(nn.Module):
             hn: ``(N, T, H)`` hidden states of every step.
         """
         checks.lstm_inputs(x, h0)
-        c0 = torch.zeros_like(h0)  # the initial cell state, given
+        # the initial cell state, given: h0 too (EECS 498: zero), so that what h0 carries -- the image, in
+        # captioning -- starts in the cell, the LSTM's memory, as in AttentionLSTM (Xu et al., 2015)
+        c0 = h0
         hn = None
         ### BEGIN SOLUTION
         prev_h, prev_c = h0, c0
@@ -365,7 +396,8 @@ def dot_product_attention(prev_h: torch.Tensor, A: torch.Tensor) -> tuple[torch.
 class AttentionLSTM(nn.Module):
     """An LSTM whose every step also reads an attention embedding of the image features.
 
-    Parameters: ``Wx (D, 4H) ~ N(0, 1/D)``, ``Wh``, ``Wattn (H, 4H) ~ N(0, 1/H)``, ``b (4H,) = 0``.
+    Parameters: ``Wx (D, 4H) ~ N(0, 1/D)``, ``Wh``, ``Wattn (H, 4H) ~ N(0, 1/H)``, ``b (4H,)`` as
+    :class:`LSTM`'s (:func:`lstm_bias`: forget-gate block 1, the rest 0).
 
     Args:
         input_dim: ``D``; hidden_dim: ``H`` (also the channels of the feature grid ``A``).
@@ -378,7 +410,7 @@ class AttentionLSTM(nn.Module):
         self.Wx = nn.Parameter(torch.randn(input_dim, 4 * hidden_dim) / math.sqrt(input_dim))
         self.Wh = nn.Parameter(torch.randn(hidden_dim, 4 * hidden_dim) / math.sqrt(hidden_dim))
         self.Wattn = nn.Parameter(torch.randn(hidden_dim, 4 * hidden_dim) / math.sqrt(hidden_dim))
-        self.b = nn.Parameter(torch.zeros(4 * hidden_dim))
+        self.b = nn.Parameter(lstm_bias(hidden_dim))
 
     def step_forward(self, x: torch.Tensor, prev_h: torch.Tensor, prev_c: torch.Tensor,
                      attn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -577,8 +609,9 @@ class CaptioningRNN(nn.Module):
         ``model.eval()`` first (or use :func:`caption_images`).
 
         Rule: one loop over the ``max_length`` steps, each calling the cell's ``step_forward``
-        once.  The cell state starts at zero for ``"lstm"``; for ``"attn"``, ``h0 = c0 =`` the
-        mean of ``A`` over the grid, as in :meth:`AttentionLSTM.forward`.
+        once.  The cell state starts equal to the hidden state, as in the cells' ``forward``:
+        ``c0 = h0`` for ``"lstm"`` (:meth:`LSTM.forward`); for ``"attn"``, ``h0 = c0 =`` the mean of
+        ``A`` over the grid (:meth:`AttentionLSTM.forward`).
 
         Args:
             images: ``(N, 3, H, W)``.
@@ -600,7 +633,7 @@ class CaptioningRNN(nn.Module):
             h = c = A.mean(dim=(2, 3))
             attn_weights_all = A.new_zeros(n, max_length, A.shape[2], A.shape[3])
         else:
-            h, c = state, torch.zeros_like(state)
+            h, c = state, state
         words = torch.full((n,), self._start, dtype=torch.int64, device=device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
         for t in range(max_length):
@@ -751,6 +784,7 @@ def caption_images(model: CaptioningRNN, images: torch.Tensor, max_length: int =
 
 __all__ = [
     "CELL_TYPES",
+    "FORGET_BIAS",
     "SPECIAL_TOKENS",
     "AttentionLSTM",
     "CaptioningRNN",
@@ -762,6 +796,7 @@ __all__ = [
     "caption_loss_fn",
     "dot_product_attention",
     "hello_rnn_lstm_captioning",
+    "lstm_bias",
     "rnn_backward",
     "rnn_forward",
     "rnn_step_backward",

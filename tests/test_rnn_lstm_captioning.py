@@ -29,6 +29,7 @@ WordEmbedding = cap.WordEmbedding
 caption_images = cap.caption_images
 caption_loss_fn = cap.caption_loss_fn
 dot_product_attention = cap.dot_product_attention
+lstm_bias = cap.lstm_bias
 rnn_backward = cap.rnn_backward
 rnn_forward = cap.rnn_forward
 rnn_step_backward = cap.rnn_step_backward
@@ -49,6 +50,7 @@ ATTENTION_LSTM = pytest.mark.grade("AttentionLSTM", points=3)
 CAPTIONING = pytest.mark.grade("CaptioningRNN", points=6)
 ENCODER = pytest.mark.grade("given code: image encoder", points=0)
 GIVEN = pytest.mark.grade("given code: input checks", points=0)
+INIT = pytest.mark.grade("given code: LSTM initialisation", points=0)
 
 # The rules the docstrings state: how many Python loops, and which library routes are off limits.
 RNN_LIBRARY = ("RNN", "RNNCell", "rnn_tanh", "rnn_tanh_cell")
@@ -424,7 +426,7 @@ def test_lstm_forward_matches_nn_lstm_values_and_gradients():
     h, grads = lstm_gradients(x, h0, Wx, Wh, b, dout=dh)
     ref = torch_lstm(Wx, Wh, b)
     xr, h0r = x.clone().requires_grad_(), h0.clone().requires_grad_()
-    expected, _ = ref(xr, (h0r[None], torch.zeros_like(h0)[None]))
+    expected, _ = ref(xr, (h0r[None], h0r[None]))  # the cell starts at c0 = h0
     expected.backward(dh)
     assert h.shape == (N, T, H) and rel_error(h, expected) < 1e-12
     assert rel_error(grads[0], xr.grad) < 1e-12 and rel_error(grads[1], h0r.grad) < 1e-12
@@ -460,11 +462,44 @@ def test_lstm_module():
     h = layer(x, h0)
     params = [layer.Wx.detach(), layer.Wh.detach(), layer.b.detach()]
     assert torch.equal(h.detach(), lstm_fn(x, h0, *params))
-    next_h, next_c = layer.step_forward(x[:, 0], h0, torch.zeros_like(h0))
+    next_h, next_c = layer.step_forward(x[:, 0], h0, h0)
     assert torch.allclose(next_h, h[:, 0])
     backward_through(layer, [x, h0])  # the gradient of h.sum()
     grads = parameter_grads(layer)
     assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values())
+
+
+@INIT
+@pytest.mark.parametrize("name", ["LSTM", "AttentionLSTM"])
+def test_lstm_bias_starts_at_one_on_the_forget_gate_only(name):
+    """Gates are packed i, f, o, g: the second block (forget) starts at 1, the others at 0."""
+    H = 5
+    layer = getattr(cap, name)(3, H)
+    i, f, o, g = layer.b.detach().chunk(4)
+    assert torch.equal(f, torch.ones(H)), f"forget-gate bias {f.tolist()}, expected 1 (Jozefowicz et al., 2015)"
+    for gate, block in (("input", i), ("output", o), ("candidate", g)):
+        assert torch.equal(block, torch.zeros(H)), f"{gate} bias {block.tolist()}, expected 0"
+
+
+@INIT
+def test_lstm_bias_helper():
+    assert torch.equal(lstm_bias(2), torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]))
+    assert torch.equal(lstm_bias(3, forget_bias=0.0), torch.zeros(12))
+    assert torch.equal(lstm_bias(1, forget_bias=2.5), torch.tensor([0.0, 2.5, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="hidden_dim"):
+        lstm_bias(0)
+
+
+@LSTM_CELL
+def test_lstm_initial_forget_gate_keeps_about_three_quarters_of_the_cell():
+    """At construction, with the inputs switched off, a step keeps sigmoid(1) of the cell: f is the second block."""
+    H = 4
+    layer = LSTM(3, H).double()
+    set_parameters(layer, {"Wx": torch.zeros(3, 4 * H, dtype=torch.float64),
+                           "Wh": torch.zeros(H, 4 * H, dtype=torch.float64)})
+    prev_c = randn(2, H, seed=72)
+    _, next_c = layer.step_forward(randn(2, 3, seed=73), randn(2, H, seed=74), prev_c)
+    assert rel_error(next_c, torch.sigmoid(torch.tensor(1.0, dtype=torch.float64)) * prev_c) < 1e-12
 
 
 # --------------------------------------------------------------------------- attention
