@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,11 +132,10 @@ def gflops(num_test: int | None, dtypes: list[str], threads: list[int], rounds: 
     for name in dtypes:
         dtype = getattr(torch, name)
         a, b = x_train.to(dtype), x_test[:num_test].to(dtype)
-        a_flat, b_flat = a.flatten(1), b.flatten(1)
+        fns = {"mm": partial(torch.mm, a.flatten(1), b.flatten(1).T), "dist": partial(compute_distances_no_loops, a, b)}
         for n in threads:
             torch.set_num_threads(n)
-            seconds = timed_rounds({"mm": lambda: torch.mm(a_flat, b_flat.T),
-                                    "dist": lambda: compute_distances_no_loops(a, b)}, rounds)
+            seconds = timed_rounds(fns, rounds)
             mm, dist = (statistics.median(seconds[k]) for k in ("mm", "dist"))
             per_round = [d / m for d, m in zip(seconds["dist"], seconds["mm"], strict=True)]
             print(f"{name:8} {torch.get_num_threads():>7} {mm:7.2f} {dist:7.2f} {flop / mm / 1e9:11.1f} "
