@@ -13,8 +13,8 @@ import torch
 
 from helpers.checks import check_int, check_labels
 
-__all__ = ["as_matrix", "chunk_size", "cross_validation", "fold_accuracies", "k_value", "labels", "pair",
-           "predict_inputs", "query", "training_set"]
+__all__ = ["all_finite", "as_matrix", "chunk_size", "cross_validation", "fold_accuracies", "k_value", "labels",
+           "pair", "predict_inputs", "query", "training_set"]
 
 
 def as_matrix(x, name: str) -> torch.Tensor:
@@ -25,12 +25,25 @@ def as_matrix(x, name: str) -> torch.Tensor:
         raise ValueError(f"{name} must have shape (N, D1, ..., Dn) with at least 2 dims, got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}; convert with .float()")
-    bad = ~torch.isfinite(x)
-    if bad.any():
+    if not all_finite(x):
+        bad = ~torch.isfinite(x)
         first = tuple(int(i) for i in bad.nonzero()[0])
         raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite value(s), the first at index {first}: "
                          "distances to it would be NaN and its votes meaningless")
     return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+def all_finite(x: torch.Tensor) -> bool:
+    """Whether every value of ``x`` is finite: one pass over a floating ``x``, no temporary of its size.
+
+    ``torch.isfinite(x).all()`` builds boolean tensors as large as ``x`` (about 0.4 s on the 60 000
+    training images, every time the distances are computed).  A NaN makes both the minimum and the
+    maximum NaN, and an infinity is one of them.
+    """
+    if x.numel() == 0 or not x.is_floating_point():
+        return bool(torch.isfinite(x).all())
+    low, high = torch.aminmax(x)
+    return math.isfinite(float(low)) and math.isfinite(float(high))
 
 
 def pair(x_train, x_test) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +80,7 @@ def predict_inputs(dists, y_train, k) -> tuple[torch.Tensor, int]:
     if not isinstance(dists, torch.Tensor) or dists.dim() != 2:
         raise ValueError(f"dists must be a (num_train, num_test) tensor, got "
                          f"{tuple(dists.shape) if isinstance(dists, torch.Tensor) else type(dists).__name__}")
-    if not bool(torch.isfinite(dists).all()):
+    if not all_finite(dists):
         raise ValueError("dists holds NaN or infinite values: check the inputs of the distance computation")
     return labels(y_train, dists.shape[0]), k_value(k, dists.shape[0])
 

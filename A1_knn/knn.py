@@ -89,10 +89,13 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor, b_sq: torch.Tensor | Non
     norms of ``b``, may be passed in when ``b`` is used many times.
     """
     ### BEGIN SOLUTION
+    # The matrix product is the cost; the rest is kept to few passes and no (M, D) temporary:
+    # squared norms as row-wise dot products, d2 = |a|^2 + |b|^2 as one broadcast sum, and
+    # -2 a b^T added into d2 by the product itself (addmm_ with alpha=-2).
     if b_sq is None:
-        b_sq = (b * b).sum(dim=1)
-    d2 = a @ b.T
-    d2.mul_(-2).add_(b_sq).add_((a * a).sum(dim=1, keepdim=True))
+        b_sq = torch.einsum("ij,ij->i", b, b)
+    d2 = torch.add(torch.einsum("ij,ij->i", a, a)[:, None], b_sq)
+    d2.addmm_(a, b.T, alpha=-2)
     return d2.clamp_min_(0)
     ### END SOLUTION
 

@@ -290,6 +290,25 @@ def test_empty_and_non_finite_inputs_get_the_modules_own_errors():
         compute_distances_no_loops(x_train, torch.full((2, 2, 2), float("inf")))
 
 
+@pytest.mark.grade("input checks (given code)", points=0)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_one_non_finite_value_is_found_and_the_largest_finite_values_pass(dtype, value):
+    """The finiteness check reads only the minimum and the maximum (one pass, no boolean copy of the data)."""
+    big = torch.finfo(dtype).max
+    x_train = torch.full((4, 3), big, dtype=dtype)
+    x_train[0, 0] = -big
+    y_train = torch.tensor([0, 1, 0, 1])
+    KnnClassifier(x_train, y_train)
+    x_train[3, 2] = value
+    with pytest.raises(ValueError, match=r"x_train holds 1 NaN or infinite value\(s\), the first at index \(3, 2\)"):
+        KnnClassifier(x_train, y_train)
+    dists = torch.ones(4, 2, dtype=dtype)
+    dists[3, 1] = value
+    with pytest.raises(ValueError, match="dists holds NaN or infinite values"):
+        predict_labels(dists, y_train, k=1)
+
+
 @OPTIONAL
 def test_an_empty_test_batch_predicts_nothing():
     clf = KnnClassifier(torch.rand(5, 2, 2), torch.tensor([0, 1, 0, 1, 1]))
