@@ -530,12 +530,14 @@ class BatchNorm:
             N = x.shape[0]
             mean = x.mean(dim=0)
             xmu = x - mean
-            var = (xmu * xmu).mean(dim=0)  # biased: normalise with what the batch has
+            # biased: normalise with what the batch has.  vecdot sums xmu * xmu over the batch without
+            # storing the products: (xmu * xmu).mean(dim=0) is the same with one more pass over the data
+            var = torch.linalg.vecdot(xmu, xmu, dim=0) / N
             std = (var + eps).sqrt()
             inv_std = 1.0 / std
-            # gamma * xhat + beta with xhat = xmu * inv_std, in two passes over the data instead of three:
+            # gamma * xhat + beta with xhat = xmu * inv_std, in one pass over the data instead of three:
             # the (D,) vector gamma * inv_std is folded first, and xhat is never stored (backward rebuilds it)
-            out = (xmu * (gamma * inv_std)).add_(beta)
+            out = torch.addcmul(beta, xmu, gamma * inv_std)
             running_mean = momentum * running_mean + (1 - momentum) * mean
             running_var = momentum * running_var + (1 - momentum) * var * (N / (N - 1))
             cache.update(xmu=xmu, var=var, std=std, inv_std=inv_std)
@@ -544,7 +546,7 @@ class BatchNorm:
             ### BEGIN SOLUTION
             inv_std = 1.0 / (running_var + eps).sqrt()
             xmu = x - running_mean
-            out = (xmu * (gamma * inv_std)).add_(beta)
+            out = torch.addcmul(beta, xmu, gamma * inv_std)
             cache.update(xmu=xmu, inv_std=inv_std)
             ### END SOLUTION
         bn_param["running_mean"] = running_mean
@@ -607,13 +609,13 @@ class BatchNorm:
         gamma, xmu, inv_std = cache["gamma"], cache["xmu"], cache["inv_std"]
         scale = gamma * inv_std  # (D,): out = xmu * scale + beta
         dbeta = dout.sum(dim=0)
-        dgamma = (dout * xmu).sum(dim=0) * inv_std  # sum(dout * xhat), xhat = xmu * inv_std
+        dgamma = torch.linalg.vecdot(dout, xmu, dim=0) * inv_std  # sum(dout * xhat), xhat = xmu * inv_std
         if cache["mode"] == "test":
             return dout * scale, dgamma, dbeta
         N = dout.shape[0]
         # the formula above with sum(dxhat) = gamma * dbeta, sum(dxhat * xhat) = gamma * dgamma:
-        # dx = scale * dout - (scale * inv_std * dgamma / N) * xmu - scale * dbeta / N
-        dx = (dout * scale).addcmul_(xmu, scale * inv_std * dgamma / N, value=-1).sub_(scale * dbeta / N)
+        # dx = scale * dout - (scale * inv_std * dgamma / N) * xmu - scale * dbeta / N, in two passes
+        dx = torch.addcmul(-scale * dbeta / N, dout, scale).addcmul_(xmu, scale * inv_std * dgamma / N, value=-1)
         ### END SOLUTION
         return dx, dgamma, dbeta
 
