@@ -530,9 +530,7 @@ class BatchNorm:
             N = x.shape[0]
             mean = x.mean(dim=0)
             xmu = x - mean
-            # biased: normalise with what the batch has.  vecdot sums xmu * xmu over the batch without
-            # storing the products: (xmu * xmu).mean(dim=0) is the same with one more pass over the data
-            var = torch.linalg.vecdot(xmu, xmu, dim=0) / N
+            var = (xmu * xmu).mean(dim=0)  # biased: normalise with what the batch has
             std = (var + eps).sqrt()
             inv_std = 1.0 / std
             # gamma * xhat + beta with xhat = xmu * inv_std, in one pass over the data instead of three:
@@ -609,7 +607,7 @@ class BatchNorm:
         gamma, xmu, inv_std = cache["gamma"], cache["xmu"], cache["inv_std"]
         scale = gamma * inv_std  # (D,): out = xmu * scale + beta
         dbeta = dout.sum(dim=0)
-        dgamma = torch.linalg.vecdot(dout, xmu, dim=0) * inv_std  # sum(dout * xhat), xhat = xmu * inv_std
+        dgamma = (dout * xmu).sum(dim=0) * inv_std  # sum(dout * xhat), xhat = xmu * inv_std
         if cache["mode"] == "test":
             return dout * scale, dgamma, dbeta
         N = dout.shape[0]
