@@ -320,16 +320,22 @@ class FastConv:
         dout_rows = dout.permute(0, 2, 3, 1).reshape(N, H_out * W_out, F)  # no copy if channels-last
         w_mat = w.permute(0, 2, 3, 1).reshape(F, HH * WW * C)
         windows = _fastconv_windows(x_pad, HH, WW, stride, H_out, W_out)
-        dw_mat = w_mat.new_zeros(w_mat.shape)
+        dw_mat_t = w_mat.new_zeros(w_mat.shape[::-1])  # (HH*WW*C, F): dw_mat, transposed
+        db = w_mat.new_zeros(F)
         dx_pad = torch.zeros_like(x_pad)
         for chunk in _fastconv_chunks(N, H_out * W_out * w_mat.shape[1] * x_pad.element_size(), x_pad.device):
             g = dout_rows[chunk].reshape(-1, F)  # (n*H'*W', F)
             cols = windows[chunk].reshape(-1, HH * WW * C)  # rebuilt: cheaper than keeping it
-            dw_mat.addmm_(g.T, cols)
-            dcols = (g @ w_mat).view(-1, H_out, W_out, HH, WW, C)
+            # dw_mat += g.T @ cols, computed as its transpose: the same numbers, but the matrix library is much
+            # slower at writing a product with few columns (a first layer's HH*WW*C = 9) than with few rows
+            dw_mat_t.addmm_(cols.T, g)
+            db += g.sum(dim=0)
+            if w_mat.shape[1] < F:  # few window columns (a first layer): the transposed product is much faster
+                dcols = (w_mat.T @ g.T).T.view(-1, H_out, W_out, HH, WW, C)  # a view of it, no copy
+            else:
+                dcols = (g @ w_mat).view(-1, H_out, W_out, HH, WW, C)
             _fastconv_col2im_add(dcols, dx_pad[chunk], stride)
-        db = dout_rows.sum(dim=(0, 1))
-        dw = dw_mat.reshape(F, HH, WW, C).permute(0, 3, 1, 2).contiguous()
+        dw = dw_mat_t.T.reshape(F, HH, WW, C).permute(0, 3, 1, 2).contiguous()
         dx = dx_pad[:, pad:pad + H, pad:pad + W].permute(0, 3, 1, 2)
         if pad:
             dx = dx.contiguous(memory_format=torch.channels_last)
