@@ -420,8 +420,8 @@ class FastMaxPool:
     maximum at once.  The backward pass finds the maxima again: tap by tap, where
     the tap equals the window's maximum it takes the gradient still left for that
     window (so only the first maximum gets it).  Comparisons are written straight
-    into float tensors (``torch.eq(..., out=float_tensor)``): ``where``,
-    ``masked_fill`` and bool-to-float conversions cost several times more on a CPU.
+    into float tensors (``torch.eq(..., out=float_tensor)``): on the CPUs we measured, ``where``,
+    ``masked_fill`` and bool-to-float conversions cost several times more.
     Otherwise the windows are read from a strided view of ``x``, one
     ``argmax`` finds their first maxima and one scatter sends the gradient there.  The cache is private to this
     class: use it only through :meth:`backward`.
@@ -604,7 +604,7 @@ class BatchNorm:
         with the sums over the batch.  Hint: derive it on paper from ``xhat``'s formula first; the
         code is then a line or two.  (It is faster still with the per-feature vectors gathered first:
         ``sum(dxhat) = gamma * dbeta`` and ``sum(dxhat * xhat) = gamma * dgamma``, so ``dx`` is
-        ``dout * k1 + xmu * k2 + k3`` for three ``(D,)`` vectors: three passes over the data.)
+        ``dout * k1 + xmu * k2 + k3`` for three ``(D,)`` vectors: two passes over the data.)
 
         Rule: no loops; nothing from ``torch.nn.functional``, no autograd, and do not call :meth:`backward`.
         """
@@ -711,7 +711,7 @@ class Conv_ReLU_Pool:
     """``maxpool(relu(conv(x)))`` with :class:`FastConv` and :class:`FastMaxPool`.
 
     Max pooling and ReLU commute (``max(relu(a), relu(b)) = relu(max(a, b))``, and the gradient
-    reaches the same entry), so the ReLU can run after the pool, on 4x fewer numbers."""
+    reaches the same entry), so the ReLU can run after the pool, on fewer numbers (4x fewer for 2x2)."""
 
     @staticmethod
     def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, conv_param: dict, pool_param: dict):
@@ -812,7 +812,7 @@ class Conv_BatchNorm_ReLU:
 class Conv_BatchNorm_ReLU_Pool:
     """``maxpool(relu(spatial_batchnorm(conv(x))))`` with :class:`FastConv` and :class:`FastMaxPool`.
 
-    As in :class:`Conv_ReLU_Pool`, the ReLU may run after the pool, on 4x fewer numbers."""
+    As in :class:`Conv_ReLU_Pool`, the ReLU may run after the pool, on fewer numbers."""
 
     @staticmethod
     def forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
