@@ -20,7 +20,8 @@
    layers with our Adam, and built from ``torch.nn`` with ``torch.optim.Adam``;
    first layer by layer (each block's convolution alone, then the whole
    conv - batch norm - ReLU - pool block, forward + backward on the block's
-   real input; the last layer with the loss; the Adam update), then the
+   real input, stored as each network stores it: channels-last for ours,
+   NCHW for torch.nn; the last layer with the loss; the Adam update), then the
    median time of one whole update on a batch of 128, and the time of one
    epoch of Fashion-MNIST's 55 000 training images that implies.
 
@@ -233,12 +234,15 @@ def layer_times(repeats: int) -> list[dict]:
         dout = torch.randn(out.shape, generator=gen).contiguous(memory_format=torch.channels_last)
         conv_out, _ = cnn.FastConv.forward(x, *args[:2], CONV_PARAM)
         dconv = torch.randn(conv_out.shape, generator=gen).contiguous(memory_format=torch.channels_last)
-        x_ref = x.clone().requires_grad_(i > 0)  # the network's input needs no gradient, the others do
+        # torch.nn gets what it gets in its own network: NCHW tensors (ours are stored channels-last); the
+        # network's input needs no gradient, the others do
+        x_ref = x.contiguous().requires_grad_(i > 0)
+        dconv_ref, dout_ref = dconv.contiguous(), dout.contiguous()
 
         def ours_conv(x=x, args=args, dconv=dconv):
             cnn.FastConv.backward(dconv, cnn.FastConv.forward(x, *args[:2], CONV_PARAM)[1])
 
-        def torch_conv(x_ref=x_ref, conv=block[0], dconv=dconv):
+        def torch_conv(x_ref=x_ref, conv=block[0], dconv=dconv_ref):
             x_ref.grad = None
             conv.zero_grad()
             conv(x_ref).backward(dconv)
@@ -246,7 +250,7 @@ def layer_times(repeats: int) -> list[dict]:
         def ours_block(x=x, args=args, extra=extra, dout=dout, sandwich=sandwich):
             sandwich.backward(dout, sandwich.forward(x, *args, *extra)[1])
 
-        def torch_block(x_ref=x_ref, block=block, dout=dout):
+        def torch_block(x_ref=x_ref, block=block, dout=dout_ref):
             x_ref.grad = None
             block.zero_grad()
             block(x_ref).backward(dout)
@@ -258,7 +262,7 @@ def layer_times(repeats: int) -> list[dict]:
         rows.append({"what": f"block: + bn, relu{', pool' if pool else ''}", "ours": t["ours"], "torch": t["torch"]})
         x = out
     L = model.num_layers
-    x_ref = x.clone().requires_grad_()
+    x_ref = x.contiguous().requires_grad_()
     head = nn.Sequential(*modules)
 
     def ours_head():
