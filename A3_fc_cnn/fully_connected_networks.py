@@ -162,7 +162,11 @@ class ReLU:
         x = cache
         check_grad(dout, "dout", x.shape, "x")
         ### BEGIN SOLUTION
-        dx = dout * (x > 0)
+        # The mask (1.0 where x > 0) is written straight into a float tensor: multiplying by a bool
+        # tensor (``dout * (x > 0)``) converts it first, which on a CPU costs several times more.
+        dx = torch.empty_like(x, dtype=dout.dtype)
+        torch.gt(x, 0, out=dx)
+        dx.mul_(dout)
         ### END SOLUTION
         return dx
 

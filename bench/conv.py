@@ -18,11 +18,16 @@
 3. Training time: the same ``DeepConvNet`` (28x28x1 input, filters
    [32, 32, 64, 64], pools after layers 2 and 4, batch norm) built from our
    layers with our Adam, and built from ``torch.nn`` with ``torch.optim.Adam``;
-   median time of one update on a batch of 128, and the time of one epoch of
-   Fashion-MNIST's 55 000 training images that implies.
+   first layer by layer (each block's convolution alone, then the whole
+   conv - batch norm - ReLU - pool block, forward + backward on the block's
+   real input, stored as each network stores it: channels-last for ours,
+   NCHW for torch.nn; the last layer with the loss; the Adam update), then the
+   median time of one whole update on a batch of 128, and the time of one
+   epoch of Fashion-MNIST's 55 000 training images that implies.
 
 Prints tables; asserts nothing (tests/test_convolutional_networks.py checks
-correctness).  Timing is the median of the repeats; the ratio is ours / reference.
+correctness).  Timing is the median of the repeats (wall clock); the ratio is ours / reference.
+The whole step is also timed in CPU time of the process, which a busy machine disturbs less.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from A3_fc_cnn import convolutional_networks as cnn
-from A3_fc_cnn.fully_connected_networks import adam
+from A3_fc_cnn.fully_connected_networks import Linear, adam, softmax_loss
 
 #: (N, C, H, W, F): CIFAR-10 network shapes, plus the second layer of a Fashion-MNIST net.
 CONV_SHAPES = [(128, 3, 32, 32, 64), (128, 64, 16, 16, 128), (128, 128, 8, 8, 256), (128, 32, 28, 28, 32)]
@@ -49,16 +54,29 @@ def alternate(fns: dict, repeats: int) -> dict:
     """Call every function of ``fns`` once per round, ``repeats`` rounds after one warm-up round.
 
     Returns:
-        name -> median seconds.
+        name -> median seconds (wall clock).
     """
-    times = {name: [] for name in fns}
+    return alternate_clocks(fns, repeats)[0]
+
+
+def alternate_clocks(fns: dict, repeats: int) -> tuple[dict, dict]:
+    """:func:`alternate`, timed by two clocks at once.
+
+    Returns:
+        name -> median wall-clock seconds, and name -> median CPU seconds of this process
+        (``time.process_time``).  On a machine busy with other work the wall clock also counts the
+        time this process waited for a core; its CPU time does not.
+    """
+    wall, cpu = {name: [] for name in fns}, {name: [] for name in fns}
     for round_ in range(repeats + 1):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             if round_:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
+    return ({name: statistics.median(ts) for name, ts in wall.items()},
+            {name: statistics.median(ts) for name, ts in cpu.items()})
 
 
 def max_rel_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
@@ -182,11 +200,95 @@ def epoch_time(repeats: int) -> dict:
         F.cross_entropy(net(X), y).backward()
         optimizer.step()
 
-    t = alternate({"ours": ours_step, "torch": torch_step}, repeats)
+    t, cpu = alternate_clocks({"ours": ours_step, "torch": torch_step}, repeats)
     steps = 55000 // 128
     return {"ours": t["ours"], "torch": t["torch"], "ratio": t["ours"] / t["torch"],
+            "ours_cpu": cpu["ours"], "torch_cpu": cpu["torch"],
             "ours_epoch": t["ours"] * steps, "torch_epoch": t["torch"] * steps,
             "loss_gap": abs(float(ours_loss) - float(ref_loss))}
+
+
+def layer_times(repeats: int) -> list[dict]:
+    """Where the training step's time goes: forward + backward of each block of ``NET``, ours against
+    ``torch.nn`` with autograd on the same input and upstream gradient, alternating; then the last layer
+    with the loss, and the Adam update of every parameter.
+
+    Returns:
+        one dict per row: ``what``, ``ours``, ``torch`` (median seconds).
+    """
+    torch.manual_seed(3)
+    model = cnn.DeepConvNet(**NET, weight_scale="kaiming", reg=0.0, dtype=torch.float32)
+    net = torch_net(model)
+    p, gen = model.params, torch.Generator().manual_seed(4)
+    x = torch.randn(128, *NET["input_dims"], generator=gen)
+    y = torch.randint(0, 10, (128,), generator=gen)
+    modules, rows = list(net), []
+    for i, _ in enumerate(NET["num_filters"]):
+        pool = i in NET["max_pools"]
+        block = nn.Sequential(*modules[:4 if pool else 3])
+        modules = modules[len(block):]
+        args = (p[f"W{i + 1}"], p[f"b{i + 1}"], p[f"gamma{i + 1}"], p[f"beta{i + 1}"], CONV_PARAM, {"mode": "train"})
+        sandwich = cnn.Conv_BatchNorm_ReLU_Pool if pool else cnn.Conv_BatchNorm_ReLU
+        extra = ({"pool_height": 2, "pool_width": 2, "stride": 2},) if pool else ()
+        out, _ = sandwich.forward(x, *args, *extra)
+        dout = torch.randn(out.shape, generator=gen).contiguous(memory_format=torch.channels_last)
+        conv_out, _ = cnn.FastConv.forward(x, *args[:2], CONV_PARAM)
+        dconv = torch.randn(conv_out.shape, generator=gen).contiguous(memory_format=torch.channels_last)
+        # torch.nn gets what it gets in its own network: NCHW tensors (ours are stored channels-last); the
+        # network's input needs no gradient, the others do
+        x_ref = x.contiguous().requires_grad_(i > 0)
+        dconv_ref, dout_ref = dconv.contiguous(), dout.contiguous()
+
+        def ours_conv(x=x, args=args, dconv=dconv):
+            cnn.FastConv.backward(dconv, cnn.FastConv.forward(x, *args[:2], CONV_PARAM)[1])
+
+        def torch_conv(x_ref=x_ref, conv=block[0], dconv=dconv_ref):
+            x_ref.grad = None
+            conv.zero_grad()
+            conv(x_ref).backward(dconv)
+
+        def ours_block(x=x, args=args, extra=extra, dout=dout, sandwich=sandwich):
+            sandwich.backward(dout, sandwich.forward(x, *args, *extra)[1])
+
+        def torch_block(x_ref=x_ref, block=block, dout=dout_ref):
+            x_ref.grad = None
+            block.zero_grad()
+            block(x_ref).backward(dout)
+
+        t = alternate({"ours conv": ours_conv, "torch conv": torch_conv, "ours": ours_block, "torch": torch_block},
+                      repeats)
+        shape = f"{x.shape[1]}->{out.shape[1]} {x.shape[2]}x{x.shape[3]}"
+        rows.append({"what": f"conv {shape}", "ours": t["ours conv"], "torch": t["torch conv"]})
+        rows.append({"what": f"block: + bn, relu{', pool' if pool else ''}", "ours": t["ours"], "torch": t["torch"]})
+        x = out
+    L = model.num_layers
+    x_ref = x.contiguous().requires_grad_()
+    head = nn.Sequential(*modules)
+
+    def ours_head():
+        scores, cache = Linear.forward(x, p[f"W{L}"], p[f"b{L}"])
+        Linear.backward(softmax_loss(scores, y)[1], cache)
+
+    def torch_head():
+        x_ref.grad = None
+        head.zero_grad()
+        F.cross_entropy(head(x_ref), y).backward()
+
+    grads = {name: torch.randn(w.shape, generator=gen) for name, w in p.items()}
+    configs = {name: {"learning_rate": 1e-3} for name in p}
+    for param in net.parameters():
+        param.grad = torch.randn(param.shape, generator=gen)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def ours_adam():
+        for name, w in p.items():
+            p[name], configs[name] = adam(w, grads[name], configs[name])
+
+    t = alternate({"ours head": ours_head, "torch head": torch_head, "ours adam": ours_adam,
+                   "torch adam": optimizer.step}, repeats)
+    rows.append({"what": "linear + softmax loss", "ours": t["ours head"], "torch": t["torch head"]})
+    rows.append({"what": "Adam update", "ours": t["ours adam"], "torch": t["torch adam"]})
+    return rows
 
 
 # ----------------------------------------------------------------------------- main
@@ -216,11 +318,18 @@ def main() -> None:
         print(f"{r['what']:>30} {r['naive'] * 1e3:10.1f} {r['fast'] * 1e3:9.2f} {r['speedup']:8.0f}x")
 
     print("\n3. one training step of DeepConvNet", NET["num_filters"], "batch 128, 28x28x1, Adam")
+    print("   per layer, forward+backward (a block's row: conv, batch norm, ReLU and pool together)")
+    print(f"{'':>24} {'ours ms':>9} {'torch ms':>9} {'ours/torch':>11}")
+    for r in layer_times(max(3, repeats // 2)):
+        print(f"{r['what']:>24} {r['ours'] * 1e3:9.1f} {r['torch'] * 1e3:9.1f} {r['ours'] / r['torch']:10.2f}x")
+    print("   the whole step")
     r = epoch_time(max(3, repeats // 2))
     print(f"{'':>12} {'step ms':>9} {'epoch s (55k)':>14}")
     print(f"{'ours':>12} {r['ours'] * 1e3:9.1f} {r['ours_epoch']:14.1f}")
     print(f"{'torch.nn':>12} {r['torch'] * 1e3:9.1f} {r['torch_epoch']:14.1f}")
     print(f"ours / torch.nn: {r['ratio']:.2f}x   (same initial loss within {r['loss_gap']:.1e})")
+    print(f"in CPU time of this process: ours {r['ours_cpu'] * 1e3:.1f} ms, torch.nn {r['torch_cpu'] * 1e3:.1f} ms, "
+          f"{r['ours_cpu'] / r['torch_cpu']:.2f}x   (the wall clock also counts waiting for a busy core)")
 
 
 if __name__ == "__main__":

@@ -159,6 +159,7 @@ CONV_CASES = [
     pytest.param((2, 3, 7, 8), (2, 3, 3, 2), 2, 0, id="3x2-kernel-stride2"),
     pytest.param((2, 2, 5, 8), (2, 2, 1, 1), 3, 1, id="1x1-stride3-pad1"),
     pytest.param((1, 1, 3, 3), (2, 1, 5, 5), 1, 1, id="kernel-covers-padded-input"),
+    pytest.param((2, 1, 5, 6), (12, 1, 3, 3), 1, 1, id="more-filters-than-window-entries"),  # a first layer
 ]
 
 
@@ -230,10 +231,11 @@ def test_fast_conv_in_chunks_matches_torch(budget):
     saved = chunk_bytes["cpu"]
     chunk_bytes["cpu"] = budget
     try:
-        x, w, b = conv_inputs((7, 3, 9, 9), (5, 3, 3, 3))
-        for stride, pad in ((1, 1), (2, 1)):
-            check_layer(FastConv, (x, w, b), ({"stride": stride, "pad": pad},),
-                        lambda *t, s=stride, p=pad: F.conv2d(*t, stride=s, padding=p), numeric=False)
+        for x_shape, w_shape in (((7, 3, 9, 9), (5, 3, 3, 3)), ((7, 1, 9, 9), (12, 1, 3, 3))):  # then F > 3*3*C
+            x, w, b = conv_inputs(x_shape, w_shape)
+            for stride, pad in ((1, 1), (2, 1)):
+                check_layer(FastConv, (x, w, b), ({"stride": stride, "pad": pad},),
+                            lambda *t, s=stride, p=pad: F.conv2d(*t, stride=s, padding=p), numeric=False)
     finally:
         chunk_bytes["cpu"] = saved
 
