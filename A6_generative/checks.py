@@ -220,11 +220,23 @@ def image_pair(x_hat, x) -> tuple[torch.Tensor, torch.Tensor]:
     return p, x.flatten(start_dim=1).to(p.dtype)
 
 
-def elbo_args(x_hat, mu, logvar) -> None:
-    """``loss_function``'s Gaussian, and as many reconstructions as rows of ``mu``."""
+def elbo_args(x_hat, mu, logvar, beta=1.0) -> float:
+    """``loss_function``'s Gaussian, as many reconstructions as rows of ``mu``; returns the KL weight ``beta``.
+
+    ``beta`` must be a finite real number >= 0 (1: the ELBO itself).
+    """
     gaussian(mu, logvar)
     if isinstance(x_hat, torch.Tensor) and x_hat.dim() >= 1 and x_hat.shape[0] != mu.shape[0]:
         raise ValueError(f"x_hat holds {x_hat.shape[0]} images but mu and logvar {mu.shape[0]} rows")
+    return kl_weight(beta)
+
+
+def kl_weight(beta) -> float:
+    """The weight of the KL term as a float: a finite real number >= 0."""
+    beta = check_real(beta, "beta", low=0.0)
+    if math.isinf(beta):
+        raise ValueError("beta must be finite: the weight of the KL term, 1 for the ELBO (a beta-VAE uses 2 to 10)")
+    return beta
 
 
 def model_sizes(input_size, latent_size, hidden_size, image_shape) -> tuple:

@@ -11,7 +11,9 @@ Names follow EECS 498/598 so course material applies unchanged:
 * ``loss_function(x_hat, x, mu, logvar)``: the negative ELBO -- binary cross-entropy
   reconstruction plus the closed-form KL divergence to ``N(0, I)`` -- summed over each
   image and averaged over the batch (also as two pieces: :func:`reconstruction_loss`,
-  :func:`kl_divergence`);
+  :func:`kl_divergence`).  One addition to EECS 498's signature: an optional KL weight
+  ``beta`` (default 1, the ELBO itself; ``beta > 1`` is a beta-VAE), which the notebook's
+  CVAE uses so that it draws the class it is asked for;
 * ``one_hot(labels, num_classes)``;
 * :func:`train_vae` (built on :func:`helpers.train.train`: checkpoints, resume), and
   :func:`sample`, :func:`reconstruct`, :func:`interpolate`, :func:`evaluate_vae`.
@@ -27,6 +29,8 @@ Images are ``(N, 1, 28, 28)`` (or already flat, ``(N, input_size)``) with values
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import nn
@@ -144,22 +148,27 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     ### END SOLUTION
 
 
-def loss_function(x_hat: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def loss_function(x_hat: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                  beta: float = 1.0) -> torch.Tensor:
     """The negative ELBO: reconstruction + KL, summed over each image, averaged over the batch.
 
     Args:
         x_hat: ``(N, 1, 28, 28)`` (or ``(N, D)``) decoder output in [0, 1].
         x: the input images, same shape, in [0, 1].
         mu, logvar: ``(N, Z)`` the encoder's Gaussian.
+        beta: weight of the KL term, a real number >= 0.  The default 1 gives the negative ELBO
+            (EECS 498's loss, which has no such argument); ``beta > 1`` (a beta-VAE, Higgins et
+            al., 2017) makes every nat stored in the code dearer, so a CVAE leaves the class to
+            its label input (the notebook measures it).
 
     Returns:
-        scalar tensor: ``mean_i [reconstruction_loss_i + kl_divergence_i]``.
+        scalar tensor: ``mean_i [reconstruction_loss_i + beta * kl_divergence_i]``.
 
     Hint: both terms are already written above; EECS 498 sums over the batch, then divides by N.
     """
-    checks.elbo_args(x_hat, mu, logvar)
+    beta = checks.elbo_args(x_hat, mu, logvar, beta)
     ### BEGIN SOLUTION
-    return (reconstruction_loss(x_hat, x) + kl_divergence(mu, logvar)).mean()
+    return (reconstruction_loss(x_hat, x) + beta * kl_divergence(mu, logvar)).mean()
     ### END SOLUTION
 
 
@@ -312,25 +321,27 @@ def _device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def vae_loss_fn(model: VAE, batch) -> tuple[torch.Tensor, dict]:
+def vae_loss_fn(model: VAE, batch, beta: float = 1.0) -> tuple[torch.Tensor, dict]:
     """``loss_fn`` of :func:`helpers.train.train`: the negative ELBO of a batch ``(x, y)``.
 
-    A :class:`CVAE` is given the labels ``y``; a :class:`VAE` ignores them.
+    A :class:`CVAE` is given the labels ``y``; a :class:`VAE` ignores them.  ``beta`` weighs the
+    KL term (see :func:`loss_function`); 1 gives the negative ELBO.
 
     Returns:
-        ``(loss, {"reconstruction": ..., "kl": ...})``, the two terms' batch means as floats.
+        ``(loss, {"reconstruction": ..., "kl": ...})``, the two terms' batch means as floats
+        (unweighted: the negative ELBO is their sum whatever ``beta``).
     """
     x, y = batch
     x_hat, mu, logvar = model(x, y) if isinstance(model, CVAE) else model(x)
-    loss = loss_function(x_hat, x, mu, logvar)
+    loss = loss_function(x_hat, x, mu, logvar, beta=beta)
     with torch.no_grad():
         parts = {"reconstruction": float(reconstruction_loss(x_hat, x).mean()),
                  "kl": float(kl_divergence(mu, logvar).mean())}
     return loss, parts
 
 
-def train_vae(model: VAE, loader, num_epochs: int = 10, lr: float = 1e-3, *, checkpoint=None,
-              time_limit: float | None = None, device=None, progress: bool = False,
+def train_vae(model: VAE, loader, num_epochs: int = 10, lr: float = 1e-3, *, beta: float = 1.0,
+              checkpoint=None, time_limit: float | None = None, device=None, progress: bool = False,
               log_every: int = 10) -> dict:
     """Train a :class:`VAE` or :class:`CVAE` with Adam on the negative ELBO (the course's recipe).
 
@@ -343,15 +354,20 @@ def train_vae(model: VAE, loader, num_epochs: int = 10, lr: float = 1e-3, *, che
         loader: yields ``(x, y)`` batches: ``x (B, 1, 28, 28)`` in [0, 1], ``y (B,)`` labels
             (used by a CVAE only), e.g. a ``DataLoader`` over a ``TensorDataset``.
         num_epochs: epochs in total (the course: 10); lr: Adam's learning rate (the course: 1e-3).
+        beta: weight of the KL term (:func:`loss_function`): 1 (the course's) trains on the
+            negative ELBO; the notebook's CVAE uses a larger one, chosen on validation images.
         checkpoint, time_limit, device, progress, log_every: passed to :func:`helpers.train.train`.
 
     Returns:
-        the history of :func:`helpers.train.train`: ``loss`` (negative ELBO per logged point),
+        the history of :func:`helpers.train.train`: ``loss`` (the objective per logged point:
+        the negative ELBO when ``beta`` is 1),
         ``metrics["reconstruction"]``, ``metrics["kl"]``, ``epoch_loss``, ``time``...
     """
     _check_model(model)
+    beta = checks.kl_weight(beta)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    return train(model, optimizer, loader, vae_loss_fn, num_epochs=num_epochs, checkpoint=checkpoint,
+    loss_fn = functools.partial(vae_loss_fn, beta=beta)
+    return train(model, optimizer, loader, loss_fn, num_epochs=num_epochs, checkpoint=checkpoint,
                  time_limit=time_limit, device=device, progress=progress, log_every=log_every)
 
 

@@ -285,6 +285,21 @@ def test_loss_function_averages_over_the_batch_not_sums():
     torch.testing.assert_close(repeated, single, rtol=1e-12, atol=0)
 
 
+@LOSS
+@pytest.mark.parametrize("beta", [0.0, 0.5, 4.0])
+def test_loss_function_weighs_the_kl_term_by_beta(beta):
+    n = 5
+    x_hat = torch.rand(n, 1, 28, 28, generator=gen(23), dtype=torch.float64) * 0.9 + 0.05
+    x = images(n, seed=24, dtype=torch.float64)
+    mu = torch.randn(n, LATENT, generator=gen(25), dtype=torch.float64)
+    logvar = torch.randn(n, LATENT, generator=gen(26), dtype=torch.float64)
+    bce = F.binary_cross_entropy(x_hat, x, reduction="sum") / n
+    kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp())).sum() / n
+    torch.testing.assert_close(loss_function(x_hat, x, mu, logvar, beta=beta), bce + beta * kl, rtol=1e-12, atol=0)
+    # the default is the ELBO itself
+    torch.testing.assert_close(loss_function(x_hat, x, mu, logvar), bce + kl, rtol=1e-12, atol=0)
+
+
 # --------------------------------------------------------------------------- VAE
 
 
@@ -414,6 +429,22 @@ def test_a_short_training_run_lowers_the_negative_elbo(kind):
 
 
 @TRAINING
+def test_a_larger_kl_weight_trains_a_code_with_less_information():
+    kls = {}
+    for beta in (1.0, 8.0):
+        torch.manual_seed(0)
+        model = CVAE(INPUT_SIZE, num_classes=4)
+        history = train_vae(model, toy_loader(), num_epochs=3, lr=1e-3, beta=beta)
+        x, y = toy_images(128, seed=6)
+        kls[beta] = evaluate_vae(model, x, y, generator=seeded_generator(5))["kl"]
+        # the logged terms are unweighted; the logged loss is the objective reconstruction + beta * KL
+        last = -1
+        objective = history["metrics"]["reconstruction"][last] + beta * history["metrics"]["kl"][last]
+        assert abs(history["loss"][last] - objective) < 1e-3 * objective
+    assert kls[8.0] < 0.5 * kls[1.0]
+
+
+@TRAINING
 def test_evaluate_vae_is_loss_function_on_the_same_draws():
     torch.manual_seed(0)
     model = VAE(INPUT_SIZE)
@@ -502,6 +533,11 @@ def test_bad_arguments_are_refused_clearly():
         loss_function(torch.full((3, 4), 0.5), torch.zeros(3, 4), torch.zeros(2, 5), torch.zeros(2, 5))
     with pytest.raises(TypeError, match="VAE"):
         train_vae(load("torch.nn").Linear(2, 2), [], num_epochs=1)
+    for beta, error in ((-1.0, ValueError), (float("nan"), ValueError), (float("inf"), ValueError), ("2", TypeError)):
+        with pytest.raises(error, match="beta"):
+            loss_function(torch.full((2, 4), 0.5), torch.zeros(2, 4), torch.zeros(2, 5), torch.zeros(2, 5), beta=beta)
+        with pytest.raises(error, match="beta"):
+            train_vae(VAE(INPUT_SIZE), [], num_epochs=1, beta=beta)
 
 
 @GIVEN
