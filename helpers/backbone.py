@@ -51,13 +51,15 @@ class WeightFile:
     """A pretrained weight file: what it is, where it comes from, how to check it.
 
     ``sha256``: the file's SHA-256 in hex, or a prefix of it (torchvision's file names end with the
-    first 8 hex digits of theirs); ``None``: not checked.
+    first 8 hex digits of theirs); ``None``: not checked.  ``instead``: what works without the file
+    (the environment report names it).
     """
 
     name: str
     url: str
     file_name: str
     sha256: str | None = None
+    instead: str = "train from scratch (PRETRAINED = False / pretrained=False)"
 
 
 #: RegNetX-400MF, ImageNet (torchvision's ``RegNet_X_400MF_Weights.IMAGENET1K_V1``): A4's captioner,
@@ -69,7 +71,8 @@ REGNET_X_400MF = WeightFile("the ImageNet weights of RegNetX-400MF",
 #: visualization and style transfer when online.
 SQUEEZENET_1_1 = WeightFile("the ImageNet weights of SqueezeNet 1.1",
                             "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
-                            "squeezenet1_1-b8a52dc0.pth", sha256="b8a52dc0")
+                            "squeezenet1_1-b8a52dc0.pth", sha256="b8a52dc0",
+                            instead="A6's visualization and style transfer use their offline models (DL4CV_OFFLINE=1)")
 #: Every weight file the course downloads, by short name (the environment report lists them).
 KNOWN_WEIGHTS = {"regnet_x_400mf": REGNET_X_400MF, "squeezenet1_1": SQUEEZENET_1_1}
 

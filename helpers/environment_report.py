@@ -225,8 +225,8 @@ def _check_weights(cfg: Config) -> list[DatasetStatus]:
             statuses.append(DatasetStatus(name, "downloadable"))
         else:
             statuses.append(DatasetStatus(name, "missing", remedy=(
-                f"offline; put {weights.file_name} ({weights.url}) in {Path(cfg.data_dir) / 'weights'}, or train "
-                "from scratch (PRETRAINED = False / pretrained=False)")))
+                f"offline; put {weights.file_name} ({weights.url}) in {Path(cfg.data_dir) / 'weights'}, "
+                f"or {weights.instead}")))
     return statuses
 
 

@@ -50,7 +50,7 @@ def backbone_on(trunk: nn.Module, out_channels: int = 8):
     """A ``DetectorBackboneWithFPN`` of the module under test built on ``trunk`` (seed 0 for its FPN)."""
     common = importlib.import_module("A5_detection.common")
     torch.manual_seed(0)
-    with mock.patch.object(common, "_make_trunk", lambda pretrained: trunk):
+    with mock.patch.object(common, "make_trunk", lambda *args, **kwargs: trunk):
         return common.DetectorBackboneWithFPN(out_channels)
 
 
