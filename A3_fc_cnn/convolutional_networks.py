@@ -72,7 +72,7 @@ from A3_fc_cnn.checks import (
 )
 from A3_fc_cnn.fully_connected_networks import Linear, Linear_ReLU, ReLU, adam, softmax_loss
 from A3_fc_cnn.model_files import SAVE_FORMAT, load_model, loaded_params, save_model
-from helpers.datasets import random_flip_and_shift
+from helpers.datasets import random_flip_and_shift  # noqa: F401  (yours to use: the Solver's augment=)
 from helpers.solver import Solver
 
 __all__ = [
@@ -1173,7 +1173,11 @@ def create_convolutional_solver_instance(data_dict: dict, dtype: torch.dtype = t
     :func:`helpers.datasets.random_flip_and_shift` mirrors and shifts each training
     batch, which suits CIFAR-10 and Fashion-MNIST, not digits).  The input size and the number of classes
     are read from the data, so the same choice serves Fashion-MNIST (``1x28x28``)
-    and CIFAR-10 (``3x32x32``).
+    and CIFAR-10 (``3x32x32``).  In full mode the notebook trains your ``num_epochs``
+    with a budget of 10 minutes of training: choose on the validation split what is
+    best within that time (hint: on a CPU, a network with a quarter of the
+    multiply-adds sees the data four times as often; ``python bench/convnet_recipe.py``
+    shows how the course's choice was made).
 
     Args:
         data_dict: ``X_train (N, C, H, W)`` images (``preprocess_dataset(..., flatten=False)``),
@@ -1186,11 +1190,11 @@ def create_convolutional_solver_instance(data_dict: dict, dtype: torch.dtype = t
     input_dims = tuple(data_dict["X_train"].shape[1:])
     num_classes = int(max(data_dict["y_train"].max(), data_dict["y_val"].max())) + 1
     ### BEGIN SOLUTION
-    model = DeepConvNet(input_dims=input_dims, num_classes=num_classes, num_filters=[32, 32, 64, 64],
-                        max_pools=[1, 3], batchnorm=True, weight_scale="kaiming", reg=1e-4, dtype=dtype,
+    model = DeepConvNet(input_dims=input_dims, num_classes=num_classes, num_filters=[32, 64, 64],
+                        max_pools=[0, 1], batchnorm=True, weight_scale="kaiming", reg=1e-3, dtype=dtype,
                         device=device)
-    settings = dict(update_rule=adam, optim_config={"learning_rate": 1e-3}, lr_decay=0.85, num_epochs=12,
-                    batch_size=128, augment=random_flip_and_shift, device=device)
+    settings = dict(update_rule=adam, optim_config={"learning_rate": 2e-3}, lr_decay=0.8, num_epochs=12,
+                    batch_size=128, device=device)
     ### END SOLUTION
     settings.update(solver_kwargs)
     return Solver(model, data_dict, **settings)

@@ -1,6 +1,6 @@
 """A3: the DeepConvNet built from our hand-written layers, trained on the full Fashion-MNIST.
 
-    python bench/convnet.py                  # the chosen network and settings; ~50 min on one core
+    python bench/convnet.py                  # the chosen network and settings; ~8 min on 2 cores
     python bench/convnet.py --epochs 1       # a shorter run (a smoke test of the whole path)
     python bench/convnet.py --fresh          # ignore an earlier run's checkpoint
 

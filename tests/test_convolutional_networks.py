@@ -1012,7 +1012,7 @@ def test_create_convolutional_solver_instance(fashion):
     assert solver.iterations_per_epoch == 5
     solver.train()
     assert solver.loss_history[-1] < 0.7 * solver.loss_history[0]
-    assert solver.val_acc_history[-1] > 0.3  # measured 0.39 with the settings shipped (seed 0)
+    assert solver.val_acc_history[-1] > 0.3  # measured 0.69 with the settings shipped (seed 0)
     with pytest.raises(ValueError, match="X_train, y_train, X_val, y_val"):
         create_convolutional_solver_instance({"X_train": fashion["X_train"]})
     with pytest.raises(ValueError, match="flatten=False"):
