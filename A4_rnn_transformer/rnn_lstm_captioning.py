@@ -687,14 +687,14 @@ class ImageEncoder(nn.Module):
     * ``pretrained=True`` (the course's choice, online): the stem and first three stages of
       torchvision's RegNetX-400MF with its ImageNet weights, ``out_channels = 160``.  The course
       cuts after the fourth stage (stride 32); we stop at stride 16 so that small images still
-      give a grid worth attending over.  Offline the weights must already be in torch's hub
-      cache, else a ``FileNotFoundError`` says what to do.
+      give a grid worth attending over.  The weights come through ``helpers.backbone.weights_file``
+      (cached in ``DL4CV_DATA_DIR/weights``); offline without them a ``WeightsNotFoundError`` says what to do.
     * ``pretrained=False`` (our offline choice): a small CNN of five 3x3 convolutions with batch
       norm and ReLU (widths 16, 32, 64, 64, 128; four of stride 2), ``out_channels = 128``,
       135k parameters, trained from scratch together with the captioner.  Without downloadable
       weights the RegNet trunk would have to be trained from scratch too: four times the
       parameters (566k) and about four times the computation per image -- more network than
-      64x64 scenes of a few pasted items need, and too slow to train four captioners on one
+      64x64 scenes of a few pasted items need, and too slow to train five captioners on one
       CPU core.
 
     Args:

@@ -95,7 +95,7 @@ def _voc_sizes(cfg, sizes: dict, splits: dict) -> tuple[dict, str]:
     found = voc_splits_found(cfg)
     present = [name for name in ("trainval", "test") if found[name]]
     available = {name: len(read_voc_split(folder, split)) if found[split] else None for name, split in splits.items()}
-    capped = {name: (None if available[name] is None or num is None else min(num, available[name]))
+    capped = {name: (num if available[name] is None or num is None else min(num, available[name]))
               for name, num in sizes.items()}
     uses = ", ".join(f"{name} on {split} ({'all' if capped[name] is None else capped[name]} images)"
                      for name, split in splits.items())

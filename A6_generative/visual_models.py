@@ -79,7 +79,7 @@ def squeezenet(pretrained: bool, user: str = "SqueezeNet 1.1 (pretrained=True)")
     from torchvision.models import squeezenet1_1
 
     if pretrained:
-        path = weights_file(SQUEEZENET_1_1, user=user, scratch="the offline models (DL4CV_OFFLINE=1 picks them)")
+        path = weights_file(SQUEEZENET_1_1, user=user)
         model = squeezenet1_1(weights=None)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return frozen(model)

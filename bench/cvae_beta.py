@@ -7,7 +7,8 @@
 Chooses the notebook's ``CVAE_BETA`` (A6_generative/variational_autoencoders.ipynb) on VALIDATION data,
 never on the test split: the 60,000 Fashion-MNIST training images are split by a seeded permutation
 into 50,000 to train on and 10,000 to validate with.  Each model is trained with the notebook's
-full-mode recipe (Adam 1e-3, batches of 128, 10 epochs, seed 0) through ``train_vae``, then
+full-mode recipe for the plain CVAE (Adam 1e-3, batches of 128, 10 epochs, seed 0; the beta-8 model
+trains for 20: ``--epochs 20``) through ``train_vae``, then
 ``helpers.quality``'s full-mode classifier (the notebook's judge) reads 10,000 samples drawn at
 temperature 1 (codes from N(0, I), classes spread evenly): the class accuracy, per class too, and the
 Fréchet distance to the validation images' features.  Also printed: the validation negative ELBO and

@@ -112,12 +112,11 @@ def _weights_error(weights: WeightFile, reason: str, user: str, scratch: str, cf
         f"  Remedies:\n"
         f"  1. put the file there by hand: {destination}\n"
         f"     (on a machine with internet: curl -L -o {weights.file_name} {weights.url}, then copy it);\n"
-        f"  2. train from scratch instead: {scratch};\n"
+        f"  2. without the file: {scratch};\n"
         f"  3. with internet, run with DL4CV_OFFLINE=0 and it is downloaded once to {destination.parent}.")
 
 
-def weights_file(weights: WeightFile, user: str | None = None, scratch: str = "pretrained=False",
-                 cfg=None) -> Path:
+def weights_file(weights: WeightFile, user: str | None = None, scratch: str | None = None, cfg=None) -> Path:
     """The local path of a pretrained weight file, downloaded once if needed: every download of weights.
 
     Looks in :func:`cached_weights`; else, unless ``DL4CV_OFFLINE=1``, downloads ``weights.url`` to
@@ -128,7 +127,7 @@ def weights_file(weights: WeightFile, user: str | None = None, scratch: str = "p
     Args:
         weights: the :class:`WeightFile` (name, URL, file name, hash).
         user: what needs the file, named in the error (default: ``weights.name``).
-        scratch: the from-scratch alternative, named in the error (``"PRETRAINED = False"``...).
+        scratch: what works without the file, named in the error (default ``weights.instead``).
         cfg: data folder and offline flag; default :func:`helpers.config.get_config`.
 
     Raises:
@@ -139,6 +138,7 @@ def weights_file(weights: WeightFile, user: str | None = None, scratch: str = "p
 
     cfg = get_config() if cfg is None else cfg
     user = user or f"this model ({weights.name})"
+    scratch = weights.instead if scratch is None else scratch
     path = cached_weights(weights, cfg)
     if path is None:
         if cfg.offline:
