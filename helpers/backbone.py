@@ -6,7 +6,7 @@
   ``name``, ``url``, ``file_name``, optional SHA-256 or its prefix) downloaded once into
   ``<DL4CV_DATA_DIR>/weights/``, refused offline (``DL4CV_OFFLINE=1``) unless cached, with one
   :class:`WeightsNotFoundError` naming the file, the URL, where to put it by hand and the
-  from-scratch alternative; :func:`cached_weights` finds a file without downloading;
+  way without it (``WeightFile.instead``); :func:`cached_weights` finds a file without downloading;
 * :data:`KNOWN_WEIGHTS` -- the weight files the course uses (the environment report lists them):
   :data:`REGNET_X_400MF` (A4, A5), :data:`SQUEEZENET_1_1` (A6);
 * :func:`regnet_weights` / :func:`regnet_available` -- RegNetX-400MF's ImageNet weights through
@@ -105,18 +105,18 @@ def cached_weights(weights: WeightFile, cfg=None) -> Path | None:
     return None
 
 
-def _weights_error(weights: WeightFile, reason: str, user: str, scratch: str, cfg) -> WeightsNotFoundError:
+def _weights_error(weights: WeightFile, reason: str, user: str, cfg) -> WeightsNotFoundError:
     destination = _weights_folder(cfg) / weights.file_name
     return WeightsNotFoundError(
         f"{user} needs {weights.name}: the file {weights.file_name}, from {weights.url}, but {reason}.\n"
         f"  Remedies:\n"
         f"  1. put the file there by hand: {destination}\n"
         f"     (on a machine with internet: curl -L -o {weights.file_name} {weights.url}, then copy it);\n"
-        f"  2. without the file: {scratch};\n"
+        f"  2. without the file: {weights.instead};\n"
         f"  3. with internet, run with DL4CV_OFFLINE=0 and it is downloaded once to {destination.parent}.")
 
 
-def weights_file(weights: WeightFile, user: str | None = None, scratch: str | None = None, cfg=None) -> Path:
+def weights_file(weights: WeightFile, user: str | None = None, cfg=None) -> Path:
     """The local path of a pretrained weight file, downloaded once if needed: every download of weights.
 
     Looks in :func:`cached_weights`; else, unless ``DL4CV_OFFLINE=1``, downloads ``weights.url`` to
@@ -127,23 +127,20 @@ def weights_file(weights: WeightFile, user: str | None = None, scratch: str | No
     Args:
         weights: the :class:`WeightFile` (name, URL, file name, hash).
         user: what needs the file, named in the error (default: ``weights.name``).
-        scratch: what works without the file, named in the error (default ``weights.instead``).
         cfg: data folder and offline flag; default :func:`helpers.config.get_config`.
 
     Raises:
         WeightsNotFoundError: offline and not cached, the download failed, or the hash differs; the
-            message names the file, the URL, where to put it by hand and the from-scratch way.
+            message names the file, the URL, where to put it by hand and ``weights.instead``.
     """
     from helpers.config import get_config
 
     cfg = get_config() if cfg is None else cfg
     user = user or f"this model ({weights.name})"
-    scratch = weights.instead if scratch is None else scratch
     path = cached_weights(weights, cfg)
     if path is None:
         if cfg.offline:
-            raise _weights_error(weights, "DL4CV_OFFLINE=1 forbids downloading and it is not cached", user,
-                                 scratch, cfg)
+            raise _weights_error(weights, "DL4CV_OFFLINE=1 forbids downloading and it is not cached", user, cfg)
         path = _weights_folder(cfg) / weights.file_name
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".part")
@@ -151,13 +148,13 @@ def weights_file(weights: WeightFile, user: str | None = None, scratch: str | No
             torch.hub.download_url_to_file(weights.url, str(partial), progress=True)
         except Exception as exc:
             partial.unlink(missing_ok=True)
-            raise _weights_error(weights, f"the download failed ({type(exc).__name__}: {exc})", user, scratch,
+            raise _weights_error(weights, f"the download failed ({type(exc).__name__}: {exc})", user,
                                  cfg) from exc
         os.replace(partial, path)
     found = _check_hash(path, weights.sha256)
     if found is not None:
         raise _weights_error(weights, f"{path} is damaged (SHA-256 {found[:16]}..., expected {weights.sha256}...);"
-                             " delete it", user, scratch, cfg)
+                             " delete it", user, cfg)
     return path
 
 
@@ -173,8 +170,7 @@ def regnet_weights(user: str = "a pretrained RegNetX-400MF trunk", cfg=None) -> 
         WeightsNotFoundError (a ``FileNotFoundError``): offline and not cached, or the download failed;
             the message gives the file, the URL, where to put it and ``pretrained=False``.
     """
-    path = weights_file(REGNET_X_400MF, user=user, scratch="pretrained=False (a small CNN trained from scratch)",
-                        cfg=cfg)
+    path = weights_file(REGNET_X_400MF, user=user, cfg=cfg)
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

@@ -72,7 +72,7 @@ def test_weights_file_offline_names_file_url_place_and_scratch(tmp_path, monkeyp
     weights = _fake_weights()
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("offline downloaded"))
     with pytest.raises(WeightsNotFoundError) as info:
-        weights_file(weights, user="Net(pretrained=True)", scratch="PRETRAINED = False", cfg=_cfg(tmp_path, True))
+        weights_file(weights, user="Net(pretrained=True)", cfg=_cfg(tmp_path, True))
     message = str(info.value)
     for part in ("Net(pretrained=True)", "test-0000.pth", weights.url, str(tmp_path / "data" / "weights"),
                  "PRETRAINED = False", "DL4CV_OFFLINE"):
