@@ -260,7 +260,10 @@ class FastConv:
     matrix ("im2col", ``(N*H'*W', HH*WW*C)``, read from a strided view), so the
     convolution is ONE matrix product with the ``(HH*WW*C, F)`` filter matrix.  The
     backward pass gets ``dw`` and the windows' gradients from two more products and
-    adds the windows' gradients back into ``dx`` ("col2im").
+    adds the windows' gradients back into ``dx`` ("col2im").  With stride 1, ``dx`` is
+    also a convolution: of ``dout``, padded by ``HH - 1 - pad``, with the filters flipped
+    in space and their channel axes swapped; when there are no more filters than input
+    channels its window matrix is the smaller one, and it needs no col2im.
 
     Two choices make it as fast as the library's convolution on a CPU:
 
@@ -321,24 +324,38 @@ class FastConv:
         w_mat = w.permute(0, 2, 3, 1).reshape(F, HH * WW * C)
         windows = _fastconv_windows(x_pad, HH, WW, stride, H_out, W_out)
         dw_mat_t = w_mat.new_zeros(w_mat.shape[::-1])  # (HH*WW*C, F): dw_mat, transposed
-        db = w_mat.new_zeros(F)
-        dx_pad = torch.zeros_like(x_pad)
+        # dx: with stride 1, dx is itself a convolution -- of dout, padded by HH - 1 - pad, with the filters
+        # flipped and their two channel axes swapped.  Its window matrix has HH*WW*F columns against the
+        # HH*WW*C of the windows' gradients, and it needs no col2im: the cheaper way when F <= C.
+        as_convolution = stride == 1 and HH == WW and pad < HH and F <= C
+        if as_convolution:
+            dout_windows = _fastconv_windows(_fastconv_pad(dout, HH - 1 - pad), HH, WW, 1, H, W)
+            w_flip = w.flip(2, 3).permute(2, 3, 0, 1).reshape(HH * WW * F, C)  # rows in (i, j, f) order
+            dx_nhwc = x_pad.new_empty((N, H, W, C))
+        else:
+            dx_pad = torch.zeros_like(x_pad)
         for chunk in _fastconv_chunks(N, H_out * W_out * w_mat.shape[1] * x_pad.element_size(), x_pad.device):
             g = dout_rows[chunk].reshape(-1, F)  # (n*H'*W', F)
             cols = windows[chunk].reshape(-1, HH * WW * C)  # rebuilt: cheaper than keeping it
             # dw_mat += g.T @ cols, computed as its transpose: the same numbers, but the matrix library is much
             # slower at writing a product with few columns (a first layer's HH*WW*C = 9) than with few rows
             dw_mat_t.addmm_(cols.T, g)
-            db += g.sum(dim=0)
+            if as_convolution:
+                torch.mm(dout_windows[chunk].reshape(-1, HH * WW * F), w_flip, out=dx_nhwc[chunk].view(-1, C))
+                continue
             if w_mat.shape[1] < F:  # few window columns (a first layer): the transposed product is much faster
                 dcols = (w_mat.T @ g.T).T.view(-1, H_out, W_out, HH, WW, C)  # a view of it, no copy
             else:
                 dcols = (g @ w_mat).view(-1, H_out, W_out, HH, WW, C)
             _fastconv_col2im_add(dcols, dx_pad[chunk], stride)
+        db = dout_rows.sum(dim=(0, 1))
         dw = dw_mat_t.T.reshape(F, HH, WW, C).permute(0, 3, 1, 2).contiguous()
-        dx = dx_pad[:, pad:pad + H, pad:pad + W].permute(0, 3, 1, 2)
-        if pad:
-            dx = dx.contiguous(memory_format=torch.channels_last)
+        if as_convolution:
+            dx = dx_nhwc.permute(0, 3, 1, 2)
+        else:
+            dx = dx_pad[:, pad:pad + H, pad:pad + W].permute(0, 3, 1, 2)
+            if pad:
+                dx = dx.contiguous(memory_format=torch.channels_last)
         ### END SOLUTION
         return dx, dw, db
 

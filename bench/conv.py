@@ -23,7 +23,9 @@
    real input, stored as each network stores it: channels-last for ours,
    NCHW for torch.nn; the last layer with the loss; the Adam update), then the
    median time of one whole update on a batch of 128, and the time of one
-   epoch of Fashion-MNIST's 55 000 training images that implies.
+   epoch of Fashion-MNIST's 55 000 training images that implies; the whole
+   update also for the notebook's final network ([32, 64, 64], pools after
+   layers 1 and 2).
 
 Prints tables; asserts nothing (tests/test_convolutional_networks.py checks
 correctness).  Timing is the median of the repeats (wall clock); the ratio is ours / reference.
@@ -45,9 +47,11 @@ from A3_fc_cnn.fully_connected_networks import Linear, adam, softmax_loss
 
 #: (N, C, H, W, F): CIFAR-10 network shapes, plus the second layer of a Fashion-MNIST net.
 CONV_SHAPES = [(128, 3, 32, 32, 64), (128, 64, 16, 16, 128), (128, 128, 8, 8, 256), (128, 32, 28, 28, 32)]
-#: The DeepConvNet of part 3: the four-layer network the speed work was measured on (the notebook's
-#: final network is now smaller: bench/convnet_recipe.py).
+#: The DeepConvNet of part 3: the four-layer network the speed work was measured on, layer by layer.
 NET = {"input_dims": (1, 28, 28), "num_filters": [32, 32, 64, 64], "max_pools": [1, 3], "batchnorm": True}
+#: The notebook's final network (create_convolutional_solver_instance; chosen in bench/convnet_recipe.py):
+#: its whole step is timed too.
+FINAL_NET = {"input_dims": (1, 28, 28), "num_filters": [32, 64, 64], "max_pools": [0, 1], "batchnorm": True}
 CONV_PARAM = {"stride": 1, "pad": 1}
 
 
@@ -154,13 +158,13 @@ def fast_vs_naive(repeats: int, quick: bool) -> list[dict]:
 # ----------------------------------------------------------------------------- 3. one epoch, ours vs torch.nn
 
 
-def torch_net(model: cnn.DeepConvNet) -> nn.Sequential:
-    """The same architecture as ``model`` in ``torch.nn``, with a copy of its parameters."""
+def torch_net(model: cnn.DeepConvNet, net: dict = NET) -> nn.Sequential:
+    """The same architecture as ``model`` (built from ``net``) in ``torch.nn``, with a copy of its parameters."""
     layers, p = [], model.params
-    num_conv = len(NET["num_filters"])
-    in_channels = NET["input_dims"][0]
+    num_conv = len(net["num_filters"])
+    in_channels = net["input_dims"][0]
     for i in range(num_conv):
-        out_channels = NET["num_filters"][i]
+        out_channels = net["num_filters"][i]
         conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         bn = nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.1)
         with torch.no_grad():
@@ -169,7 +173,7 @@ def torch_net(model: cnn.DeepConvNet) -> nn.Sequential:
             bn.weight.copy_(p[f"gamma{i + 1}"])
             bn.bias.copy_(p[f"beta{i + 1}"])
         layers += [conv, bn, nn.ReLU()]
-        if i in NET["max_pools"]:
+        if i in net["max_pools"]:
             layers.append(nn.MaxPool2d(2))
         in_channels = out_channels
     last = nn.Linear(p[f"W{num_conv + 1}"].shape[0], p[f"W{num_conv + 1}"].shape[1])
@@ -179,13 +183,13 @@ def torch_net(model: cnn.DeepConvNet) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Flatten(), last)
 
 
-def epoch_time(repeats: int) -> dict:
+def epoch_time(repeats: int, spec: dict = NET) -> dict:
     torch.manual_seed(2)
-    model = cnn.DeepConvNet(**NET, weight_scale="kaiming", reg=0.0, dtype=torch.float32)
-    net = torch_net(model)
+    model = cnn.DeepConvNet(**spec, weight_scale="kaiming", reg=0.0, dtype=torch.float32)
+    net = torch_net(model, spec)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     configs = {name: {"learning_rate": 1e-3} for name in model.params}
-    X = torch.randn(128, *NET["input_dims"])
+    X = torch.randn(128, *spec["input_dims"])
     y = torch.randint(0, 10, (128,))
     with torch.no_grad():
         ours_loss = model.loss(X, y)[0]
@@ -323,14 +327,15 @@ def main() -> None:
     print(f"{'':>24} {'ours ms':>9} {'torch ms':>9} {'ours/torch':>11}")
     for r in layer_times(max(3, repeats // 2)):
         print(f"{r['what']:>24} {r['ours'] * 1e3:9.1f} {r['torch'] * 1e3:9.1f} {r['ours'] / r['torch']:10.2f}x")
-    print("   the whole step")
-    r = epoch_time(max(3, repeats // 2))
-    print(f"{'':>12} {'step ms':>9} {'epoch s (55k)':>14}")
-    print(f"{'ours':>12} {r['ours'] * 1e3:9.1f} {r['ours_epoch']:14.1f}")
-    print(f"{'torch.nn':>12} {r['torch'] * 1e3:9.1f} {r['torch_epoch']:14.1f}")
-    print(f"ours / torch.nn: {r['ratio']:.2f}x   (same initial loss within {r['loss_gap']:.1e})")
-    print(f"in CPU time of this process: ours {r['ours_cpu'] * 1e3:.1f} ms, torch.nn {r['torch_cpu'] * 1e3:.1f} ms, "
-          f"{r['ours_cpu'] / r['torch_cpu']:.2f}x   (the wall clock also counts waiting for a busy core)")
+    for name, spec in (("this network", NET), ("the notebook's final network", FINAL_NET)):
+        print(f"   the whole step, {name}: filters {spec['num_filters']}, pools after {spec['max_pools']}")
+        r = epoch_time(max(3, repeats // 2), spec)
+        print(f"{'':>12} {'step ms':>9} {'epoch s (55k)':>14}")
+        print(f"{'ours':>12} {r['ours'] * 1e3:9.1f} {r['ours_epoch']:14.1f}")
+        print(f"{'torch.nn':>12} {r['torch'] * 1e3:9.1f} {r['torch_epoch']:14.1f}")
+        print(f"ours / torch.nn: {r['ratio']:.2f}x   (same initial loss within {r['loss_gap']:.1e})")
+        print(f"in CPU time of this process: ours {r['ours_cpu'] * 1e3:.1f} ms, torch.nn {r['torch_cpu'] * 1e3:.1f} "
+              f"ms, {r['ours_cpu'] / r['torch_cpu']:.2f}x   (the wall clock also counts waiting for a busy core)")
 
 
 if __name__ == "__main__":

@@ -160,6 +160,10 @@ CONV_CASES = [
     pytest.param((2, 2, 5, 8), (2, 2, 1, 1), 3, 1, id="1x1-stride3-pad1"),
     pytest.param((1, 1, 3, 3), (2, 1, 5, 5), 1, 1, id="kernel-covers-padded-input"),
     pytest.param((2, 1, 5, 6), (12, 1, 3, 3), 1, 1, id="more-filters-than-window-entries"),  # a first layer
+    # stride 1 with no more filters than channels: FastConv finds dx as a convolution of dout
+    pytest.param((2, 4, 6, 5), (3, 4, 3, 3), 1, 1, id="fewer-filters-than-channels"),
+    pytest.param((2, 3, 7, 6), (3, 3, 5, 5), 1, 0, id="5x5-same-channels-no-pad"),
+    pytest.param((1, 3, 4, 5), (2, 3, 3, 3), 1, 2, id="fewer-filters-pad-2"),
 ]
 
 
@@ -231,7 +235,9 @@ def test_fast_conv_in_chunks_matches_torch(budget):
     saved = chunk_bytes["cpu"]
     chunk_bytes["cpu"] = budget
     try:
-        for x_shape, w_shape in (((7, 3, 9, 9), (5, 3, 3, 3)), ((7, 1, 9, 9), (12, 1, 3, 3))):  # then F > 3*3*C
+        # F > C, then F > 3*3*C (a first layer), then F < C (dx as a convolution of dout at stride 1)
+        for x_shape, w_shape in (((7, 3, 9, 9), (5, 3, 3, 3)), ((7, 1, 9, 9), (12, 1, 3, 3)),
+                                 ((7, 5, 9, 9), (4, 5, 3, 3))):
             x, w, b = conv_inputs(x_shape, w_shape)
             for stride, pad in ((1, 1), (2, 1)):
                 check_layer(FastConv, (x, w, b), ({"stride": stride, "pad": pad},),
