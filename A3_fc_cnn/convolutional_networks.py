@@ -260,10 +260,11 @@ class FastConv:
     matrix ("im2col", ``(N*H'*W', HH*WW*C)``, read from a strided view), so the
     convolution is ONE matrix product with the ``(HH*WW*C, F)`` filter matrix.  The
     backward pass gets ``dw`` and the windows' gradients from two more products and
-    adds the windows' gradients back into ``dx`` ("col2im").  With stride 1, ``dx`` is
-    also a convolution: of ``dout``, padded by ``HH - 1 - pad``, with the filters flipped
-    in space and their channel axes swapped; when there are no more filters than input
-    channels its window matrix is the smaller one, and it needs no col2im.
+    adds the windows' gradients back into ``dx`` ("col2im").  With stride 1 (square
+    filters, ``pad < HH``), ``dx`` is also a convolution: of ``dout``, padded by
+    ``HH - 1 - pad``, with the filters flipped in space and their channel axes swapped.
+    This solution takes that way when its window matrix is no larger (with "same"
+    padding: no more filters than input channels); it needs no col2im.  Optional for yours.
 
     Two choices make it as fast as the library's convolution on a CPU:
 
@@ -324,10 +325,11 @@ class FastConv:
         w_mat = w.permute(0, 2, 3, 1).reshape(F, HH * WW * C)
         windows = _fastconv_windows(x_pad, HH, WW, stride, H_out, W_out)
         dw_mat_t = w_mat.new_zeros(w_mat.shape[::-1])  # (HH*WW*C, F): dw_mat, transposed
-        # dx: with stride 1, dx is itself a convolution -- of dout, padded by HH - 1 - pad, with the filters
-        # flipped and their two channel axes swapped.  Its window matrix has HH*WW*F columns against the
-        # HH*WW*C of the windows' gradients, and it needs no col2im: the cheaper way when F <= C.
-        as_convolution = stride == 1 and HH == WW and pad < HH and F <= C
+        # dx: with stride 1 (square filters, pad < HH), dx is itself a convolution -- of dout, padded by
+        # HH - 1 - pad, with the filters flipped and their two channel axes swapped.  Its window matrix is
+        # (N*H*W, HH*WW*F) against the windows' gradients' (N*H'*W', HH*WW*C), and it needs no col2im:
+        # the cheaper way when it has no more entries (F <= C with "same" padding, H' = H).
+        as_convolution = stride == 1 and HH == WW and pad < HH and F * H * W <= C * H_out * W_out
         if as_convolution:
             dout_windows = _fastconv_windows(_fastconv_pad(dout, HH - 1 - pad), HH, WW, 1, H, W)
             w_flip = w.flip(2, 3).permute(2, 3, 0, 1).reshape(HH * WW * F, C)  # rows in (i, j, f) order

@@ -1,6 +1,6 @@
 """A3: how fast are our hand-written convolution layers?  Three measurements, one run.
 
-    python bench/conv.py              # everything; about 3 minutes on 2 cores
+    python bench/conv.py              # everything; about a minute
     python bench/conv.py --quick      # fewer repeats, smaller naive/epoch parts (a smoke run)
     python bench/conv.py --threads 1  # pin torch to one thread (default: every core)
 

@@ -162,7 +162,7 @@ CONV_CASES = [
     pytest.param((2, 1, 5, 6), (12, 1, 3, 3), 1, 1, id="more-filters-than-window-entries"),  # a first layer
     # stride 1 with no more filters than channels: FastConv finds dx as a convolution of dout
     pytest.param((2, 4, 6, 5), (3, 4, 3, 3), 1, 1, id="fewer-filters-than-channels"),
-    pytest.param((2, 3, 7, 6), (3, 3, 5, 5), 1, 0, id="5x5-same-channels-no-pad"),
+    pytest.param((2, 3, 7, 6), (3, 3, 5, 5), 1, 2, id="5x5-same-channels-pad-2"),
     pytest.param((1, 3, 4, 5), (2, 3, 3, 3), 1, 2, id="fewer-filters-pad-2"),
 ]
 
@@ -214,8 +214,9 @@ def test_fast_conv_equals_naive(x_shape, w_shape, stride, pad):
 
 
 @FAST_CONV
-def test_fast_conv_float32_and_non_contiguous_input():
-    base, w, b = conv_inputs((2, 3, 7, 6), (4, 3, 3, 3))
+@pytest.mark.parametrize("filters", [4, 2])  # more filters than channels (col2im), then fewer (dx as a convolution)
+def test_fast_conv_float32_and_non_contiguous_input(filters):
+    base, w, b = conv_inputs((2, 3, 7, 6), (filters, 3, 3, 3))
     x = base.transpose(2, 3)  # (2, 3, 6, 7), not contiguous
     out, cache = FastConv.forward(x.float(), w.float(), b.float(), {"stride": 1, "pad": 1})
     assert out.dtype == torch.float32
@@ -228,18 +229,21 @@ def test_fast_conv_float32_and_non_contiguous_input():
 
 
 @FAST_CONV
-@pytest.mark.parametrize("budget", [1, 3 * 9 * 9 * 8 * 27])  # one image per chunk; chunks of 3, the last short
-def test_fast_conv_in_chunks_matches_torch(budget):
+@pytest.mark.parametrize("images_per_chunk", [1, 3])  # 7 images: chunks of one; chunks of 3, the last short
+def test_fast_conv_in_chunks_matches_torch(images_per_chunk):
     """FastConv builds its window matrix a few images at a time: every chunking gives the same result."""
     chunk_bytes = cnn.FASTCONV_CHUNK_BYTES  # the module's own dict (monkeypatch cannot send its marker there)
     saved = chunk_bytes["cpu"]
-    chunk_bytes["cpu"] = budget
     try:
         # F > C, then F > 3*3*C (a first layer), then F < C (dx as a convolution of dout at stride 1)
         for x_shape, w_shape in (((7, 3, 9, 9), (5, 3, 3, 3)), ((7, 1, 9, 9), (12, 1, 3, 3)),
                                  ((7, 5, 9, 9), (4, 5, 3, 3))):
             x, w, b = conv_inputs(x_shape, w_shape)
+            _, C, H, W = x_shape
             for stride, pad in ((1, 1), (2, 1)):
+                H_out, W_out = (H + 2 * pad - 3) // stride + 1, (W + 2 * pad - 3) // stride + 1
+                # the budget in bytes of window matrix (float64) that makes chunks of images_per_chunk images
+                chunk_bytes["cpu"] = images_per_chunk * H_out * W_out * 3 * 3 * C * 8
                 check_layer(FastConv, (x, w, b), ({"stride": stride, "pad": pad},),
                             lambda *t, s=stride, p=pad: F.conv2d(*t, stride=s, padding=p), numeric=False)
     finally:
@@ -248,19 +252,34 @@ def test_fast_conv_in_chunks_matches_torch(budget):
 
 @FAST_CONV
 def test_fast_layers_keep_channels_last_and_accept_any_layout():
-    """FastConv / FastMaxPool outputs are stored channels-last; either layout is accepted as input and as dout."""
+    """FastConv / FastMaxPool outputs (and FastConv's dx) are stored channels-last; either layout is accepted as
+    input and as dout."""
     x, w, b = conv_inputs((2, 3, 6, 6), (4, 3, 3, 3))
     out, cache = FastConv.forward(x, w, b, {"stride": 1, "pad": 1})
     assert out.is_contiguous(memory_format=torch.channels_last)
     ref = autograd(lambda *t: F.conv2d(*t, padding=1), x, w, b, dout=torch.ones_like(out))
     for dout in (torch.ones_like(out), torch.ones(out.shape, dtype=out.dtype)):  # channels-last, then NCHW
-        for mine, theirs in zip(FastConv.backward(dout, cache), ref, strict=True):
+        grads = FastConv.backward(dout, cache)
+        assert grads[0].is_contiguous(memory_format=torch.channels_last)
+        for mine, theirs in zip(grads, ref, strict=True):
             torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
     pooled, pool_cache = FastMaxPool.forward(out, pool_param(2, 2, 2))
     torch.testing.assert_close(pooled, F.max_pool2d(out, 2), rtol=0, atol=0)
     w2 = randn(2, 4, 3, 3, seed=6)  # a second layer reading the channels-last input without padding
-    again, _ = FastConv.forward(pooled, w2, b[:2], {"stride": 1, "pad": 0})
+    again, again_cache = FastConv.forward(pooled, w2, b[:2], {"stride": 1, "pad": 0})
     torch.testing.assert_close(again, F.conv2d(pooled, w2, b[:2]), **EXACT)
+    # fewer filters than channels: dx as a convolution of dout, padded by 3 - 1 - pad (pad 2: not padded at all),
+    # dout channels-last, then NCHW
+    w3, b3 = randn(2, 4, 3, 3, seed=7), randn(2, seed=8)
+    for pad in (1, 2):
+        out3, cache3 = FastConv.forward(out, w3, b3, {"stride": 1, "pad": pad})
+        for dout in (randn(*out3.shape, seed=9).contiguous(memory_format=torch.channels_last),
+                     randn(*out3.shape, seed=9)):
+            grads = FastConv.backward(dout, cache3)
+            assert grads[0].is_contiguous(memory_format=torch.channels_last)
+            expected = autograd(lambda *t, p=pad: F.conv2d(*t, padding=p), out, w3, b3, dout=dout)
+            for mine, theirs in zip(grads, expected, strict=True):
+                torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
     for dout in (randn(*pooled.shape, seed=5), randn(*pooled.shape, seed=5).contiguous(
             memory_format=torch.channels_last)):
         (expected,) = autograd(lambda t: F.max_pool2d(t, 2), out, dout=dout)
