@@ -160,7 +160,8 @@ CONV_CASES = [
     pytest.param((2, 2, 5, 8), (2, 2, 1, 1), 3, 1, id="1x1-stride3-pad1"),
     pytest.param((1, 1, 3, 3), (2, 1, 5, 5), 1, 1, id="kernel-covers-padded-input"),
     pytest.param((2, 1, 5, 6), (12, 1, 3, 3), 1, 1, id="more-filters-than-window-entries"),  # a first layer
-    # stride 1 with no more filters than channels: FastConv finds dx as a convolution of dout
+    # stride 1, no more filters than channels, 'same' padding or wider: the course's FastConv finds dx as a
+    # convolution of dout
     pytest.param((2, 4, 6, 5), (3, 4, 3, 3), 1, 1, id="fewer-filters-than-channels"),
     pytest.param((2, 3, 7, 6), (3, 3, 5, 5), 1, 2, id="5x5-same-channels-pad-2"),
     pytest.param((1, 3, 4, 5), (2, 3, 3, 3), 1, 2, id="fewer-filters-pad-2"),
@@ -266,7 +267,7 @@ def test_fast_layers_keep_channels_last_and_accept_any_layout():
     pooled, pool_cache = FastMaxPool.forward(out, pool_param(2, 2, 2))
     torch.testing.assert_close(pooled, F.max_pool2d(out, 2), rtol=0, atol=0)
     w2 = randn(2, 4, 3, 3, seed=6)  # a second layer reading the channels-last input without padding
-    again, again_cache = FastConv.forward(pooled, w2, b[:2], {"stride": 1, "pad": 0})
+    again, _ = FastConv.forward(pooled, w2, b[:2], {"stride": 1, "pad": 0})
     torch.testing.assert_close(again, F.conv2d(pooled, w2, b[:2]), **EXACT)
     # fewer filters than channels: dx as a convolution of dout, padded by 3 - 1 - pad (pad 2: not padded at all),
     # dout channels-last, then NCHW
