@@ -158,13 +158,13 @@ def fast_vs_naive(repeats: int, quick: bool) -> list[dict]:
 # ----------------------------------------------------------------------------- 3. one epoch, ours vs torch.nn
 
 
-def torch_net(model: cnn.DeepConvNet, net: dict = NET) -> nn.Sequential:
-    """The same architecture as ``model`` (built from ``net``) in ``torch.nn``, with a copy of its parameters."""
+def torch_net(model: cnn.DeepConvNet, spec: dict = NET) -> nn.Sequential:
+    """The same architecture as ``model`` (built from ``spec``) in ``torch.nn``, with a copy of its parameters."""
     layers, p = [], model.params
-    num_conv = len(net["num_filters"])
-    in_channels = net["input_dims"][0]
+    num_conv = len(spec["num_filters"])
+    in_channels = spec["input_dims"][0]
     for i in range(num_conv):
-        out_channels = net["num_filters"][i]
+        out_channels = spec["num_filters"][i]
         conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         bn = nn.BatchNorm2d(out_channels, eps=1e-5, momentum=0.1)
         with torch.no_grad():
@@ -173,7 +173,7 @@ def torch_net(model: cnn.DeepConvNet, net: dict = NET) -> nn.Sequential:
             bn.weight.copy_(p[f"gamma{i + 1}"])
             bn.bias.copy_(p[f"beta{i + 1}"])
         layers += [conv, bn, nn.ReLU()]
-        if i in net["max_pools"]:
+        if i in spec["max_pools"]:
             layers.append(nn.MaxPool2d(2))
         in_channels = out_channels
     last = nn.Linear(p[f"W{num_conv + 1}"].shape[0], p[f"W{num_conv + 1}"].shape[1])
