@@ -799,19 +799,26 @@ def build_faster_rcnn(num_classes: int, fpn_channels: int = 64, stem_channels=(6
     return FasterRCNN(backbone, rpn, list(stem_channels), num_classes=num_classes, batch_size_per_image=64)
 
 
+def anchor_stride_scale_for(image_size: int, on_voc: bool) -> int:
+    """The notebook's anchor side / stride: on VOC 8 at 224 px and the same share of a smaller image
+    (VOC's objects fill a fixed share of the picture, whatever its size); 3 on the synthetic shapes."""
+    return round(8 * image_size / 224) if on_voc else 3
+
+
 def train_defaults(cfg) -> dict:
     """The notebook's training recipe (two_stage_detector.ipynb) for ``cfg.dataset`` in ``cfg.mode``."""
     on_voc = cfg.dataset == "voc2007"
     return {"image_size": cfg.pick(128, 224) if on_voc else cfg.pick(64, 96),
             "train_size": cfg.pick(600 if on_voc else 1000, None), "val_size": cfg.pick(100 if on_voc else 200, None),
             "draws": 1 if on_voc else cfg.pick(1, 5), "epochs": 2, "batch_size": cfg.pick(8, 16),
-            "lr": cfg.pick(4e-3, 2e-3), "pretrained": on_voc and regnet_available(cfg),
-            "anchor_stride_scale": round(8 * cfg.pick(128, 224) / 224) if on_voc else 3}  # 8 at 224 px
+            "lr": cfg.pick(4e-3, 2e-3), "pretrained": on_voc and regnet_available(cfg), "on_voc": on_voc}
 
 
 def build_for_training(settings: dict, class_names) -> tuple[FasterRCNN, dict]:
-    """:func:`build_faster_rcnn` for ``class_names`` and the keyword arguments that rebuild it."""
-    config = {"num_classes": len(class_names), "anchor_stride_scale": settings["anchor_stride_scale"],
+    """:func:`build_faster_rcnn` for ``class_names`` and the keyword arguments that rebuild it; the anchors
+    follow ``settings["image_size"]`` (:func:`anchor_stride_scale_for`), also when ``--image-size`` sets it."""
+    config = {"num_classes": len(class_names),
+              "anchor_stride_scale": anchor_stride_scale_for(settings["image_size"], settings["on_voc"]),
               "trunk": "regnet" if settings["pretrained"] else "small"}
     return build_faster_rcnn(**config, pretrained=settings["pretrained"]), {**config, "pretrained": False}
 

@@ -75,3 +75,13 @@ def test_train_refuses_what_it_cannot_run(tmp_path):
                                   "--out", str(tmp_path)]) == 2
     with pytest.raises(SystemExit):
         vit.main(["train", "--epochs", "0"])
+
+
+def test_faster_rcnn_anchors_follow_the_image_size_of_the_run():
+    """``--image-size`` reaches the anchors: on VOC 8 strides at 224 px, the same share of other sizes."""
+    rcnn = load("A5_detection.two_stage_detector")
+    for size, scale in ((224, 8), (128, 5), (448, 16)):
+        model, config = rcnn.build_for_training({"image_size": size, "on_voc": True, "pretrained": False}, ["a", "b"])
+        assert config["anchor_stride_scale"] == scale and model.rpn.anchor_stride_scale == scale
+    _, config = rcnn.build_for_training({"image_size": 96, "on_voc": False, "pretrained": False}, ["a"])
+    assert config["anchor_stride_scale"] == 3
