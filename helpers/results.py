@@ -37,6 +37,15 @@ def _check_metrics(metrics: dict) -> dict:
     return clean
 
 
+def verdict(met: bool, cfg: Config | None = None) -> str:
+    """How a notebook prints a target of its full-mode run: ``"met ✓"``, or ``"NOT met ✗"`` (the mark
+    ``python -m course.run`` reports).  Fast mode trains a fraction of the run, so a miss there is expected:
+    ``"not met in fast mode"``, without the mark."""
+    if met:
+        return "met ✓"
+    return "not met in fast mode" if (cfg or get_config()).fast else "NOT met ✗"
+
+
 def record(notebook: str, metrics: dict, cfg: Config | None = None, notes: str = "",
            verbose: bool = True) -> Path:
     """Write ``<cfg.results_dir>/<notebook>.json`` with the headline metrics of this run.

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers.config import Config
-from helpers.results import END, START, load_results, record, results_table, update_readme
+from helpers.results import END, START, load_results, record, results_table, update_readme, verdict
 
 
 @pytest.fixture
@@ -19,6 +19,14 @@ def cfg(tmp_path):
 def _entry(notebook, metrics, mode="fast", dataset="cifar10", notes="", date="2024-01-02"):
     return {"notebook": notebook, "metrics": metrics, "mode": mode, "dataset": dataset,
             "device": "cpu", "seed": 0, "notes": notes, "date": date}
+
+
+def test_verdict_marks_a_full_mode_miss_only(cfg):
+    """A ✗ is what ``course.run`` reports: full mode's misses carry it, fast mode's (expected) do not."""
+    full = Config(fast=False, dataset="fashion_mnist", device="cpu", seed=3, results_dir=cfg.results_dir)
+    assert verdict(True, full) == verdict(True, cfg) == "met ✓"
+    assert verdict(False, full) == "NOT met ✗"
+    assert "✗" not in verdict(False, cfg) and "not met" in verdict(False, cfg)
 
 
 def test_record_writes_json(cfg, capsys):
