@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 
 from A5_detection.common import confusion_counts, count_errors, evaluate_detections, ignore_classes
 from helpers import vis
-from helpers.backbone import REGNET_X_400MF, cached_weights, regnet_available
+from helpers.backbone import REGNET_X_400MF, cached_weights, regnet_available, weights_folder
 from helpers.datasets import gt_boxes_to_targets, load_detection, read_voc_split, voc_folder, voc_splits_found
 from helpers.gradcheck import check_true
 
@@ -74,7 +74,7 @@ def use_pretrained(pretrained, cfg) -> bool:
             where = cached_weights(REGNET_X_400MF, cfg)
             why = f"cached in {where}" if where is not None else "online: downloaded once by helpers.backbone"
         elif on_voc:
-            why = f"offline and {REGNET_X_400MF.file_name} not cached: put it in {cfg.data_dir / 'weights'} to use it"
+            why = f"offline and {REGNET_X_400MF.file_name} not cached: put it in {weights_folder(cfg)} to use it"
         else:
             why = "the generated scenes' recipe"
     else:

@@ -35,7 +35,7 @@ from torch import nn
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "KNOWN_WEIGHTS", "REGNET_X_400MF", "SQUEEZENET_1_1", "TRUNKS",
            "RegNetTrunk", "SmallTrunk", "WeightFile", "WeightsNotFoundError", "cached_weights", "make_trunk",
            "regnet_available",
-           "regnet_weights", "weights_file"]
+           "regnet_weights", "weights_file", "weights_folder"]
 
 #: ImageNet channel statistics (RGB): images in [0, 1] are normalised with them inside the models.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -77,7 +77,8 @@ SQUEEZENET_1_1 = WeightFile("the ImageNet weights of SqueezeNet 1.1",
 KNOWN_WEIGHTS = {"regnet_x_400mf": REGNET_X_400MF, "squeezenet1_1": SQUEEZENET_1_1}
 
 
-def _weights_folder(cfg) -> Path:
+def weights_folder(cfg) -> Path:
+    """``<data_dir>/weights``: where the course keeps (and a teacher puts) downloaded weight files."""
     return Path(cfg.data_dir) / "weights"
 
 
@@ -99,14 +100,14 @@ def cached_weights(weights: WeightFile, cfg=None) -> Path | None:
     from helpers.config import get_config
 
     cfg = get_config() if cfg is None else cfg
-    for folder in (_weights_folder(cfg), Path(torch.hub.get_dir()) / "checkpoints"):
+    for folder in (weights_folder(cfg), Path(torch.hub.get_dir()) / "checkpoints"):
         if (folder / weights.file_name).is_file():
             return folder / weights.file_name
     return None
 
 
 def _weights_error(weights: WeightFile, reason: str, user: str, cfg) -> WeightsNotFoundError:
-    destination = _weights_folder(cfg) / weights.file_name
+    destination = weights_folder(cfg) / weights.file_name
     return WeightsNotFoundError(
         f"{user} needs {weights.name}: the file {weights.file_name}, from {weights.url}, but {reason}.\n"
         f"  Remedies:\n"
@@ -141,7 +142,7 @@ def weights_file(weights: WeightFile, user: str | None = None, cfg=None) -> Path
     if path is None:
         if cfg.offline:
             raise _weights_error(weights, "DL4CV_OFFLINE=1 forbids downloading and it is not cached", user, cfg)
-        path = _weights_folder(cfg) / weights.file_name
+        path = weights_folder(cfg) / weights.file_name
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".part")
         try:

@@ -213,7 +213,7 @@ def _check_coco(cfg: Config) -> DatasetStatus:
 
 
 def _check_weights(cfg: Config) -> list[DatasetStatus]:
-    from helpers.backbone import KNOWN_WEIGHTS, cached_weights
+    from helpers.backbone import KNOWN_WEIGHTS, cached_weights, weights_folder
 
     statuses = []
     for short, weights in KNOWN_WEIGHTS.items():
@@ -225,7 +225,7 @@ def _check_weights(cfg: Config) -> list[DatasetStatus]:
             statuses.append(DatasetStatus(name, "downloadable"))
         else:
             statuses.append(DatasetStatus(name, "missing", remedy=(
-                f"offline; put {weights.file_name} ({weights.url}) in {Path(cfg.data_dir) / 'weights'}, "
+                f"offline; put {weights.file_name} ({weights.url}) in {weights_folder(cfg)}, "
                 f"or {weights.instead}")))
     return statuses
 
