@@ -165,6 +165,9 @@ CONV_CASES = [
     pytest.param((2, 4, 6, 5), (3, 4, 3, 3), 1, 1, id="fewer-filters-than-channels"),
     pytest.param((2, 3, 7, 6), (3, 3, 5, 5), 1, 2, id="5x5-same-channels-pad-2"),
     pytest.param((1, 3, 4, 5), (2, 3, 3, 3), 1, 2, id="fewer-filters-pad-2"),
+    # 3x3, stride 1, 16 channels, even output sizes: the course's FastConv takes Winograd's F(2x2, 3x3)
+    pytest.param((2, 16, 4, 6), (5, 16, 3, 3), 1, 1, id="16-channels-3x3-pad-1"),
+    pytest.param((1, 16, 6, 4), (3, 16, 3, 3), 1, 0, id="16-channels-3x3-no-pad"),
 ]
 
 
@@ -236,12 +239,15 @@ def test_fast_conv_in_chunks_matches_torch(images_per_chunk):
     chunk_bytes = cnn.FASTCONV_CHUNK_BYTES  # the module's own dict (monkeypatch cannot send its marker there)
     saved = chunk_bytes["cpu"]
     try:
-        # F > C, then F > 3*3*C (a first layer), then F < C (dx as a convolution of dout at stride 1)
-        for x_shape, w_shape in (((7, 3, 9, 9), (5, 3, 3, 3)), ((7, 1, 9, 9), (12, 1, 3, 3)),
-                                 ((7, 5, 9, 9), (4, 5, 3, 3))):
+        # F > C, then F > 3*3*C (a first layer), then F < C (dx as a convolution of dout at stride 1), then
+        # 16 channels (Winograd's way at stride 1 pad 1: an even output)
+        both = ((1, 1), (2, 1))  # (stride, pad)
+        for x_shape, w_shape, settings in (((7, 3, 9, 9), (5, 3, 3, 3), both), ((7, 1, 9, 9), (12, 1, 3, 3), both),
+                                           ((7, 5, 9, 9), (4, 5, 3, 3), both),
+                                           ((7, 16, 6, 6), (8, 16, 3, 3), ((1, 1), (1, 0)))):
             x, w, b = conv_inputs(x_shape, w_shape)
             _, C, H, W = x_shape
-            for stride, pad in ((1, 1), (2, 1)):
+            for stride, pad in settings:
                 H_out, W_out = (H + 2 * pad - 3) // stride + 1, (W + 2 * pad - 3) // stride + 1
                 # the budget in bytes of window matrix (float64) that makes chunks of images_per_chunk images
                 chunk_bytes["cpu"] = images_per_chunk * H_out * W_out * 3 * 3 * C * 8
@@ -249,6 +255,26 @@ def test_fast_conv_in_chunks_matches_torch(images_per_chunk):
                             lambda *t, s=stride, p=pad: F.conv2d(*t, stride=s, padding=p), numeric=False)
     finally:
         chunk_bytes["cpu"] = saved
+
+
+@FAST_CONV
+@pytest.mark.parametrize("pad", [0, 1, 2])
+@pytest.mark.parametrize("filters", [8, 32])  # fewer, then more filters than channels
+def test_fast_conv_winograd_sized_layers(pad, filters):
+    """3x3, stride 1, 16 channels, even output: where the course's FastConv takes Winograd's F(2x2, 3x3).
+    float64 and float32 against torch; dx channels-last for either layout of dout."""
+    x, w, b = conv_inputs((3, 16, 6 - 2 * pad + 2, 8 - 2 * pad + 2), (filters, 16, 3, 3))  # output 6 x 8
+    for dtype, tol in ((torch.float64, dict(rtol=1e-10, atol=1e-11)), (torch.float32, dict(rtol=1e-4, atol=1e-4))):
+        out, cache = FastConv.forward(x.to(dtype), w.to(dtype), b.to(dtype), {"stride": 1, "pad": pad})
+        assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(out, F.conv2d(x, w, b, padding=pad).to(dtype), **tol)
+        dout = randn(*out.shape, seed=10)
+        expected = autograd(lambda *t: F.conv2d(*t, padding=pad), x, w, b, dout=dout)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            grads = FastConv.backward(dout.to(dtype).contiguous(memory_format=layout), cache)
+            assert grads[0].is_contiguous(memory_format=torch.channels_last)
+            for mine, theirs in zip(grads, expected, strict=True):
+                torch.testing.assert_close(mine, theirs.to(dtype), **tol)
 
 
 @FAST_CONV
