@@ -256,9 +256,10 @@ def _fastconv_chunks(N: int, image_bytes: int, device: torch.device) -> list[sli
 # --------------------------------------------------------------------------- Winograd's convolution (optional)
 
 #: FastConv computes a 3x3, stride-1 convolution with Winograd's F(2x2, 3x3) (below) when the output's
-#: height and width are even and the input has at least this many channels; with fewer, im2col was
-#: faster on the CPUs we measured (``python bench/conv.py``).
-WINOGRAD_MIN_CHANNELS = 16
+#: height and width are even and the input has at least this many channels.  With fewer, its 16 products
+#: are too thin to pay: on the CPU we measured (``python bench/conv.py``, one and two threads), 32-channel
+#: layers ran no faster than with im2col, or slower.
+WINOGRAD_MIN_CHANNELS = 64
 
 # F(2, 3) in one dimension: two outputs of a 3-tap filter g from 4 inputs d, with 4 multiplications
 # instead of 6:  y = AT @ ((G @ g) * (BT @ d)).

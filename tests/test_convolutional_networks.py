@@ -165,9 +165,9 @@ CONV_CASES = [
     pytest.param((2, 4, 6, 5), (3, 4, 3, 3), 1, 1, id="fewer-filters-than-channels"),
     pytest.param((2, 3, 7, 6), (3, 3, 5, 5), 1, 2, id="5x5-same-channels-pad-2"),
     pytest.param((1, 3, 4, 5), (2, 3, 3, 3), 1, 2, id="fewer-filters-pad-2"),
-    # 3x3, stride 1, 16 channels, even output sizes: the course's FastConv takes Winograd's F(2x2, 3x3)
-    pytest.param((2, 16, 4, 6), (5, 16, 3, 3), 1, 1, id="16-channels-3x3-pad-1"),
-    pytest.param((1, 16, 6, 4), (3, 16, 3, 3), 1, 0, id="16-channels-3x3-no-pad"),
+    # 3x3, stride 1, 64 channels, even output sizes: the course's FastConv takes Winograd's F(2x2, 3x3)
+    pytest.param((1, 64, 4, 4), (4, 64, 3, 3), 1, 1, id="64-channels-3x3-pad-1"),
+    pytest.param((1, 64, 6, 4), (3, 64, 3, 3), 1, 0, id="64-channels-3x3-no-pad"),
 ]
 
 
@@ -240,11 +240,11 @@ def test_fast_conv_in_chunks_matches_torch(images_per_chunk):
     saved = chunk_bytes["cpu"]
     try:
         # F > C, then F > 3*3*C (a first layer), then F < C (dx as a convolution of dout at stride 1), then
-        # 16 channels (Winograd's way at stride 1 pad 1: an even output)
+        # 64 channels (Winograd's way: 3x3, stride 1, an even output)
         both = ((1, 1), (2, 1))  # (stride, pad)
         for x_shape, w_shape, settings in (((7, 3, 9, 9), (5, 3, 3, 3), both), ((7, 1, 9, 9), (12, 1, 3, 3), both),
                                            ((7, 5, 9, 9), (4, 5, 3, 3), both),
-                                           ((7, 16, 6, 6), (8, 16, 3, 3), ((1, 1), (1, 0)))):
+                                           ((7, 64, 6, 6), (8, 64, 3, 3), ((1, 1), (1, 0)))):
             x, w, b = conv_inputs(x_shape, w_shape)
             _, C, H, W = x_shape
             for stride, pad in settings:
@@ -259,11 +259,11 @@ def test_fast_conv_in_chunks_matches_torch(images_per_chunk):
 
 @FAST_CONV
 @pytest.mark.parametrize("pad", [0, 1, 2])
-@pytest.mark.parametrize("filters", [8, 32])  # fewer, then more filters than channels
+@pytest.mark.parametrize("filters", [8, 128])  # fewer, then more filters than channels
 def test_fast_conv_winograd_sized_layers(pad, filters):
-    """3x3, stride 1, 16 channels, even output: where the course's FastConv takes Winograd's F(2x2, 3x3).
+    """3x3, stride 1, 64 channels, even output: where the course's FastConv takes Winograd's F(2x2, 3x3).
     float64 and float32 against torch; dx channels-last for either layout of dout."""
-    x, w, b = conv_inputs((3, 16, 6 - 2 * pad + 2, 8 - 2 * pad + 2), (filters, 16, 3, 3))  # output 6 x 8
+    x, w, b = conv_inputs((3, 64, 6 - 2 * pad + 2, 8 - 2 * pad + 2), (filters, 64, 3, 3))  # output 6 x 8
     for dtype, tol in ((torch.float64, dict(rtol=1e-10, atol=1e-11)), (torch.float32, dict(rtol=1e-4, atol=1e-4))):
         out, cache = FastConv.forward(x.to(dtype), w.to(dtype), b.to(dtype), {"stride": 1, "pad": pad})
         assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
