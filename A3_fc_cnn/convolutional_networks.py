@@ -288,6 +288,15 @@ def _winograd_transforms(dtype: torch.dtype, device) -> tuple[torch.Tensor, torc
     ### END SOLUTION
 
 
+def _winograd_filters(w: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """The transformed filters ``U (16, C, F)`` of ``w (F, C, 3, 3)``: ``U[k]`` is entry ``k`` of every
+    transformed filter, as the ``(C, F)`` matrix that multiplies the tiles' entry ``k``."""
+    ### BEGIN SOLUTION
+    F, C = w.shape[:2]
+    return (G @ w.permute(2, 3, 1, 0).reshape(9, C * F)).view(16, C, F)
+    ### END SOLUTION
+
+
 def _winograd_input(x_pad: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """The transformed input tiles ``(16, n*th*tw, C)`` of ``x_pad (n, 2*th + 2, 2*tw + 2, C)``
     (channels-last, contiguous): tile ``(t, u)`` is the 4x4 patch at ``(2t, 2u)``, under output
@@ -315,7 +324,7 @@ def _winograd_forward(x_pad: torch.Tensor, w: torch.Tensor, b: torch.Tensor, out
     N, _, _, C = x_pad.shape
     _, H_out, W_out, F = out.shape
     B, G, A = _winograd_transforms(x_pad.dtype, x_pad.device)
-    U = (G @ w.permute(2, 3, 1, 0).reshape(9, C * F)).view(16, C, F)  # the transformed filters
+    U = _winograd_filters(w, G)
     for chunk in _fastconv_chunks(N, H_out * W_out * 9 * C * x_pad.element_size(), x_pad.device):
         M = torch.bmm(_winograd_input(x_pad[chunk], B), U)  # (16, tiles, F)
         Y = (A @ M.view(16, -1)).view(2, 2, -1, H_out // 2, W_out // 2, F)  # (row, column in the block, n, ...)
@@ -329,15 +338,16 @@ def _winograd_backward(dout: torch.Tensor, x_pad: torch.Tensor, w: torch.Tensor)
 
     Every step of the forward pass is linear, so the backward pass applies their transposes in
     reverse: ``dM = A.T @ dout``'s blocks; ``dU = V.T @ dM`` and ``dV = dM @ U.T`` (the 16 products);
-    ``dw = G.T @ dU``; the tiles' gradients ``B.T @ dV``, added back where the tiles were (they
-    overlap).  ``V`` is rebuilt, not kept, as im2col's matrix is.  Rule: as :class:`FastConv`'s.
+    ``dw = G.T @ dU`` (the transpose of :func:`_winograd_filters`); the tiles' gradients ``B.T @ dV``,
+    added back where the tiles were (they overlap).  ``V`` is rebuilt, not kept, as im2col's matrix is.
+    Rule: as :class:`FastConv`'s.
     """
     ### BEGIN SOLUTION
-    N, Hp, Wp, C = x_pad.shape
+    N, _, _, C = x_pad.shape
     _, H_out, W_out, F = dout.shape
     th, tw = H_out // 2, W_out // 2
     B, G, A = _winograd_transforms(x_pad.dtype, x_pad.device)
-    U = (G @ w.permute(2, 3, 1, 0).reshape(9, C * F)).view(16, C, F)
+    U = _winograd_filters(w, G)
     dU = x_pad.new_zeros((16, C, F))
     dx_pad = x_pad.new_empty(x_pad.shape)
     for chunk in _fastconv_chunks(N, H_out * W_out * 9 * C * x_pad.element_size(), x_pad.device):
