@@ -26,10 +26,11 @@ import matplotlib.pyplot as plt
 from A5_detection.common import confusion_counts, count_errors, evaluate_detections, ignore_classes
 from helpers import vis
 from helpers.backbone import REGNET_X_400MF, cached_weights, regnet_available, weights_folder
-from helpers.datasets import gt_boxes_to_targets, load_detection, read_voc_split, voc_folder, voc_splits_found
+from helpers.datasets import (gt_boxes_to_targets, load_detection, read_voc_split, voc_folder, voc_splits_found,
+                              voc_splits_used)
 from helpers.gradcheck import check_true
 
-__all__ = ["backbone_note", "check_overfit", "class_agnostic_ap", "dataset_splits", "detection_recipe", "evaluate",
+__all__ = ["backbone_note", "build_on_trunk", "check_overfit", "class_agnostic_ap", "dataset_splits", "detection_recipe", "evaluate",
            "load_splits", "losses_fn", "one_cycle", "overfit_map", "report_errors", "show_failures",
            "show_ground_truth", "targets_of", "use_pretrained"]
 
@@ -39,20 +40,16 @@ _SCENE_SPLITS = {"train": "train", "val": "val", "test": "test"}
 def dataset_splits(cfg) -> dict:
     """Which split of ``cfg.dataset`` the notebook trains, validates and tests on.
 
-    The generated scenes: ``train`` / ``val`` / ``test``.  PASCAL VOC 2007 with its test archive
-    (``ImageSets/Main/test.txt``; or online with nothing yet, when both archives are downloaded):
-    train on ``trainval``, validate and test on ``test``, as the course does.  With only the trainval
-    archive (the one most tutorials fetch): train on ``train``, validate and test on ``val``.
+    The generated scenes: ``train`` / ``val`` / ``test``.  PASCAL VOC 2007:
+    :func:`helpers.datasets.voc_splits_used` (``trainval`` / ``test`` with the test archive,
+    ``train`` / ``val`` with only the trainval archive).
 
     Returns:
         ``{"train": split, "val": split, "test": split}`` (names of the dataset's splits).
     """
     if cfg.dataset != "voc2007":
         return dict(_SCENE_SPLITS)
-    found = voc_splits_found(cfg)
-    if found["test"] or (not cfg.offline and not found["trainval"]):
-        return {"train": "trainval", "val": "test", "test": "test"}
-    return {"train": "train", "val": "val", "test": "val"}
+    return voc_splits_used(cfg)
 
 
 def use_pretrained(pretrained, cfg) -> bool:
@@ -297,6 +294,18 @@ def detection_recipe(checkpoint_name: str, model_name: str, defaults, build, los
                   data, lambda settings, data: build(settings, data["class_names"]), loss_fn,
                   lambda model, s: torch.optim.AdamW(model.parameters(), lr=s["lr"], weight_decay=weight_decay),
                   scheduler, validate, grad_clip)
+
+
+def build_on_trunk(build, config: dict, settings: dict):
+    """``build(**config)`` on the trunk ``settings["pretrained"]`` chooses (:func:`use_pretrained`), and the
+    keyword arguments that rebuild it: the same trunk, not pretrained (the saved weights replace it).
+
+    Returns:
+        ``(model, config)`` as a detector's ``build_for_training`` returns them.
+    """
+    pretrained = settings["pretrained"]
+    config = {**config, "trunk": "regnet" if pretrained else "small"}
+    return build(**config, pretrained=pretrained), {**config, "pretrained": False}
 
 
 def one_cycle(pct_start: float):

@@ -182,11 +182,12 @@ def check_datasets(cfg: Config) -> list[DatasetStatus]:
 
 
 def _check_voc(cfg: Config) -> DatasetStatus:
-    from helpers.datasets import voc_folder, voc_splits_found
+    from helpers.datasets import voc_folder, voc_splits_found, voc_splits_used
 
     folder, found = voc_folder(cfg), voc_splits_found(cfg)
     if found["trainval"] or found["test"]:
-        uses = "trainval / test" if found["test"] else "train / val (no test archive)"
+        used = voc_splits_used(cfg)
+        uses = f"{used['train']} / {used['test']}" + ("" if found["test"] else " (no test archive)")
         detail = (f"trainval: {'yes' if found['trainval'] else 'no'}, test: {'yes' if found['test'] else 'no'}; "
                   f"the detection notebooks use {uses}")
         return DatasetStatus("voc2007", "present", folder=folder, detail=detail)

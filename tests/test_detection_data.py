@@ -311,6 +311,12 @@ def test_load_detection_scenes_has_the_voc_format(voc_root, cfg):
     assert evaluate_detections(shifted, targets, num_classes=10)["mAP"] < 0.2
 
 
+def test_voc_splits_used_with_nothing_on_disk(cfg):
+    assert data.voc_splits_used(cfg) == {"train": "train", "val": "val", "test": "val"}, "offline: nothing to fetch"
+    online = dataclasses.replace(cfg, offline=False)
+    assert data.voc_splits_used(online) == {"train": "trainval", "val": "test", "test": "test"}, "both downloaded"
+
+
 def test_write_voc_devkit_round_trips_through_the_loader(tmp_path, cfg):
     scenes = {split: data.load_detection("detection_scenes", split, num=n, image_size=48)
               for split, n in (("train", 5), ("val", 3), ("test", 2))}
@@ -329,5 +335,7 @@ def test_write_voc_devkit_round_trips_through_the_loader(tmp_path, cfg):
     texts = " ".join(p.read_text() for p in (folder / "Annotations").glob("*.xml"))
     assert "<truncated>1</truncated>" in texts and "<truncated>0</truncated>" in texts
     assert sum(int(a["difficult"].sum()) for a in annotations) >= 1
+    assert data.voc_splits_used(cfg) == {"train": "trainval", "val": "test", "test": "test"}
     (folder / "ImageSets" / "Main" / "test.txt").unlink()
     assert data.voc_splits_found(cfg)["test"] is False
+    assert data.voc_splits_used(cfg) == {"train": "train", "val": "val", "test": "val"}, "only trainval: its halves"

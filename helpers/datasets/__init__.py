@@ -49,6 +49,7 @@ from helpers.datasets.detection import (
     read_voc_split,
     voc_folder,
     voc_splits_found,
+    voc_splits_used,
     write_voc_devkit,
 )
 from helpers.datasets.files import (
@@ -105,5 +106,6 @@ __all__ = [
     "synthetic",
     "voc_folder",
     "voc_splits_found",
+    "voc_splits_used",
     "write_voc_devkit",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "read_voc_split",
     "voc_folder",
     "voc_splits_found",
+    "voc_splits_used",
     "write_voc_devkit",
 ]
 
@@ -169,6 +170,20 @@ def voc_splits_found(cfg: Config | None = None, root=None) -> dict:
     (the split's list, ``Annotations/`` and ``JPEGImages/`` present in :func:`voc_folder`)."""
     folder = voc_folder(cfg, root)
     return {split: _voc_ready(folder, split) for split in VOC_SPLITS}
+
+
+def voc_splits_used(cfg: Config | None = None, root=None) -> dict:
+    """The VOC 2007 splits the course trains, validates and tests on: ``{"train", "val", "test"}`` -> split.
+
+    With the test archive (``ImageSets/Main/test.txt``), or online with neither archive yet (both are
+    then downloaded): train on ``trainval``, validate and test on ``test``.  With only the trainval
+    archive (the one most tutorials fetch): train on ``train``, validate and test on ``val``.
+    """
+    cfg = get_config() if cfg is None else cfg
+    found = voc_splits_found(cfg, root)
+    if found["test"] or (not cfg.offline and not found["trainval"]):
+        return {"train": "trainval", "val": "test", "test": "test"}
+    return {"train": "train", "val": "val", "test": "val"}
 
 
 def _locate_voc(folder: Path, split: str, cfg: Config, default_folder: bool) -> None:
