@@ -518,9 +518,10 @@ def train_defaults(cfg) -> dict:
 def build_for_training(settings: dict, class_names) -> tuple[FCOS, dict]:
     """The notebook's FCOS (FPN 64 channels, head stem [96, 96]; the pretrained trunk on VOC when it can be had)
     and the keyword arguments that rebuild it (the same trunk, not pretrained: the saved weights replace it)."""
-    config = {"num_classes": len(class_names), "fpn_channels": 64, "stem_channels": [96, 96],
-              "trunk": "regnet" if settings["pretrained"] else "small"}
-    return FCOS(**config, pretrained=settings["pretrained"]), {**config, "pretrained": False}
+    from A5_detection.harness import build_on_trunk
+
+    return build_on_trunk(FCOS, {"num_classes": len(class_names), "fpn_channels": 64, "stem_channels": [96, 96]},
+                          settings)
 
 
 def main(argv=None) -> int:

@@ -817,10 +817,11 @@ def train_defaults(cfg) -> dict:
 def build_for_training(settings: dict, class_names) -> tuple[FasterRCNN, dict]:
     """:func:`build_faster_rcnn` for ``class_names`` and the keyword arguments that rebuild it; the anchors
     follow ``settings["image_size"]`` (:func:`anchor_stride_scale_for`), also when ``--image-size`` sets it."""
-    config = {"num_classes": len(class_names),
-              "anchor_stride_scale": anchor_stride_scale_for(settings["image_size"], settings["on_voc"]),
-              "trunk": "regnet" if settings["pretrained"] else "small"}
-    return build_faster_rcnn(**config, pretrained=settings["pretrained"]), {**config, "pretrained": False}
+    from A5_detection.harness import build_on_trunk
+
+    return build_on_trunk(build_faster_rcnn, {
+        "num_classes": len(class_names),
+        "anchor_stride_scale": anchor_stride_scale_for(settings["image_size"], settings["on_voc"])}, settings)
 
 
 def main(argv=None) -> int:

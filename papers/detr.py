@@ -785,11 +785,13 @@ def train_defaults(cfg) -> dict:
 def build_for_training(settings: dict, class_names) -> tuple[DETR, dict]:
     """The notebook's DETR for ``class_names`` at ``settings["image_size"]``, and the keyword arguments that
     rebuild it (the same trunk, not pretrained: the saved weights replace it)."""
+    from A5_detection.harness import build_on_trunk
+
     config = {"num_classes": len(class_names), "d_model": 128, "num_heads": 4, "num_encoder_layers": 2,
               "num_decoder_layers": 3, "ffn_dim": 256, "num_queries": settings["num_queries"], "feature_stride": 8,
               "query_type": "anchor", "dropout": 0.0, "image_size": settings["image_size"],
-              "class_names": list(class_names), "trunk": "regnet" if settings["pretrained"] else "small"}
-    return DETR(**config, pretrained=settings["pretrained"]), {**config, "pretrained": False}
+              "class_names": list(class_names)}
+    return build_on_trunk(DETR, config, settings)
 
 
 def set_loss_fn(model: nn.Module, batch) -> tuple[torch.Tensor, dict]:

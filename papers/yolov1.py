@@ -638,17 +638,15 @@ def train_defaults(cfg) -> dict:
     return {"image_size": cfg.pick(112, 224) if on_voc else cfg.pick(64, 96),
             "train_size": cfg.pick(1000 if on_voc else 2000, None), "val_size": cfg.pick(100 if on_voc else 200, None),
             "draws": 1 if on_voc else cfg.pick(1, 4), "epochs": cfg.pick(3 if on_voc else 5, 6),
-            "batch_size": cfg.pick(16, 32), "lr": cfg.pick(3e-3, 4e-3), "paper_layout": False}
+            "batch_size": cfg.pick(16, 32), "lr": cfg.pick(3e-3, 4e-3)}
 
 
 def build_for_training(settings: dict, class_names) -> tuple[YOLOv1, dict]:
-    """The notebook's YOLOv1: the small layout and conv head (on VOC too: a laptop trains it); with
-    ``settings["paper_layout"]`` the paper's layout and FC head (448-px images give its 7 x 7 grid)."""
-    size, paper = settings["image_size"], settings["paper_layout"]
-    config = dict(num_classes=len(class_names), image_size=size,
-                  grid_size=size // 64 if paper else size // layout_stride(SMALL_LAYOUT), num_boxes=2,
-                  layout="paper" if paper else "small", head="fc" if paper else "conv", hidden=4096 if paper else 128,
-                  dropout=0.5 if paper else 0.0, class_names=list(class_names))
+    """The notebook's YOLOv1: the small layout and conv head, on VOC too (a laptop trains it; the paper's
+    network is ``YOLOv1(layout="paper", head="fc", hidden=4096, dropout=0.5)`` on 448-px images)."""
+    size = settings["image_size"]
+    config = dict(num_classes=len(class_names), image_size=size, grid_size=size // layout_stride(SMALL_LAYOUT),
+                  num_boxes=2, layout="small", head="conv", hidden=128, dropout=0.0, class_names=list(class_names))
     return YOLOv1(**config), config
 
 

@@ -150,3 +150,13 @@ def test_use_pretrained_resolves_the_notebook_parameter(capsys):
                 harness.use_pretrained("yes", voc)
         finally:
             hub.set_dir(before)
+
+
+def test_build_on_trunk_rebuilds_without_downloading():
+    def build(**kwargs):
+        return kwargs
+
+    for pretrained, trunk in ((True, "regnet"), (False, "small")):
+        model, config = harness.build_on_trunk(build, {"num_classes": 3}, {"pretrained": pretrained, "lr": 1.0})
+        assert model == {"num_classes": 3, "trunk": trunk, "pretrained": pretrained}
+        assert config == {"num_classes": 3, "trunk": trunk, "pretrained": False}, "the saved weights replace the trunk's"
