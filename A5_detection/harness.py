@@ -26,13 +26,19 @@ import matplotlib.pyplot as plt
 from A5_detection.common import confusion_counts, count_errors, evaluate_detections, ignore_classes
 from helpers import vis
 from helpers.backbone import REGNET_X_400MF, cached_weights, regnet_available, weights_folder
-from helpers.datasets import (gt_boxes_to_targets, load_detection, read_voc_split, voc_folder, voc_splits_found,
-                              voc_splits_used)
+from helpers.datasets import (
+    gt_boxes_to_targets,
+    load_detection,
+    read_voc_split,
+    voc_folder,
+    voc_splits_found,
+    voc_splits_used,
+)
 from helpers.gradcheck import check_true
 
-__all__ = ["backbone_note", "build_on_trunk", "check_overfit", "class_agnostic_ap", "dataset_splits", "detection_recipe", "evaluate",
-           "load_splits", "losses_fn", "one_cycle", "overfit_map", "report_errors", "show_failures",
-           "show_ground_truth", "targets_of", "use_pretrained"]
+__all__ = ["backbone_note", "build_on_trunk", "check_overfit", "class_agnostic_ap", "dataset_splits",
+           "detection_recipe", "evaluate", "load_splits", "losses_fn", "one_cycle", "overfit_map", "report_errors",
+           "show_failures", "show_ground_truth", "targets_of", "use_pretrained"]
 
 _SCENE_SPLITS = {"train": "train", "val": "val", "test": "test"}
 

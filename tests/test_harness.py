@@ -159,4 +159,4 @@ def test_build_on_trunk_rebuilds_without_downloading():
     for pretrained, trunk in ((True, "regnet"), (False, "small")):
         model, config = harness.build_on_trunk(build, {"num_classes": 3}, {"pretrained": pretrained, "lr": 1.0})
         assert model == {"num_classes": 3, "trunk": trunk, "pretrained": pretrained}
-        assert config == {"num_classes": 3, "trunk": trunk, "pretrained": False}, "the saved weights replace the trunk's"
+        assert config == {"num_classes": 3, "trunk": trunk, "pretrained": False}, "saved weights replace the trunk's"
