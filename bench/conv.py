@@ -12,7 +12,9 @@
    over): ``F.conv2d`` returns NCHW; ``FastConv`` returns an NCHW-shaped view of
    a channels-last buffer.  Runs alternate (ours, reference, ours, ...) and the
    medians are compared, so a busy machine slows both alike.  The outputs and
-   gradients are also compared with the reference.
+   gradients are also compared with the reference.  A third column times im2col's
+   three matrix products alone, a chunk at a time on matrices that stay in the cache
+   (``im2col_products``): the floor of that method here.
 2. ``FastConv`` against the loop version ``Conv`` (forward + backward) on a
    small layer, and ``FastMaxPool`` against ``MaxPool``.
 3. Training time: the same ``DeepConvNet`` (28x28x1 input, filters
@@ -117,10 +119,44 @@ def conv_vs_torch(shape, repeats: int) -> dict:
         xr.grad = wr.grad = br.grad = None
         F.conv2d(xr, wr, br, padding=1).backward(dref)
 
-    t = alternate({"ours": ours, "torch": reference}, repeats)
+    fns = {"ours": ours, "torch": reference}
+    # the floor below is that of FastConv's own products: dx as a convolution (F <= C), or Winograd's
+    # layers (which beat it); a first layer (C < F) computes dx another way
+    if Fo <= C or C >= cnn.WINOGRAD_MIN_CHANNELS:  # every shape here is 3x3, stride 1, with an even output
+        fns["products"] = im2col_products(shape, gen)
+    t = alternate(fns, repeats)
     gflop = 3 * 2 * N * H * W * Fo * C * 9 / 1e9
     return {"shape": f"{N}x{C}x{H}x{W} -> {Fo}", "ours": t["ours"], "torch": t["torch"],
-            "ratio": t["ours"] / t["torch"], "gflops": gflop / t["ours"], "error": error}
+            "products": t.get("products"), "ratio": t["ours"] / t["torch"], "gflops": gflop / t["ours"],
+            "error": error}
+
+
+def im2col_products(shape, gen: torch.Generator):
+    """The three matrix products of an im2col convolution of ``shape`` (3x3, pad 1), and nothing else.
+
+    Forward ``(n*H*W, 9C) @ (9C, F)``, ``dw``: ``(F, n*H*W) @ (n*H*W, 9C)``, ``dx`` as ``FastConv``
+    computes it, a convolution of ``dout``: ``(n*H*W, 9F) @ (9F, C)``, for each of ``FastConv``'s
+    chunks of ``n`` images, on one chunk's matrices made once (so they stay in the cache).  No windows
+    are copied, no padding, no layout changes: the time an im2col convolution cannot go below on this
+    machine, whatever else it does better.
+    """
+    N, C, H, W, Fo = shape
+    per_chunk = max(1, cnn.FASTCONV_CHUNK_BYTES["cpu"] // (H * W * 9 * C * 4))  # images: FastConv's chunks
+    chunks = [slice(start, min(N, start + per_chunk)) for start in range(0, N, per_chunk)]
+    M = per_chunk * H * W
+    cols, w_mat = torch.randn(M, 9 * C, generator=gen), torch.randn(9 * C, Fo, generator=gen)
+    dout_cols, w_flip = torch.randn(M, 9 * Fo, generator=gen), torch.randn(9 * Fo, C, generator=gen)
+    dout = dout_cols[:, :Fo].contiguous()
+    out, dw_t, dx = torch.empty(M, Fo), torch.zeros(9 * C, Fo), torch.empty(M, C)
+
+    def products():
+        for chunk in chunks:
+            rows = (chunk.stop - chunk.start) * H * W
+            torch.mm(cols[:rows], w_mat, out=out[:rows])
+            dw_t.addmm_(cols[:rows].T, dout[:rows])
+            torch.mm(dout_cols[:rows], w_flip, out=dx[:rows])
+
+    return products
 
 
 # ----------------------------------------------------------------------------- 2. fast vs naive
@@ -311,11 +347,17 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, {repeats} rounds, medians\n")
 
     print("1. FastConv forward+backward vs F.conv2d with autograd (3x3, pad 1)")
-    print(f"{'shape':>24} {'ours ms':>9} {'torch ms':>9} {'ours/torch':>11} {'ours GFLOP/s':>13} {'max rel err':>12}")
+    print("   products: im2col's three matrix products alone, a chunk at a time, timed in the same rounds (the")
+    print("   floor of an im2col convolution here; Winograd's layers, 3x3 stride 1 with 64+ channels, make 2.25x")
+    print("   fewer multiplications; '-': a first layer, whose dx FastConv computes another way)")
+    print(f"{'shape':>24} {'ours ms':>9} {'torch ms':>9} {'ours/torch':>11} {'ours GFLOP/s':>13} {'max rel err':>12} "
+          f"{'products ms':>12} {'products/torch':>15}")
     for shape in CONV_SHAPES:
         r = conv_vs_torch(shape, repeats)
+        floor = ("-", "-") if r["products"] is None else (f"{r['products'] * 1e3:.1f}",
+                                                          f"{r['products'] / r['torch']:.2f}x")
         print(f"{r['shape']:>24} {r['ours'] * 1e3:9.1f} {r['torch'] * 1e3:9.1f} {r['ratio']:10.2f}x "
-              f"{r['gflops']:13.0f} {r['error']:12.1e}")
+              f"{r['gflops']:13.0f} {r['error']:12.1e} {floor[0]:>12} {floor[1]:>15}")
 
     print("\n2. fast vs naive layers (forward+backward)")
     print(f"{'layer':>30} {'naive ms':>10} {'fast ms':>9} {'speed-up':>9}")
