@@ -643,7 +643,7 @@ def train_defaults(cfg) -> dict:
 
 def build_for_training(settings: dict, class_names) -> tuple[YOLOv1, dict]:
     """The notebook's YOLOv1: the small layout and conv head, on VOC too (a laptop trains it; the paper's
-    network is ``YOLOv1(layout="paper", head="fc", hidden=4096, dropout=0.5)`` on 448-px images)."""
+    network is ``YOLOv1(20, image_size=448, grid_size=7, layout="paper", head="fc", hidden=4096)``)."""
     size = settings["image_size"]
     config = dict(num_classes=len(class_names), image_size=size, grid_size=size // layout_stride(SMALL_LAYOUT),
                   num_boxes=2, layout="small", head="conv", hidden=128, dropout=0.0, class_names=list(class_names))
