@@ -39,6 +39,10 @@ Measured (2 cores, 2 threads, torch 2.14), best validation and test accuracy:
 
 None reaches 0.935 on the test set.  The validation figure is the best of 40 epochs on 5 000 images,
 so it is optimistic: it rose by 0.007 from the first network to the last, the test accuracy by 0.005.
+The network best on validation, fitted again on all 60 000 training images (its protocol fixed before
+the run: the same 40 epochs and settings, the last epoch's parameters, one test):
+
+* ``--long --filters 32 32 64 64 --pools 1 3 --refit``: test 0.9380 (4 794 s, light other work).
 """
 
 from __future__ import annotations
