@@ -145,14 +145,15 @@ def main() -> None:
     test_acc = solver.check_accuracy(data["X_test"], data["y_test"])
 
     val_name = "last-5000 acc (trained on)" if args.refit else "val acc"
-    print(f"\n{'epoch':>5} {'train acc':>10} {val_name:>8}")
+    width = max(8, len(val_name))
+    print(f"\n{'epoch':>5} {'train acc':>10} {val_name:>{width}}")
     for epoch, (train, val) in enumerate(zip(solver.train_acc_history, solver.val_acc_history, strict=True)):
-        print(f"{epoch:5d} {train:10.4f} {val:8.4f}")
+        print(f"{epoch:5d} {train:10.4f} {val:{width}.4f}")
     epochs_run = solver.epoch - first_epoch
     kept = "last epoch" if args.refit else "best val acc"
-    kept_value = solver.epoch if args.refit else solver.best_val_acc
+    kept_value = f"{solver.epoch}" if args.refit else f"{solver.best_val_acc:.4f}"
     print(f"\n{'model':28} {kept:>12} {'test acc':>9} {'train s':>8} {'s/epoch':>8}")
-    print(f"{'DeepConvNet (our layers)':28} {kept_value:12.4g} {test_acc:9.4f} {seconds:8.0f} "
+    print(f"{'DeepConvNet (our layers)':28} {kept_value:>12} {test_acc:9.4f} {seconds:8.0f} "
           f"{seconds / max(1, epochs_run):8.0f}")
     if solver.resumed:
         print("(this invocation resumed an earlier run: train s counts only the epochs run now)")
