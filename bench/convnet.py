@@ -69,11 +69,11 @@ def load(dtype=torch.float32, refit: bool = False) -> dict:
     With ``refit``: ``X_train`` holds all 60 000 training images and ``X_val`` is its last 5 000 (a view of
     the same images, so its accuracy says nothing about new images)."""
     x_train, y_train, x_test, y_test = load_fashion_mnist()
-    if not refit:
-        return preprocess_dataset(x_train, y_train, x_test, y_test, validation_ratio=NUM_VAL / len(x_train),
-                                  flatten=False, dtype=dtype)
-    data = preprocess_dataset(x_train, y_train, x_test, y_test, validation_ratio=0, flatten=False, dtype=dtype)
-    return data | {"X_val": data["X_train"][-NUM_VAL:], "y_val": data["y_train"][-NUM_VAL:]}
+    data = preprocess_dataset(x_train, y_train, x_test, y_test, validation_ratio=0 if refit else NUM_VAL / len(x_train),
+                              flatten=False, dtype=dtype)
+    if refit:
+        data |= {"X_val": data["X_train"][-NUM_VAL:], "y_val": data["y_train"][-NUM_VAL:]}
+    return data
 
 
 def describe(solver) -> str:
